@@ -1,0 +1,36 @@
+"""floodwall: keep one user from taking down a backend.
+
+A per-user rate limit held in Redis token buckets, and an account kill switch, as a plain
+ASGI middleware::
+
+    floodwall = Floodwall()
+    app.add_middleware(FloodwallMiddleware, floodwall=floodwall)
+"""
+
+from floodwall.decision import Decision, Outcome
+from floodwall.errors import ConfigurationError, FloodwallError, StorageError
+from floodwall.identity import HeaderIdentity, Identity, JwtIdentity
+from floodwall.middleware import FloodwallMiddleware
+from floodwall.service import Floodwall
+from floodwall.settings import FloodwallSettings
+from floodwall.stores import MemoryStore, RedisStore, Store
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigurationError",
+    "Decision",
+    "Floodwall",
+    "FloodwallError",
+    "FloodwallMiddleware",
+    "FloodwallSettings",
+    "HeaderIdentity",
+    "Identity",
+    "JwtIdentity",
+    "MemoryStore",
+    "Outcome",
+    "RedisStore",
+    "StorageError",
+    "Store",
+    "__version__",
+]

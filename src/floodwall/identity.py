@@ -1,0 +1,163 @@
+"""Who sent a request: the ``Identity`` and the built-in ways to find it."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from floodwall._types import Identify, Scope
+from floodwall.settings import FloodwallSettings
+
+__all__ = [
+    "HeaderIdentity",
+    "Identity",
+    "JwtIdentity",
+    "client_identity",
+    "default_identify",
+    "starlette_user",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A user, or an anonymous client keyed by its address.
+
+    ``issued_at`` (seconds since the epoch) and ``credential_id`` come from the credential
+    that authenticated the request; revocation compares them with the user's state.
+    ``expires_at`` bounds how long a revoked credential id must be remembered.
+    """
+
+    user_id: str
+    anonymous: bool = False
+    issued_at: float | None = None
+    credential_id: str | None = None
+    expires_at: float | None = None
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def client_identity(scope: Scope) -> Identity:
+    """The anonymous identity of the client address; IPv6 clients are grouped by /64.
+
+    Forwarded headers are not read here: mount with ``trusted_proxies`` and uvicorn's
+    ``ProxyHeadersMiddleware`` rewrites the client address from trusted proxies only.
+    """
+    client = scope.get("client")
+    host = str(client[0]) if client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return Identity(host or "unknown", anonymous=True)
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return Identity(str(mapped), anonymous=True)
+        return Identity(str(ipaddress.IPv6Network((address, 64), strict=False)), anonymous=True)
+    return Identity(str(address), anonymous=True)
+
+
+async def starlette_user(scope: Scope) -> Identity | None:
+    """The user set by Starlette's ``AuthenticationMiddleware``, when authenticated."""
+    user = scope.get("user")
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    try:
+        user_id = user.identity
+    except NotImplementedError:
+        user_id = user.display_name
+    return Identity(str(user_id))
+
+
+class JwtIdentity:
+    """A bearer JWT verified with PyJWT: ``sub`` is the user, ``iat`` and ``jti`` the credential.
+
+    A missing, malformed or invalid token gives ``None``: the request is then limited as an
+    anonymous client, and the application's own authentication refuses it.
+    """
+
+    __slots__ = ("_algorithms", "_audience", "_key")
+
+    def __init__(self, key: str, *, algorithms: list[str], audience: str | None = None) -> None:
+        self._key = key
+        self._algorithms = algorithms
+        self._audience = audience
+
+    async def __call__(self, scope: Scope) -> Identity | None:
+        header = _header(scope, b"authorization")
+        if header is None or header[:7].lower() != b"bearer ":
+            return None
+        token = header[7:].strip().decode("latin-1")
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=self._algorithms,
+                audience=self._audience,
+                options={"require": ["sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.InvalidTokenError:
+            return None
+        subject = claims["sub"]
+        if not isinstance(subject, str):
+            return None
+        return Identity(
+            subject,
+            issued_at=_number(claims.get("iat")),
+            credential_id=_text(claims.get("jti")),
+            expires_at=_number(claims.get("exp")),
+        )
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+class HeaderIdentity:
+    """The user id in a header set by a trusted gateway (never expose this header publicly)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope) -> Identity | None:
+        value = _header(scope, self._name)
+        if not value:
+            return None
+        return Identity(value.decode("utf-8", "surrogateescape"))
+
+
+def default_identify(settings: FloodwallSettings) -> Identify:
+    """The built-in chain: Starlette's user, then a JWT, then the gateway header, if set up."""
+    resolvers: list[Identify] = [starlette_user]
+    if settings.jwt_secret is not None:
+        resolvers.append(
+            JwtIdentity(
+                settings.jwt_secret.get_secret_value(),
+                algorithms=settings.jwt_algorithms,
+                audience=settings.jwt_audience,
+            )
+        )
+    if settings.user_header:
+        resolvers.append(HeaderIdentity(settings.user_header))
+
+    async def identify(scope: Scope) -> Identity | None:
+        for resolve in resolvers:
+            identity = await resolve(scope)
+            if identity is not None:
+                return identity
+        return None
+
+    return identify

@@ -1,0 +1,66 @@
+"""The only place Redis key strings are built.
+
+Every key of one subject shares a hash tag (``{u:<id>}`` for users, ``{a:<address>}`` for
+anonymous clients), so the check script touches a single Redis Cluster slot. Ids are encoded
+so no id can leave its tag or collide with another: bytes outside a small safe set are
+percent-encoded, and ids whose encoding is long are replaced by ``#`` and a SHA-256 digest
+(``#`` never appears in a percent-encoded id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["Keys", "SubjectKeys", "encode_id"]
+
+_SAFE: Final = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@-")
+_MAX_ENCODED: Final = 128
+
+
+def encode_id(raw: str) -> str:
+    """Encode an id for use inside a hash tag: injective, bounded, readable when plain."""
+    # surrogatepass keeps ids decoded from non-UTF-8 bytes (surrogateescape) distinct.
+    data = raw.encode("utf-8", "surrogatepass")
+    if all(byte in _SAFE for byte in data) and 0 < len(data) <= _MAX_ENCODED:
+        return data.decode("ascii")
+    encoded = "".join(chr(byte) if byte in _SAFE else f"%{byte:02X}" for byte in data)
+    if 0 < len(encoded) <= _MAX_ENCODED:
+        return encoded
+    return "#" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectKeys:
+    """The keys of one user or anonymous client; all in one cluster slot."""
+
+    bucket: str
+    state: str
+    revoked: str
+
+
+class Keys:
+    """Builds every key floodwall uses under one prefix."""
+
+    __slots__ = ("audit", "blocked", "config", "events", "prefix", "top")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.blocked = f"{prefix}:blocked"
+        self.audit = f"{prefix}:audit"
+        self.config = f"{prefix}:config"
+        self.events = f"{prefix}:events"
+        self.top = f"{prefix}:top"
+
+    def user(self, user_id: str) -> SubjectKeys:
+        """The keys of an authenticated user."""
+        return self._subject("u", user_id)
+
+    def anonymous(self, address: str) -> SubjectKeys:
+        """The keys of an anonymous client, by (grouped) address; never equal to a user's."""
+        return self._subject("a", address)
+
+    def _subject(self, kind: str, raw: str) -> SubjectKeys:
+        base = f"{self.prefix}:{{{kind}:{encode_id(raw)}}}"
+        return SubjectKeys(f"{base}:bucket", f"{base}:state", f"{base}:jti")

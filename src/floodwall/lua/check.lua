@@ -1,0 +1,78 @@
+-- check.lua: the whole decision for one request, in one round trip.
+-- Reads the subject's kill-switch state, then takes tokens from its bucket (GCRA, which is
+-- a token bucket of capacity `burst` refilled at `rate` tokens per second).
+--
+-- KEYS[1] bucket: theoretical arrival time of the next request, µs since the epoch
+-- KEYS[2] state: hash of blocked_until (ms, 0 = no end), not_before (ms),
+--         reset_required ("1"), rate (tokens/s), burst (tokens)
+-- KEYS[3] revoked credential ids: sorted set, member = credential id, score = expiry (ms)
+-- ARGV[1] default rate, tokens per second (may be fractional)
+-- ARGV[2] default burst, tokens
+-- ARGV[3] cost of this request, tokens
+-- ARGV[4] when the credential was issued, ms since the epoch, or "" if unknown
+-- ARGV[5] credential id, or ""
+-- ARGV[6] "1" if the path belongs to the password-reset flow, else "0"
+-- ARGV[7] now, µs since the epoch, or "" for Redis TIME (tests inject time; apps never do)
+-- Returns {code, remaining, retry_after_us, reset_after_us, rate, burst, blocked_until_ms}
+--   code: 0 allowed, 1 limited, 2 blocked, 3 revoked, 4 password reset required
+--   rate is returned as a string: Redis truncates Lua numbers in replies to integers.
+
+-- Timestamps near 1.7e15 µs are exact to about 0.25 µs as doubles; allow that much slack.
+local SLACK_US = 1
+
+local now
+if ARGV[7] ~= "" then
+  now = tonumber(ARGV[7])
+else
+  local time = redis.call("TIME")
+  now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+local now_ms = math.floor(now / 1000)
+
+local state = redis.call("HMGET", KEYS[2],
+  "blocked_until", "not_before", "reset_required", "rate", "burst")
+local rate_text = state[4] or ARGV[1]
+local rate = tonumber(rate_text)
+local burst = tonumber(state[5] or ARGV[2])
+
+local blocked_until = tonumber(state[1])
+if blocked_until and (blocked_until == 0 or blocked_until > now_ms) then
+  return {2, 0, 0, 0, rate_text, burst, blocked_until}
+end
+
+local issued_at = tonumber(ARGV[4])
+local not_before = tonumber(state[2])
+if issued_at and not_before and issued_at < not_before then
+  return {3, 0, 0, 0, rate_text, burst, 0}
+end
+if ARGV[5] ~= "" then
+  local expiry = tonumber(redis.call("ZSCORE", KEYS[3], ARGV[5]))
+  if expiry and expiry > now_ms then
+    return {3, 0, 0, 0, rate_text, burst, 0}
+  end
+end
+
+if state[3] == "1" and ARGV[6] ~= "1" then
+  return {4, 0, 0, 0, rate_text, burst, 0}
+end
+
+local interval = 1000000 / rate
+local capacity = burst * interval
+local ahead = 0
+local tat = tonumber(redis.call("GET", KEYS[1]))
+if tat and tat > now then
+  ahead = tat - now
+end
+local new_ahead = ahead + tonumber(ARGV[3]) * interval
+if new_ahead > capacity + SLACK_US then
+  return {1, 0, math.ceil(new_ahead - capacity), math.ceil(ahead), rate_text, burst, 0}
+end
+
+-- The key lives exactly until the bucket is full again, so idle subjects cost no memory.
+redis.call("SET", KEYS[1], string.format("%.17g", now + new_ahead),
+  "PX", math.max(1, math.ceil(new_ahead / 1000)))
+local remaining = math.floor((capacity - new_ahead) / interval + 1e-9)
+if remaining < 0 then
+  remaining = 0
+end
+return {0, remaining, 0, math.ceil(new_ahead), rate_text, burst, 0}

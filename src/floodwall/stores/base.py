@@ -1,0 +1,107 @@
+"""The ``Store`` protocol: what the service needs from a backend, with the same semantics
+in every implementation (one shared test suite runs against each)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from floodwall.decision import Decision
+from floodwall.keys import Keys, SubjectKeys
+
+__all__ = ["AuditEntry", "StateSnapshot", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class StateSnapshot:
+    """A subject's kill-switch hash as stored, and the store's clock when it was read."""
+
+    fields: Mapping[str, str]
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit record; ``id`` orders entries and serves as a pagination cursor."""
+
+    id: str
+    fields: Mapping[str, str]
+
+
+class Store(Protocol):
+    """A backend for buckets and kill-switch state.
+
+    Times are the store's own clock (Redis ``TIME``), never the app server's. Every method
+    raises ``StorageError`` when the backend fails.
+    """
+
+    keys: Keys
+
+    async def start(self) -> None:
+        """Connect and load scripts; safe to call more than once."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def check(
+        self,
+        keys: SubjectKeys,
+        rate: str,
+        burst: int,
+        cost: int,
+        issued_at_ms: int | None,
+        credential_id: str | None,
+        reset_exempt: bool,
+        now_us: int | None = None,
+    ) -> Decision:
+        """Decide one request: kill-switch state first, then take ``cost`` tokens.
+
+        ``rate`` is the default rate as text (tokens per second) and ``burst`` the default
+        capacity; a per-subject override in the state wins. ``now_us`` replaces the store's
+        clock, for tests only.
+        """
+        ...
+
+    async def now_ms(self) -> int:
+        """The store's clock, ms since the epoch."""
+        ...
+
+    async def read_state(self, keys: SubjectKeys) -> StateSnapshot:
+        """The subject's kill-switch hash."""
+        ...
+
+    async def update_state(
+        self,
+        keys: SubjectKeys,
+        user_id: str,
+        assign: Mapping[str, str],
+        assign_now_plus_ms: Mapping[str, int],
+        delete: Sequence[str],
+    ) -> StateSnapshot:
+        """Atomically set fields, set fields to the store's now plus an offset, delete fields.
+
+        The hash also keeps ``user_id`` (listings name users by it); it is deleted once no
+        other field is left.
+        """
+        ...
+
+    async def revoke_credential(
+        self, keys: SubjectKeys, credential_id: str, expires_at_ms: int
+    ) -> None:
+        """Refuse one credential id until it would have expired anyway."""
+
+    async def set_blocked_index(self, user_id: str, blocked: bool) -> None:
+        """Add a user to, or remove one from, the index of blocked users."""
+
+    async def list_blocked_index(self, after: str | None, count: int) -> list[str]:
+        """Up to ``count`` indexed user ids in id order, strictly after ``after``."""
+        ...
+
+    async def append_audit(self, fields: Mapping[str, str], max_entries: int) -> str:
+        """Append an audit record, keeping about the newest ``max_entries``; returns its id."""
+        ...
+
+    async def read_audit(self, before: str | None, count: int) -> list[AuditEntry]:
+        """Up to ``count`` audit records, newest first, strictly older than ``before``."""
+        ...

@@ -1,0 +1,218 @@
+"""``MemoryStore``: the embedded store, with the same semantics as ``lua/check.lua``.
+
+It serves one process (the demo, tests, single-worker apps). Its clock is injectable so
+refill can be tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+
+from floodwall.decision import Decision, Outcome
+from floodwall.keys import Keys, SubjectKeys
+from floodwall.stores.base import AuditEntry, StateSnapshot
+
+__all__ = ["MemoryStore"]
+
+# The same slack as check.lua, so both stores decide boundary cases alike.
+_SLACK_US = 1.0
+
+
+class MemoryStore:
+    """Buckets and kill-switch state in this process's memory."""
+
+    def __init__(
+        self, *, prefix: str = "floodwall", clock: Callable[[], float] = time.time
+    ) -> None:
+        self.keys = Keys(prefix)
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._expiries: list[tuple[float, str]] = []
+        self._states: dict[str, dict[str, str]] = {}
+        self._revoked: dict[str, dict[str, int]] = {}
+        self._blocked: list[str] = []
+        self._audit: deque[AuditEntry] = deque()
+        self._audit_ids = itertools.count(1)
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
+
+    async def now_ms(self) -> int:
+        """This process's clock, ms since the epoch."""
+        return self._now_us() // 1000
+
+    async def check(
+        self,
+        keys: SubjectKeys,
+        rate: str,
+        burst: int,
+        cost: int,
+        issued_at_ms: int | None,
+        credential_id: str | None,
+        reset_exempt: bool,
+        now_us: int | None = None,
+    ) -> Decision:
+        """Decide one request exactly as ``check.lua`` does."""
+        now = float(self._now_us() if now_us is None else now_us)
+        now_ms = math.floor(now / 1000)
+        self._expire(now)
+        state = self._states.get(keys.state, {})
+        rate_text = state.get("rate", rate)
+        rate_value = float(rate_text)
+        capacity_tokens = int(state.get("burst", burst))
+
+        def refused(outcome: Outcome, blocked_ms: int = 0) -> Decision:
+            return Decision(
+                outcome,
+                rate_value,
+                capacity_tokens,
+                0,
+                0.0,
+                0.0,
+                blocked_ms / 1000 if blocked_ms > 0 else None,
+            )
+
+        blocked_until = _number(state.get("blocked_until"))
+        if blocked_until is not None and (blocked_until == 0 or blocked_until > now_ms):
+            return refused(Outcome.BLOCKED, int(blocked_until))
+        not_before = _number(state.get("not_before"))
+        if issued_at_ms is not None and not_before is not None and issued_at_ms < not_before:
+            return refused(Outcome.REVOKED)
+        if credential_id:
+            expiry = self._revoked.get(keys.revoked, {}).get(credential_id)
+            if expiry is not None and expiry > now_ms:
+                return refused(Outcome.REVOKED)
+        if state.get("reset_required") == "1" and not reset_exempt:
+            return refused(Outcome.RESET_REQUIRED)
+
+        interval = 1_000_000 / rate_value
+        capacity = capacity_tokens * interval
+        ahead = 0.0
+        bucket = self._buckets.get(keys.bucket)
+        if bucket is not None and bucket[0] > now:
+            ahead = bucket[0] - now
+        new_ahead = ahead + cost * interval
+        if new_ahead > capacity + _SLACK_US:
+            return Decision(
+                Outcome.LIMITED,
+                rate_value,
+                capacity_tokens,
+                0,
+                math.ceil(new_ahead - capacity) / 1_000_000,
+                math.ceil(ahead) / 1_000_000,
+            )
+        expires_at = now + max(1, math.ceil(new_ahead / 1000)) * 1000
+        self._buckets[keys.bucket] = (now + new_ahead, expires_at)
+        heapq.heappush(self._expiries, (expires_at, keys.bucket))
+        remaining = max(0, math.floor((capacity - new_ahead) / interval + 1e-9))
+        return Decision(
+            Outcome.ALLOWED,
+            rate_value,
+            capacity_tokens,
+            remaining,
+            0.0,
+            math.ceil(new_ahead) / 1_000_000,
+        )
+
+    def _expire(self, now: float) -> None:
+        # Buckets vanish once full again, as Redis keys do with PX; the heap finds them.
+        while self._expiries and self._expiries[0][0] <= now:
+            _, key = heapq.heappop(self._expiries)
+            bucket = self._buckets.get(key)
+            if bucket is not None and bucket[1] <= now:
+                del self._buckets[key]
+
+    def bucket_count(self) -> int:
+        """How many buckets are held (expired ones are dropped first)."""
+        self._expire(float(self._now_us()))
+        return len(self._buckets)
+
+    async def read_state(self, keys: SubjectKeys) -> StateSnapshot:
+        """The subject's kill-switch fields."""
+        return StateSnapshot(dict(self._states.get(keys.state, {})), await self.now_ms())
+
+    async def update_state(
+        self,
+        keys: SubjectKeys,
+        user_id: str,
+        assign: Mapping[str, str],
+        assign_now_plus_ms: Mapping[str, int],
+        delete: Sequence[str],
+    ) -> StateSnapshot:
+        """Set and delete fields in one step, as ``update_state.lua`` does."""
+        now_ms = await self.now_ms()
+        state = self._states.setdefault(keys.state, {})
+        state["user_id"] = user_id
+        state.update(assign)
+        for field, offset in assign_now_plus_ms.items():
+            state[field] = str(now_ms + offset)
+        for field in delete:
+            state.pop(field, None)
+        if len(state) <= 1:
+            del self._states[keys.state]
+            state = {}
+        return StateSnapshot(dict(state), now_ms)
+
+    async def revoke_credential(
+        self, keys: SubjectKeys, credential_id: str, expires_at_ms: int
+    ) -> None:
+        """Remember a revoked credential id until its expiry."""
+        now_ms = await self.now_ms()
+        revoked = self._revoked.setdefault(keys.revoked, {})
+        revoked[credential_id] = expires_at_ms
+        for stale in [cid for cid, expiry in revoked.items() if expiry <= now_ms]:
+            del revoked[stale]
+
+    async def set_blocked_index(self, user_id: str, blocked: bool) -> None:
+        """Keep the sorted list of blocked user ids."""
+        position = bisect.bisect_left(self._blocked, user_id)
+        present = position < len(self._blocked) and self._blocked[position] == user_id
+        if blocked and not present:
+            self._blocked.insert(position, user_id)
+        elif not blocked and present:
+            del self._blocked[position]
+
+    async def list_blocked_index(self, after: str | None, count: int) -> list[str]:
+        """A page of blocked user ids, in id order."""
+        start = 0 if after is None else bisect.bisect_right(self._blocked, after)
+        return self._blocked[start : start + count]
+
+    async def append_audit(self, fields: Mapping[str, str], max_entries: int) -> str:
+        """Append a record, dropping the oldest beyond ``max_entries``."""
+        entry = AuditEntry(f"{await self.now_ms()}-{next(self._audit_ids)}", dict(fields))
+        self._audit.append(entry)
+        while len(self._audit) > max_entries:
+            self._audit.popleft()
+        return entry.id
+
+    async def read_audit(self, before: str | None, count: int) -> list[AuditEntry]:
+        """Newest first, strictly older than ``before``."""
+        entries: list[AuditEntry] = []
+        for entry in reversed(self._audit):
+            if before is not None and _audit_order(entry.id) >= _audit_order(before):
+                continue
+            entries.append(entry)
+            if len(entries) == count:
+                break
+        return entries
+
+
+def _number(value: str | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _audit_order(entry_id: str) -> tuple[int, int]:
+    millis, _, sequence = entry_id.partition("-")
+    return int(millis), int(sequence or 0)

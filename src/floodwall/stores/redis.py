@@ -1,0 +1,196 @@
+"""``RedisStore``: buckets and kill-switch state in Redis or Redis Cluster.
+
+The check is one ``EVALSHA`` of ``lua/check.lua``; redis-py's script object reloads the
+script when Redis answers NOSCRIPT (after a restart or a ``SCRIPT FLUSH``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+import redis
+import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from floodwall.decision import Decision, decision_from_reply
+from floodwall.errors import StorageError
+from floodwall.keys import Keys, SubjectKeys
+from floodwall.stores.base import AuditEntry, StateSnapshot
+
+__all__ = ["RedisStore"]
+
+RedisClient = redis.asyncio.Redis | RedisCluster
+
+
+def _script(name: str) -> str:
+    return resources.files("floodwall").joinpath("lua", name).read_text("utf-8")
+
+
+def _encode(text: str) -> bytes:
+    # Ids may carry lone surrogates (decoded from non-UTF-8 bytes); keep them distinct.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _decode(data: bytes | str) -> str:
+    return data if isinstance(data, str) else data.decode("utf-8", "surrogatepass")
+
+
+@contextlib.contextmanager
+def _storage_errors() -> Iterator[None]:
+    # The one place backend errors become StorageError, so no method can forget.
+    try:
+        yield
+    except (redis.RedisError, OSError) as exc:
+        raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+
+
+class RedisStore:
+    """A ``Store`` on a redis-py asyncio client (``Redis`` or ``RedisCluster``)."""
+
+    def __init__(self, client: RedisClient, *, prefix: str = "floodwall") -> None:
+        self._client = client
+        self.keys = Keys(prefix)
+        self._check = client.register_script(_script("check.lua"))
+        self._update = client.register_script(_script("update_state.lua"))
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str, cluster: bool, timeout: float) -> RedisStore:
+        """Connect lazily to ``url``; ``timeout`` bounds connecting and every reply."""
+        options: dict[str, Any] = {
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            # One immediate retry on a dropped connection (Redis restarted); never on a
+            # timeout, which would double the wait of every request while Redis is slow.
+            "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        }
+        client: RedisClient
+        if cluster:
+            client = RedisCluster.from_url(url, **options)
+        else:
+            client = redis.asyncio.Redis.from_url(url, **options)
+        return cls(client, prefix=prefix)
+
+    async def start(self) -> None:
+        """Check that Redis answers; scripts load on first use."""
+        with _storage_errors():
+            await self._client.ping()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        with _storage_errors():
+            await self._client.aclose()
+
+    async def now_ms(self) -> int:
+        """Redis ``TIME`` in ms."""
+        with _storage_errors():
+            seconds, micros = await self._client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    async def check(
+        self,
+        keys: SubjectKeys,
+        rate: str,
+        burst: int,
+        cost: int,
+        issued_at_ms: int | None,
+        credential_id: str | None,
+        reset_exempt: bool,
+        now_us: int | None = None,
+    ) -> Decision:
+        """One ``EVALSHA`` of ``check.lua``."""
+        args = (
+            rate,
+            burst,
+            cost,
+            "" if issued_at_ms is None else issued_at_ms,
+            _encode(credential_id) if credential_id else "",
+            "1" if reset_exempt else "0",
+            "" if now_us is None else now_us,
+        )
+        with _storage_errors():
+            reply = await self._check(keys=(keys.bucket, keys.state, keys.revoked), args=args)
+        return decision_from_reply(reply)
+
+    async def read_state(self, keys: SubjectKeys) -> StateSnapshot:
+        """The subject's hash, read with Redis's clock."""
+        with _storage_errors():
+            raw = await self._client.hgetall(keys.state)
+            now = await self.now_ms()
+        return StateSnapshot({_decode(k): _decode(v) for k, v in raw.items()}, now)
+
+    async def update_state(
+        self,
+        keys: SubjectKeys,
+        user_id: str,
+        assign: Mapping[str, str],
+        assign_now_plus_ms: Mapping[str, int],
+        delete: Sequence[str],
+    ) -> StateSnapshot:
+        """One ``EVALSHA`` of ``update_state.lua``."""
+        args: list[bytes | str | int] = [_encode(user_id), len(assign), len(assign_now_plus_ms)]
+        for field, value in assign.items():
+            args += [field, _encode(value)]
+        for field, offset in assign_now_plus_ms.items():
+            args += [field, offset]
+        args += list(delete)
+        with _storage_errors():
+            reply = await self._update(keys=(keys.state,), args=args)
+        now_ms, *flat = reply
+        fields = {_decode(flat[i]): _decode(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return StateSnapshot(fields, int(now_ms))
+
+    async def revoke_credential(
+        self, keys: SubjectKeys, credential_id: str, expires_at_ms: int
+    ) -> None:
+        """Add the id to the subject's revoked set; the set expires with its last member."""
+        now = await self.now_ms()
+        with _storage_errors():
+            async with self._client.pipeline(transaction=True) as pipe:
+                pipe.zadd(keys.revoked, {_encode(credential_id): expires_at_ms})
+                pipe.zremrangebyscore(keys.revoked, "-inf", now)
+                pipe.zrange(keys.revoked, -1, -1, withscores=True)
+                *_, last = await pipe.execute()
+            if last:
+                await self._client.pexpireat(keys.revoked, int(last[0][1]))
+
+    async def set_blocked_index(self, user_id: str, blocked: bool) -> None:
+        """Members all score 0, so the index pages in id order with ZRANGEBYLEX."""
+        with _storage_errors():
+            if blocked:
+                await self._client.zadd(self.keys.blocked, {_encode(user_id): 0})
+            else:
+                await self._client.zrem(self.keys.blocked, _encode(user_id))
+
+    async def list_blocked_index(self, after: str | None, count: int) -> list[str]:
+        """A page of indexed user ids after ``after``."""
+        low = b"-" if after is None else b"(" + _encode(after)
+        with _storage_errors():
+            members = await self._client.zrangebylex(
+                self.keys.blocked, low, b"+", start=0, num=count
+            )
+        return [_decode(member) for member in members]
+
+    async def append_audit(self, fields: Mapping[str, str], max_entries: int) -> str:
+        """XADD to a capped stream."""
+        encoded: dict[Any, Any] = {key: _encode(value) for key, value in fields.items()}
+        with _storage_errors():
+            entry_id = await self._client.xadd(
+                self.keys.audit, encoded, maxlen=max_entries, approximate=True
+            )
+        return _decode(entry_id)
+
+    async def read_audit(self, before: str | None, count: int) -> list[AuditEntry]:
+        """XREVRANGE from ``before`` (exclusive) down."""
+        high = "+" if before is None else f"({before}"
+        with _storage_errors():
+            rows = await self._client.xrevrange(self.keys.audit, high, "-", count=count)
+        return [
+            AuditEntry(_decode(entry_id), {_decode(k): _decode(v) for k, v in data.items()})
+            for entry_id, data in rows or ()
+            if entry_id is not None and data is not None
+        ]
