@@ -140,8 +140,9 @@ class HeaderIdentity:
 
 
 def default_identify(settings: FloodwallSettings) -> Identify:
-    """The built-in chain: Starlette's user, then a JWT, then the gateway header, if set up."""
-    resolvers: list[Identify] = [starlette_user]
+    """The built-in chain: a JWT (it also names the credential, so revocation can apply),
+    then Starlette's authenticated user, then the gateway header — each if set up."""
+    resolvers: list[Identify] = []
     if settings.jwt_secret is not None:
         resolvers.append(
             JwtIdentity(
@@ -150,6 +151,7 @@ def default_identify(settings: FloodwallSettings) -> Identify:
                 audience=settings.jwt_audience,
             )
         )
+    resolvers.append(starlette_user)
     if settings.user_header:
         resolvers.append(HeaderIdentity(settings.user_header))
 

@@ -12,7 +12,8 @@
 -- ARGV[4] when the credential was issued, ms since the epoch, or "" if unknown
 -- ARGV[5] credential id, or ""
 -- ARGV[6] "1" if the path belongs to the password-reset flow, else "0"
--- ARGV[7] now, µs since the epoch, or "" for Redis TIME (tests inject time; apps never do)
+-- ARGV[7] now, µs since the epoch, or "" for Redis TIME (tests inject time; apps never do;
+--         injected time keeps keys a minute longer, as Redis expires them on its own clock)
 -- Returns {code, remaining, retry_after_us, reset_after_us, rate, burst, blocked_until_ms}
 --   code: 0 allowed, 1 limited, 2 blocked, 3 revoked, 4 password reset required
 --   rate is returned as a string: Redis truncates Lua numbers in replies to integers.
@@ -21,8 +22,10 @@
 local SLACK_US = 1
 
 local now
+local keep_ms = 0
 if ARGV[7] ~= "" then
   now = tonumber(ARGV[7])
+  keep_ms = 60000
 else
   local time = redis.call("TIME")
   now = tonumber(time[1]) * 1000000 + tonumber(time[2])
@@ -70,7 +73,7 @@ end
 
 -- The key lives exactly until the bucket is full again, so idle subjects cost no memory.
 redis.call("SET", KEYS[1], string.format("%.17g", now + new_ahead),
-  "PX", math.max(1, math.ceil(new_ahead / 1000)))
+  "PX", math.max(1, math.ceil(new_ahead / 1000)) + keep_ms)
 local remaining = math.floor((capacity - new_ahead) / interval + 1e-9)
 if remaining < 0 then
   remaining = 0

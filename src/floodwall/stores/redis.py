@@ -75,6 +75,11 @@ class RedisStore:
             client = redis.asyncio.Redis.from_url(url, **options)
         return cls(client, prefix=prefix)
 
+    @property
+    def client(self) -> RedisClient:
+        """The redis-py client this store uses."""
+        return self._client
+
     async def start(self) -> None:
         """Check that Redis answers; scripts load on first use."""
         with _storage_errors():

@@ -1,0 +1,85 @@
+"""The demo app: log in, call the API, watch the limit and the kill switch work.
+
+``floodwall demo`` serves it; it runs on the in-memory store unless ``FLOODWALL_REDIS_URL``
+is set.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+
+import jwt
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from floodwall.middleware import FloodwallMiddleware
+from floodwall.service import Floodwall
+from floodwall.settings import FloodwallSettings
+
+__all__ = ["create_app"]
+
+TOKEN_LIFETIME_SECONDS = 3600
+
+
+class _Login(BaseModel):
+    user: str = Field(min_length=1, max_length=256)
+
+
+def _problem(status: int, title: str, detail: str) -> Response:
+    return JSONResponse(
+        {"type": "about:blank", "title": title, "status": status, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+def create_app(settings: FloodwallSettings | None = None) -> Starlette:
+    """Build the demo app; without ``FLOODWALL_JWT_SECRET`` a secret is generated."""
+    settings = settings if settings is not None else FloodwallSettings()
+    if settings.jwt_secret is None:
+        settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(32))})
+    assert settings.jwt_secret is not None
+    key = settings.jwt_secret.get_secret_value()
+    floodwall = Floodwall(settings)
+
+    async def login(request: Request) -> Response:
+        try:
+            body = _Login.model_validate_json(await request.body())
+        except ValidationError:
+            return _problem(422, "Unprocessable Content", 'The body must be {"user": "<name>"}.')
+        # iat carries milliseconds, so a token issued right after a revocation is not
+        # mistaken for one issued before it.
+        issued_at = round(time.time(), 3)
+        claims = {
+            "sub": body.user,
+            "iat": issued_at,
+            "exp": int(issued_at) + TOKEN_LIFETIME_SECONDS,
+            "jti": uuid.uuid4().hex,
+        }
+        token = jwt.encode(claims, key, algorithm="HS256")
+        return JSONResponse({"access_token": token, "token_type": "bearer"})
+
+    async def hello(request: Request) -> Response:
+        authorization = request.headers.get("authorization", "")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return JSONResponse({"hello": "anonymous"})
+        try:
+            claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["sub"]})
+        except jwt.InvalidTokenError:
+            return _problem(401, "Unauthorized", "The bearer token is not valid.")
+        return JSONResponse({"hello": claims["sub"]})
+
+    return Starlette(
+        routes=[
+            Route("/login", login, methods=["POST"]),
+            Route("/api/hello", hello, methods=["GET"]),
+        ],
+        middleware=[Middleware(FloodwallMiddleware, floodwall=floodwall)],
+    )

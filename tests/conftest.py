@@ -1,0 +1,90 @@
+"""Shared fixtures: real redis-server processes, and one ``store`` fixture run three ways."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import fakeredis
+import pytest
+import redis.asyncio
+from servers import RedisCluster, RedisServer
+
+from floodwall.stores import MemoryStore, RedisStore, Store
+
+STORE_KINDS = ["memory", "fakeredis", "redis"]
+
+
+class FakeClock:
+    """A clock tests move by hand, in seconds since the epoch."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole run, on a free loopback port."""
+    server = RedisServer.start(tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real 3-master Redis Cluster, started once, only by tests that ask for it."""
+    cluster = RedisCluster.start(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+async def redis_client(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
+    """A client of the real server, on an empty database."""
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.flushall()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
+    """The store under test: memory, fakeredis, and a real redis-server."""
+    kind: str = request.param
+    if kind == "memory":
+        yield MemoryStore(clock=clock)
+        return
+    if kind == "fakeredis":
+        client: redis.asyncio.Redis = fakeredis.FakeAsyncRedis()
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        client = redis.asyncio.Redis.from_url(server.url)
+        await client.flushall()
+    store = RedisStore(client)
+    await store.start()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def project_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,185 @@
+"""The token bucket, proven alike on MemoryStore, fakeredis and a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from fractions import Fraction
+
+import fakeredis
+import pytest
+import redis.asyncio
+from conftest import FakeClock
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from servers import RedisServer
+
+from floodwall.decision import Decision, Outcome
+from floodwall.keys import Keys
+from floodwall.stores import MemoryStore, RedisStore, Store
+
+T0_US = 1_800_000_000_000_000
+KEYS = Keys("floodwall")
+ALICE = KEYS.user("alice")
+
+
+async def take(
+    store: Store, at_us: int, *, rate: str = "10", burst: int = 10, cost: int = 1
+) -> Decision:
+    return await store.check(ALICE, rate, burst, cost, None, None, False, now_us=at_us)
+
+
+async def test_a_full_bucket_admits_burst_then_limits(store: Store) -> None:
+    decisions = [await take(store, T0_US, rate="2", burst=5) for _ in range(6)]
+    assert [d.outcome for d in decisions] == [Outcome.ALLOWED] * 5 + [Outcome.LIMITED]
+    assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0, 0]
+    assert decisions[-1].retry_after == pytest.approx(0.5, abs=1e-6)
+    assert decisions[-1].rate == 2.0
+    assert decisions[-1].burst == 5
+
+
+async def test_tokens_refill_at_the_rate(store: Store) -> None:
+    for _ in range(10):
+        assert (await take(store, T0_US)).allowed
+    assert not (await take(store, T0_US + 99_000)).allowed
+    assert (await take(store, T0_US + 100_000)).allowed
+    assert not (await take(store, T0_US + 100_000)).allowed
+    later = await take(store, T0_US + 10_000_000)
+    assert later.allowed
+    assert later.remaining == 9
+
+
+async def test_a_request_costs_its_cost(store: Store) -> None:
+    outcomes = [(await take(store, T0_US, cost=3)).outcome for _ in range(4)]
+    assert outcomes == [Outcome.ALLOWED] * 3 + [Outcome.LIMITED]
+    limited = await take(store, T0_US, cost=3)
+    assert limited.retry_after == pytest.approx(0.2, abs=1e-6)
+    assert (await take(store, T0_US, cost=1)).allowed
+
+
+async def test_fractional_rates(store: Store) -> None:
+    assert (await take(store, T0_US, rate="0.5", burst=1)).allowed
+    limited = await take(store, T0_US + 1_000_000, rate="0.5", burst=1)
+    assert limited.outcome is Outcome.LIMITED
+    assert limited.retry_after == pytest.approx(1.0, abs=1e-6)
+    assert (await take(store, T0_US + 2_000_000, rate="0.5", burst=1)).allowed
+
+
+async def test_reset_after_is_the_time_until_full(store: Store) -> None:
+    for _ in range(3):
+        decision = await take(store, T0_US, rate="4", burst=8)
+    assert decision.reset_after == pytest.approx(0.75, abs=1e-6)
+
+
+async def test_a_limited_request_takes_nothing(store: Store) -> None:
+    for _ in range(10):
+        await take(store, T0_US)
+    for _ in range(50):
+        assert not (await take(store, T0_US + 50_000)).allowed
+    assert (await take(store, T0_US + 100_000)).allowed
+
+
+async def test_subjects_have_separate_buckets(store: Store) -> None:
+    for _ in range(10):
+        await take(store, T0_US)
+    assert not (await take(store, T0_US)).allowed
+    bob = await store.check(KEYS.user("bob"), "10", 10, 1, None, None, False, now_us=T0_US)
+    anonymous = await store.check(
+        KEYS.anonymous("alice"), "10", 10, 1, None, None, False, now_us=T0_US
+    )
+    assert bob.allowed and bob.remaining == 9
+    assert anonymous.allowed and anonymous.remaining == 9
+
+
+async def test_idle_buckets_expire_once_full(store: Store, clock: FakeClock) -> None:
+    # Real time here: Redis expires keys on its own clock.
+    decision = await store.check(ALICE, "10", 10, 2, None, None, False)
+    assert decision.allowed
+    if isinstance(store, MemoryStore):
+        assert store.bucket_count() == 1
+        clock.advance(0.199)
+        assert store.bucket_count() == 1
+        clock.advance(0.002)
+        assert store.bucket_count() == 0
+        return
+    assert isinstance(store, RedisStore)
+    ttl = await store.client.pttl(ALICE.bucket)
+    assert 0 < ttl <= 200
+    await asyncio.sleep(0.25)
+    assert await store.client.exists(ALICE.bucket) == 0
+
+
+class ReferenceBucket:
+    """The textbook token bucket in exact arithmetic: what every store must agree with."""
+
+    def __init__(self, rate: Fraction, burst: int, start_ms: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = Fraction(burst)
+        self.at_ms = start_ms
+
+    def take(self, at_ms: int, cost: int) -> tuple[bool, int, Fraction, Fraction]:
+        """(allowed, remaining, retry_after s, reset_after s)"""
+        self.tokens = min(Fraction(self.burst), self.tokens + self.rate * (at_ms - self.at_ms) / 1000)
+        self.at_ms = at_ms
+        if self.tokens >= cost:
+            self.tokens -= cost
+            return True, int(self.tokens), Fraction(0), (self.burst - self.tokens) / self.rate
+        return False, 0, (cost - self.tokens) / self.rate, (self.burst - self.tokens) / self.rate
+
+
+RATES = [Fraction(1, 2), Fraction(1), Fraction(2), Fraction(3), Fraction(7), Fraction(10), Fraction(100)]
+
+
+def _make_store(kind: str, url: str) -> tuple[Store, Callable[[], Awaitable[None]]]:
+    if kind == "memory":
+        memory = MemoryStore(clock=lambda: T0_US / 1e6)
+
+        async def nothing() -> None:
+            return None
+
+        return memory, nothing
+    client = fakeredis.FakeAsyncRedis() if kind == "fakeredis" else redis.asyncio.Redis.from_url(url)
+    return RedisStore(client), client.aclose
+
+
+@pytest.mark.parametrize("kind", ["memory", "fakeredis", "redis"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rate=st.sampled_from(RATES),
+    burst=st.integers(min_value=1, max_value=20),
+    steps=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=3000), st.integers(min_value=1, max_value=20)),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_every_store_agrees_with_the_reference_model(
+    kind: str,
+    redis_server: RedisServer,
+    rate: Fraction,
+    burst: int,
+    steps: list[tuple[int, int]],
+) -> None:
+    async def run() -> None:
+        store, close = _make_store(kind, redis_server.url)
+        keys = KEYS.user(uuid.uuid4().hex)
+        model = ReferenceBucket(rate, burst, T0_US // 1000)
+        at_ms = T0_US // 1000
+        rate_text = str(float(rate))
+        try:
+            for delta_ms, wanted in steps:
+                at_ms += delta_ms
+                cost = min(wanted, burst)
+                got = await store.check(keys, rate_text, burst, cost, None, None, False, at_ms * 1000)
+                allowed, remaining, retry_after, reset_after = model.take(at_ms, cost)
+                assert got.allowed is allowed
+                assert got.remaining == remaining
+                # The stores answer in whole µs, rounded up.
+                assert abs(got.retry_after - float(retry_after)) <= 2e-6
+                assert abs(got.reset_after - float(reset_after)) <= 2e-6
+        finally:
+            await close()
+
+    asyncio.run(run())
