@@ -22,7 +22,9 @@ from floodwall.settings import FloodwallSettings
 SECRET = "test-signing-key-0123456789abcdef-0123456789"
 
 
-def _scope(headers: dict[str, str] | None = None, client: str = "192.0.2.7", **extra: object) -> Scope:
+def _scope(
+    headers: dict[str, str] | None = None, client: str = "192.0.2.7", **extra: object
+) -> Scope:
     scope: Scope = {
         "type": "http",
         "path": "/",
@@ -42,7 +44,9 @@ async def test_a_jwt_names_the_user_and_the_credential() -> None:
     now = time.time()
     token = _token(sub="alice", iat=now, jti="c-1", exp=int(now) + 60)
     identity = await identify(_scope({"Authorization": f"Bearer {token}"}))
-    assert identity == Identity("alice", issued_at=now, credential_id="c-1", expires_at=int(now) + 60)
+    assert identity == Identity(
+        "alice", issued_at=now, credential_id="c-1", expires_at=int(now) + 60
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,7 +54,10 @@ async def test_a_jwt_names_the_user_and_the_credential() -> None:
     [
         "Bearer not-a-jwt",
         "Basic YWxpY2U6cHc=",
-        "Bearer " + jwt.encode({"sub": "alice"}, "another-key-0123456789abcdef-0123456789", algorithm="HS256"),
+        "Bearer "
+        + jwt.encode(
+            {"sub": "alice"}, "another-key-0123456789abcdef-0123456789", algorithm="HS256"
+        ),
         "Bearer " + jwt.encode({"sub": "alice", "exp": 1}, SECRET, algorithm="HS256"),
         "Bearer " + jwt.encode({"iat": 1}, SECRET, algorithm="HS256"),
         "Bearer " + jwt.encode({"sub": "alice"}, "k" * 64, algorithm="HS512"),
@@ -94,11 +101,11 @@ def test_no_client_is_one_unknown_client() -> None:
 
 
 async def test_the_default_chain_prefers_the_jwt_then_the_user_then_the_header() -> None:
-    identify = default_identify(
-        FloodwallSettings(jwt_secret=SECRET, user_header="x-user-id")
-    )
+    identify = default_identify(FloodwallSettings(jwt_secret=SECRET, user_header="x-user-id"))
     token = _token(sub="alice", iat=1, jti="j")
-    both = _scope({"authorization": f"Bearer {token}", "x-user-id": "carol"}, user=SimpleUser("bob"))
+    both = _scope(
+        {"authorization": f"Bearer {token}", "x-user-id": "carol"}, user=SimpleUser("bob")
+    )
     assert (await identify(both)) == Identity("alice", issued_at=1.0, credential_id="j")
     assert await identify(_scope({"x-user-id": "carol"}, user=SimpleUser("bob"))) == Identity("bob")
     assert await identify(_scope({"x-user-id": "carol"})) == Identity("carol")

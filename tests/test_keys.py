@@ -44,7 +44,8 @@ def test_hostile_ids_stay_inside_their_tag_and_apart() -> None:
         subject = keys.user(user_id)
         tag = _slot_tag(subject.bucket)
         assert _slot_tag(subject.state) == tag == _slot_tag(subject.revoked)
-        assert "\n" not in tag and len(tag) <= 130
+        assert "\n" not in tag
+        assert len(tag) <= 130
         tags.add(tag)
     assert len(tags) == len(HOSTILE)
 

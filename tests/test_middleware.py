@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, MemoryStore
 
-SLOW = {"rate": 0.001, "burst": 3, "user_header": "x-user"}
+SLOW: dict[str, Any] = {"rate": 0.001, "burst": 3, "user_header": "x-user"}
 
 
 async def hello(request: Request) -> JSONResponse:
@@ -222,9 +224,11 @@ async def test_websockets_without_the_denial_extension_are_closed(floodwall: Flo
     sent: list[dict[str, Any]] = []
     for _ in range(4):
         sent.clear()
-        messages = iter([{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}])
+        messages: Iterator[dict[str, Any]] = iter(
+            [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1000}]
+        )
 
-        async def receive() -> dict[str, Any]:
+        async def receive(messages: Iterator[dict[str, Any]] = messages) -> dict[str, Any]:
             return next(messages)
 
         async def send(message: Any) -> None:
@@ -238,10 +242,8 @@ async def test_websockets_without_the_denial_extension_are_closed(floodwall: Flo
             "query_string": b"",
             "subprotocols": [],
         }
-        try:
+        with contextlib.suppress(WebSocketDisconnect):
             await app(scope, receive, send)
-        except WebSocketDisconnect:
-            pass
     assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
 
 

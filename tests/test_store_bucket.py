@@ -88,8 +88,10 @@ async def test_subjects_have_separate_buckets(store: Store) -> None:
     anonymous = await store.check(
         KEYS.anonymous("alice"), "10", 10, 1, None, None, False, now_us=T0_US
     )
-    assert bob.allowed and bob.remaining == 9
-    assert anonymous.allowed and anonymous.remaining == 9
+    assert bob.allowed
+    assert bob.remaining == 9
+    assert anonymous.allowed
+    assert anonymous.remaining == 9
 
 
 async def test_idle_buckets_expire_once_full(store: Store, clock: FakeClock) -> None:
@@ -121,7 +123,9 @@ class ReferenceBucket:
 
     def take(self, at_ms: int, cost: int) -> tuple[bool, int, Fraction, Fraction]:
         """(allowed, remaining, retry_after s, reset_after s)"""
-        self.tokens = min(Fraction(self.burst), self.tokens + self.rate * (at_ms - self.at_ms) / 1000)
+        self.tokens = min(
+            Fraction(self.burst), self.tokens + self.rate * (at_ms - self.at_ms) / 1000
+        )
         self.at_ms = at_ms
         if self.tokens >= cost:
             self.tokens -= cost
@@ -129,7 +133,15 @@ class ReferenceBucket:
         return False, 0, (cost - self.tokens) / self.rate, (self.burst - self.tokens) / self.rate
 
 
-RATES = [Fraction(1, 2), Fraction(1), Fraction(2), Fraction(3), Fraction(7), Fraction(10), Fraction(100)]
+RATES = [
+    Fraction(1, 2),
+    Fraction(1),
+    Fraction(2),
+    Fraction(3),
+    Fraction(7),
+    Fraction(10),
+    Fraction(100),
+]
 
 
 def _make_store(kind: str, url: str) -> tuple[Store, Callable[[], Awaitable[None]]]:
@@ -140,7 +152,9 @@ def _make_store(kind: str, url: str) -> tuple[Store, Callable[[], Awaitable[None
             return None
 
         return memory, nothing
-    client = fakeredis.FakeAsyncRedis() if kind == "fakeredis" else redis.asyncio.Redis.from_url(url)
+    client = (
+        fakeredis.FakeAsyncRedis() if kind == "fakeredis" else redis.asyncio.Redis.from_url(url)
+    )
     return RedisStore(client), client.aclose
 
 
@@ -172,7 +186,9 @@ def test_every_store_agrees_with_the_reference_model(
             for delta_ms, wanted in steps:
                 at_ms += delta_ms
                 cost = min(wanted, burst)
-                got = await store.check(keys, rate_text, burst, cost, None, None, False, at_ms * 1000)
+                got = await store.check(
+                    keys, rate_text, burst, cost, None, None, False, at_ms * 1000
+                )
                 allowed, remaining, retry_after, reset_after = model.take(at_ms, cost)
                 assert got.allowed is allowed
                 assert got.remaining == remaining
