@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from floodwall.middleware import FloodwallMiddleware
 from floodwall.service import Floodwall
@@ -65,21 +65,48 @@ def create_app(settings: FloodwallSettings | None = None) -> Starlette:
         token = jwt.encode(claims, key, algorithm="HS256")
         return JSONResponse({"access_token": token, "token_type": "bearer"})
 
-    async def hello(request: Request) -> Response:
-        authorization = request.headers.get("authorization", "")
-        scheme, _, token = authorization.partition(" ")
+    def _claims(request: Request) -> dict[str, object] | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
-            return JSONResponse({"hello": "anonymous"})
+            return None
         try:
-            claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["sub"]})
+            claims: dict[str, object] = jwt.decode(
+                token, key, algorithms=["HS256"], options={"require": ["sub"]}
+            )
         except jwt.InvalidTokenError:
+            return None
+        return claims
+
+    async def hello(request: Request) -> Response:
+        if "authorization" not in request.headers:
+            return JSONResponse({"hello": "anonymous"})
+        claims = _claims(request)
+        if claims is None:
             return _problem(401, "Unauthorized", "The bearer token is not valid.")
         return JSONResponse({"hello": claims["sub"]})
+
+    async def change_password(request: Request) -> Response:
+        # The demo's reset flow: a real app would check and store the new password first.
+        claims = _claims(request)
+        if claims is None:
+            return _problem(401, "Unauthorized", "Sign in first.")
+        await floodwall.clear_password_reset(str(claims["sub"]), actor="app")
+        return JSONResponse({"password_changed": True})
 
     return Starlette(
         routes=[
             Route("/login", login, methods=["POST"]),
             Route("/api/hello", hello, methods=["GET"]),
+            Route("/account/password", change_password, methods=["POST"]),
+            Mount("/admin", floodwall.admin_app()),
         ],
-        middleware=[Middleware(FloodwallMiddleware, floodwall=floodwall)],
+        middleware=[
+            Middleware(
+                FloodwallMiddleware,
+                floodwall=floodwall,
+                # Operators must never be rate limited out of their own kill switch.
+                exempt_paths=["/admin"],
+                password_reset_paths=["/account/password"],
+            )
+        ],
     )

@@ -1,25 +1,46 @@
 """``Floodwall``: the service the middleware, the admin API and the CLI share.
 
-It owns the settings, the store and the fail-mode fallback; nothing else talks to Redis.
+It owns the settings, the store, the fail-mode fallback and the operator actions; nothing
+else talks to Redis. Every operator action is audited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
+from floodwall.audit import AuditRecord, log_action
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import StorageError
 from floodwall.identity import Identity
 from floodwall.keys import SubjectKeys
-from floodwall.settings import FloodwallSettings
-from floodwall.stores.base import Store
+from floodwall.settings import FloodwallSettings, parse_rate
+from floodwall.status import UserStatus
+from floodwall.stores.base import StateSnapshot, Store
 from floodwall.stores.memory import MemoryStore
 from floodwall.stores.redis import RedisStore
 
-__all__ = ["Floodwall"]
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+__all__ = ["Floodwall", "PasswordResetHook"]
 
 logger = logging.getLogger("floodwall")
+
+PasswordResetHook = Callable[[str], Awaitable[None]]
+"""Called with the user id when a password reset becomes required."""
+
+AUDIT_MAX_ENTRIES = 100_000
+MAX_REASON_LENGTH = 500
+# Revoked credential ids with no known expiry are remembered this long.
+DEFAULT_CREDENTIAL_LIFETIME_MS = 7 * 24 * 3600 * 1000
+CONFIG_REFRESH_SECONDS = 1.0
+
+_BLOCK_FIELDS = ("blocked_until", "reason", "blocked_by", "blocked_at")
 
 
 def _store_for(settings: FloodwallSettings) -> Store:
@@ -33,31 +54,50 @@ def _store_for(settings: FloodwallSettings) -> Store:
     )
 
 
+def _check_reason(reason: str | None) -> None:
+    if reason is not None and len(reason) > MAX_REASON_LENGTH:
+        raise ValueError(f"a reason has at most {MAX_REASON_LENGTH} characters")
+
+
+def _check_limit(rate: float, burst: int) -> None:
+    parse_rate(rate)
+    if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+        raise ValueError("burst is a whole number of requests, at least 1")
+
+
 class Floodwall:
     """Rate limits and the account kill switch for one application.
 
     ``Floodwall()`` reads ``FLOODWALL_*`` variables; pass a ``FloodwallSettings`` to be
     explicit, and a ``store`` to use one built elsewhere (tests, custom clients); such a
-    store brings its own key prefix.
+    store brings its own key prefix. ``on_password_reset`` is awaited with the user id
+    when a reset becomes required, in the process that required it.
     """
 
     def __init__(
-        self, settings: FloodwallSettings | None = None, *, store: Store | None = None
+        self,
+        settings: FloodwallSettings | None = None,
+        *,
+        store: Store | None = None,
+        on_password_reset: PasswordResetHook | None = None,
     ) -> None:
         self.settings = settings if settings is not None else FloodwallSettings()
         self.store = store if store is not None else _store_for(self.settings)
         self.keys = self.store.keys
+        self._on_password_reset = on_password_reset
         # In fail-open mode requests are still limited, per process, while the store is down.
         self._fallback = MemoryStore()
-        self._user_rate = repr(self.settings.rate)
-        self._anonymous_rate = repr(self.settings.effective_anonymous_rate)
-        self._anonymous_burst = self.settings.effective_anonymous_burst
+        self._apply_default_limit(self.settings.rate, self.settings.burst)
         self._started = False
         self._start_lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
         self._degraded = False
 
+    # -- lifecycle ---------------------------------------------------------------------
+
     async def start(self) -> None:
-        """Connect the store. Idempotent; a check starts the service when lifespan did not.
+        """Connect the store and follow run-time settings. Idempotent; a check starts the
+        service when no lifespan did.
 
         An unreachable store does not stop the app from starting: the fail mode applies
         until it answers.
@@ -69,19 +109,28 @@ class Floodwall:
                 return
             try:
                 await self.store.start()
+                await self._refresh_config()
             except StorageError as exc:
                 self._note_failure(exc)
+            self._refresher = asyncio.create_task(self._follow_config())
             self._started = True
 
     async def stop(self) -> None:
-        """Release the store's connections."""
+        """Stop following settings and release the store's connections."""
         if not self._started:
             return
         self._started = False
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
         try:
             await self.store.close()
         except StorageError as exc:
             logger.warning("floodwall: closing the store failed: %s", exc)
+
+    # -- the hot path ------------------------------------------------------------------
 
     def subject_keys(self, identity: Identity) -> SubjectKeys:
         """The store keys of an identity; users and anonymous clients never share one."""
@@ -103,7 +152,7 @@ class Floodwall:
         if identity.anonymous:
             rate, burst = self._anonymous_rate, self._anonymous_burst
         else:
-            rate, burst = self._user_rate, self.settings.burst
+            rate, burst = self._user_rate, self._user_burst
         issued_at = identity.issued_at
         issued_at_ms = None if issued_at is None else int(issued_at * 1000)
         try:
@@ -127,3 +176,254 @@ class Floodwall:
             logger.error(
                 "floodwall: the store failed (%s); fail mode %s", exc, self.settings.fail_mode
             )
+
+    # -- run-time settings -------------------------------------------------------------
+
+    @property
+    def default_limit(self) -> tuple[float, int]:
+        """The default per-user (rate, burst) this worker applies now."""
+        return float(self._user_rate), self._user_burst
+
+    def _apply_default_limit(self, rate: float, burst: int) -> None:
+        self._user_rate = repr(float(rate))
+        self._user_burst = burst
+        settings = self.settings
+        # Anonymous traffic follows the default unless it has a limit of its own.
+        self._anonymous_rate = (
+            repr(settings.anonymous_rate)
+            if settings.anonymous_rate is not None
+            else self._user_rate
+        )
+        self._anonymous_burst = (
+            settings.anonymous_burst if settings.anonymous_burst is not None else burst
+        )
+
+    async def _refresh_config(self) -> None:
+        config = await self.store.read_config()
+        if "rate" in config and "burst" in config:
+            self._apply_default_limit(float(config["rate"]), int(config["burst"]))
+
+    async def _follow_config(self) -> None:
+        while True:
+            await asyncio.sleep(CONFIG_REFRESH_SECONDS)
+            try:
+                await self._refresh_config()
+            except StorageError as exc:
+                self._note_failure(exc)
+
+    async def set_default_limit(self, rate: float, burst: int, *, actor: str) -> tuple[float, int]:
+        """Change the default per-user limit on every worker, and keep it across restarts."""
+        _check_limit(rate, burst)
+        await self.store.write_config({"rate": repr(float(rate)), "burst": str(burst)})
+        self._apply_default_limit(rate, burst)
+        await self._audit(actor, "set-default-limit", None, detail=f"rate={rate} burst={burst}")
+        return self.default_limit
+
+    # -- operator actions --------------------------------------------------------------
+
+    async def status(self, user_id: str) -> UserStatus:
+        """The user's block, revocation, reset and limit status."""
+        snapshot = await self.store.read_state(self.keys.user(user_id))
+        return self._status(user_id, snapshot.fields, snapshot.now_ms)
+
+    def _status(self, user_id: str, fields: Mapping[str, str], now_ms: int) -> UserStatus:
+        rate, burst = self.default_limit
+        return UserStatus.from_snapshot(user_id, StateSnapshot(fields, now_ms), rate, burst)
+
+    async def _change(
+        self,
+        user_id: str,
+        action: str,
+        actor: str,
+        *,
+        reason: str | None = None,
+        assign: Mapping[str, str] | None = None,
+        now_plus_ms: Mapping[str, int] | None = None,
+        delete: Sequence[str] = (),
+        expires_in_ms: int | None = None,
+        detail: str | None = None,
+    ) -> UserStatus:
+        snapshot = await self.store.update_state(
+            self.keys.user(user_id), user_id, assign or {}, now_plus_ms or {}, delete
+        )
+        expires = None if expires_in_ms is None else snapshot.now_ms + expires_in_ms
+        await self._audit(
+            actor,
+            action,
+            user_id,
+            reason=reason,
+            expires_ms=expires,
+            detail=detail,
+            now_ms=snapshot.now_ms,
+        )
+        return self._status(user_id, snapshot.fields, snapshot.now_ms)
+
+    async def block(
+        self, user_id: str, *, reason: str, ttl_seconds: float | None = None, actor: str = "python"
+    ) -> UserStatus:
+        """Refuse every request of the user (403), for ``ttl_seconds`` or until unblocked."""
+        _check_reason(reason)
+        if ttl_seconds is not None and not (0 < ttl_seconds < math.inf):
+            raise ValueError("ttl_seconds must be a positive number of seconds")
+        ttl_ms = None if ttl_seconds is None else max(1, math.ceil(ttl_seconds * 1000))
+        status = await self._change(
+            user_id,
+            "block",
+            actor,
+            reason=reason,
+            assign={"reason": reason, "blocked_by": actor}
+            | ({"blocked_until": "0"} if ttl_ms is None else {}),
+            now_plus_ms={"blocked_at": 0} | ({} if ttl_ms is None else {"blocked_until": ttl_ms}),
+            expires_in_ms=ttl_ms,
+        )
+        await self.store.set_blocked_index(user_id, True)
+        return status
+
+    async def unblock(
+        self, user_id: str, *, actor: str = "python", reason: str | None = None
+    ) -> UserStatus:
+        """Lift a block; unblocking a user who is not blocked changes nothing."""
+        _check_reason(reason)
+        status = await self._change(user_id, "unblock", actor, reason=reason, delete=_BLOCK_FIELDS)
+        await self.store.set_blocked_index(user_id, False)
+        return status
+
+    async def revoke(
+        self, user_id: str, *, actor: str = "python", reason: str | None = None
+    ) -> UserStatus:
+        """Refuse (401) every credential of the user issued up to now."""
+        _check_reason(reason)
+        return await self._change(
+            user_id, "revoke", actor, reason=reason, now_plus_ms={"not_before": 0}
+        )
+
+    async def revoke_credential(
+        self,
+        user_id: str,
+        credential_id: str,
+        *,
+        expires_at: float | None = None,
+        actor: str = "python",
+        reason: str | None = None,
+    ) -> UserStatus:
+        """Refuse one credential (by its id, a JWT's ``jti``) until it would expire anyway."""
+        _check_reason(reason)
+        keys = self.keys.user(user_id)
+        now_ms = await self.store.now_ms()
+        expires_ms = (
+            now_ms + DEFAULT_CREDENTIAL_LIFETIME_MS
+            if expires_at is None
+            else int(expires_at * 1000)
+        )
+        await self.store.revoke_credential(keys, credential_id, expires_ms)
+        await self._audit(
+            actor,
+            "revoke-credential",
+            user_id,
+            reason=reason,
+            expires_ms=expires_ms,
+            detail=f"credential_id={credential_id}",
+            now_ms=now_ms,
+        )
+        return await self.status(user_id)
+
+    async def require_password_reset(
+        self, user_id: str, *, actor: str = "python", reason: str | None = None
+    ) -> UserStatus:
+        """Refuse the user (403) outside the reset flow until cleared; revokes too."""
+        _check_reason(reason)
+        status = await self._change(
+            user_id,
+            "require-password-reset",
+            actor,
+            reason=reason,
+            assign={"reset_required": "1"},
+            now_plus_ms={"not_before": 0},
+        )
+        if self._on_password_reset is not None:
+            await self._on_password_reset(user_id)
+        return status
+
+    async def clear_password_reset(self, user_id: str, *, actor: str = "python") -> UserStatus:
+        """The user has set a new password: let them in again."""
+        return await self._change(
+            user_id, "clear-password-reset", actor, delete=("reset_required",)
+        )
+
+    async def set_limit(
+        self, user_id: str, *, rate: float, burst: int, actor: str = "python"
+    ) -> UserStatus:
+        """Give the user a limit of their own."""
+        _check_limit(rate, burst)
+        return await self._change(
+            user_id,
+            "set-limit",
+            actor,
+            assign={"rate": repr(float(rate)), "burst": str(burst)},
+            detail=f"rate={float(rate)} burst={burst}",
+        )
+
+    async def clear_limit(self, user_id: str, *, actor: str = "python") -> UserStatus:
+        """Put the user back on the default limit."""
+        return await self._change(user_id, "clear-limit", actor, delete=("rate", "burst"))
+
+    async def blocked(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[UserStatus], str | None]:
+        """A page of blocked users in id order, and the cursor of the next page."""
+        page: list[UserStatus] = []
+        cursor = after
+        while len(page) < limit:
+            ids = await self.store.list_blocked_index(cursor, limit - len(page))
+            if not ids:
+                return page, None
+            for user_id in ids:
+                status = await self.status(user_id)
+                if status.blocked:
+                    page.append(status)
+                else:
+                    # A temporary block ran out: drop it from the index as we pass.
+                    await self.store.set_blocked_index(user_id, False)
+            cursor = ids[-1]
+        return page, cursor
+
+    async def audit_log(
+        self, *, before: str | None = None, limit: int = 100
+    ) -> tuple[list[AuditRecord], str | None]:
+        """A page of audit records, newest first, and the cursor of the next page."""
+        entries = await self.store.read_audit(before, limit)
+        records = [AuditRecord.from_entry(entry) for entry in entries]
+        return records, (records[-1].id if len(records) == limit else None)
+
+    async def _audit(
+        self,
+        actor: str,
+        action: str,
+        user_id: str | None,
+        *,
+        reason: str | None = None,
+        expires_ms: int | None = None,
+        detail: str | None = None,
+        now_ms: int | None = None,
+    ) -> None:
+        if now_ms is None:
+            now_ms = await self.store.now_ms()
+        fields = {
+            "time": str(now_ms),
+            "actor": actor,
+            "action": action,
+            "user_id": user_id or "",
+            "reason": reason or "",
+            "expires": "" if expires_ms is None else str(expires_ms),
+            "detail": detail or "",
+        }
+        entry_id = await self.store.append_audit(fields, AUDIT_MAX_ENTRIES)
+        log_action(
+            AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, detail)
+        )
+
+    def admin_app(self) -> Starlette:
+        """The admin API as a Starlette app, to mount (``app.mount("/admin", ...)``)."""
+        from floodwall.admin import create_admin_app
+
+        return create_admin_app(self)

@@ -98,6 +98,13 @@ class Store(Protocol):
         """Up to ``count`` indexed user ids in id order, strictly after ``after``."""
         ...
 
+    async def read_config(self) -> dict[str, str]:
+        """Settings changed at run time (the default limit), shared by every worker."""
+        ...
+
+    async def write_config(self, fields: Mapping[str, str]) -> None:
+        """Store settings changed at run time."""
+
     async def append_audit(self, fields: Mapping[str, str], max_entries: int) -> str:
         """Append an audit record, keeping about the newest ``max_entries``; returns its id."""
         ...

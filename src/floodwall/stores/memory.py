@@ -39,6 +39,7 @@ class MemoryStore:
         self._blocked: list[str] = []
         self._audit: deque[AuditEntry] = deque()
         self._audit_ids = itertools.count(1)
+        self._config: dict[str, str] = {}
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -188,6 +189,14 @@ class MemoryStore:
         """A page of blocked user ids, in id order."""
         start = 0 if after is None else bisect.bisect_right(self._blocked, after)
         return self._blocked[start : start + count]
+
+    async def read_config(self) -> dict[str, str]:
+        """Run-time settings."""
+        return dict(self._config)
+
+    async def write_config(self, fields: Mapping[str, str]) -> None:
+        """Store run-time settings."""
+        self._config.update(fields)
 
     async def append_audit(self, fields: Mapping[str, str], max_entries: int) -> str:
         """Append a record, dropping the oldest beyond ``max_entries``."""

@@ -180,6 +180,18 @@ class RedisStore:
             )
         return [_decode(member) for member in members]
 
+    async def read_config(self) -> dict[str, str]:
+        """HGETALL of the config hash."""
+        with _storage_errors():
+            raw = await self._client.hgetall(self.keys.config)
+        return {_decode(k): _decode(v) for k, v in raw.items()}
+
+    async def write_config(self, fields: Mapping[str, str]) -> None:
+        """HSET into the config hash."""
+        with _storage_errors():
+            mapping: dict[Any, Any] = dict(fields)
+            await self._client.hset(self.keys.config, mapping=mapping)
+
     async def append_audit(self, fields: Mapping[str, str], max_entries: int) -> str:
         """XADD to a capped stream."""
         encoded: dict[Any, Any] = {key: _encode(value) for key, value in fields.items()}

@@ -1,0 +1,119 @@
+"""The admin API's request and response bodies (pydantic), shared with its OpenAPI document."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AuditPage",
+    "AuditRecordOut",
+    "BlockBody",
+    "BlockedPage",
+    "DefaultLimitOut",
+    "LimitBody",
+    "LimitOut",
+    "Problem",
+    "ReasonBody",
+    "RevokeBody",
+    "UserStatusOut",
+]
+
+_BODY = ConfigDict(extra="forbid", strict=True)
+_REASON = Field(default=None, min_length=1, max_length=500)
+
+
+class BlockBody(BaseModel):
+    """Block a user now, for ``ttl_seconds`` or until unblocked."""
+
+    model_config = _BODY
+    reason: str = Field(min_length=1, max_length=500)
+    ttl_seconds: int | None = Field(default=None, ge=1, le=10 * 365 * 24 * 3600)
+
+
+class ReasonBody(BaseModel):
+    """An optional reason, recorded in the audit log."""
+
+    model_config = _BODY
+    reason: str | None = _REASON
+
+
+class RevokeBody(BaseModel):
+    """Revoke every credential issued up to now, or only ``credential_id``."""
+
+    model_config = _BODY
+    reason: str | None = _REASON
+    credential_id: str | None = Field(default=None, min_length=1, max_length=256)
+
+
+class LimitBody(BaseModel):
+    """A limit: ``rate`` requests per second, bursts of up to ``burst``."""
+
+    model_config = _BODY
+    rate: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
+    burst: int = Field(ge=1, le=1_000_000)
+
+
+class LimitOut(BaseModel):
+    """A user's effective limit; ``custom`` when it is the user's own."""
+
+    rate: float
+    burst: int
+    custom: bool
+
+
+class UserStatusOut(BaseModel):
+    """A user's status; times are ISO 8601 UTC or null."""
+
+    user_id: str
+    blocked: bool
+    reason: str | None
+    blocked_by: str | None
+    blocked_at: str | None
+    blocked_until: str | None
+    credentials_not_before: str | None
+    password_reset_required: bool
+    limit: LimitOut
+
+
+class BlockedPage(BaseModel):
+    """A page of blocked users; pass ``next_cursor`` as ``cursor`` for the next one."""
+
+    items: list[UserStatusOut]
+    next_cursor: str | None
+
+
+class AuditRecordOut(BaseModel):
+    """One operator action."""
+
+    id: str
+    time: str | None
+    actor: str
+    action: str
+    user_id: str | None
+    reason: str | None
+    expires: str | None
+    detail: str | None
+
+
+class AuditPage(BaseModel):
+    """Audit records, newest first; pass ``next_cursor`` as ``cursor`` for older ones."""
+
+    items: list[AuditRecordOut]
+    next_cursor: str | None
+
+
+class DefaultLimitOut(BaseModel):
+    """The default per-user limit every worker applies."""
+
+    rate: float
+    burst: int
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, str]] | None = None
