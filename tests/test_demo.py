@@ -2,45 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from servers import find_free_port
+from demo_process import demo_process
 
 
 @pytest.fixture
 def demo_url(tmp_path: Path) -> Iterator[str]:
-    port = find_free_port()
-    log = (tmp_path / "demo.log").open("wb")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "floodwall.cli", "demo", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(url + "/api/hello", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the demo did not start:\n{(tmp_path / 'demo.log').read_text()}")
-                time.sleep(0.1)
+    with demo_process(tmp_path) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
-        log.close()
 
 
 def test_the_demo_logs_in_answers_and_limits(demo_url: str) -> None:

@@ -199,3 +199,13 @@ def test_every_store_agrees_with_the_reference_model(
             await close()
 
     asyncio.run(run())
+
+
+async def test_a_limit_change_does_not_carry_the_old_rates_debt(store: Store) -> None:
+    for _ in range(2):
+        await take(store, T0_US, rate="0.001", burst=2)
+    assert not (await take(store, T0_US, rate="0.001", burst=2)).allowed
+    # Back on 10/s: the bucket is empty, not 2,000 seconds in debt.
+    assert not (await take(store, T0_US, rate="10", burst=10)).allowed
+    refilled = await take(store, T0_US + 100_000, rate="10", burst=10)
+    assert refilled.allowed

@@ -1,34 +1,268 @@
-"""The ``floodwall`` command: serve the demo, and act on users from a terminal."""
+"""The ``floodwall`` command: serve the demo, and act on users from a terminal.
+
+Operator commands act on the store named by ``FLOODWALL_REDIS_URL`` (or ``--redis-url``)
+through the same service as the admin API, and are audited the same way. Output is
+readable by default and JSON with ``--json``; bad input exits non-zero with one line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import getpass
+import json
+import re
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from pydantic import SecretStr, ValidationError
+
+from floodwall.errors import FloodwallError, StorageError
+from floodwall.service import Floodwall
+from floodwall.settings import FloodwallSettings, parse_rate
+from floodwall.status import UserStatus
 
 __all__ = ["main"]
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class UsageError(Exception):
+    """Bad input on the command line."""
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``1h``, ``2d`` → seconds."""
+    match = _DURATION.match(text)
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90s, 15m, 1h, 2d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _rate(text: str) -> float:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {text!r}")
+    return int(text)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not a usage dump: operators read this mid-incident.
+        raise UsageError(message)
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    common = _Parser(add_help=False)
+    common.add_argument("--redis-url", help="the store (default: FLOODWALL_REDIS_URL)")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common.add_argument(
+        "--actor", default=None, help="who acts, for the audit log (default: cli:$USER)"
+    )
+
+    parser = _Parser(
         prog="floodwall", description="Per-user rate limits and an account kill switch."
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
     demo = commands.add_parser("demo", help="serve the demo app")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
+
+    def user_command(name: str, text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=text, parents=[common])
+        sub.add_argument("user", help="the user id")
+        return sub
+
+    block = user_command("block", "refuse every request of a user (403)")
+    block.add_argument("--reason", required=True)
+    block.add_argument("--ttl", type=parse_duration, help="block for this long (90s, 15m, 1h, 2d)")
+    unblock = user_command("unblock", "lift a block")
+    unblock.add_argument("--reason")
+    revoke = user_command("revoke", "refuse every credential issued up to now (401)")
+    revoke.add_argument("--credential-id", help="revoke only this credential (a JWT's jti)")
+    revoke.add_argument("--reason")
+    reset = user_command("reset-password", "require a password reset (revokes too)")
+    reset.add_argument("--reason")
+    user_command("clear-reset", "clear a required password reset")
+    limit = user_command("limit", "give a user a limit of their own")
+    limit.add_argument("--rate", type=_rate, help="requests per second, or e.g. 600/minute")
+    limit.add_argument("--burst", type=_positive_int)
+    limit.add_argument("--clear", action="store_true", help="back to the default limit")
+    user_command("status", "show a user's status")
+
+    default = commands.add_parser(
+        "default-limit", help="show or change the default limit on every worker", parents=[common]
+    )
+    default.add_argument("--rate", type=_rate)
+    default.add_argument("--burst", type=_positive_int)
+
+    blocked = commands.add_parser("blocked", help="list blocked users", parents=[common])
+    blocked.add_argument("--limit", type=_positive_int, default=100)
+    blocked.add_argument("--cursor")
+    audit = commands.add_parser(
+        "audit", help="show operator actions, newest first", parents=[common]
+    )
+    audit.add_argument("--limit", type=_positive_int, default=20)
+    audit.add_argument("--cursor")
     return parser
+
+
+def _settings(args: argparse.Namespace) -> FloodwallSettings:
+    settings = FloodwallSettings()
+    if args.redis_url:
+        settings = settings.model_copy(update={"redis_url": SecretStr(args.redis_url)})
+    if settings.redis_url is None:
+        raise UsageError(
+            "no store: set FLOODWALL_REDIS_URL or pass --redis-url (an in-memory store lives "
+            "inside the app process; use the admin API for it)"
+        )
+    # A terminal can wait longer for Redis than a request can.
+    return settings.model_copy(update={"redis_timeout": max(settings.redis_timeout, 2.0)})
+
+
+def _describe(status: UserStatus) -> str:
+    data = status.to_json()
+    if status.blocked:
+        until = data["blocked_until"] or "no end"
+        blocked = f"yes, until {until}, by {status.blocked_by}: {status.reason}"
+    else:
+        blocked = "no"
+    limit = f"{status.rate:g}/s, burst {status.burst}"
+    limit += " (custom)" if status.limit_overridden else " (default)"
+    lines = [
+        ("user", status.user_id),
+        ("blocked", blocked),
+        ("credentials not before", data["credentials_not_before"] or "-"),
+        ("password reset required", "yes" if status.password_reset_required else "no"),
+        ("limit", limit),
+    ]
+    return "\n".join(f"{name:<26}{value}" for name, value in lines)
+
+
+async def _run(args: argparse.Namespace) -> Any:
+    floodwall = Floodwall(_settings(args))
+    actor = args.actor or f"cli:{getpass.getuser()}"
+    command: str = args.command
+    try:
+        await floodwall.store.start()
+        if command == "block":
+            return await floodwall.block(
+                args.user, reason=args.reason, ttl_seconds=args.ttl, actor=actor
+            )
+        if command == "unblock":
+            return await floodwall.unblock(args.user, actor=actor, reason=args.reason)
+        if command == "revoke" and args.credential_id:
+            return await floodwall.revoke_credential(
+                args.user, args.credential_id, actor=actor, reason=args.reason
+            )
+        if command == "revoke":
+            return await floodwall.revoke(args.user, actor=actor, reason=args.reason)
+        if command == "reset-password":
+            return await floodwall.require_password_reset(
+                args.user, actor=actor, reason=args.reason
+            )
+        if command == "clear-reset":
+            return await floodwall.clear_password_reset(args.user, actor=actor)
+        if command == "limit":
+            if args.clear:
+                return await floodwall.clear_limit(args.user, actor=actor)
+            if args.rate is None or args.burst is None:
+                raise UsageError("limit needs --rate and --burst, or --clear")
+            return await floodwall.set_limit(
+                args.user, rate=args.rate, burst=args.burst, actor=actor
+            )
+        if command == "status":
+            return await floodwall.status(args.user)
+        if command == "default-limit":
+            await floodwall.start()
+            if args.rate is None and args.burst is None:
+                return floodwall.default_limit
+            if args.rate is None or args.burst is None:
+                raise UsageError("default-limit needs both --rate and --burst to change it")
+            return await floodwall.set_default_limit(args.rate, args.burst, actor=actor)
+        if command == "blocked":
+            return await floodwall.blocked(after=args.cursor, limit=args.limit)
+        return await floodwall.audit_log(before=args.cursor, limit=args.limit)
+    finally:
+        await floodwall.stop()
+        await floodwall.store.close()
+
+
+def _print(args: argparse.Namespace, result: Any) -> None:
+    if isinstance(result, UserStatus):
+        print(json.dumps(result.to_json()) if args.json else _describe(result))
+    elif args.command == "default-limit":
+        rate, burst = result
+        print(
+            json.dumps({"rate": rate, "burst": burst})
+            if args.json
+            else f"{rate:g}/s, burst {burst}"
+        )
+    elif args.command == "blocked":
+        statuses, cursor = result
+        if args.json:
+            print(json.dumps({"items": [s.to_json() for s in statuses], "next_cursor": cursor}))
+            return
+        for status in statuses:
+            until = status.to_json()["blocked_until"] or "no end"
+            print(f"{status.user_id}\tuntil {until}\tby {status.blocked_by}\t{status.reason}")
+        if cursor:
+            print(f"more: --cursor {cursor}")
+    else:
+        records, cursor = result
+        if args.json:
+            print(json.dumps({"items": [r.to_json() for r in records], "next_cursor": cursor}))
+            return
+        for record in records:
+            data = record.to_json()
+            parts = [data["time"], record.actor, record.action, record.user_id or "-"]
+            parts += [f"reason: {record.reason}"] if record.reason else []
+            parts += [f"expires {data['expires']}"] if record.expires_ms else []
+            parts += [record.detail] if record.detail else []
+            print("\t".join(str(part) for part in parts))
+        if cursor:
+            print(f"more: --cursor {cursor}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = _parser().parse_args(argv)
-    if args.command == "demo":
-        import uvicorn
+    try:
+        args = _parser().parse_args(argv)
+        if args.command == "demo":
+            import uvicorn
 
-        from floodwall.demo import create_app
+            from floodwall.demo import create_app
 
-        uvicorn.run(create_app(), host=args.host, port=args.port)
+            uvicorn.run(create_app(), host=args.host, port=args.port)
+            return 0
+        result = asyncio.run(_run(args))
+    except UsageError as exc:
+        print(f"floodwall: error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        print(f"floodwall: error: bad settings: {problems}", file=sys.stderr)
+        return 2
+    except StorageError as exc:
+        print(f"floodwall: error: the store did not answer: {exc}", file=sys.stderr)
+        return 1
+    except (FloodwallError, ValueError) as exc:
+        print(f"floodwall: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    _print(args, result)
     return 0
 
 

@@ -242,9 +242,15 @@ class Floodwall:
         delete: Sequence[str] = (),
         expires_in_ms: int | None = None,
         detail: str | None = None,
+        reset_bucket: bool = False,
     ) -> UserStatus:
         snapshot = await self.store.update_state(
-            self.keys.user(user_id), user_id, assign or {}, now_plus_ms or {}, delete
+            self.keys.user(user_id),
+            user_id,
+            assign or {},
+            now_plus_ms or {},
+            delete,
+            reset_bucket,
         )
         expires = None if expires_in_ms is None else snapshot.now_ms + expires_in_ms
         await self._audit(
@@ -353,7 +359,7 @@ class Floodwall:
     async def set_limit(
         self, user_id: str, *, rate: float, burst: int, actor: str = "python"
     ) -> UserStatus:
-        """Give the user a limit of their own."""
+        """Give the user a limit of their own, starting from a full bucket."""
         _check_limit(rate, burst)
         return await self._change(
             user_id,
@@ -361,11 +367,14 @@ class Floodwall:
             actor,
             assign={"rate": repr(float(rate)), "burst": str(burst)},
             detail=f"rate={float(rate)} burst={burst}",
+            reset_bucket=True,
         )
 
     async def clear_limit(self, user_id: str, *, actor: str = "python") -> UserStatus:
         """Put the user back on the default limit."""
-        return await self._change(user_id, "clear-limit", actor, delete=("rate", "burst"))
+        return await self._change(
+            user_id, "clear-limit", actor, delete=("rate", "burst"), reset_bucket=True
+        )
 
     async def blocked(
         self, *, after: str | None = None, limit: int = 100

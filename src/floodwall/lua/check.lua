@@ -65,6 +65,13 @@ local ahead = 0
 local tat = tonumber(redis.call("GET", KEYS[1]))
 if tat and tat > now then
   ahead = tat - now
+  if ahead > capacity + SLACK_US then
+    -- Only after a limit change: the old rate's debt does not carry over; the bucket is
+    -- empty as of now, and refills at the new rate from now on.
+    ahead = capacity
+    redis.call("SET", KEYS[1], string.format("%.17g", now + ahead),
+      "PX", math.max(1, math.ceil(ahead / 1000)) + keep_ms)
+  end
 end
 local new_ahead = ahead + tonumber(ARGV[3]) * interval
 if new_ahead > capacity + SLACK_US then

@@ -1,6 +1,7 @@
 -- update_state.lua: change a subject's kill-switch hash atomically, on the store's clock.
 --
 -- KEYS[1] state: the subject's hash (see check.lua)
+-- KEYS[2] optional: the subject's bucket, deleted (a full bucket) when its limit changes
 -- ARGV[1] user id, kept in the hash so listings can name users whose key is a digest
 -- ARGV[2] n: how many fields are set to a given value
 -- ARGV[3] m: how many fields are set to now plus an offset
@@ -27,6 +28,9 @@ end
 while index <= #ARGV do
   redis.call("HDEL", KEYS[1], ARGV[index])
   index = index + 1
+end
+if KEYS[2] then
+  redis.call("DEL", KEYS[2])
 end
 if redis.call("HLEN", KEYS[1]) <= 1 then
   redis.call("DEL", KEYS[1])

@@ -78,8 +78,10 @@ class Store(Protocol):
         assign: Mapping[str, str],
         assign_now_plus_ms: Mapping[str, int],
         delete: Sequence[str],
+        reset_bucket: bool = False,
     ) -> StateSnapshot:
-        """Atomically set fields, set fields to the store's now plus an offset, delete fields.
+        """Atomically set fields, set fields to the store's now plus an offset, delete fields,
+        and with ``reset_bucket`` refill the subject's bucket (its limit changed).
 
         The hash also keeps ``user_id`` (listings name users by it); it is deleted once no
         other field is left.

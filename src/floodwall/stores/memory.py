@@ -104,6 +104,10 @@ class MemoryStore:
         bucket = self._buckets.get(keys.bucket)
         if bucket is not None and bucket[0] > now:
             ahead = bucket[0] - now
+            if ahead > capacity + _SLACK_US:
+                # Only after a limit change: the old rate's debt does not carry over.
+                ahead = capacity
+                self._store_bucket(keys.bucket, now, ahead)
         new_ahead = ahead + cost * interval
         if new_ahead > capacity + _SLACK_US:
             return Decision(
@@ -114,9 +118,7 @@ class MemoryStore:
                 math.ceil(new_ahead - capacity) / 1_000_000,
                 math.ceil(ahead) / 1_000_000,
             )
-        expires_at = now + max(1, math.ceil(new_ahead / 1000)) * 1000
-        self._buckets[keys.bucket] = (now + new_ahead, expires_at)
-        heapq.heappush(self._expiries, (expires_at, keys.bucket))
+        self._store_bucket(keys.bucket, now, new_ahead)
         remaining = max(0, math.floor((capacity - new_ahead) / interval + 1e-9))
         return Decision(
             Outcome.ALLOWED,
@@ -126,6 +128,11 @@ class MemoryStore:
             0.0,
             math.ceil(new_ahead) / 1_000_000,
         )
+
+    def _store_bucket(self, key: str, now: float, ahead: float) -> None:
+        expires_at = now + max(1, math.ceil(ahead / 1000)) * 1000
+        self._buckets[key] = (now + ahead, expires_at)
+        heapq.heappush(self._expiries, (expires_at, key))
 
     def _expire(self, now: float) -> None:
         # Buckets vanish once full again, as Redis keys do with PX; the heap finds them.
@@ -151,8 +158,11 @@ class MemoryStore:
         assign: Mapping[str, str],
         assign_now_plus_ms: Mapping[str, int],
         delete: Sequence[str],
+        reset_bucket: bool = False,
     ) -> StateSnapshot:
         """Set and delete fields in one step, as ``update_state.lua`` does."""
+        if reset_bucket:
+            self._buckets.pop(keys.bucket, None)
         now_ms = await self.now_ms()
         state = self._states.setdefault(keys.state, {})
         state["user_id"] = user_id

@@ -135,6 +135,7 @@ class RedisStore:
         assign: Mapping[str, str],
         assign_now_plus_ms: Mapping[str, int],
         delete: Sequence[str],
+        reset_bucket: bool = False,
     ) -> StateSnapshot:
         """One ``EVALSHA`` of ``update_state.lua``."""
         args: list[bytes | str | int] = [_encode(user_id), len(assign), len(assign_now_plus_ms)]
@@ -144,7 +145,8 @@ class RedisStore:
             args += [field, offset]
         args += list(delete)
         with _storage_errors():
-            reply = await self._update(keys=(keys.state,), args=args)
+            touched = (keys.state, keys.bucket) if reset_bucket else (keys.state,)
+            reply = await self._update(keys=touched, args=args)
         now_ms, *flat = reply
         fields = {_decode(flat[i]): _decode(flat[i + 1]) for i in range(0, len(flat), 2)}
         return StateSnapshot(fields, int(now_ms))
