@@ -147,7 +147,7 @@ def test_a_per_user_limit_applies_and_goes_away(instances: list[httpx.Client]) -
 def test_allowed_requests_still_cost_one_redis_command(
     instances: list[httpx.Client], redis_server: RedisServer
 ) -> None:
-    a, b = instances
+    a, _ = instances
     alice = login(a, "alice")
     a.post("/admin/users/alice/revoke", headers=ADMIN)
     alice = login(a, "alice")
