@@ -1,0 +1,69 @@
+# Shared by scripts/test and scripts/demo: a virtualenv with the project and its dev
+# extra, reinstalled only when pyproject.toml changes. Sourced from the project root.
+# shellcheck shell=bash
+
+ROOT="$(pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.pyproject.sha256"
+
+stage() { printf '\n==> %s\n' "$*"; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    else
+        sudo "$@"
+    fi
+}
+
+apt_install() {
+    # Wait for a concurrent apt/dpkg run instead of failing on its lock.
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o DPkg::Lock::Timeout=600)
+    # The package lists may be missing or stale on a fresh machine; only
+    # refresh them when the plain install fails, since the refresh is slow.
+    if ! as_root "${apt[@]}" install "$@"; then
+        as_root "${apt[@]}" update
+        as_root "${apt[@]}" install "$@"
+    fi
+}
+
+find_python() {
+    local candidate
+    for candidate in python3 python3.13 python3.12 python3.11; do
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+stage "python environment"
+if [ ! -x "$VENV/bin/python" ]; then
+    if ! PYTHON="$(find_python)"; then
+        echo "error: Python >= 3.11 is required (python3 not found or too old)" >&2
+        exit 1
+    fi
+    echo "creating $VENV with $PYTHON ($("$PYTHON" --version))"
+    rm -rf "$VENV"
+    if ! "$PYTHON" -m venv "$VENV"; then
+        # Debian's own python3 ships venv/ensurepip in a separate package.
+        rm -rf "$VENV"
+        apt_install python3-venv
+        "$PYTHON" -m venv "$VENV"
+    fi
+fi
+
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+have="$(cat "$STAMP" 2>/dev/null || true)"
+if [ "$want" != "$have" ]; then
+    echo "pyproject.toml changed since the last install: installing .[dev]"
+    rm -f "$STAMP"
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e '.[dev]'
+    # Written only after a successful install, so a failed one is retried.
+    echo "$want" >"$STAMP"
+else
+    echo "up to date ($VENV)"
+fi
+
