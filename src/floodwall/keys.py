@@ -43,15 +43,18 @@ class SubjectKeys:
 class Keys:
     """Builds every key floodwall uses under one prefix."""
 
-    __slots__ = ("audit", "blocked", "config", "events", "prefix", "top")
+    __slots__ = ("audit", "config", "events", "prefix", "top")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
-        self.blocked = f"{prefix}:blocked"
         self.audit = f"{prefix}:audit"
         self.config = f"{prefix}:config"
         self.events = f"{prefix}:events"
         self.top = f"{prefix}:top"
+
+    def index(self, name: str) -> str:
+        """A sorted set of user ids: ``blocked``, or ``users`` (any kill-switch state)."""
+        return f"{self.prefix}:index:{name}"
 
     def user(self, user_id: str) -> SubjectKeys:
         """The keys of an authenticated user."""

@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from floodwall.audit import AuditRecord, log_action
+from floodwall.breaker import CircuitBreaker
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import StorageError
 from floodwall.identity import Identity
 from floodwall.keys import SubjectKeys
+from floodwall.mirror import KillSwitchMirror
 from floodwall.settings import FloodwallSettings, parse_rate
 from floodwall.status import UserStatus
 from floodwall.stores.base import StateSnapshot, Store
@@ -39,6 +43,8 @@ MAX_REASON_LENGTH = 500
 # Revoked credential ids with no known expiry are remembered this long.
 DEFAULT_CREDENTIAL_LIFETIME_MS = 7 * 24 * 3600 * 1000
 CONFIG_REFRESH_SECONDS = 1.0
+RESUBSCRIBE_SECONDS = 1.0
+INDEX_PAGE = 500
 
 _BLOCK_FIELDS = ("blocked_until", "reason", "blocked_by", "blocked_at")
 
@@ -85,13 +91,17 @@ class Floodwall:
         self.store = store if store is not None else _store_for(self.settings)
         self.keys = self.store.keys
         self._on_password_reset = on_password_reset
-        # In fail-open mode requests are still limited, per process, while the store is down.
+        # In fail-open mode requests are still limited, per process, while the store is down,
+        # and the kill switch holds from each worker's mirror of it.
         self._fallback = MemoryStore()
+        self.mirror = KillSwitchMirror()
+        self.breaker = CircuitBreaker(
+            threshold=self.settings.breaker_failures, cooldown=self.settings.breaker_cooldown
+        )
         self._apply_default_limit(self.settings.rate, self.settings.burst)
         self._started = False
         self._start_lock = asyncio.Lock()
-        self._refresher: asyncio.Task[None] | None = None
-        self._degraded = False
+        self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -110,9 +120,13 @@ class Floodwall:
             try:
                 await self.store.start()
                 await self._refresh_config()
+                await self.resync()
             except StorageError as exc:
-                self._note_failure(exc)
-            self._refresher = asyncio.create_task(self._follow_config())
+                self._store_failed(exc)
+            self._tasks = [
+                asyncio.create_task(self._follow_config()),
+                asyncio.create_task(self._follow_events()),
+            ]
             self._started = True
 
     async def stop(self) -> None:
@@ -120,11 +134,12 @@ class Floodwall:
         if not self._started:
             return
         self._started = False
-        if self._refresher is not None:
-            self._refresher.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
-            self._refresher = None
+                await task
+        self._tasks = []
         try:
             await self.store.close()
         except StorageError as exc:
@@ -153,28 +168,60 @@ class Floodwall:
             rate, burst = self._anonymous_rate, self._anonymous_burst
         else:
             rate, burst = self._user_rate, self._user_burst
-        issued_at = identity.issued_at
-        issued_at_ms = None if issued_at is None else int(issued_at * 1000)
-        try:
-            decision = await self.store.check(
-                keys, rate, burst, cost, issued_at_ms, identity.credential_id, reset_exempt
-            )
-        except StorageError as exc:
-            self._note_failure(exc)
-            if self.settings.fail_mode == "closed":
-                return Decision(Outcome.UNAVAILABLE, float(rate), burst, 0, 1.0, 1.0)
-            return await self._fallback.check(keys, rate, burst, cost, None, None, reset_exempt)
-        if self._degraded:
-            self._degraded = False
-            logger.warning("floodwall: the store answers again; normal checks resumed")
-        return decision
+        if self.breaker.allow():
+            issued_at = identity.issued_at
+            try:
+                decision = await self.store.check(
+                    keys,
+                    rate,
+                    burst,
+                    cost,
+                    None if issued_at is None else int(issued_at * 1000),
+                    identity.credential_id,
+                    reset_exempt,
+                )
+            except StorageError as exc:
+                self._store_failed(exc)
+            else:
+                if self.breaker.success():
+                    logger.warning("floodwall: the store answers again; normal checks resumed")
+                return decision
+        return await self._fallback_check(identity, keys, rate, burst, cost, reset_exempt)
 
-    def _note_failure(self, exc: StorageError) -> None:
-        # Log the transition only: a dead Redis must not turn every request into a log line.
-        if not self._degraded:
-            self._degraded = True
+    async def _fallback_check(
+        self,
+        identity: Identity,
+        keys: SubjectKeys,
+        rate: str,
+        burst: int,
+        cost: int,
+        reset_exempt: bool,
+    ) -> Decision:
+        if self.settings.fail_mode == "closed":
+            return Decision(Outcome.UNAVAILABLE, float(rate), burst, 0, 1.0, 1.0)
+        # The store is out of reach: this server's clock is the only one left.
+        refusal = self.mirror.refusal(identity, reset_exempt, int(time.time() * 1000))
+        if refusal is not None:
+            return Decision(refusal, float(rate), burst, 0, 0.0, 0.0)
+        if not identity.anonymous:
+            user = self.mirror.get(identity.user_id)
+            if user is not None and user.rate is not None and user.burst is not None:
+                rate, burst = user.rate, user.burst
+        # Each instance enforces its share, so all of them together hold about the limit.
+        instances = self.settings.expected_instances
+        shared_rate = repr(float(rate) / instances)
+        shared_burst = max(1, math.ceil(burst / instances))
+        return await self._fallback.check(
+            keys, shared_rate, shared_burst, cost, None, None, reset_exempt
+        )
+
+    def _store_failed(self, exc: StorageError) -> None:
+        # Log when the breaker opens, not per request: a dead Redis must not flood the logs.
+        if self.breaker.failure():
             logger.error(
-                "floodwall: the store failed (%s); fail mode %s", exc, self.settings.fail_mode
+                "floodwall: the store failed (%s); fail mode %s until it answers",
+                exc,
+                self.settings.fail_mode,
             )
 
     # -- run-time settings -------------------------------------------------------------
@@ -204,12 +251,69 @@ class Floodwall:
             self._apply_default_limit(float(config["rate"]), int(config["burst"]))
 
     async def _follow_config(self) -> None:
+        # Polling backs up pub/sub, which drops messages across disconnects.
+        last_resync = time.monotonic()
         while True:
             await asyncio.sleep(CONFIG_REFRESH_SECONDS)
             try:
                 await self._refresh_config()
+                if time.monotonic() - last_resync >= self.settings.resync_seconds:
+                    await self.resync()
+                    last_resync = time.monotonic()
             except StorageError as exc:
-                self._note_failure(exc)
+                logger.debug("floodwall: refreshing settings failed: %s", exc)
+            except Exception:
+                logger.exception("floodwall: refreshing settings failed")
+
+    async def _follow_events(self) -> None:
+        while True:
+            try:
+                async with self.store.subscription() as subscription:
+                    # Subscribed first, then reloaded: no change can fall in between.
+                    await self.resync()
+                    await self._refresh_config()
+                    while True:
+                        message = await subscription.next_message(CONFIG_REFRESH_SECONDS)
+                        if message is not None:
+                            await self._on_event(message)
+            except StorageError as exc:
+                logger.debug("floodwall: the change feed broke (%s); resubscribing", exc)
+            except Exception:
+                # A background loop must outlive any surprise, or the mirror goes stale.
+                logger.exception("floodwall: the change feed failed; resubscribing")
+            await asyncio.sleep(RESUBSCRIBE_SECONDS)
+
+    async def _on_event(self, message: str) -> None:
+        try:
+            event = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        user_id = event.get("user")
+        if isinstance(user_id, str):
+            snapshot = await self.store.read_state(self.keys.user(user_id))
+            self.mirror.update(user_id, snapshot.fields)
+        elif event.get("config"):
+            await self._refresh_config()
+
+    async def resync(self) -> None:
+        """Reload this worker's mirror of the kill switch from the store."""
+        users: dict[str, Mapping[str, str]] = {}
+        cursor: str | None = None
+        while True:
+            page = await self.store.list_index("users", cursor, INDEX_PAGE)
+            for user_id in page:
+                snapshot = await self.store.read_state(self.keys.user(user_id))
+                if snapshot.fields:
+                    users[user_id] = snapshot.fields
+            if len(page) < INDEX_PAGE:
+                break
+            cursor = page[-1]
+        self.mirror.replace(users)
+
+    async def _publish(self, event: Mapping[str, object]) -> None:
+        await self.store.publish(json.dumps(event))
 
     async def set_default_limit(self, rate: float, burst: int, *, actor: str) -> tuple[float, int]:
         """Change the default per-user limit on every worker, and keep it across restarts."""
@@ -217,6 +321,7 @@ class Floodwall:
         await self.store.write_config({"rate": repr(float(rate)), "burst": str(burst)})
         self._apply_default_limit(rate, burst)
         await self._audit(actor, "set-default-limit", None, detail=f"rate={rate} burst={burst}")
+        await self._publish({"config": True})
         return self.default_limit
 
     # -- operator actions --------------------------------------------------------------
@@ -252,6 +357,9 @@ class Floodwall:
             delete,
             reset_bucket,
         )
+        self.mirror.update(user_id, snapshot.fields)
+        await self.store.set_index("users", user_id, bool(snapshot.fields))
+        await self._publish({"user": user_id})
         expires = None if expires_in_ms is None else snapshot.now_ms + expires_in_ms
         await self._audit(
             actor,
@@ -282,7 +390,7 @@ class Floodwall:
             now_plus_ms={"blocked_at": 0} | ({} if ttl_ms is None else {"blocked_until": ttl_ms}),
             expires_in_ms=ttl_ms,
         )
-        await self.store.set_blocked_index(user_id, True)
+        await self.store.set_index("blocked", user_id, True)
         return status
 
     async def unblock(
@@ -291,7 +399,7 @@ class Floodwall:
         """Lift a block; unblocking a user who is not blocked changes nothing."""
         _check_reason(reason)
         status = await self._change(user_id, "unblock", actor, reason=reason, delete=_BLOCK_FIELDS)
-        await self.store.set_blocked_index(user_id, False)
+        await self.store.set_index("blocked", user_id, False)
         return status
 
     async def revoke(
@@ -383,7 +491,7 @@ class Floodwall:
         page: list[UserStatus] = []
         cursor = after
         while len(page) < limit:
-            ids = await self.store.list_blocked_index(cursor, limit - len(page))
+            ids = await self.store.list_index("blocked", cursor, limit - len(page))
             if not ids:
                 return page, None
             for user_id in ids:
@@ -392,7 +500,7 @@ class Floodwall:
                     page.append(status)
                 else:
                     # A temporary block ran out: drop it from the index as we pass.
-                    await self.store.set_blocked_index(user_id, False)
+                    await self.store.set_index("blocked", user_id, False)
             cursor = ids[-1]
         return page, cursor
 

@@ -74,6 +74,10 @@ class FloodwallSettings(BaseSettings):
     rate_limit_headers: bool = True
 
     fail_mode: Literal["open", "closed"] = "open"
+    expected_instances: int = Field(default=1, ge=1, le=10_000)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_cooldown: float = Field(default=1.0, gt=0, le=300)
+    resync_seconds: float = Field(default=30.0, gt=0)
 
     admin_token: SecretStr | None = None
     admin_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)

@@ -3,6 +3,7 @@ in every implementation (one shared test suite runs against each)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -10,7 +11,7 @@ from typing import Protocol
 from floodwall.decision import Decision
 from floodwall.keys import Keys, SubjectKeys
 
-__all__ = ["AuditEntry", "StateSnapshot", "Store"]
+__all__ = ["AuditEntry", "StateSnapshot", "Store", "Subscription"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,15 @@ class AuditEntry:
 
     id: str
     fields: Mapping[str, str]
+
+
+class Subscription(Protocol):
+    """Messages published by ``Store.publish``, in order."""
+
+    async def next_message(self, wait: float) -> str | None:
+        """The next message, or ``None`` after ``wait`` seconds; ``StorageError`` when
+        the subscription broke (messages may have been lost)."""
+        ...
 
 
 class Store(Protocol):
@@ -93,11 +103,18 @@ class Store(Protocol):
     ) -> None:
         """Refuse one credential id until it would have expired anyway."""
 
-    async def set_blocked_index(self, user_id: str, blocked: bool) -> None:
-        """Add a user to, or remove one from, the index of blocked users."""
+    async def set_index(self, index: str, user_id: str, present: bool) -> None:
+        """Add a user to, or remove one from, an index (``blocked``; ``users``: any state)."""
 
-    async def list_blocked_index(self, after: str | None, count: int) -> list[str]:
-        """Up to ``count`` indexed user ids in id order, strictly after ``after``."""
+    async def list_index(self, index: str, after: str | None, count: int) -> list[str]:
+        """Up to ``count`` user ids of an index in id order, strictly after ``after``."""
+        ...
+
+    async def publish(self, message: str) -> None:
+        """Tell every worker's subscription about a change."""
+
+    def subscription(self) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        """Subscribe to changes; the subscription is live once entered."""
         ...
 
     async def read_config(self) -> dict[str, str]:

@@ -6,13 +6,15 @@ refill can be tested without sleeping.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
+import contextlib
 import heapq
 import itertools
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from floodwall.decision import Decision, Outcome
 from floodwall.keys import Keys, SubjectKeys
@@ -36,7 +38,8 @@ class MemoryStore:
         self._expiries: list[tuple[float, str]] = []
         self._states: dict[str, dict[str, str]] = {}
         self._revoked: dict[str, dict[str, int]] = {}
-        self._blocked: list[str] = []
+        self._indexes: dict[str, list[str]] = {}
+        self._subscribers: set[asyncio.Queue[str]] = set()
         self._audit: deque[AuditEntry] = deque()
         self._audit_ids = itertools.count(1)
         self._config: dict[str, str] = {}
@@ -186,19 +189,36 @@ class MemoryStore:
         for stale in [cid for cid, expiry in revoked.items() if expiry <= now_ms]:
             del revoked[stale]
 
-    async def set_blocked_index(self, user_id: str, blocked: bool) -> None:
-        """Keep the sorted list of blocked user ids."""
-        position = bisect.bisect_left(self._blocked, user_id)
-        present = position < len(self._blocked) and self._blocked[position] == user_id
-        if blocked and not present:
-            self._blocked.insert(position, user_id)
-        elif not blocked and present:
-            del self._blocked[position]
+    async def set_index(self, index: str, user_id: str, present: bool) -> None:
+        """Keep a sorted list of user ids per index."""
+        members = self._indexes.setdefault(index, [])
+        position = bisect.bisect_left(members, user_id)
+        found = position < len(members) and members[position] == user_id
+        if present and not found:
+            members.insert(position, user_id)
+        elif not present and found:
+            del members[position]
 
-    async def list_blocked_index(self, after: str | None, count: int) -> list[str]:
-        """A page of blocked user ids, in id order."""
-        start = 0 if after is None else bisect.bisect_right(self._blocked, after)
-        return self._blocked[start : start + count]
+    async def list_index(self, index: str, after: str | None, count: int) -> list[str]:
+        """A page of an index, in id order."""
+        members = self._indexes.get(index, [])
+        start = 0 if after is None else bisect.bisect_right(members, after)
+        return members[start : start + count]
+
+    async def publish(self, message: str) -> None:
+        """Deliver to every subscription of this store."""
+        for queue in list(self._subscribers):
+            queue.put_nowait(message)
+
+    @contextlib.asynccontextmanager
+    async def subscription(self) -> AsyncIterator[_QueueSubscription]:
+        """An in-process subscription."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            yield _QueueSubscription(queue)
+        finally:
+            self._subscribers.discard(queue)
 
     async def read_config(self) -> dict[str, str]:
         """Run-time settings."""
@@ -226,6 +246,19 @@ class MemoryStore:
             if len(entries) == count:
                 break
         return entries
+
+
+class _QueueSubscription:
+    __slots__ = ("_queue",)
+
+    def __init__(self, queue: asyncio.Queue[str]) -> None:
+        self._queue = queue
+
+    async def next_message(self, wait: float) -> str | None:
+        try:
+            return await asyncio.wait_for(self._queue.get(), wait)
+        except TimeoutError:
+            return None
 
 
 def _number(value: str | None) -> float | None:

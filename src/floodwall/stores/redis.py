@@ -7,12 +7,13 @@ script when Redis answers NOSCRIPT (after a restart or a ``SCRIPT FLUSH``).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -36,6 +37,20 @@ def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
+class _PubSubSubscription:
+    __slots__ = ("_pubsub",)
+
+    def __init__(self, pubsub: PubSub) -> None:
+        self._pubsub = pubsub
+
+    async def next_message(self, wait: float) -> str | None:
+        with _storage_errors():
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+        if message is None or message.get("type") != "message":
+            return None
+        return _decode(message["data"])
+
+
 def _decode(data: bytes | str) -> str:
     return data if isinstance(data, str) else data.decode("utf-8", "surrogatepass")
 
@@ -57,6 +72,7 @@ class RedisStore:
         self.keys = Keys(prefix)
         self._check = client.register_script(_script("check.lua"))
         self._update = client.register_script(_script("update_state.lua"))
+        self._revoke = client.register_script(_script("revoke.lua"))
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, cluster: bool, timeout: float) -> RedisStore:
@@ -93,7 +109,11 @@ class RedisStore:
     async def now_ms(self) -> int:
         """Redis ``TIME`` in ms."""
         with _storage_errors():
-            seconds, micros = await self._client.time()
+            reply: Any = await self._client.time()
+        if isinstance(reply, dict):
+            # A cluster answers per node; any primary's clock will do.
+            reply = next(iter(reply.values()))
+        seconds, micros = reply
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def check(
@@ -154,33 +174,67 @@ class RedisStore:
     async def revoke_credential(
         self, keys: SubjectKeys, credential_id: str, expires_at_ms: int
     ) -> None:
-        """Add the id to the subject's revoked set; the set expires with its last member."""
-        now = await self.now_ms()
+        """One ``EVALSHA`` of ``revoke.lua``."""
         with _storage_errors():
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.zadd(keys.revoked, {_encode(credential_id): expires_at_ms})
-                pipe.zremrangebyscore(keys.revoked, "-inf", now)
-                pipe.zrange(keys.revoked, -1, -1, withscores=True)
-                *_, last = await pipe.execute()
-            if last:
-                await self._client.pexpireat(keys.revoked, int(last[0][1]))
+            await self._revoke(keys=(keys.revoked,), args=(_encode(credential_id), expires_at_ms))
 
-    async def set_blocked_index(self, user_id: str, blocked: bool) -> None:
-        """Members all score 0, so the index pages in id order with ZRANGEBYLEX."""
+    async def set_index(self, index: str, user_id: str, present: bool) -> None:
+        """Members all score 0, so an index pages in id order with ZRANGEBYLEX."""
+        key = self.keys.index(index)
         with _storage_errors():
-            if blocked:
-                await self._client.zadd(self.keys.blocked, {_encode(user_id): 0})
+            if present:
+                await self._client.zadd(key, {_encode(user_id): 0})
             else:
-                await self._client.zrem(self.keys.blocked, _encode(user_id))
+                await self._client.zrem(key, _encode(user_id))
 
-    async def list_blocked_index(self, after: str | None, count: int) -> list[str]:
-        """A page of indexed user ids after ``after``."""
+    async def list_index(self, index: str, after: str | None, count: int) -> list[str]:
+        """A page of an index after ``after``."""
         low = b"-" if after is None else b"(" + _encode(after)
         with _storage_errors():
             members = await self._client.zrangebylex(
-                self.keys.blocked, low, b"+", start=0, num=count
+                self.keys.index(index), low, b"+", start=0, num=count
             )
         return [_decode(member) for member in members]
+
+    async def publish(self, message: str) -> None:
+        """PUBLISH; Redis Cluster forwards it to every node."""
+        with _storage_errors():
+            await self._client.publish(self.keys.events, message)
+
+    @contextlib.asynccontextmanager
+    async def subscription(self) -> AsyncIterator[_PubSubSubscription]:
+        """SUBSCRIBE on a connection of its own, with no reply timeout (it waits for news)."""
+        client = self._subscriber_client()
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            with _storage_errors():
+                await pubsub.subscribe(self.keys.events)
+            yield _PubSubSubscription(pubsub)
+        finally:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            with contextlib.suppress(redis.RedisError, OSError):
+                await client.aclose()
+
+    def _subscriber_client(self) -> redis.asyncio.Redis:
+        # A plain client even on a cluster: classic pub/sub reaches every node, so one
+        # node's connection hears every worker's PUBLISH.
+        kwargs: dict[str, Any]
+        if isinstance(self._client, RedisCluster):
+            node = self._client.get_default_node() or self._client.get_nodes()[0]
+            kwargs = dict(self._client.get_connection_kwargs())
+            kwargs.update(host=node.host, port=node.port)
+            connection_class: Any = redis.asyncio.Connection
+        else:
+            pool = self._client.connection_pool
+            kwargs = dict(pool.connection_kwargs)
+            connection_class = pool.connection_class
+        # It waits for news: no reply timeout, but connecting stays bounded.
+        kwargs["socket_timeout"] = None
+        pool = redis.asyncio.ConnectionPool(
+            connection_class=connection_class, max_connections=1, **kwargs
+        )
+        return redis.asyncio.Redis(connection_pool=pool)
 
     async def read_config(self) -> dict[str, str]:
         """HGETALL of the config hash."""

@@ -1,0 +1,100 @@
+"""Each worker's copy of the kill-switch state, so blocks, revocations and password resets
+keep holding while the store is unreachable.
+
+Kept current by pub/sub, and fully reloaded on (re)subscription and periodically, since
+pub/sub drops messages across disconnects. Times are the store's (ms); while the store is
+down they are compared with this server's clock, the only one left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from floodwall.decision import Outcome
+from floodwall.identity import Identity
+
+__all__ = ["KillSwitchMirror", "MirroredUser"]
+
+
+@dataclass(frozen=True, slots=True)
+class MirroredUser:
+    """What the fallback needs of one user's state."""
+
+    blocked_until_ms: int | None
+    not_before_ms: int | None
+    reset_required: bool
+    rate: str | None
+    burst: int | None
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> MirroredUser | None:
+        """``None`` when the user has no state worth keeping."""
+        user = cls(
+            blocked_until_ms=_int(fields.get("blocked_until")),
+            not_before_ms=_int(fields.get("not_before")),
+            reset_required=fields.get("reset_required") == "1",
+            rate=fields.get("rate"),
+            burst=_int(fields.get("burst")),
+        )
+        return None if user == _EMPTY else user
+
+
+_EMPTY = MirroredUser(None, None, False, None, None)
+
+
+class KillSwitchMirror:
+    """User id → mirrored state."""
+
+    __slots__ = ("_users", "loaded")
+
+    def __init__(self) -> None:
+        self._users: dict[str, MirroredUser] = {}
+        self.loaded = False
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def update(self, user_id: str, fields: Mapping[str, str]) -> None:
+        """Mirror one user's stored fields (empty fields forget the user)."""
+        user = MirroredUser.from_fields(fields)
+        if user is None:
+            self._users.pop(user_id, None)
+        else:
+            self._users[user_id] = user
+
+    def replace(self, users: Mapping[str, Mapping[str, str]]) -> None:
+        """Mirror a full reload."""
+        fresh: dict[str, MirroredUser] = {}
+        for user_id, fields in users.items():
+            user = MirroredUser.from_fields(fields)
+            if user is not None:
+                fresh[user_id] = user
+        self._users = fresh
+        self.loaded = True
+
+    def get(self, user_id: str) -> MirroredUser | None:
+        """The mirrored state of a user, if any."""
+        return self._users.get(user_id)
+
+    def refusal(self, identity: Identity, reset_exempt: bool, now_ms: int) -> Outcome | None:
+        """What the kill switch says of this request, as ``check.lua`` would; ``None``: go on."""
+        if identity.anonymous:
+            return None
+        user = self._users.get(identity.user_id)
+        if user is None:
+            return None
+        until = user.blocked_until_ms
+        if until is not None and (until == 0 or until > now_ms):
+            return Outcome.BLOCKED
+        issued = identity.issued_at
+        not_before = user.not_before_ms
+        if issued is not None and not_before is not None and int(issued * 1000) < not_before:
+            return Outcome.REVOKED
+        if user.reset_required and not reset_exempt:
+            return Outcome.RESET_REQUIRED
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    return None if value is None else int(value)
