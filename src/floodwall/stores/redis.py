@@ -217,24 +217,28 @@ class RedisStore:
                 await client.aclose()
 
     def _subscriber_client(self) -> redis.asyncio.Redis:
-        # A plain client even on a cluster: classic pub/sub reaches every node, so one
-        # node's connection hears every worker's PUBLISH.
-        kwargs: dict[str, Any]
-        if isinstance(self._client, RedisCluster):
-            node = self._client.get_default_node() or self._client.get_nodes()[0]
-            kwargs = dict(self._client.get_connection_kwargs())
-            kwargs.update(host=node.host, port=node.port)
-            connection_class: Any = redis.asyncio.Connection
-        else:
-            pool = self._client.connection_pool
-            kwargs = dict(pool.connection_kwargs)
-            connection_class = pool.connection_class
         # It waits for news: no reply timeout, but connecting stays bounded.
+        if isinstance(self._client, RedisCluster):
+            # A plain client even on a cluster: classic pub/sub reaches every node, so one
+            # node's connection hears every worker's PUBLISH.
+            node = self._client.get_default_node() or self._client.get_nodes()[0]
+            options = self._client.get_connection_kwargs()
+            return redis.asyncio.Redis(
+                host=node.host,
+                port=node.port,
+                username=options.get("username"),
+                password=options.get("password"),
+                socket_connect_timeout=options.get("socket_connect_timeout"),
+            )
+        pool = self._client.connection_pool
+        kwargs: dict[str, Any] = dict(pool.connection_kwargs)
         kwargs["socket_timeout"] = None
-        pool = redis.asyncio.ConnectionPool(
-            connection_class=connection_class, max_connections=1, **kwargs
+        kwargs.pop("max_connections", None)
+        return redis.asyncio.Redis(
+            connection_pool=redis.asyncio.ConnectionPool(
+                connection_class=pool.connection_class, max_connections=1, **kwargs
+            )
         )
-        return redis.asyncio.Redis(connection_pool=pool)
 
     async def read_config(self) -> dict[str, str]:
         """HGETALL of the config hash."""
