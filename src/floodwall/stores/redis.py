@@ -225,7 +225,7 @@ class RedisStore:
             options = self._client.get_connection_kwargs()
             return redis.asyncio.Redis(
                 host=node.host,
-                port=node.port,
+                port=int(node.port),
                 username=options.get("username"),
                 password=options.get("password"),
                 socket_connect_timeout=options.get("socket_connect_timeout"),
