@@ -196,7 +196,6 @@ async def _run(args: argparse.Namespace) -> Any:
         return await floodwall.audit_log(before=args.cursor, limit=args.limit)
     finally:
         await floodwall.stop()
-        await floodwall.store.close()
 
 
 def _print(args: argparse.Namespace, result: Any) -> None:

@@ -130,9 +130,8 @@ class Floodwall:
             self._started = True
 
     async def stop(self) -> None:
-        """Stop following settings and release the store's connections."""
-        if not self._started:
-            return
+        """Stop following settings and release the store's connections (also those that
+        operator actions opened without ``start``)."""
         self._started = False
         for task in self._tasks:
             task.cancel()
