@@ -7,7 +7,6 @@ else talks to Redis. Every operator action is audited.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import math
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 from floodwall.audit import AuditRecord, log_action
 from floodwall.breaker import CircuitBreaker
 from floodwall.decision import Decision, Outcome
+from floodwall.deny_cache import DenyCache
 from floodwall.errors import StorageError
 from floodwall.identity import Identity
 from floodwall.keys import SubjectKeys
@@ -95,6 +95,7 @@ class Floodwall:
         # and the kill switch holds from each worker's mirror of it.
         self._fallback = MemoryStore()
         self.mirror = KillSwitchMirror()
+        self.denials = DenyCache()
         self.breaker = CircuitBreaker(
             threshold=self.settings.breaker_failures, cooldown=self.settings.breaker_cooldown
         )
@@ -133,12 +134,14 @@ class Floodwall:
         """Stop following settings and release the store's connections (also those that
         operator actions opened without ``start``)."""
         self._started = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        pending = set(self._tasks)
         self._tasks = []
+        while pending:
+            # Python 3.11's asyncio.wait_for (inside redis-py) can swallow a cancellation
+            # that lands as a reply arrives; cancel again until the task is really done.
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.1)
         try:
             await self.store.close()
         except StorageError as exc:
@@ -167,6 +170,9 @@ class Floodwall:
             rate, burst = self._anonymous_rate, self._anonymous_burst
         else:
             rate, burst = self._user_rate, self._user_burst
+        known = self.denials.lookup(keys.bucket, cost, reset_exempt)
+        if known is not None:
+            return known
         if self.breaker.allow():
             issued_at = identity.issued_at
             try:
@@ -184,6 +190,8 @@ class Floodwall:
             else:
                 if self.breaker.success():
                     logger.warning("floodwall: the store answers again; normal checks resumed")
+                if decision.outcome is not Outcome.ALLOWED:
+                    self.denials.remember(keys.bucket, decision)
                 return decision
         return await self._fallback_check(identity, keys, rate, burst, cost, reset_exempt)
 
@@ -247,7 +255,10 @@ class Floodwall:
     async def _refresh_config(self) -> None:
         config = await self.store.read_config()
         if "rate" in config and "burst" in config:
-            self._apply_default_limit(float(config["rate"]), int(config["burst"]))
+            limit = (float(config["rate"]), int(config["burst"]))
+            if limit != self.default_limit:
+                self._apply_default_limit(*limit)
+                self.denials.clear()
 
     async def _follow_config(self) -> None:
         # Polling backs up pub/sub, which drops messages across disconnects.
@@ -291,9 +302,12 @@ class Floodwall:
             return
         user_id = event.get("user")
         if isinstance(user_id, str):
-            snapshot = await self.store.read_state(self.keys.user(user_id))
+            keys = self.keys.user(user_id)
+            self.denials.forget(keys.bucket)
+            snapshot = await self.store.read_state(keys)
             self.mirror.update(user_id, snapshot.fields)
         elif event.get("config"):
+            self.denials.clear()
             await self._refresh_config()
 
     async def resync(self) -> None:
@@ -319,6 +333,7 @@ class Floodwall:
         _check_limit(rate, burst)
         await self.store.write_config({"rate": repr(float(rate)), "burst": str(burst)})
         self._apply_default_limit(rate, burst)
+        self.denials.clear()
         await self._audit(actor, "set-default-limit", None, detail=f"rate={rate} burst={burst}")
         await self._publish({"config": True})
         return self.default_limit
@@ -357,6 +372,7 @@ class Floodwall:
             reset_bucket,
         )
         self.mirror.update(user_id, snapshot.fields)
+        self.denials.forget(self.keys.user(user_id).bucket)
         await self.store.set_index("users", user_id, bool(snapshot.fields))
         await self._publish({"user": user_id})
         expires = None if expires_in_ms is None else snapshot.now_ms + expires_in_ms

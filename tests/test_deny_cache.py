@@ -1,0 +1,128 @@
+"""The in-process deny cache: zero store round trips for refusals that are certain."""
+
+from __future__ import annotations
+
+import redis.asyncio
+from servers import RedisServer
+
+from floodwall import Floodwall, FloodwallSettings, Identity
+from floodwall.decision import Decision, Outcome
+from floodwall.deny_cache import DenyCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limited(ahead: float, rate: float = 10.0, burst: int = 10) -> Decision:
+    return Decision(Outcome.LIMITED, rate, burst, 0, ahead + 1 / rate - burst / rate, ahead)
+
+
+def test_a_limited_bucket_is_refused_only_while_certain() -> None:
+    clock = Clock()
+    cache = DenyCache(clock=clock, wall_clock=clock)
+    # A full debt of one second at 10/s: the next token is 100 ms away.
+    cache.remember("k", limited(1.0))
+    known = cache.lookup("k", 1, False)
+    assert known is not None
+    assert abs(known.retry_after - 0.1) < 1e-9
+    clock.now += 0.05
+    known = cache.lookup("k", 1, False)
+    assert known is not None
+    assert abs(known.retry_after - 0.05) < 1e-9
+    # A costlier request stays certain for longer than a cheap one.
+    clock.now += 0.06
+    assert cache.lookup("k", 1, False) is None
+    cache.remember("k", limited(1.0))
+    clock.now += 0.15
+    assert cache.lookup("k", 3, False) is not None
+    assert cache.lookup("k", 1, False) is None
+    assert len(cache) == 0
+
+
+def test_blocks_hold_until_their_end_and_resets_spare_the_reset_flow() -> None:
+    clock = Clock()
+    cache = DenyCache(clock=clock, wall_clock=clock)
+    cache.remember("b", Decision(Outcome.BLOCKED, 10, 10, 0, 0, 0, blocked_until=1010.0))
+    cache.remember("r", Decision(Outcome.RESET_REQUIRED, 10, 10, 0, 0, 0))
+    cache.remember("x", Decision(Outcome.REVOKED, 10, 10, 0, 0, 0))
+    assert cache.lookup("b", 1, False) is not None
+    assert cache.lookup("r", 1, False) is not None
+    assert cache.lookup("r", 1, True) is None
+    assert cache.lookup("x", 1, False) is None
+    clock.now = 1010.5
+    assert cache.lookup("b", 1, False) is None
+
+
+def test_the_cache_is_bounded() -> None:
+    cache = DenyCache(max_entries=3)
+    for key in "abcd":
+        cache.remember(key, limited(5.0))
+    assert len(cache) == 3
+    assert cache.lookup("a", 1, False) is None
+    assert cache.lookup("d", 1, False) is not None
+
+
+async def evalsha_calls(client: redis.asyncio.Redis) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_a_flooding_user_costs_redis_nothing_once_limited_or_blocked(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    floodwall = Floodwall(
+        FloodwallSettings(redis_url=redis_server.url, rate=0.01, burst=5, redis_timeout=2)
+    )
+    attacker = Identity("mallory")
+    try:
+        outcomes = [(await floodwall.check(attacker)).outcome for _ in range(6)]
+        assert outcomes == [Outcome.ALLOWED] * 5 + [Outcome.LIMITED]
+        before = await evalsha_calls(redis_client)
+        refused = [await floodwall.check(attacker) for _ in range(1000)]
+        assert {d.outcome for d in refused} == {Outcome.LIMITED}
+        assert await evalsha_calls(redis_client) == before
+        assert min(d.retry_after for d in refused) > 90
+        # Other users still reach Redis, once per request.
+        assert (await floodwall.check(Identity("alice"))).allowed
+        assert await evalsha_calls(redis_client) == before + 1
+
+        await floodwall.block("eve", reason="x")
+        assert (await floodwall.check(Identity("eve"))).outcome is Outcome.BLOCKED
+        before = await evalsha_calls(redis_client)
+        for _ in range(100):
+            assert (await floodwall.check(Identity("eve"))).outcome is Outcome.BLOCKED
+        assert await evalsha_calls(redis_client) == before
+        # An operator change is never held back by the cache.
+        await floodwall.unblock("eve")
+        assert (await floodwall.check(Identity("eve"))).allowed
+        await floodwall.set_limit("mallory", rate=100, burst=100)
+        assert (await floodwall.check(attacker)).allowed
+    finally:
+        await floodwall.stop()
+
+
+async def test_another_workers_unblock_reaches_this_cache(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    import asyncio
+
+    settings = FloodwallSettings(redis_url=redis_server.url, redis_timeout=2)
+    here, there = Floodwall(settings), Floodwall(settings)
+    await here.start()
+    try:
+        await there.block("eve", reason="x")
+        assert (await here.check(Identity("eve"))).outcome is Outcome.BLOCKED
+        await there.unblock("eve")
+        for _ in range(100):
+            if (await here.check(Identity("eve"))).allowed:
+                break
+            await asyncio.sleep(0.01)
+        assert (await here.check(Identity("eve"))).allowed
+    finally:
+        await here.stop()
+        await there.stop()
