@@ -135,7 +135,7 @@ def test_a_per_user_limit_applies_and_goes_away(instances: list[httpx.Client]) -
     a, b = instances
     alice = login(a, "alice")
     custom = a.put("/admin/users/alice/limit", json={"rate": 0.001, "burst": 2}, headers=ADMIN)
-    assert custom.json()["limit"] == {"rate": 0.001, "burst": 2, "custom": True}
+    assert custom.json()["limit"] == {"rate": 0.001, "burst": 2, "custom": True, "shadow": False}
     statuses = [hello(instances[i % 2], alice).status_code for i in range(3)]
     assert statuses == [200, 200, 429]
     assert hello(b, login(b, "bob")).status_code == 200

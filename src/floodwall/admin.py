@@ -32,6 +32,7 @@ from floodwall.admin_models import (
     Problem,
     ReasonBody,
     RevokeBody,
+    TopOut,
     UserStatusOut,
 )
 from floodwall.errors import StorageError
@@ -42,6 +43,7 @@ __all__ = ["create_admin_app"]
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_PAGE = 1000
+MAX_WINDOW = 3600
 PROBLEM = "urn:floodwall:problem:"
 
 
@@ -115,6 +117,7 @@ class _Spec:
     body: type[BaseModel] | None = None
     body_required: bool = False
     paged: bool = False
+    windowed: bool = False
 
     @property
     def suffix(self) -> str:
@@ -193,6 +196,28 @@ async def _get_default(fw: Floodwall, call: _Call) -> BaseModel:
     return DefaultLimitOut(rate=rate, burst=burst)
 
 
+async def _shadow_on(fw: Floodwall, call: _Call) -> BaseModel:
+    return _status_out(await fw.set_shadow(call.user_id, True, actor=call.actor))
+
+
+async def _shadow_off(fw: Floodwall, call: _Call) -> BaseModel:
+    return _status_out(await fw.set_shadow(call.user_id, False, actor=call.actor))
+
+
+async def _top(fw: Floodwall, call: _Call) -> BaseModel:
+    window = call.query["window"]
+    offenders = await fw.top(window_seconds=window, limit=call.query["limit"])
+    return TopOut.model_validate(
+        {
+            "window_seconds": window,
+            "items": [
+                {"subject": o.subject, "anonymous": o.anonymous, "refusals": o.refusals}
+                for o in offenders
+            ],
+        }
+    )
+
+
 async def _blocked(fw: Floodwall, call: _Call) -> BaseModel:
     statuses, cursor = await fw.blocked(after=call.query["cursor"], limit=call.query["limit"])
     return BlockedPage(items=[_status_out(s) for s in statuses], next_cursor=cursor)
@@ -250,6 +275,20 @@ SPECS = [
         UserStatusOut,
         _clear_limit,
     ),
+    _Spec(
+        "PUT",
+        "/users/{user_id}/shadow",
+        "Observe a user's limit without enforcing it",
+        UserStatusOut,
+        _shadow_on,
+    ),
+    _Spec(
+        "DELETE",
+        "/users/{user_id}/shadow",
+        "Enforce a user's limit again",
+        UserStatusOut,
+        _shadow_off,
+    ),
     _Spec("GET", "/limits/default", "The default per-user limit", DefaultLimitOut, _get_default),
     _Spec(
         "PUT",
@@ -262,6 +301,9 @@ SPECS = [
     ),
     _Spec("GET", "/blocked", "Blocked users, in id order", BlockedPage, _blocked, paged=True),
     _Spec("GET", "/audit", "Operator actions, newest first", AuditPage, _audit, paged=True),
+    _Spec(
+        "GET", "/top", "The most refused users and clients recently", TopOut, _top, windowed=True
+    ),
 ]
 
 
@@ -342,13 +384,23 @@ async def _read_body(request: Request, model: type[BaseModel], required: bool) -
         raise _invalid("The body is not valid.", errors) from None
 
 
-def _page_query(request: Request) -> dict[str, Any]:
-    params = request.query_params
-    raw_limit = params.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-        raise _invalid(f"limit is a whole number from 1 to {MAX_PAGE}.")
-    cursor = params.get("cursor") or None
-    return {"limit": int(raw_limit), "cursor": cursor}
+def _whole(request: Request, name: str, default: int, highest: int) -> int:
+    raw = request.query_params.get(name, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= highest:
+        raise _invalid(f"{name} is a whole number from 1 to {highest}.")
+    return int(raw)
+
+
+def _query(request: Request, spec: _Spec) -> dict[str, Any]:
+    if spec.paged:
+        cursor = request.query_params.get("cursor") or None
+        return {"limit": _whole(request, "limit", 100, MAX_PAGE), "cursor": cursor}
+    if spec.windowed:
+        return {
+            "window": _whole(request, "window", 60, MAX_WINDOW),
+            "limit": _whole(request, "limit", 10, MAX_PAGE),
+        }
+    return {}
 
 
 def _endpoint(fw: Floodwall, auth: _Auth, spec: _Spec) -> Callable[[Request], Awaitable[Response]]:
@@ -365,7 +417,7 @@ def _endpoint(fw: Floodwall, auth: _Auth, spec: _Spec) -> Callable[[Request], Aw
                 actor,
                 body,
                 _user_id(request, spec.suffix) if spec.has_user else "",
-                _page_query(request) if spec.paged else {},
+                _query(request, spec),
             )
             result = await spec.handler(fw, call)
         except _Refused as refused:
@@ -425,6 +477,22 @@ def openapi_document() -> dict[str, Any]:
                 },
                 {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}},
             ]
+        if spec.windowed:
+            parameters += [
+                {
+                    "name": "window",
+                    "in": "query",
+                    "required": False,
+                    "description": "Seconds to look back.",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_WINDOW},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                },
+            ]
         responses: dict[str, Any] = {
             "200": {
                 "description": spec.summary,
@@ -442,7 +510,7 @@ def openapi_document() -> dict[str, Any]:
             "responses": responses,
             "security": [{"bearer": []}],
         }
-        if spec.body is not None or spec.paged:
+        if spec.body is not None or spec.paged or spec.windowed:
             responses["422"] = problem_response("The request is not valid.")
         if spec.body is not None:
             responses["413"] = problem_response("The body is too large.")

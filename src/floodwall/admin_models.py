@@ -12,9 +12,11 @@ __all__ = [
     "DefaultLimitOut",
     "LimitBody",
     "LimitOut",
+    "OffenderOut",
     "Problem",
     "ReasonBody",
     "RevokeBody",
+    "TopOut",
     "UserStatusOut",
 ]
 
@@ -54,11 +56,13 @@ class LimitBody(BaseModel):
 
 
 class LimitOut(BaseModel):
-    """A user's effective limit; ``custom`` when it is the user's own."""
+    """A user's effective limit; ``custom`` when it is the user's own, ``shadow`` when it
+    is observed but not enforced."""
 
     rate: float
     burst: int
     custom: bool
+    shadow: bool
 
 
 class UserStatusOut(BaseModel):
@@ -100,6 +104,21 @@ class AuditPage(BaseModel):
 
     items: list[AuditRecordOut]
     next_cursor: str | None
+
+
+class OffenderOut(BaseModel):
+    """A subject (a user, or an anonymous client's address) and its refusals."""
+
+    subject: str
+    anonymous: bool
+    refusals: int
+
+
+class TopOut(BaseModel):
+    """The most refused subjects over the last ``window_seconds``, across workers."""
+
+    window_seconds: int
+    items: list[OffenderOut]
 
 
 class DefaultLimitOut(BaseModel):

@@ -14,6 +14,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from pydantic import SecretStr, ValidationError
@@ -22,6 +23,7 @@ from floodwall.errors import FloodwallError, StorageError
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings, parse_rate
 from floodwall.status import UserStatus
+from floodwall.top import Offender
 
 __all__ = ["main"]
 
@@ -100,6 +102,16 @@ def _parser() -> argparse.ArgumentParser:
     limit.add_argument("--burst", type=_positive_int)
     limit.add_argument("--clear", action="store_true", help="back to the default limit")
     user_command("status", "show a user's status")
+    shadow = user_command("shadow", "observe a user's limit without enforcing it")
+    shadow.add_argument("--off", action="store_true", help="enforce the limit again")
+
+    top = commands.add_parser(
+        "top", help="the most refused users and clients, refreshed live", parents=[common]
+    )
+    top.add_argument("--window", type=_positive_int, default=60, help="seconds to look back")
+    top.add_argument("--limit", type=_positive_int, default=20)
+    top.add_argument("--interval", type=parse_duration, default=2.0, help="refresh period")
+    top.add_argument("--once", action="store_true", help="print once and exit")
 
     default = commands.add_parser(
         "default-limit", help="show or change the default limit on every worker", parents=[common]
@@ -140,6 +152,7 @@ def _describe(status: UserStatus) -> str:
         blocked = "no"
     limit = f"{status.rate:g}/s, burst {status.burst}"
     limit += " (custom)" if status.limit_overridden else " (default)"
+    limit += ", shadow: observed, not enforced" if status.shadow else ""
     lines = [
         ("user", status.user_id),
         ("blocked", blocked),
@@ -184,6 +197,10 @@ async def _run(args: argparse.Namespace) -> Any:
             )
         if command == "status":
             return await floodwall.status(args.user)
+        if command == "shadow":
+            return await floodwall.set_shadow(args.user, not args.off, actor=actor)
+        if command == "top":
+            return await _top(floodwall, args)
         if command == "default-limit":
             await floodwall.start()
             if args.rate is None and args.burst is None:
@@ -198,9 +215,40 @@ async def _run(args: argparse.Namespace) -> Any:
         await floodwall.stop()
 
 
+def _top_table(offenders: list[Offender], window: int) -> str:
+    lines = [f"most refused over the last {window}s ({datetime.now(UTC):%H:%M:%S} UTC)"]
+    lines.append(f"{'refusals':>10}  {'kind':<9}  subject")
+    for entry in offenders:
+        kind = "address" if entry.anonymous else "user"
+        lines.append(f"{entry.refusals:>10}  {kind:<9}  {entry.subject}")
+    if not offenders:
+        lines.append("  (no refusals)")
+    return "\n".join(lines)
+
+
+async def _top(floodwall: Floodwall, args: argparse.Namespace) -> list[Offender]:
+    """Print the table every ``--interval`` until Ctrl-C; ``--once`` returns it instead."""
+    while True:
+        offenders = await floodwall.top(window_seconds=args.window, limit=args.limit)
+        if args.once or args.json:
+            return offenders
+        clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+        print(clear + _top_table(offenders, args.window), flush=True)
+        await asyncio.sleep(args.interval)
+
+
 def _print(args: argparse.Namespace, result: Any) -> None:
     if isinstance(result, UserStatus):
         print(json.dumps(result.to_json()) if args.json else _describe(result))
+    elif args.command == "top":
+        if args.json:
+            rows = [
+                {"subject": o.subject, "anonymous": o.anonymous, "refusals": o.refusals}
+                for o in result
+            ]
+            print(json.dumps({"window_seconds": args.window, "items": rows}))
+        else:
+            print(_top_table(result, args.window))
     elif args.command == "default-limit":
         rate, burst = result
         print(
@@ -241,8 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             import uvicorn
 
-            from floodwall.demo import create_app
+            from floodwall.demo import configure_logging, create_app
 
+            configure_logging()
             uvicorn.run(create_app(), host=args.host, port=args.port)
             return 0
         result = asyncio.run(_run(args))

@@ -27,7 +27,8 @@ class Decision:
 
     ``retry_after`` is how long until the request could pass (0 when allowed);
     ``reset_after`` how long until the bucket is full again; ``blocked_until`` the end of a
-    block in seconds since the epoch, ``None`` when the block has no end or there is none.
+    block in seconds since the epoch, ``None`` when the block has no end or there is none;
+    ``shadow`` that this subject's limit is observed, not enforced.
     """
 
     outcome: Outcome
@@ -37,6 +38,7 @@ class Decision:
     retry_after: float
     reset_after: float
     blocked_until: float | None = None
+    shadow: bool = False
 
     @property
     def allowed(self) -> bool:
@@ -46,7 +48,7 @@ class Decision:
 
 def decision_from_reply(reply: Sequence[object]) -> Decision:
     """Convert the check script's reply (see ``lua/check.lua``) into a ``Decision``."""
-    code, remaining, retry_us, reset_us, rate, burst, blocked_ms = reply
+    code, remaining, retry_us, reset_us, rate, burst, blocked_ms, shadow = reply
     outcome = Outcome(_int(code))
     blocked_until = _int(blocked_ms)
     return Decision(
@@ -57,6 +59,7 @@ def decision_from_reply(reply: Sequence[object]) -> Decision:
         retry_after=_int(retry_us) / 1_000_000,
         reset_after=_int(reset_us) / 1_000_000,
         blocked_until=blocked_until / 1000 if blocked_until > 0 else None,
+        shadow=shadow == 1,
     )
 
 

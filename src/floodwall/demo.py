@@ -6,6 +6,7 @@ is set.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import uuid
@@ -19,10 +20,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from floodwall.middleware import FloodwallMiddleware
+from floodwall.request_log import JsonFormatter
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings
 
-__all__ = ["create_app"]
+__all__ = ["configure_logging", "create_app"]
 
 TOKEN_LIFETIME_SECONDS = 3600
 
@@ -37,6 +39,17 @@ def _problem(status: int, title: str, detail: str) -> Response:
         status_code=status,
         media_type="application/problem+json",
     )
+
+
+def configure_logging() -> None:
+    """JSON lines on stderr for floodwall's loggers, as an operator's pipeline wants them."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    for name in ("floodwall", "floodwall.audit", "floodwall.requests"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
 
 
 def create_app(settings: FloodwallSettings | None = None) -> Starlette:
@@ -93,19 +106,24 @@ def create_app(settings: FloodwallSettings | None = None) -> Starlette:
         await floodwall.clear_password_reset(str(claims["sub"]), actor="app")
         return JSONResponse({"password_changed": True})
 
+    async def metrics(request: Request) -> Response:
+        body, content_type = floodwall.metrics.render()
+        return Response(body, media_type=content_type)
+
     return Starlette(
         routes=[
             Route("/login", login, methods=["POST"]),
             Route("/api/hello", hello, methods=["GET"]),
             Route("/account/password", change_password, methods=["POST"]),
             Mount("/admin", floodwall.admin_app()),
+            Route("/metrics", metrics, methods=["GET"]),
         ],
         middleware=[
             Middleware(
                 FloodwallMiddleware,
                 floodwall=floodwall,
                 # Operators must never be rate limited out of their own kill switch.
-                exempt_paths=["/admin"],
+                exempt_paths=["/admin", "/metrics"],
                 password_reset_paths=["/account/password"],
             )
         ],

@@ -52,6 +52,11 @@ class Keys:
         self.events = f"{prefix}:events"
         self.top = f"{prefix}:top"
 
+    def top_slice(self, slice_id: int) -> str:
+        """Refusal counts of one time slice; all slices share a hash tag so one command
+        can add them up on a cluster."""
+        return f"{self.prefix}:{{top}}:{slice_id}"
+
     def index(self, name: str) -> str:
         """A sorted set of user ids: ``blocked``, or ``users`` (any kill-switch state)."""
         return f"{self.prefix}:index:{name}"

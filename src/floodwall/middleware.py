@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from floodwall._types import ASGIApp, Identify, Message, Receive, Scope, Send
-from floodwall.decision import Decision
-from floodwall.identity import client_identity, default_identify
+from floodwall.decision import Decision, Outcome
+from floodwall.identity import Identity, client_identity, default_identify
 from floodwall.paths import PathTable
-from floodwall.responses import Refusal, rate_limit_headers, refusal
+from floodwall.request_log import RefusalLog, request_logger
+from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds
 from floodwall.service import Floodwall
+from floodwall.top import member
 
 __all__ = ["FloodwallMiddleware"]
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 class FloodwallMiddleware:
@@ -56,6 +63,9 @@ class FloodwallMiddleware:
             [*settings.password_reset_paths, *password_reset_paths], True
         )
         self._headers = settings.rate_limit_headers
+        header = settings.request_id_header
+        self._request_id_header = header.encode("latin-1") if header else None
+        self._refusal_log = RefusalLog()
         # Forwarded headers are honoured from trusted proxies only; uvicorn's middleware
         # already reads X-Forwarded-For right to left against that list.
         self._guarded: ASGIApp = self._guard
@@ -96,28 +106,83 @@ class FloodwallMiddleware:
             await self.app(scope, receive, send)
             return
         identity = await self._identify(scope) or client_identity(scope)
-        decision = await self.floodwall.check(
+        floodwall = self.floodwall
+        decision = await floodwall.check(
             identity,
             self._costs.get(path, 1),
             reset_exempt=self._reset_paths.get(path, False),
         )
         policy = "anonymous" if identity.anonymous else "user"
-        if not decision.allowed:
-            await self._refuse(scope, receive, send, decision, policy)
-        elif self._headers and scope["type"] == "http":
-            await self.app(
-                scope, receive, _with_headers(send, rate_limit_headers(policy, decision))
-            )
+        headers: list[tuple[bytes, bytes]] = []
+        if self._request_id_header is not None:
+            request_id = self._request_id(scope)
+            headers.append((self._request_id_header, request_id.encode()))
         else:
+            request_id = None
+        if decision.allowed or not floodwall.enforces(decision):
+            if not decision.allowed:
+                self._log_refusal(scope, identity, decision, policy, request_id, enforced=False)
+            elif request_logger.isEnabledFor(logging.DEBUG):
+                _log(logging.DEBUG, scope, identity, decision, policy, request_id)
+            if self._headers and scope["type"] == "http":
+                headers += rate_limit_headers(policy, decision)
+            if headers and scope["type"] == "http":
+                send = _with_headers(send, headers)
             await self.app(scope, receive, send)
+            return
+        self._log_refusal(scope, identity, decision, policy, request_id, enforced=True)
+        await self._refuse(scope, receive, send, decision, policy, headers)
+
+    def _request_id(self, scope: Scope) -> str:
+        # Honour the caller's id when it is sane; a hostile one must not reach the logs.
+        header = self._request_id_header
+        for key, value in scope.get("headers", ()):
+            if key == header:
+                text = bytes(value).decode("latin-1")
+                if _REQUEST_ID.fullmatch(text):
+                    break
+                return os.urandom(8).hex()
+        else:
+            return os.urandom(8).hex()
+        scope.setdefault("state", {})["request_id"] = text
+        return text
+
+    def _log_refusal(
+        self,
+        scope: Scope,
+        identity: Identity,
+        decision: Decision,
+        policy: str,
+        request_id: str | None,
+        *,
+        enforced: bool,
+    ) -> None:
+        count = self._refusal_log.admit(member(identity.user_id, identity.anonymous))
+        if count is not None:
+            _log(
+                logging.INFO,
+                scope,
+                identity,
+                decision,
+                policy,
+                request_id,
+                enforced=enforced,
+                refusals_since_last_line=count,
+            )
 
     async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, decision: Decision, policy: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        decision: Decision,
+        policy: str,
+        extra: list[tuple[bytes, bytes]],
     ) -> None:
         answer = refusal(decision)
-        headers = answer.headers
-        if self._headers and decision.burst:
-            headers = [*headers, *rate_limit_headers(policy, decision)]
+        headers = [*answer.headers, *extra]
+        if self._headers and decision.outcome is Outcome.LIMITED:
+            headers += rate_limit_headers(policy, decision)
         if scope["type"] == "http":
             await _send_response(send, "http.response", answer, headers)
             return
@@ -130,6 +195,32 @@ class FloodwallMiddleware:
             await _send_response(send, "websocket.http.response", answer, headers)
         else:
             await send({"type": "websocket.close", "code": 1008, "reason": ""})
+
+
+def _log(
+    level: int,
+    scope: Scope,
+    identity: Identity,
+    decision: Decision,
+    policy: str,
+    request_id: str | None,
+    **extra: object,
+) -> None:
+    client = scope.get("client")
+    fields = {
+        "event": "floodwall.request",
+        "request_id": request_id,
+        "user_id": None if identity.anonymous else identity.user_id,
+        "client": client[0] if client else None,
+        "method": scope.get("method"),
+        "path": scope.get("path"),
+        "decision": decision.outcome.name.lower(),
+        "policy": policy,
+        "remaining": decision.remaining,
+        "retry_after": whole_seconds(decision.retry_after) if decision.retry_after else None,
+        **extra,
+    }
+    request_logger.log(level, "floodwall: %s", fields["decision"], extra={"fields": fields})
 
 
 def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:

@@ -73,6 +73,15 @@ class KillSwitchMirror:
         self._users = fresh
         self.loaded = True
 
+    def blocked_count(self, now_ms: int) -> int:
+        """How many mirrored users are blocked at ``now_ms``."""
+        return sum(
+            1
+            for user in self._users.values()
+            if user.blocked_until_ms is not None
+            and (user.blocked_until_ms == 0 or user.blocked_until_ms > now_ms)
+        )
+
     def get(self, user_id: str) -> MirroredUser | None:
         """The mirrored state of a user, if any."""
         return self._users.get(user_id)

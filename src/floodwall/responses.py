@@ -13,7 +13,7 @@ import math
 
 from floodwall.decision import Decision, Outcome
 
-__all__ = ["PROBLEM_TYPE_BASE", "Refusal", "rate_limit_headers", "refusal"]
+__all__ = ["PROBLEM_TYPE_BASE", "Refusal", "rate_limit_headers", "refusal", "whole_seconds"]
 
 PROBLEM_TYPE_BASE = "urn:floodwall:problem:"
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -21,12 +22,14 @@ from floodwall.deny_cache import DenyCache
 from floodwall.errors import StorageError
 from floodwall.identity import Identity
 from floodwall.keys import SubjectKeys
+from floodwall.metrics import Metrics
 from floodwall.mirror import KillSwitchMirror
 from floodwall.settings import FloodwallSettings, parse_rate
 from floodwall.status import UserStatus
 from floodwall.stores.base import StateSnapshot, Store
 from floodwall.stores.memory import MemoryStore
 from floodwall.stores.redis import RedisStore
+from floodwall.top import SLICE_SECONDS, Offender, RefusalCounter, member, offender
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -43,9 +46,13 @@ MAX_REASON_LENGTH = 500
 # Revoked credential ids with no known expiry are remembered this long.
 DEFAULT_CREDENTIAL_LIFETIME_MS = 7 * 24 * 3600 * 1000
 CONFIG_REFRESH_SECONDS = 1.0
+FLUSH_SECONDS = 1.0
+TOP_KEEP_SECONDS = 3600
+AUTO_ACTOR = "auto"
 RESUBSCRIBE_SECONDS = 1.0
 INDEX_PAGE = 500
 
+_AUDIT_CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
 _BLOCK_FIELDS = ("blocked_until", "reason", "blocked_by", "blocked_at")
 
 
@@ -86,6 +93,7 @@ class Floodwall:
         *,
         store: Store | None = None,
         on_password_reset: PasswordResetHook | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings if settings is not None else FloodwallSettings()
         self.store = store if store is not None else _store_for(self.settings)
@@ -96,6 +104,16 @@ class Floodwall:
         self._fallback = MemoryStore()
         self.mirror = KillSwitchMirror()
         self.denials = DenyCache()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics.watch_blocked(lambda: self.mirror.blocked_count(int(time.time() * 1000)))
+        by_result = self.metrics.by_result
+        self._results = [
+            by_result["error" if o is Outcome.UNAVAILABLE else o.name.lower()] for o in Outcome
+        ]
+        self.refusals = RefusalCounter()
+        # Auto-block: refusals per user in the current window (start, count), per worker.
+        self._offences: dict[str, list[float]] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self.breaker = CircuitBreaker(
             threshold=self.settings.breaker_failures, cooldown=self.settings.breaker_cooldown
         )
@@ -127,6 +145,7 @@ class Floodwall:
             self._tasks = [
                 asyncio.create_task(self._follow_config()),
                 asyncio.create_task(self._follow_events()),
+                asyncio.create_task(self._flush_refusals()),
             ]
             self._started = True
 
@@ -172,9 +191,12 @@ class Floodwall:
             rate, burst = self._user_rate, self._user_burst
         known = self.denials.lookup(keys.bucket, cost, reset_exempt)
         if known is not None:
+            self.metrics.local_refusals.inc()
+            self._count(identity, known)
             return known
         if self.breaker.allow():
             issued_at = identity.issued_at
+            started = time.perf_counter()
             try:
                 decision = await self.store.check(
                     keys,
@@ -188,12 +210,40 @@ class Floodwall:
             except StorageError as exc:
                 self._store_failed(exc)
             else:
+                self.metrics.check_seconds.observe(time.perf_counter() - started)
                 if self.breaker.success():
+                    self.metrics.breaker_open.set(0)
                     logger.warning("floodwall: the store answers again; normal checks resumed")
                 if decision.outcome is not Outcome.ALLOWED:
                     self.denials.remember(keys.bucket, decision)
+                self._count(identity, decision)
                 return decision
-        return await self._fallback_check(identity, keys, rate, burst, cost, reset_exempt)
+        decision = await self._fallback_check(identity, keys, rate, burst, cost, reset_exempt)
+        if decision.outcome is Outcome.UNAVAILABLE:
+            self._results[Outcome.UNAVAILABLE].inc()
+        else:
+            self.metrics.by_result["fallback"].inc()
+        return decision
+
+    def _count(self, identity: Identity, decision: Decision) -> None:
+        outcome = decision.outcome
+        self._results[outcome].inc()
+        if outcome is Outcome.ALLOWED:
+            return
+        self.refusals.add(member(identity.user_id, identity.anonymous))
+        threshold = self.settings.auto_block_refusals
+        if threshold is not None and outcome is Outcome.LIMITED and not identity.anonymous:
+            self._note_offence(identity.user_id, threshold)
+
+    def enforces(self, decision: Decision) -> bool:
+        """Whether a refusal is enforced: shadow mode (global, or the user's) lets limits
+        through; an operator's block, revocation or reset is never shadowed."""
+        if decision.outcome in (Outcome.LIMITED, Outcome.UNAVAILABLE) and (
+            self.settings.shadow or decision.shadow
+        ):
+            self.metrics.shadow.inc()
+            return False
+        return True
 
     async def _fallback_check(
         self,
@@ -223,8 +273,10 @@ class Floodwall:
         )
 
     def _store_failed(self, exc: StorageError) -> None:
+        self.metrics.store_errors.inc()
         # Log when the breaker opens, not per request: a dead Redis must not flood the logs.
         if self.breaker.failure():
+            self.metrics.breaker_open.set(1)
             logger.error(
                 "floodwall: the store failed (%s); fail mode %s until it answers",
                 exc,
@@ -388,7 +440,13 @@ class Floodwall:
         return self._status(user_id, snapshot.fields, snapshot.now_ms)
 
     async def block(
-        self, user_id: str, *, reason: str, ttl_seconds: float | None = None, actor: str = "python"
+        self,
+        user_id: str,
+        *,
+        reason: str,
+        ttl_seconds: float | None = None,
+        actor: str = "python",
+        _extra: Mapping[str, str] | None = None,
     ) -> UserStatus:
         """Refuse every request of the user (403), for ``ttl_seconds`` or until unblocked."""
         _check_reason(reason)
@@ -400,7 +458,7 @@ class Floodwall:
             "block",
             actor,
             reason=reason,
-            assign={"reason": reason, "blocked_by": actor}
+            assign={"reason": reason, "blocked_by": actor, **(_extra or {})}
             | ({"blocked_until": "0"} if ttl_ms is None else {}),
             now_plus_ms={"blocked_at": 0} | ({} if ttl_ms is None else {"blocked_until": ttl_ms}),
             expires_in_ms=ttl_ms,
@@ -493,6 +551,12 @@ class Floodwall:
             reset_bucket=True,
         )
 
+    async def set_shadow(self, user_id: str, enabled: bool, *, actor: str = "python") -> UserStatus:
+        """Observe this user's limit without enforcing it (to roll out a limit safely)."""
+        if enabled:
+            return await self._change(user_id, "shadow-on", actor, assign={"shadow": "1"})
+        return await self._change(user_id, "shadow-off", actor, delete=("shadow",))
+
     async def clear_limit(self, user_id: str, *, actor: str = "python") -> UserStatus:
         """Put the user back on the default limit."""
         return await self._change(
@@ -523,6 +587,8 @@ class Floodwall:
         self, *, before: str | None = None, limit: int = 100
     ) -> tuple[list[AuditRecord], str | None]:
         """A page of audit records, newest first, and the cursor of the next page."""
+        if before is not None and not _AUDIT_CURSOR.fullmatch(before):
+            raise ValueError("cursor is the next_cursor of an earlier page")
         entries = await self.store.read_audit(before, limit)
         records = [AuditRecord.from_entry(entry) for entry in entries]
         return records, (records[-1].id if len(records) == limit else None)
@@ -538,6 +604,7 @@ class Floodwall:
         detail: str | None = None,
         now_ms: int | None = None,
     ) -> None:
+        self.metrics.actions.labels(action).inc()
         if now_ms is None:
             now_ms = await self.store.now_ms()
         fields = {
@@ -553,6 +620,69 @@ class Floodwall:
         log_action(
             AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, detail)
         )
+
+    # -- top offenders and auto-block ---------------------------------------------------
+
+    async def _flush_refusals(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush_refusals()
+
+    async def flush_refusals(self) -> None:
+        """Add the refusals counted since the last flush to the store's current slice."""
+        counts = self.refusals.take()
+        if not counts:
+            return
+        slice_id = int(time.time()) // SLICE_SECONDS
+        try:
+            await self.store.add_refusals(slice_id, counts, TOP_KEEP_SECONDS)
+        except StorageError as exc:
+            logger.debug("floodwall: flushing refusal counts failed: %s", exc)
+
+    async def top(self, *, window_seconds: int = 60, limit: int = 10) -> list[Offender]:
+        """The most refused subjects over the last ``window_seconds``, across workers."""
+        if not 1 <= window_seconds <= TOP_KEEP_SECONDS:
+            raise ValueError(f"window_seconds is from 1 to {TOP_KEEP_SECONDS}")
+        await self.flush_refusals()
+        last = int(time.time()) // SLICE_SECONDS
+        first = (int(time.time()) - window_seconds) // SLICE_SECONDS
+        rows = await self.store.top_refusals(list(range(first, last + 1)), limit)
+        return [offender(name, refusals) for name, refusals in rows]
+
+    def _note_offence(self, user_id: str, threshold: int) -> None:
+        now = time.monotonic()
+        window = self._offences.get(user_id)
+        if window is None or now - window[0] >= self.settings.auto_block_window:
+            if len(self._offences) >= 10_000:
+                self._offences.clear()
+            self._offences[user_id] = [now, 1.0]
+            return
+        window[1] += 1
+        if window[1] == threshold + 1:
+            # Off the request path: blocking takes round trips the request must not wait for.
+            task = asyncio.create_task(self._auto_block(user_id, int(window[1])))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _auto_block(self, user_id: str, refusals: int) -> None:
+        settings = self.settings
+        try:
+            state = await self.store.read_state(self.keys.user(user_id))
+            offences = int(state.fields.get("auto_offences", "0"))
+            ttl = min(settings.auto_block_seconds * 2**offences, settings.auto_block_max_seconds)
+            await self.block(
+                user_id,
+                reason=(
+                    f"auto-block: more than {settings.auto_block_refusals} refusals in "
+                    f"{settings.auto_block_window:g} s (offence {offences + 1})"
+                ),
+                ttl_seconds=ttl,
+                actor=AUTO_ACTOR,
+                _extra={"auto_offences": str(offences + 1)},
+            )
+            self.metrics.auto_blocks.inc()
+        except StorageError as exc:
+            logger.warning("floodwall: auto-block of a user failed: %s", exc)
 
     def admin_app(self) -> Starlette:
         """The admin API as a Starlette app, to mount (``app.mount("/admin", ...)``)."""

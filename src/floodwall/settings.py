@@ -88,6 +88,13 @@ class FloodwallSettings(BaseSettings):
     user_header: str | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    shadow: bool = False
+    auto_block_refusals: int | None = Field(default=None, ge=1)
+    auto_block_window: float = Field(default=10.0, gt=0)
+    auto_block_seconds: float = Field(default=300.0, gt=0)
+    auto_block_max_seconds: float = Field(default=86_400.0, gt=0)
+    request_id_header: str | None = "x-request-id"
+
     exempt_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     password_reset_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -108,7 +115,7 @@ class FloodwallSettings(BaseSettings):
     def _tokens(cls, value: object) -> object:
         return _parse_tokens(value)
 
-    @field_validator("user_header")
+    @field_validator("user_header", "request_id_header")
     @classmethod
     def _header(cls, value: str | None) -> str | None:
         return value.lower() if value else None

@@ -37,6 +37,7 @@ class UserStatus:
     rate: float
     burst: int
     limit_overridden: bool
+    shadow: bool = False
 
     @classmethod
     def from_snapshot(
@@ -59,6 +60,7 @@ class UserStatus:
             rate=float(fields.get("rate", default_rate)),
             burst=int(fields.get("burst", default_burst)),
             limit_overridden=overridden,
+            shadow=fields.get("shadow") == "1",
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -72,7 +74,12 @@ class UserStatus:
             "blocked_until": iso_time(self.blocked_until_ms),
             "credentials_not_before": iso_time(self.credentials_not_before_ms),
             "password_reset_required": self.password_reset_required,
-            "limit": {"rate": self.rate, "burst": self.burst, "custom": self.limit_overridden},
+            "limit": {
+                "rate": self.rate,
+                "burst": self.burst,
+                "custom": self.limit_overridden,
+                "shadow": self.shadow,
+            },
         }
 
 

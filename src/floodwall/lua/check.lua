@@ -4,7 +4,8 @@
 --
 -- KEYS[1] bucket: theoretical arrival time of the next request, µs since the epoch
 -- KEYS[2] state: hash of blocked_until (ms, 0 = no end), not_before (ms),
---         reset_required ("1"), rate (tokens/s), burst (tokens)
+--         reset_required ("1"), rate (tokens/s), burst (tokens), shadow ("1": the limit
+--         is only observed, never enforced, for this subject)
 -- KEYS[3] revoked credential ids: sorted set, member = credential id, score = expiry (ms)
 -- ARGV[1] default rate, tokens per second (may be fractional)
 -- ARGV[2] default burst, tokens
@@ -14,7 +15,8 @@
 -- ARGV[6] "1" if the path belongs to the password-reset flow, else "0"
 -- ARGV[7] now, µs since the epoch, or "" for Redis TIME (tests inject time; apps never do;
 --         injected time keeps keys a minute longer, as Redis expires them on its own clock)
--- Returns {code, remaining, retry_after_us, reset_after_us, rate, burst, blocked_until_ms}
+-- Returns {code, remaining, retry_after_us, reset_after_us, rate, burst, blocked_until_ms,
+--          shadow}
 --   code: 0 allowed, 1 limited, 2 blocked, 3 revoked, 4 password reset required
 --   rate is returned as a string: Redis truncates Lua numbers in replies to integers.
 
@@ -33,30 +35,31 @@ end
 local now_ms = math.floor(now / 1000)
 
 local state = redis.call("HMGET", KEYS[2],
-  "blocked_until", "not_before", "reset_required", "rate", "burst")
+  "blocked_until", "not_before", "reset_required", "rate", "burst", "shadow")
+local shadow = state[6] == "1" and 1 or 0
 local rate_text = state[4] or ARGV[1]
 local rate = tonumber(rate_text)
 local burst = tonumber(state[5] or ARGV[2])
 
 local blocked_until = tonumber(state[1])
 if blocked_until and (blocked_until == 0 or blocked_until > now_ms) then
-  return {2, 0, 0, 0, rate_text, burst, blocked_until}
+  return {2, 0, 0, 0, rate_text, burst, blocked_until, shadow}
 end
 
 local issued_at = tonumber(ARGV[4])
 local not_before = tonumber(state[2])
 if issued_at and not_before and issued_at < not_before then
-  return {3, 0, 0, 0, rate_text, burst, 0}
+  return {3, 0, 0, 0, rate_text, burst, 0, shadow}
 end
 if ARGV[5] ~= "" then
   local expiry = tonumber(redis.call("ZSCORE", KEYS[3], ARGV[5]))
   if expiry and expiry > now_ms then
-    return {3, 0, 0, 0, rate_text, burst, 0}
+    return {3, 0, 0, 0, rate_text, burst, 0, shadow}
   end
 end
 
 if state[3] == "1" and ARGV[6] ~= "1" then
-  return {4, 0, 0, 0, rate_text, burst, 0}
+  return {4, 0, 0, 0, rate_text, burst, 0, shadow}
 end
 
 local interval = 1000000 / rate
@@ -75,7 +78,7 @@ if tat and tat > now then
 end
 local new_ahead = ahead + tonumber(ARGV[3]) * interval
 if new_ahead > capacity + SLACK_US then
-  return {1, 0, math.ceil(new_ahead - capacity), math.ceil(ahead), rate_text, burst, 0}
+  return {1, 0, math.ceil(new_ahead - capacity), math.ceil(ahead), rate_text, burst, 0, shadow}
 end
 
 -- The key lives exactly until the bucket is full again, so idle subjects cost no memory.
@@ -85,4 +88,4 @@ local remaining = math.floor((capacity - new_ahead) / interval + 1e-9)
 if remaining < 0 then
   remaining = 0
 end
-return {0, remaining, 0, math.ceil(new_ahead), rate_text, burst, 0}
+return {0, remaining, 0, math.ceil(new_ahead), rate_text, burst, 0, shadow}

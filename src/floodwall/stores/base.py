@@ -117,6 +117,15 @@ class Store(Protocol):
         """Subscribe to changes; the subscription is live once entered."""
         ...
 
+    async def add_refusals(
+        self, slice_id: int, counts: Mapping[str, int], ttl_seconds: int
+    ) -> None:
+        """Add refusal counts to a time slice that expires after ``ttl_seconds``."""
+
+    async def top_refusals(self, slice_ids: Sequence[int], count: int) -> list[tuple[str, int]]:
+        """The ``count`` most refused members over the slices, most refused first."""
+        ...
+
     async def read_config(self) -> dict[str, str]:
         """Settings changed at run time (the default limit), shared by every worker."""
         ...

@@ -43,6 +43,7 @@ class MemoryStore:
         self._audit: deque[AuditEntry] = deque()
         self._audit_ids = itertools.count(1)
         self._config: dict[str, str] = {}
+        self._top: dict[int, tuple[dict[str, int], float]] = {}
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -76,6 +77,7 @@ class MemoryStore:
         rate_text = state.get("rate", rate)
         rate_value = float(rate_text)
         capacity_tokens = int(state.get("burst", burst))
+        shadow = state.get("shadow") == "1"
 
         def refused(outcome: Outcome, blocked_ms: int = 0) -> Decision:
             return Decision(
@@ -86,6 +88,7 @@ class MemoryStore:
                 0.0,
                 0.0,
                 blocked_ms / 1000 if blocked_ms > 0 else None,
+                shadow,
             )
 
         blocked_until = _number(state.get("blocked_until"))
@@ -120,6 +123,7 @@ class MemoryStore:
                 0,
                 math.ceil(new_ahead - capacity) / 1_000_000,
                 math.ceil(ahead) / 1_000_000,
+                shadow=shadow,
             )
         self._store_bucket(keys.bucket, now, new_ahead)
         remaining = max(0, math.floor((capacity - new_ahead) / interval + 1e-9))
@@ -130,6 +134,7 @@ class MemoryStore:
             remaining,
             0.0,
             math.ceil(new_ahead) / 1_000_000,
+            shadow=shadow,
         )
 
     def _store_bucket(self, key: str, now: float, ahead: float) -> None:
@@ -219,6 +224,27 @@ class MemoryStore:
             yield _QueueSubscription(queue)
         finally:
             self._subscribers.discard(queue)
+
+    async def add_refusals(
+        self, slice_id: int, counts: Mapping[str, int], ttl_seconds: int
+    ) -> None:
+        """Add to an in-memory slice; slices older than the TTL are dropped."""
+        expires = self._clock() + ttl_seconds
+        slice_counts, _ = self._top.get(slice_id, ({}, expires))
+        for name, count in counts.items():
+            slice_counts[name] = slice_counts.get(name, 0) + count
+        self._top[slice_id] = (slice_counts, expires)
+        now = self._clock()
+        for stale in [sid for sid, (_, until) in self._top.items() if until <= now]:
+            del self._top[stale]
+
+    async def top_refusals(self, slice_ids: Sequence[int], count: int) -> list[tuple[str, int]]:
+        """Sum the slices and rank."""
+        totals: dict[str, int] = {}
+        for slice_id in slice_ids:
+            for name, refusals in self._top.get(slice_id, ({}, 0.0))[0].items():
+                totals[name] = totals.get(name, 0) + refusals
+        return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:count]
 
     async def read_config(self) -> dict[str, str]:
         """Run-time settings."""

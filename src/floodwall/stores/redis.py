@@ -240,6 +240,26 @@ class RedisStore:
             )
         )
 
+    async def add_refusals(
+        self, slice_id: int, counts: Mapping[str, int], ttl_seconds: int
+    ) -> None:
+        """ZINCRBY each count and EXPIRE the slice, in one pipelined round trip."""
+        key = self.keys.top_slice(slice_id)
+        with _storage_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for name, count in counts.items():
+                    pipe.zincrby(key, count, _encode(name))
+                pipe.expire(key, ttl_seconds)
+                await pipe.execute()
+
+    async def top_refusals(self, slice_ids: Sequence[int], count: int) -> list[tuple[str, int]]:
+        """ZUNION of the slices (one slot: they share a hash tag)."""
+        keys = [self.keys.top_slice(slice_id) for slice_id in slice_ids]
+        with _storage_errors():
+            rows: Any = await self._client.zunion(keys, withscores=True)
+        totals = [(_decode(name), int(score)) for name, score in rows]
+        return sorted(totals, key=lambda item: (-item[1], item[0]))[:count]
+
     async def read_config(self) -> dict[str, str]:
         """HGETALL of the config hash."""
         with _storage_errors():
