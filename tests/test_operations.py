@@ -1,0 +1,301 @@
+"""Operating under fire: metrics, logs, top offenders, shadow mode and auto-block."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+import redis.asyncio
+from servers import RedisServer
+
+from floodwall import Floodwall, FloodwallSettings, Identity
+from floodwall.decision import Outcome
+from floodwall.demo import create_app
+from floodwall.request_log import JsonFormatter
+
+ADMIN_TOKEN = "ops-admin-token-0123456789"
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def demo(**settings: Any) -> tuple[Any, httpx.AsyncClient]:
+    options: dict[str, Any] = {
+        "admin_token": ADMIN_TOKEN,
+        "jwt_secret": "ops-jwt-signing-key-0123456789abcdef",
+        "user_header": "x-user",
+    }
+    options.update(settings)
+    app = create_app(FloodwallSettings(**options))
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=("192.0.2.10", 1234)),
+        base_url="http://demo",
+    )
+    return app, client
+
+
+@pytest.fixture
+async def demo_client() -> AsyncIterator[httpx.AsyncClient]:
+    _, client = demo(rate=0.01, burst=3)
+    async with client:
+        yield client
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    match = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
+    assert match is not None, f"{name}{labels} not exposed"
+    return float(match.group(1))
+
+
+async def test_metrics_move_as_decisions_happen(demo_client: httpx.AsyncClient) -> None:
+    before = (await demo_client.get("/metrics")).text
+    assert metric(before, "floodwall_decisions_total", '{result="allowed"}') == 0
+    for _ in range(5):
+        await demo_client.get("/api/hello", headers={"x-user": "mallory"})
+    await demo_client.put("/admin/users/eve/block", json={"reason": "x"}, headers=ADMIN)
+    await demo_client.get("/api/hello", headers={"x-user": "eve"})
+    after = (await demo_client.get("/metrics")).text
+    assert metric(after, "floodwall_decisions_total", '{result="allowed"}') == 3
+    assert metric(after, "floodwall_decisions_total", '{result="limited"}') == 2
+    assert metric(after, "floodwall_decisions_total", '{result="blocked"}') == 1
+    assert metric(after, "floodwall_operator_actions_total", '{action="block"}') == 1
+    assert metric(after, "floodwall_blocked_users") == 1
+    assert metric(after, "floodwall_store_check_seconds_count") >= 5
+    assert metric(after, "floodwall_breaker_open") == 0
+    # No user id ever becomes a label.
+    assert "mallory" not in after
+    assert "eve" not in after
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture
+def request_lines() -> Iterator[Lines]:
+    handler = Lines()
+    logger = logging.getLogger("floodwall.requests")
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(previous)
+
+
+async def test_logs_are_json_lines_with_the_request_id(
+    demo_client: httpx.AsyncClient, request_lines: Lines
+) -> None:
+    given = await demo_client.get("/api/hello", headers={"x-user": "a", "x-request-id": "req-42"})
+    made = await demo_client.get("/api/hello", headers={"x-user": "a"})
+    hostile = await demo_client.get(
+        "/api/hello", headers={"x-user": "a", "x-request-id": "a b\x7f"}
+    )
+    assert given.headers["x-request-id"] == "req-42"
+    assert re.fullmatch(r"[0-9a-f]{16}", made.headers["x-request-id"])
+    assert re.fullmatch(r"[0-9a-f]{16}", hostile.headers["x-request-id"])
+    records = [json.loads(line) for line in request_lines.lines]
+    assert [r["request_id"] for r in records] == [
+        "req-42",
+        made.headers["x-request-id"],
+        hostile.headers["x-request-id"],
+    ]
+    first = records[0]
+    assert first["event"] == "floodwall.request"
+    assert first["user_id"] == "a"
+    assert first["client"] == "192.0.2.10"
+    assert first["decision"] == "allowed"
+    assert first["policy"] == "user"
+    assert first["remaining"] == 2
+    limited = await demo_client.get("/api/hello", headers={"x-user": "a"})
+    assert limited.status_code == 429
+    refusal = json.loads(request_lines.lines[-1])
+    assert refusal["decision"] == "limited"
+    assert refusal["retry_after"] == int(limited.headers["retry-after"])
+    assert refusal["request_id"] == limited.headers["x-request-id"]
+
+
+async def test_a_flood_of_refusals_yields_a_bounded_number_of_log_lines(
+    demo_client: httpx.AsyncClient, request_lines: Lines
+) -> None:
+    logging.getLogger("floodwall.requests").setLevel(logging.INFO)
+    for _ in range(3):
+        await demo_client.get("/api/hello", headers={"x-user": "mallory"})
+    statuses = [
+        (await demo_client.get("/api/hello", headers={"x-user": "mallory"})).status_code
+        for _ in range(10_000)
+    ]
+    assert statuses == [429] * 10_000
+    assert 1 <= len(request_lines.lines) <= 5
+    assert all(json.loads(line)["user_id"] == "mallory" for line in request_lines.lines)
+
+
+async def test_top_names_the_flooding_user_without_a_command_per_request(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    floodwall = Floodwall(
+        FloodwallSettings(redis_url=redis_server.url, rate=0.01, burst=2, redis_timeout=2)
+    )
+    try:
+        for _ in range(5):
+            await floodwall.check(Identity("someone"))
+        seen: list[str] = []
+        ready = threading.Event()
+        sentinel = redis.Redis.from_url(redis_server.url)
+        sentinel.ping()
+
+        def watch() -> None:
+            with redis.Redis.from_url(redis_server.url).monitor() as monitor:  # type: ignore[no-untyped-call]
+                ready.set()
+                for command in monitor.listen():
+                    text = str(command["command"])
+                    if "top-test-done" in text:
+                        return
+                    if command.get("client_type") != "lua":
+                        seen.append(text.split(" ", 1)[0].upper())
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            assert await asyncio.to_thread(ready.wait, 10)
+            outcomes = [(await floodwall.check(Identity("mallory"))).outcome for _ in range(2000)]
+        finally:
+            sentinel.echo("top-test-done")
+            sentinel.close()
+            watcher.join(10)
+        assert outcomes.count(Outcome.LIMITED) == 1998
+        # 2 allowed + the first refusal reach Redis; the rest of the flood costs nothing.
+        assert seen.count("EVALSHA") == 3
+        # Besides those, only the once-a-second background work (settings, count flushes).
+        background = [command for command in seen if command != "EVALSHA"]
+        assert set(background) <= {"HGETALL", "ZINCRBY", "EXPIRE"}
+        assert len(background) <= 10
+        offenders = await floodwall.top(window_seconds=60)
+        assert offenders[0].subject == "mallory"
+        assert offenders[0].refusals == 1998
+        assert offenders[1].subject == "someone"
+    finally:
+        await floodwall.stop()
+
+
+async def test_admin_top_and_the_cli_name_the_flooder(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    _, client = demo(redis_url=redis_server.url, redis_timeout=2, rate=0.01, burst=1)
+    async with client:
+        for _ in range(50):
+            await client.get("/api/hello", headers={"x-user": "mallory"})
+        await client.get("/api/hello", headers={"x-user": "alice"})
+        top = (await client.get("/admin/top?window=60", headers=ADMIN)).json()
+    assert top["window_seconds"] == 60
+    assert top["items"][0] == {"subject": "mallory", "anonymous": False, "refusals": 49}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "floodwall.cli",
+        "top",
+        "--once",
+        "--redis-url",
+        redis_server.url,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0
+    lines = output.decode().splitlines()
+    assert lines[2].split() == ["49", "user", "mallory"]
+
+
+async def test_shadow_mode_refuses_nothing_and_counts_what_it_would_have(
+    request_lines: Lines,
+) -> None:
+    _, client = demo(rate=0.01, burst=2, shadow=True)
+    async with client:
+        statuses = [
+            (await client.get("/api/hello", headers={"x-user": "mallory"})).status_code
+            for _ in range(10)
+        ]
+        await client.put("/admin/users/eve/block", json={"reason": "x"}, headers=ADMIN)
+        blocked = await client.get("/api/hello", headers={"x-user": "eve"})
+        scraped = (await client.get("/metrics")).text
+    assert statuses == [200] * 10
+    assert metric(scraped, "floodwall_decisions_total", '{result="limited"}') == 8
+    assert metric(scraped, "floodwall_shadow_refusals_total") == 8
+    # An operator's block is never shadowed.
+    assert blocked.status_code == 403
+    shadowed = [json.loads(line) for line in request_lines.lines if "limited" in line]
+    assert shadowed
+    assert shadowed[0]["enforced"] is False
+
+
+async def test_shadow_mode_for_one_user() -> None:
+    _, client = demo(rate=0.01, burst=1)
+    async with client:
+        await client.put("/admin/users/trial/shadow", headers=ADMIN)
+        trial = [
+            (await client.get("/api/hello", headers={"x-user": "trial"})).status_code
+            for _ in range(3)
+        ]
+        other = [
+            (await client.get("/api/hello", headers={"x-user": "other"})).status_code
+            for _ in range(3)
+        ]
+        status = (await client.get("/admin/users/trial", headers=ADMIN)).json()
+        await client.delete("/admin/users/trial/shadow", headers=ADMIN)
+        enforced = (await client.get("/api/hello", headers={"x-user": "trial"})).status_code
+    assert trial == [200, 200, 200]
+    assert other == [200, 429, 429]
+    assert status["limit"]["shadow"] is True
+    assert enforced == 429
+
+
+async def test_auto_block_blocks_escalates_and_expires() -> None:
+    floodwall = Floodwall(
+        FloodwallSettings(
+            rate=0.01,
+            burst=1,
+            auto_block_refusals=5,
+            auto_block_window=0.25,
+            auto_block_seconds=0.3,
+        )
+    )
+    try:
+        for offence, ttl in ((1, 0.3), (2, 0.6)):
+            outcomes = [(await floodwall.check(Identity("mallory"))).outcome for _ in range(8)]
+            assert Outcome.LIMITED in outcomes
+            await asyncio.sleep(0.05)
+            status = await floodwall.status("mallory")
+            assert status.blocked, offence
+            assert status.blocked_by == "auto"
+            assert status.reason is not None
+            assert f"offence {offence}" in status.reason
+            assert status.blocked_until_ms is not None
+            assert status.blocked_at_ms is not None
+            assert abs((status.blocked_until_ms - status.blocked_at_ms) / 1000 - ttl) < 0.01
+            assert (await floodwall.check(Identity("mallory"))).outcome is Outcome.BLOCKED
+            # Past the block and past the counting window: the next offence starts afresh.
+            await asyncio.sleep(ttl + 0.05)
+            assert not (await floodwall.status("mallory")).blocked
+        records, _ = await floodwall.audit_log()
+        autos = [r for r in records if r.actor == "auto"]
+        assert [r.action for r in autos] == ["block", "block"]
+        assert all(r.user_id == "mallory" for r in autos)
+        assert autos[0].expires_ms is not None
+    finally:
+        await floodwall.stop()
+
+
+def test_auto_block_is_off_by_default() -> None:
+    assert FloodwallSettings().auto_block_refusals is None
