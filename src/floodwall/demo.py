@@ -110,7 +110,7 @@ def create_app(settings: FloodwallSettings | None = None) -> Starlette:
         body, content_type = floodwall.metrics.render()
         return Response(body, media_type=content_type)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/login", login, methods=["POST"]),
             Route("/api/hello", hello, methods=["GET"]),
@@ -128,3 +128,5 @@ def create_app(settings: FloodwallSettings | None = None) -> Starlette:
             )
         ],
     )
+    app.state.floodwall = floodwall
+    return app

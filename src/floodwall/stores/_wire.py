@@ -110,13 +110,20 @@ class _Connection(asyncio.Protocol):
             return future
         timeout = self._timeout
         deadline = math.inf if timeout is None else loop.time() + timeout
-        self._pending.append((future, deadline))
-        buffer = self._buffer
-        if not buffer:
-            # Everything sent in this loop iteration goes out in one write: under
-            # concurrency that is one syscall for many requests.
-            loop.call_soon(self._flush)
-        buffer.append(command)
+        pending = self._pending
+        idle = not pending
+        pending.append((future, deadline))
+        if idle and self._transport is not None:
+            # Nothing in flight: no one to batch with, and a deferred write would cost a
+            # loop iteration of latency on every sequential call.
+            self._transport.write(command)
+        else:
+            # Requests in flight: collect what this loop iteration sends into one write,
+            # one syscall for many requests.
+            buffer = self._buffer
+            if not buffer:
+                loop.call_soon(self._flush)
+            buffer.append(command)
         if self._timer is None and timeout is not None:
             self._timer = loop.call_at(deadline, self._check_deadline)
         return future
