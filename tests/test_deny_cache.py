@@ -27,35 +27,35 @@ def test_a_limited_bucket_is_refused_only_while_certain() -> None:
     cache = DenyCache(clock=clock, wall_clock=clock)
     # A full debt of one second at 10/s: the next token is 100 ms away.
     cache.remember("k", limited(1.0))
-    known = cache.lookup("k", 1, False)
+    known = cache.lookup("k", 1)
     assert known is not None
     assert abs(known.retry_after - 0.1) < 1e-9
     clock.now += 0.05
-    known = cache.lookup("k", 1, False)
+    known = cache.lookup("k", 1)
     assert known is not None
     assert abs(known.retry_after - 0.05) < 1e-9
     # A costlier request stays certain for longer than a cheap one.
     clock.now += 0.06
-    assert cache.lookup("k", 1, False) is None
+    assert cache.lookup("k", 1) is None
     cache.remember("k", limited(1.0))
     clock.now += 0.15
-    assert cache.lookup("k", 3, False) is not None
-    assert cache.lookup("k", 1, False) is None
+    assert cache.lookup("k", 3) is not None
+    assert cache.lookup("k", 1) is None
     assert len(cache) == 0
 
 
-def test_blocks_hold_until_their_end_and_resets_spare_the_reset_flow() -> None:
+def test_blocks_hold_until_their_end_and_only_limits_and_blocks_are_kept() -> None:
     clock = Clock()
     cache = DenyCache(clock=clock, wall_clock=clock)
     cache.remember("b", Decision(Outcome.BLOCKED, 10, 10, 0, 0, 0, blocked_until=1010.0))
+    # Which answer these get depends on the request's credential and path: never cached.
     cache.remember("r", Decision(Outcome.RESET_REQUIRED, 10, 10, 0, 0, 0))
     cache.remember("x", Decision(Outcome.REVOKED, 10, 10, 0, 0, 0))
-    assert cache.lookup("b", 1, False) is not None
-    assert cache.lookup("r", 1, False) is not None
-    assert cache.lookup("r", 1, True) is None
-    assert cache.lookup("x", 1, False) is None
+    assert cache.lookup("b", 1) is not None
+    assert cache.lookup("r", 1) is None
+    assert cache.lookup("x", 1) is None
     clock.now = 1010.5
-    assert cache.lookup("b", 1, False) is None
+    assert cache.lookup("b", 1) is None
 
 
 def test_the_cache_is_bounded() -> None:
@@ -63,8 +63,8 @@ def test_the_cache_is_bounded() -> None:
     for key in "abcd":
         cache.remember(key, limited(5.0))
     assert len(cache) == 3
-    assert cache.lookup("a", 1, False) is None
-    assert cache.lookup("d", 1, False) is not None
+    assert cache.lookup("a", 1) is None
+    assert cache.lookup("d", 1) is not None
 
 
 async def evalsha_calls(client: redis.asyncio.Redis) -> int:

@@ -345,16 +345,34 @@ class _Auth:
 
 
 def _user_id(request: Request, suffix: str) -> str:
-    # Read the id from the raw path: ids that are not UTF-8 survive (surrogateescape)
-    # instead of collapsing into U+FFFD, and stay distinct from each other.
+    """The user id, read from the raw path so ids that are not UTF-8 survive
+    (surrogateescape) instead of collapsing into U+FFFD.
+
+    The route matched the *decoded* path; the raw one must agree, or ``alice%2Fblock``
+    (the user ``alice/block``) would act on ``alice``.
+    """
     raw = request.scope.get("raw_path")
-    if isinstance(raw, bytes):
-        raw = raw.partition(b"?")[0]
-        start = raw.find(b"/users/")
-        end = len(raw) - len(suffix)
-        if start >= 0 and raw.endswith(suffix.encode()) and end > start + 7:
-            return unquote_to_bytes(raw[start + 7 : end]).decode("utf-8", "surrogateescape")
-    return str(request.path_params["user_id"])
+    if not isinstance(raw, bytes):
+        return str(request.path_params["user_id"])
+    raw = raw.partition(b"?")[0]
+    # Skip the mount prefix by its segments: percent-encoding never adds a literal "/".
+    start = 0
+    for _ in range(str(request.scope.get("root_path", "")).count("/")):
+        start = raw.find(b"/", start + 1)
+        if start < 0:
+            raise _not_found()
+    relative = raw[start:] if request.scope.get("root_path") else raw
+    encoded_suffix = suffix.encode()
+    if not relative.startswith(b"/users/") or not relative.endswith(encoded_suffix):
+        raise _not_found()
+    encoded_id = relative[7 : len(relative) - len(encoded_suffix)]
+    if not encoded_id:
+        raise _not_found()
+    return unquote_to_bytes(encoded_id).decode("utf-8", "surrogateescape")
+
+
+def _not_found() -> _Refused:
+    return _Refused(problem(404, "http-error", "Not Found", "No such route."))
 
 
 async def _read_body(request: Request, model: type[BaseModel], required: bool) -> BaseModel | None:
@@ -386,7 +404,7 @@ async def _read_body(request: Request, model: type[BaseModel], required: bool) -
 
 def _whole(request: Request, name: str, default: int, highest: int) -> int:
     raw = request.query_params.get(name, str(default))
-    if not raw.isdigit() or not 1 <= int(raw) <= highest:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= highest:
         raise _invalid(f"{name} is a whole number from 1 to {highest}.")
     return int(raw)
 
@@ -433,7 +451,10 @@ def _endpoint(fw: Floodwall, auth: _Auth, spec: _Spec) -> Callable[[Request], Aw
             )
         except ValueError as exc:
             return _invalid(str(exc)).response
-        return Response(result.model_dump_json(), media_type="application/json")
+        # ensure_ascii keeps ids that are not UTF-8 as \udcXX escapes that decode back to
+        # the bytes sent, where pydantic's own JSON would fail on them or lose them.
+        payload = json.dumps(result.model_dump(), ensure_ascii=True, allow_nan=False)
+        return Response(payload, media_type="application/json")
 
     return endpoint
 

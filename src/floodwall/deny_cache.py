@@ -1,11 +1,12 @@
 """Refusals that are certain, answered in-process with no store round trip.
 
-A user limited until T, blocked, or held for a password reset keeps hammering; asking
-Redis again each time would let the flood reach Redis. The store's last answer says how
-deep in debt the bucket was; time can only pay that debt back at ``rate``, and other
-workers can only add to it, so while the debt still exceeds what one more request may
-borrow, the refusal is certain. Blocks and resets hold until an operator change for that
-user arrives over pub/sub (``forget``) or the block's end.
+A user limited until T, or blocked, keeps hammering; asking Redis again each time would
+let the flood reach Redis. The store's last answer says how deep in debt the bucket was;
+time can only pay that debt back at ``rate``, and other workers can only add to it, so
+while the debt still exceeds what one more request may borrow, the refusal is certain.
+Blocks hold until an operator change for that user arrives over pub/sub (``forget``) or
+the block's end. A required password reset is not cached: which answer it gets (401 for an
+old credential, 403 for a new one, through on the reset flow) depends on the request.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class DenyCache:
 
     def remember(self, key: str, decision: Decision) -> None:
         """Keep a refusal that later requests may be certain of."""
-        if decision.outcome not in (Outcome.LIMITED, Outcome.BLOCKED, Outcome.RESET_REQUIRED):
+        if decision.outcome not in (Outcome.LIMITED, Outcome.BLOCKED):
             return
         entries = self._entries
         entries.pop(key, None)
@@ -53,7 +54,7 @@ class DenyCache:
             del entries[next(iter(entries))]
         entries[key] = (decision, self._clock())
 
-    def lookup(self, key: str, cost: int, reset_exempt: bool) -> Decision | None:
+    def lookup(self, key: str, cost: int) -> Decision | None:
         """The refusal this request is certain to get, or ``None`` to ask the store."""
         entry = self._entries.get(key)
         if entry is None:
@@ -67,14 +68,10 @@ class DenyCache:
             shortfall = ahead + (cost - decision.burst) / decision.rate
             if shortfall > _MARGIN_SECONDS:
                 return replace(decision, retry_after=shortfall, reset_after=ahead)
-        elif outcome is Outcome.BLOCKED:
+        else:
             until = decision.blocked_until
             if until is None or until > self._wall():
                 return decision
-        elif not reset_exempt:
-            return decision
-        else:
-            return None
         del self._entries[key]
         return None
 

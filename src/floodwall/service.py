@@ -52,7 +52,7 @@ AUTO_ACTOR = "auto"
 RESUBSCRIBE_SECONDS = 1.0
 INDEX_PAGE = 500
 
-_AUDIT_CURSOR = re.compile(r"\d{1,20}-\d{1,20}")
+_AUDIT_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _BLOCK_FIELDS = ("blocked_until", "reason", "blocked_by", "blocked_at")
 
 
@@ -189,7 +189,7 @@ class Floodwall:
             rate, burst = self._anonymous_rate, self._anonymous_burst
         else:
             rate, burst = self._user_rate, self._user_burst
-        known = self.denials.lookup(keys.bucket, cost, reset_exempt)
+        known = self.denials.lookup(keys.bucket, cost)
         if known is not None:
             self.metrics.local_refusals.inc()
             self._count(identity, known)
@@ -376,6 +376,8 @@ class Floodwall:
                 break
             cursor = page[-1]
         self.mirror.replace(users)
+        # A lost unblock message must not leave a cached block behind for good.
+        self.denials.clear()
 
     async def _publish(self, event: Mapping[str, object]) -> None:
         await self.store.publish(json.dumps(event))
@@ -587,8 +589,13 @@ class Floodwall:
         self, *, before: str | None = None, limit: int = 100
     ) -> tuple[list[AuditRecord], str | None]:
         """A page of audit records, newest first, and the cursor of the next page."""
-        if before is not None and not _AUDIT_CURSOR.fullmatch(before):
-            raise ValueError("cursor is the next_cursor of an earlier page")
+        if before is not None:
+            match = _AUDIT_CURSOR.fullmatch(before)
+            if match is None or max(int(part) for part in match.groups()) >= 2**64:
+                raise ValueError("cursor is the next_cursor of an earlier page")
+            if before == "0-0":
+                # Nothing is older than the first possible id (Redis refuses the range).
+                return [], None
         entries = await self.store.read_audit(before, limit)
         records = [AuditRecord.from_entry(entry) for entry in entries]
         return records, (records[-1].id if len(records) == limit else None)

@@ -15,8 +15,8 @@ import redis
 import redis.asyncio
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from floodwall.decision import Decision, decision_from_reply
 from floodwall.errors import StorageError
@@ -26,6 +26,7 @@ from floodwall.stores.base import AuditEntry, StateSnapshot
 __all__ = ["RedisStore"]
 
 RedisClient = redis.asyncio.Redis | RedisCluster
+_NO_RETRY = Retry(NoBackoff(), 0)
 
 
 def _script(name: str) -> str:
@@ -217,7 +218,8 @@ class RedisStore:
                 await client.aclose()
 
     def _subscriber_client(self) -> redis.asyncio.Redis:
-        # It waits for news: no reply timeout, but connecting stays bounded.
+        # It waits for news: no reply timeout, but connecting stays bounded. No retries:
+        # redis-py would resubscribe silently, and the resync after a gap would never run.
         if isinstance(self._client, RedisCluster):
             # A plain client even on a cluster: classic pub/sub reaches every node, so one
             # node's connection hears every worker's PUBLISH.
@@ -229,10 +231,12 @@ class RedisStore:
                 username=options.get("username"),
                 password=options.get("password"),
                 socket_connect_timeout=options.get("socket_connect_timeout"),
+                retry=_NO_RETRY,
             )
         pool = self._client.connection_pool
         kwargs: dict[str, Any] = dict(pool.connection_kwargs)
         kwargs["socket_timeout"] = None
+        kwargs["retry"] = _NO_RETRY
         kwargs.pop("max_connections", None)
         return redis.asyncio.Redis(
             connection_pool=redis.asyncio.ConnectionPool(
