@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -15,11 +14,11 @@ import httpx
 import pytest
 import redis
 from demo_process import demo_process
+from redis_monitor import client_commands
 from servers import RedisServer
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
-SENTINEL = "floodwall-e2e-done"
 
 
 @pytest.fixture
@@ -154,31 +153,8 @@ def test_allowed_requests_still_cost_one_redis_command(
     a.put("/admin/users/alice/limit", json={"rate": 500, "burst": 500}, headers=ADMIN)
     for client in instances:
         hello(client, alice)
-    seen: list[str] = []
-    ready = threading.Event()
-
-    def watch() -> None:
-        with redis.Redis.from_url(redis_server.url).monitor() as monitor:  # type: ignore[no-untyped-call]
-            ready.set()
-            for command in monitor.listen():
-                text = str(command["command"])
-                if SENTINEL in text:
-                    return
-                if command.get("client_type") != "lua":
-                    seen.append(text.split(" ", 1)[0].upper())
-
-    # Connect the client that ends the watch before watching, so its handshake is not seen.
-    sentinel = redis.Redis.from_url(redis_server.url)
-    sentinel.ping()
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    try:
-        assert ready.wait(10)
+    with client_commands(redis_server.url) as seen:
         statuses = [hello(instances[i % 2], alice).status_code for i in range(20)]
-    finally:
-        sentinel.echo(SENTINEL)
-        sentinel.close()
-        watcher.join(10)
     assert statuses == [200] * 20
     # Nothing else may reach Redis meanwhile but each worker's once-a-second config read.
     assert seen.count("EVALSHA") == 20

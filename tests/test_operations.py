@@ -7,7 +7,6 @@ import json
 import logging
 import re
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 import redis
 import redis.asyncio
+from redis_monitor import client_commands
 from servers import RedisServer
 
 from floodwall import Floodwall, FloodwallSettings, Identity
@@ -150,32 +150,12 @@ async def test_top_names_the_flooding_user_without_a_command_per_request(
         FloodwallSettings(redis_url=redis_server.url, rate=0.01, burst=2, redis_timeout=2)
     )
     try:
+        await floodwall.start()
+        await asyncio.wait_for(floodwall.following.wait(), 10)
         for _ in range(5):
             await floodwall.check(Identity("someone"))
-        seen: list[str] = []
-        ready = threading.Event()
-        sentinel = redis.Redis.from_url(redis_server.url)
-        sentinel.ping()
-
-        def watch() -> None:
-            with redis.Redis.from_url(redis_server.url).monitor() as monitor:  # type: ignore[no-untyped-call]
-                ready.set()
-                for command in monitor.listen():
-                    text = str(command["command"])
-                    if "top-test-done" in text:
-                        return
-                    if command.get("client_type") != "lua":
-                        seen.append(text.split(" ", 1)[0].upper())
-
-        watcher = threading.Thread(target=watch)
-        watcher.start()
-        try:
-            assert await asyncio.to_thread(ready.wait, 10)
+        with client_commands(redis_server.url) as seen:
             outcomes = [(await floodwall.check(Identity("mallory"))).outcome for _ in range(2000)]
-        finally:
-            sentinel.echo("top-test-done")
-            sentinel.close()
-            watcher.join(10)
         assert outcomes.count(Outcome.LIMITED) == 1998
         # 2 allowed + the first refusal reach Redis; the rest of the flood costs nothing.
         assert seen.count("EVALSHA") == 3

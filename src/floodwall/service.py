@@ -121,6 +121,8 @@ class Floodwall:
         self._started = False
         self._start_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self.following = asyncio.Event()
+        """Set while this worker is subscribed to operator changes (after its reload)."""
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -334,13 +336,16 @@ class Floodwall:
                     # Subscribed first, then reloaded: no change can fall in between.
                     await self.resync()
                     await self._refresh_config()
+                    self.following.set()
                     while True:
                         message = await subscription.next_message(CONFIG_REFRESH_SECONDS)
                         if message is not None:
                             await self._on_event(message)
             except StorageError as exc:
+                self.following.clear()
                 logger.debug("floodwall: the change feed broke (%s); resubscribing", exc)
             except Exception:
+                self.following.clear()
                 # A background loop must outlive any surprise, or the mirror goes stale.
                 logger.exception("floodwall: the change feed failed; resubscribing")
             await asyncio.sleep(RESUBSCRIBE_SECONDS)
