@@ -88,10 +88,23 @@ async def test_a_killed_redis_fails_open_and_holds_the_kill_switch(
     await floodwall.block("mallory", reason="flooding")
     assert (await timed_get(client, "mallory"))[0] == 403
 
+    # Traffic from 8 concurrent clients; Redis dies in the middle of it.
+    results: list[tuple[int, float]] = []
+
+    async def traffic(worker: int) -> None:
+        for i in range(30):
+            results.append(await timed_get(client, f"busy-{worker}-{i % 3}"))
+
+    workers = [asyncio.create_task(traffic(worker)) for worker in range(8)]
+    await asyncio.sleep(0.05)
     server.kill()
-    results = [await timed_get(client, f"user-{i % 5}") for i in range(40)]
-    statuses = [status for status, _ in results]
+    await asyncio.gather(*workers)
+    assert len(results) == 8 * 30
     assert max(elapsed for _, elapsed in results) < TIMEOUT + MARGIN
+    assert not [status for status, _ in results if status >= 500]
+
+    after = [await timed_get(client, f"user-{i % 5}") for i in range(40)]
+    statuses = [status for status, _ in after]
     assert not [status for status in statuses if status >= 500]
     # The fallback still limits: each user gets its share (burst 10 over 2 instances).
     assert statuses.count(200) == 5 * 5
