@@ -54,31 +54,16 @@ import argparse
 import asyncio
 import atexit
 import contextlib
-import ctypes
-import datetime
-import gc
-import importlib
-import importlib.metadata
 import importlib.resources
-import json
-import math
-import os
 import pathlib
-import platform
-import shutil
 import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
-import types
 import urllib.parse
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final
+
+# Run as a script (python benchmarks/hot_path.py), the repository root is not on the path.
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import redis
 import redis.asyncio
@@ -86,14 +71,29 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Scope
 
+from benchmarks._common import (
+    PATH,
+    RESULTS_DIR,
+    USER_HEADER,
+    Interrupted,
+    RedisServer,
+    StopRequest,
+    Variant,
+    app_variant,
+    check_app,
+    command_stats,
+    event_loop,
+    machine_facts,
+    make_scopes,
+    measure,
+    summarize,
+    teardown,
+    write_json,
+)
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, RedisStore
 from floodwall.keys import Keys
 
-HOST: Final = "127.0.0.1"
-PATH: Final = "/api/hello"
-USER_HEADER: Final = "x-user"
 # Huge enough that no bucket ever runs dry: the benchmark is about the allowed path.
 RATE: Final = 1e9
 BURST: Final = 10**9
@@ -105,12 +105,7 @@ RAW_KEY_PREFIX: Final = "floodwall-bench-raw"
 DEFAULT_REQUESTS: Final = 20_000
 DEFAULT_USERS: Final = 1000
 DEFAULT_ROUNDS: Final = 20
-DEFAULT_JSON: Final = pathlib.Path(__file__).resolve().parent / "results" / "hot_path.json"
-START_TIMEOUT: Final = 10.0
-STOP_TIMEOUT: Final = 5.0
-PORT_ATTEMPTS: Final = 5
-# INFO and CONFIG are the benchmark's own bookkeeping between batches, not a request's.
-BOOKKEEPING_COMMANDS: Final = frozenset({"info", "config|resetstat"})
+DEFAULT_JSON: Final = RESULTS_DIR / "hot_path.json"
 
 
 # -- the app --------------------------------------------------------------------------------
@@ -122,42 +117,6 @@ async def hello(request: Request) -> JSONResponse:
 
 def make_app() -> Starlette:
     return Starlette(routes=[Route(PATH, hello, methods=["GET"])])
-
-
-def make_scopes(users: int) -> list[Scope]:
-    """One http scope per user, as a server would build it."""
-    scopes: list[Scope] = []
-    for user in range(users):
-        scopes.append(
-            {
-                "type": "http",
-                "asgi": {"version": "3.0", "spec_version": "2.4"},
-                "http_version": "1.1",
-                "method": "GET",
-                "scheme": "http",
-                "path": PATH,
-                "raw_path": PATH.encode(),
-                "root_path": "",
-                "query_string": b"",
-                "headers": [
-                    (b"host", b"bench.local"),
-                    (b"user-agent", b"floodwall-bench"),
-                    (b"accept", b"*/*"),
-                    (USER_HEADER.encode(), f"user-{user}".encode()),
-                ],
-                "client": ("127.0.0.1", 1234),
-                "server": ("127.0.0.1", 8000),
-            }
-        )
-    return scopes
-
-
-async def receive() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def discard(message: Message) -> None:
-    return None
 
 
 def settings(redis_url: str | None) -> FloodwallSettings:
@@ -181,324 +140,7 @@ def settings(redis_url: str | None) -> FloodwallSettings:
     )
 
 
-# -- variants -------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Variant:
-    """One thing to time. ``request(user)`` builds the awaitable without running any of it,
-    so only the awaiting is timed, the same way for every variant."""
-
-    name: str
-    description: str
-    request: Callable[[int], Awaitable[object]]
-    is_app: bool
-    uses_redis: bool
-    samples: list[int] = field(default_factory=list)
-    round_medians_ns: list[float] = field(default_factory=list)
-    next_user: int = 0
-    calls: Counter[str] = field(default_factory=Counter)
-    usec: Counter[str] = field(default_factory=Counter)
-
-
-def app_variant(
-    name: str, description: str, app: ASGIApp, scopes: Sequence[Scope], *, uses_redis: bool
-) -> Variant:
-    def request(user: int) -> Awaitable[None]:
-        # A fresh scope per request: Starlette writes into it (app, router, endpoint...).
-        return app(dict(scopes[user]), receive, discard)
-
-    return Variant(name, description, request, is_app=True, uses_redis=uses_redis)
-
-
-async def check_app(variant: Variant, app: ASGIApp, scope: Scope, limited: bool) -> None:
-    """Fail loudly unless the variant answers 200 (with RateLimit fields when limited)."""
-    seen: list[Message] = []
-
-    async def keep(message: Message) -> None:
-        seen.append(message)
-
-    await app(dict(scope), receive, keep)
-    start = next(m for m in seen if m["type"] == "http.response.start")
-    names = {name for name, _ in start.get("headers", ())}
-    if start["status"] != 200 or limited != (b"ratelimit" in names):
-        raise RuntimeError(f"{variant.name}: unexpected answer {start!r}")
-
-
-# -- redis-server ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def death_signal_preexec() -> Callable[[], None] | None:
-    """Have Linux SIGKILL the server if this process dies without running atexit."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        # The parent died between fork and prctl: the signal will never come.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-class RedisServer:
-    """A throwaway ``redis-server`` on a free loopback port, without persistence."""
-
-    def __init__(self) -> None:
-        self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="floodwall-bench-"))
-        self.url = ""
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server not found on PATH (apt-get install redis-server)")
-        for _ in range(PORT_ATTEMPTS):
-            port = free_port()
-            if self._launch(binary, port):
-                self.url = f"redis://{HOST}:{port}/0"
-                return self.url
-        raise RuntimeError(f"redis-server found no free port in {PORT_ATTEMPTS} attempts")
-
-    def _launch(self, binary: str, port: int) -> bool:
-        log = self.workdir / "redis.log"
-        command = [
-            binary,
-            *("--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"),
-            *("--dir", str(self.workdir), "--daemonize", "no", "--logfile", str(log)),
-        ]
-        with (self.workdir / "redis.stdout").open("ab") as out:
-            self._proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                preexec_fn=death_signal_preexec(),
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        probe = redis.Redis(host=HOST, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            while time.monotonic() < deadline:
-                if self._proc.poll() is not None:
-                    text = log.read_text(errors="replace") if log.exists() else ""
-                    self._proc = None
-                    # Someone took the port between our probe and redis binding it.
-                    if "Address already in use" in text:
-                        return False
-                    raise RuntimeError(f"redis-server exited at start:\n{text[-2000:]}")
-                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-                    if probe.ping():
-                        return True
-                time.sleep(0.05)
-        finally:
-            probe.close()
-        self.stop()
-        raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT} s")
-
-    def stop(self) -> None:
-        """Idempotent: called from ``finally`` and again from ``atexit``."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-# -- measuring ------------------------------------------------------------------------------
-
-
-class Interrupted(Exception):
-    """Ctrl-C (or SIGTERM) seen; raised between batches."""
-
-
-class StopRequest:
-    """Signal handler that asks the measurement to stop at the next batch.
-
-    asyncio.Runner would turn Ctrl-C into a cancellation of the main task, but on Python
-    3.11 ``asyncio.wait_for`` (which redis-py uses to send every command) swallows a
-    cancellation that arrives just as the send completes, and in this loop that is nearly
-    always: the benchmark ran on to the end. A flag checked between batches cannot be
-    lost; a second signal interrupts at once.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum: int, frame: types.FrameType | None) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self) -> None:
-        if self.requested:
-            raise Interrupted
-
-
-async def run_batch(variant: Variant, count: int, users: int) -> None:
-    # Locals, not attribute lookups, inside the loop: the loop's own cost is part of every
-    # sample, so keep it small and identical for all variants.
-    request = variant.request
-    samples = variant.samples
-    clock = time.perf_counter_ns
-    user = variant.next_user
-    first = len(samples)
-    for _ in range(count):
-        pending = request(user)
-        start = clock()
-        await pending
-        samples.append(clock() - start)
-        user += 1
-        if user == users:
-            user = 0
-    variant.next_user = user
-    variant.round_medians_ns.append(statistics.median(samples[first:]))
-
-
-async def command_stats(admin: redis.asyncio.Redis) -> dict[str, tuple[int, int]]:
-    """``INFO commandstats`` as command -> (calls, µs spent in Redis)."""
-    info: dict[str, Any] = await admin.info("commandstats")
-    return {
-        name.removeprefix("cmdstat_"): (int(stats["calls"]), int(stats["usec"]))
-        for name, stats in info.items()
-        if name.startswith("cmdstat_")
-    }
-
-
-def add_command_delta(
-    variant: Variant, before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
-) -> None:
-    for name, (calls, usec) in after.items():
-        if name in BOOKKEEPING_COMMANDS:
-            continue
-        old_calls, old_usec = before.get(name, (0, 0))
-        if calls > old_calls:
-            variant.calls[name] += calls - old_calls
-            variant.usec[name] += usec - old_usec
-
-
-async def measure(
-    variants: Sequence[Variant],
-    requests: int,
-    users: int,
-    rounds: int,
-    admin: redis.asyncio.Redis,
-    stop: StopRequest,
-    *,
-    reset_stats: bool,
-) -> None:
-    warmup = max(500, requests // rounds)
-    for variant in variants:
-        stop.check()
-        await run_batch(variant, warmup, users)
-        variant.samples.clear()
-        variant.round_medians_ns.clear()
-    # Per-batch INFO deltas below attribute commands to variants; the reset only makes the
-    # server's own totals (kept in the JSON) cover exactly the measured run, so it is left
-    # out on someone else's server.
-    if reset_stats:
-        with contextlib.suppress(redis.ResponseError):
-            await admin.config_resetstat()
-    gc.collect()
-    for round_index in range(rounds):
-        count = requests // rounds + (1 if round_index < requests % rounds else 0)
-        shift = round_index % len(variants)
-        for variant in [*variants[shift:], *variants[:shift]]:
-            stop.check()
-            if not variant.uses_redis:
-                await run_batch(variant, count, users)
-                continue
-            before = await command_stats(admin)
-            await run_batch(variant, count, users)
-            add_command_delta(variant, before, await command_stats(admin))
-
-
 # -- reporting ------------------------------------------------------------------------------
-
-
-def percentile(sorted_ns: Sequence[int], fraction: float) -> float:
-    """Nearest-rank percentile: a latency some request actually had."""
-    rank = max(1, math.ceil(fraction * len(sorted_ns)))
-    return float(sorted_ns[rank - 1])
-
-
-def spread(values: Sequence[float]) -> dict[str, float]:
-    quartiles = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-    return {
-        "min": min(values),
-        "p25": quartiles[0],
-        "median": statistics.median(values),
-        "p75": quartiles[2],
-        "max": max(values),
-    }
-
-
-def summarize(variant: Variant, bare: Variant | None) -> dict[str, Any]:
-    ordered = sorted(variant.samples)
-    count = len(ordered)
-    median_ns = float(statistics.median(ordered))
-    result: dict[str, Any] = {
-        "name": variant.name,
-        "description": variant.description,
-        "requests": count,
-        "median_us": median_ns / 1000,
-        "p99_us": percentile(ordered, 0.99) / 1000,
-        "mean_us": sum(ordered) / count / 1000,
-        "min_us": ordered[0] / 1000,
-        "requests_per_s": count / (sum(ordered) / 1e9),
-        "round_medians_us": [m / 1000 for m in variant.round_medians_ns],
-        "added_us_vs_bare": None,
-        "ratio_to_bare": None,
-        "redis": None,
-    }
-    # The EVALSHA reference is not an app, so "added to the bare app" means nothing for it.
-    if bare is not None and variant.is_app:
-        bare_median = float(statistics.median(bare.samples))
-        result["added_us_vs_bare"] = (median_ns - bare_median) / 1000
-        result["ratio_to_bare"] = median_ns / bare_median
-        # Paired per round, so a slow spell of the machine cancels out; its spread says
-        # how far to trust the pooled number above.
-        added = [
-            (v - b) / 1000
-            for v, b in zip(variant.round_medians_ns, bare.round_medians_ns, strict=True)
-        ]
-        result["added_us_per_round"] = spread(added)
-        # The machine flips between fast and slow spells that scale every variant alike, so
-        # the per-round ratio is steadier than the per-round difference.
-        result["ratio_per_round"] = spread(
-            [v / b for v, b in zip(variant.round_medians_ns, bare.round_medians_ns, strict=True)]
-        )
-    if variant.uses_redis:
-        total = sum(variant.calls.values())
-        result["redis"] = {
-            "commands_per_request": total / count,
-            "evalsha_per_request": variant.calls["evalsha"] / count,
-            "by_command": {
-                name: {
-                    "calls": calls,
-                    "per_request": calls / count,
-                    "usec_per_call": variant.usec[name] / calls,
-                }
-                for name, calls in sorted(variant.calls.items())
-            },
-        }
-    return result
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
@@ -551,65 +193,7 @@ def derived(rows: Sequence[dict[str, Any]]) -> dict[str, float | None]:
 # -- facts ----------------------------------------------------------------------------------
 
 
-def package_version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def git_facts() -> dict[str, Any]:
-    root = pathlib.Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "src_changes": None}
-    # Results of a tree with uncommitted src changes are not those of the commit.
-    return {"commit": commit, "src_changes": [line[3:] for line in dirty]}
-
-
-def machine_facts(redis_version: str, loop_name: str) -> dict[str, Any]:
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "python": sys.version.split()[0],
-        "python_implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        # A shared machine: the load says how much to trust this run.
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "redis_server": redis_version,
-        "event_loop": loop_name,
-        "packages": {
-            name: package_version(name)
-            for name in ("floodwall", "starlette", "redis", "hiredis", "uvloop")
-        },
-        "git": git_facts(),
-        "floodwall_env": sorted(name for name in os.environ if name.startswith("FLOODWALL_")),
-    }
-
-
 # -- main -----------------------------------------------------------------------------------
-
-
-def event_loop() -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
-    """uvloop when installed, as production servers would use it; else plain asyncio."""
-    try:
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        return None, "asyncio (uvloop not installed)"
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory, f"uvloop {package_version('uvloop')}"
 
 
 async def benchmark(
@@ -724,21 +308,6 @@ async def benchmark(
     }
 
 
-async def teardown(steps: Sequence[tuple[str, Callable[[], Awaitable[object]]]]) -> list[str]:
-    """Run every step even if one fails, and say what failed.
-
-    The numbers are already measured when teardown runs; a failing ``stop()`` is a bug to
-    report, not a reason to lose them.
-    """
-    errors: list[str] = []
-    for name, step in steps:
-        try:
-            await step()
-        except Exception as exc:
-            errors.append(f"{name} failed: {type(exc).__name__}: {exc}")
-    return errors
-
-
 def evalsha_warnings(rows: Sequence[dict[str, Any]]) -> list[str]:
     # Fewer EVALSHA than requests means floodwall answered from its fallback, so the
     # "Redis" numbers would be those of the in-memory fail-open path.
@@ -814,8 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\ntime inside Redis per EVALSHA (commandstats):  "
         f"{'—' if server_us is None else format(server_us, '7.1f')} µs"
     )
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json, results)
     print(f"\nresults: {args.json}")
     for warning in results["warnings"]:
         print(f"WARNING: {warning}", file=sys.stderr)

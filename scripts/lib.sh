@@ -60,7 +60,7 @@ have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want" != "$have" ]; then
     echo "pyproject.toml changed since the last install: installing .[dev]"
     rm -f "$STAMP"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e '.[dev]'
+    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
     # Written only after a successful install, so a failed one is retried.
     echo "$want" >"$STAMP"
 else

@@ -38,6 +38,12 @@ Arg = str | bytes | int | float
 _pack: Final = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
 
 _DEFAULT_PORT: Final = 6379
+# Most requests a write batches. Holding every request of a loop iteration until its end
+# leaves Redis idle while Python runs the rest of the iteration, then Python idle while
+# Redis runs the batch; a write every 8 keeps both busy and still saves 7 syscalls in 8.
+# Measured on loopback with 32 concurrent callers: more throughput, and less CPU per call,
+# than writing each request at once or each loop iteration at once; 4 to 16 did alike.
+_BATCH: Final = 8
 
 
 class WireError(Exception):
@@ -118,12 +124,14 @@ class _Connection(asyncio.Protocol):
             # loop iteration of latency on every sequential call.
             self._transport.write(command)
         else:
-            # Requests in flight: collect what this loop iteration sends into one write,
-            # one syscall for many requests.
+            # Requests in flight: batch writes, one syscall for several requests; flushed at
+            # the end of this loop iteration, or as soon as a batch is full.
             buffer = self._buffer
             if not buffer:
                 loop.call_soon(self._flush)
             buffer.append(command)
+            if len(buffer) >= _BATCH:
+                self._flush()
         if self._timer is None and timeout is not None:
             self._timer = loop.call_at(deadline, self._check_deadline)
         return future
