@@ -72,12 +72,12 @@ async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterat
         yield MemoryStore(clock=clock)
         return
     if kind == "fakeredis":
-        client: redis.asyncio.Redis = fakeredis.FakeAsyncRedis()
+        store = RedisStore(fakeredis.FakeAsyncRedis())
     else:
+        # As floodwall builds it from a URL: checks on its own wire client.
         server: RedisServer = request.getfixturevalue("redis_server")
-        client = redis.asyncio.Redis.from_url(server.url)
-        await client.flushall()
-    store = RedisStore(client)
+        store = RedisStore.from_url(server.url, prefix="floodwall", cluster=False, timeout=5)
+        await store.client.flushall()
     await store.start()
     try:
         yield store

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import redis.asyncio
 from servers import RedisServer
 
@@ -79,6 +81,9 @@ async def test_a_flooding_user_costs_redis_nothing_once_limited_or_blocked(
         FloodwallSettings(redis_url=redis_server.url, rate=0.01, burst=5, redis_timeout=2)
     )
     attacker = Identity("mallory")
+    await floodwall.start()
+    # Subscribing ends with a resync, which clears the cache: let it happen first.
+    await asyncio.wait_for(floodwall.following.wait(), 10)
     try:
         outcomes = [(await floodwall.check(attacker)).outcome for _ in range(6)]
         assert outcomes == [Outcome.ALLOWED] * 5 + [Outcome.LIMITED]
@@ -109,8 +114,6 @@ async def test_a_flooding_user_costs_redis_nothing_once_limited_or_blocked(
 async def test_another_workers_unblock_reaches_this_cache(
     redis_client: redis.asyncio.Redis, redis_server: RedisServer
 ) -> None:
-    import asyncio
-
     settings = FloodwallSettings(redis_url=redis_server.url, redis_timeout=2)
     here, there = Floodwall(settings), Floodwall(settings)
     await here.start()

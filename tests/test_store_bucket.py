@@ -9,7 +9,6 @@ from fractions import Fraction
 
 import fakeredis
 import pytest
-import redis.asyncio
 from conftest import FakeClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -152,10 +151,12 @@ def _make_store(kind: str, url: str) -> tuple[Store, Callable[[], Awaitable[None
             return None
 
         return memory, nothing
-    client = (
-        fakeredis.FakeAsyncRedis() if kind == "fakeredis" else redis.asyncio.Redis.from_url(url)
+    store = (
+        RedisStore(fakeredis.FakeAsyncRedis())
+        if kind == "fakeredis"
+        else RedisStore.from_url(url, prefix="floodwall", cluster=False, timeout=5)
     )
-    return RedisStore(client), client.aclose
+    return store, store.close
 
 
 @pytest.mark.parametrize("kind", ["memory", "fakeredis", "redis"])
