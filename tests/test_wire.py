@@ -185,7 +185,7 @@ async def test_an_unsendable_argument_fails_before_anything_is_sent(wire: WireCl
 
 async def test_cancelled_callers_do_not_shift_replies_to_others(wire: WireClient) -> None:
     sha = await wire.script_load(ECHO_LUA)
-    tasks = [asyncio.create_task(wire.evalsha(sha, ["k"], [i, i])) for i in range(200)]
+    tasks = [asyncio.ensure_future(wire.evalsha(sha, ["k"], [i, i])) for i in range(200)]
     await asyncio.sleep(0)  # every request is queued
     for task in tasks[::2]:
         task.cancel()

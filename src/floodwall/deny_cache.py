@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 from floodwall.decision import Decision, Outcome
 
@@ -67,7 +66,7 @@ class DenyCache:
             # Allowed once ahead + cost/rate fits in burst/rate; certain while it cannot.
             shortfall = ahead + (cost - decision.burst) / decision.rate
             if shortfall > _MARGIN_SECONDS:
-                return replace(decision, retry_after=shortfall, reset_after=ahead)
+                return decision._replace(retry_after=shortfall, reset_after=ahead)
         else:
             until = decision.blocked_until
             if until is None or until > self._wall():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -62,9 +63,14 @@ class FloodwallMiddleware:
         self._reset_paths = PathTable.of(
             [*settings.password_reset_paths, *password_reset_paths], True
         )
+        self._any_exempt = bool(self._exempt)
+        self._any_costs = bool(self._costs)
+        self._any_reset_paths = bool(self._reset_paths)
         self._headers = settings.rate_limit_headers
         header = settings.request_id_header
         self._request_id_header = header.encode("latin-1") if header else None
+        self._request_id_prefix = os.urandom(4).hex()
+        self._request_ids = itertools.count()
         self._refusal_log = RefusalLog()
         # Forwarded headers are honoured from trusted proxies only; uvicorn's middleware
         # already reads X-Forwarded-For right to left against that list.
@@ -101,16 +107,17 @@ class FloodwallMiddleware:
         await self.app(scope, receive_and_start, send_and_stop)
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Every request runs this: tables that are empty are not consulted at all.
         path: str = scope["path"]
-        if self._exempt.get(path, False):
+        if self._any_exempt and self._exempt.get(path, False):
             await self.app(scope, receive, send)
             return
         identity = await self._identify(scope) or client_identity(scope)
         floodwall = self.floodwall
         decision = await floodwall.check(
             identity,
-            self._costs.get(path, 1),
-            reset_exempt=self._reset_paths.get(path, False),
+            self._costs.get(path, 1) if self._any_costs else 1,
+            reset_exempt=self._any_reset_paths and self._reset_paths.get(path, False),
         )
         policy = "anonymous" if identity.anonymous else "user"
         headers: list[tuple[bytes, bytes]] = []
@@ -119,15 +126,16 @@ class FloodwallMiddleware:
             headers.append((self._request_id_header, request_id.encode()))
         else:
             request_id = None
-        if decision.allowed or not floodwall.enforces(decision):
-            if not decision.allowed:
+        if decision.outcome is Outcome.ALLOWED or not floodwall.enforces(decision):
+            if decision.outcome is not Outcome.ALLOWED:
                 self._log_refusal(scope, identity, decision, policy, request_id, enforced=False)
             elif request_logger.isEnabledFor(logging.DEBUG):
                 _log(logging.DEBUG, scope, identity, decision, policy, request_id)
-            if self._headers and scope["type"] == "http":
-                headers += rate_limit_headers(policy, decision)
-            if headers and scope["type"] == "http":
-                send = _with_headers(send, headers)
+            if scope["type"] == "http":
+                if self._headers:
+                    headers += rate_limit_headers(policy, decision)
+                if headers:
+                    send = _with_headers(send, headers)
             await self.app(scope, receive, send)
             return
         self._log_refusal(scope, identity, decision, policy, request_id, enforced=True)
@@ -141,11 +149,16 @@ class FloodwallMiddleware:
                 text = bytes(value).decode("latin-1")
                 if _REQUEST_ID.fullmatch(text):
                     break
-                return os.urandom(8).hex()
+                return self._new_request_id()
         else:
-            return os.urandom(8).hex()
+            return self._new_request_id()
         scope.setdefault("state", {})["request_id"] = text
         return text
+
+    def _new_request_id(self) -> str:
+        # Unique, not secret: a random prefix per middleware and a counter, cheaper than
+        # asking the kernel for random bytes on every request.
+        return f"{self._request_id_prefix}{next(self._request_ids):08x}"
 
     def _log_refusal(
         self,

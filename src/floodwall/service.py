@@ -22,7 +22,7 @@ from floodwall.deny_cache import DenyCache
 from floodwall.errors import StorageError
 from floodwall.identity import Identity
 from floodwall.keys import SubjectKeys
-from floodwall.metrics import Metrics
+from floodwall.metrics import RESULTS, Metrics
 from floodwall.mirror import KillSwitchMirror
 from floodwall.settings import FloodwallSettings, parse_rate
 from floodwall.status import UserStatus
@@ -51,6 +51,7 @@ TOP_KEEP_SECONDS = 3600
 AUTO_ACTOR = "auto"
 RESUBSCRIBE_SECONDS = 1.0
 INDEX_PAGE = 500
+KEYS_CACHE_SIZE = 65_536
 
 _AUDIT_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 _BLOCK_FIELDS = ("blocked_until", "reason", "blocked_by", "blocked_at")
@@ -106,10 +107,15 @@ class Floodwall:
         self.denials = DenyCache()
         self.metrics = metrics if metrics is not None else Metrics()
         self.metrics.watch_blocked(lambda: self.mirror.blocked_count(int(time.time() * 1000)))
-        by_result = self.metrics.by_result
-        self._results = [
-            by_result["error" if o is Outcome.UNAVAILABLE else o.name.lower()] for o in Outcome
+        self._hot = self.metrics.hot
+        # Where each outcome is tallied; a store failure in closed mode counts as "error".
+        self._result_index = [
+            RESULTS.index("error" if o is Outcome.UNAVAILABLE else o.name.lower()) for o in Outcome
         ]
+        self._fallback_index = RESULTS.index("fallback")
+        # Building keys percent-encodes the id; the hot path looks them up instead.
+        self._user_keys: dict[str, SubjectKeys] = {}
+        self._anonymous_keys: dict[str, SubjectKeys] = {}
         self.refusals = RefusalCounter()
         # Auto-block: refusals per user in the current window (start, count), per worker.
         self._offences: dict[str, list[float]] = {}
@@ -172,9 +178,19 @@ class Floodwall:
 
     def subject_keys(self, identity: Identity) -> SubjectKeys:
         """The store keys of an identity; users and anonymous clients never share one."""
+        user_id = identity.user_id
+        build: Callable[[str], SubjectKeys]
         if identity.anonymous:
-            return self.keys.anonymous(identity.user_id)
-        return self.keys.user(identity.user_id)
+            cache, build = self._anonymous_keys, self.keys.anonymous
+        else:
+            cache, build = self._user_keys, self.keys.user
+        keys = cache.get(user_id)
+        if keys is None:
+            if len(cache) >= KEYS_CACHE_SIZE:
+                # A flood of ever-new ids must not grow it without end; rebuilding is cheap.
+                cache.clear()
+            keys = cache[user_id] = build(user_id)
+        return keys
 
     async def check(
         self, identity: Identity, cost: int = 1, *, reset_exempt: bool = False
@@ -187,16 +203,17 @@ class Floodwall:
         if not self._started:
             await self.start()
         keys = self.subject_keys(identity)
+        known = self.denials.lookup(keys.bucket, cost)
+        if known is not None:
+            self._hot.local_refusals += 1
+            self._count(identity, known)
+            return known
         if identity.anonymous:
             rate, burst = self._anonymous_rate, self._anonymous_burst
         else:
             rate, burst = self._user_rate, self._user_burst
-        known = self.denials.lookup(keys.bucket, cost)
-        if known is not None:
-            self.metrics.local_refusals.inc()
-            self._count(identity, known)
-            return known
-        if self.breaker.allow():
+        breaker = self.breaker
+        if breaker.allow():
             issued_at = identity.issued_at
             started = time.perf_counter()
             try:
@@ -212,8 +229,8 @@ class Floodwall:
             except StorageError as exc:
                 self._store_failed(exc)
             else:
-                self.metrics.check_seconds.observe(time.perf_counter() - started)
-                if self.breaker.success():
+                self._hot.observe_check(time.perf_counter() - started)
+                if breaker.success():
                     self.metrics.breaker_open.set(0)
                     logger.warning("floodwall: the store answers again; normal checks resumed")
                 if decision.outcome is not Outcome.ALLOWED:
@@ -221,20 +238,27 @@ class Floodwall:
                 self._count(identity, decision)
                 return decision
         decision = await self._fallback_check(identity, keys, rate, burst, cost, reset_exempt)
+        results = self._hot.results
         if decision.outcome is Outcome.UNAVAILABLE:
-            self._results[Outcome.UNAVAILABLE].inc()
+            results[self._result_index[Outcome.UNAVAILABLE]] += 1
         else:
-            self.metrics.by_result["fallback"].inc()
+            results[self._fallback_index] += 1
         return decision
 
     def _count(self, identity: Identity, decision: Decision) -> None:
         outcome = decision.outcome
-        self._results[outcome].inc()
+        self._hot.results[self._result_index[outcome]] += 1
         if outcome is Outcome.ALLOWED:
             return
         self.refusals.add(member(identity.user_id, identity.anonymous))
         threshold = self.settings.auto_block_refusals
-        if threshold is not None and outcome is Outcome.LIMITED and not identity.anonymous:
+        if (
+            threshold is not None
+            and outcome is Outcome.LIMITED
+            and not identity.anonymous
+            # A shadowed limit is only observed: it must not get anyone blocked.
+            and not (self.settings.shadow or decision.shadow)
+        ):
             self._note_offence(identity.user_id, threshold)
 
     def enforces(self, decision: Decision) -> bool:
@@ -243,7 +267,7 @@ class Floodwall:
         if decision.outcome in (Outcome.LIMITED, Outcome.UNAVAILABLE) and (
             self.settings.shadow or decision.shadow
         ):
-            self.metrics.shadow.inc()
+            self._hot.shadow += 1
             return False
         return True
 

@@ -327,13 +327,14 @@ class WireClient:
 
     # -- commands -------------------------------------------------------------------------
 
-    async def evalsha(self, sha: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        """``EVALSHA sha len(keys) *keys *args``: the script's reply.
+    def evalsha(self, sha: str, keys: Sequence[Arg], args: Sequence[Arg]) -> Awaitable[Any]:
+        """``EVALSHA sha len(keys) *keys *args``: awaits the script's reply.
 
         Raises ``NoScript`` when Redis does not hold the script, ``WireReplyError`` for
         any other error reply, ``WireConnectionError`` or ``WireTimeout`` on failure.
         """
-        return await self._request(_pack(("EVALSHA", sha, len(keys), *keys, *args)))
+        # Not a coroutine: on an open connection the caller awaits the reply future itself.
+        return self._request(_pack(("EVALSHA", sha, len(keys), *keys, *args)))
 
     async def execute(self, *parts: Arg) -> Any:
         """Any single command with a single reply, e.g. ``execute("PING")``."""

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 import redis
 import redis.asyncio
@@ -61,13 +61,20 @@ def _decode(data: bytes | str) -> str:
     return data if isinstance(data, str) else data.decode("utf-8", "surrogatepass")
 
 
+_STORAGE_ERRORS: Final = (redis.RedisError, WireError, OSError)
+
+
+def _storage_error(exc: BaseException) -> StorageError:
+    return StorageError(f"{type(exc).__name__}: {exc}")
+
+
 @contextlib.contextmanager
 def _storage_errors() -> Iterator[None]:
-    # The one place backend errors become StorageError, so no method can forget.
+    # Where backend errors become StorageError, so no method can forget.
     try:
         yield
-    except (redis.RedisError, WireError, OSError) as exc:
-        raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+    except _STORAGE_ERRORS as exc:
+        raise _storage_error(exc) from exc
 
 
 class RedisStore:
@@ -158,32 +165,47 @@ class RedisStore:
             "" if now_us is None else now_us,
         )
         touched = (keys.bucket, keys.state, keys.revoked)
-        with _storage_errors():
-            if self._wire is None:
+        wire = self._wire
+        # No context manager here: this runs on every request, and try/except is free.
+        try:
+            if wire is None:
                 reply = await self._check(keys=touched, args=args)
             else:
-                reply = await self._wire_check(self._wire, touched, args)
+                try:
+                    reply = await wire.evalsha(self._check.sha, touched, args)
+                except (NoScript, WireConnectionError) as exc:
+                    reply = await self._wire_recheck(wire, touched, args, exc)
+        except _STORAGE_ERRORS as exc:
+            raise _storage_error(exc) from exc
         return decision_from_reply(reply)
 
-    async def _wire_check(
-        self, wire: WireClient, keys: Sequence[str], args: Sequence[str | bytes | int]
+    async def _wire_recheck(
+        self,
+        wire: WireClient,
+        keys: Sequence[str],
+        args: Sequence[str | bytes | int],
+        first: NoScript | WireConnectionError,
     ) -> Any:
-        retried = reloaded = False
+        # At most one reload of the script and one retry on a new connection, in any order
+        # (a restarted Redis drops the connection, then has lost its scripts).
+        reloaded = retried = False
+        failure: NoScript | WireConnectionError = first
         while True:
-            try:
-                return await wire.evalsha(self._check.sha, keys, args)
-            except NoScript:
+            if isinstance(failure, NoScript):
                 if reloaded:
-                    raise
+                    raise failure
                 reloaded = True
                 await self._load_check(wire)
-            except WireConnectionError:
-                # One immediate retry, on a new connection: Redis restarted or a proxy
-                # dropped an idle connection. Never after a timeout, which would double
-                # the wait of every request while Redis is slow.
+            else:
+                # Redis restarted or a proxy dropped an idle connection. Never retried after
+                # a timeout, which would double the wait of every request while Redis is slow.
                 if retried:
-                    raise
+                    raise failure
                 retried = True
+            try:
+                return await wire.evalsha(self._check.sha, keys, args)
+            except (NoScript, WireConnectionError) as exc:
+                failure = exc
 
     async def _load_check(self, wire: WireClient) -> None:
         # After a restart every check in flight hears NOSCRIPT at once; one SCRIPT LOAD
