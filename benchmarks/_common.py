@@ -2,7 +2,7 @@
 measurement, a throwaway ``redis-server``, Redis command accounting, statistics, machine
 facts and JSON results.
 
-Used by ``hot_path.py``, ``inprocess.py``, ``http_load.py``, ``drill.py`` and ``run.py``.
+Used by ``inprocess.py``, ``http_load.py``, ``drill.py`` and ``run.py``.
 """
 
 from __future__ import annotations
