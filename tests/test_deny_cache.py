@@ -60,6 +60,39 @@ def test_blocks_hold_until_their_end_and_only_limits_and_blocks_are_kept() -> No
     assert cache.lookup("b", 1) is None
 
 
+def test_an_allowed_request_that_emptied_the_bucket_makes_the_next_one_certain() -> None:
+    clock = Clock()
+    cache = DenyCache(clock=clock, wall_clock=clock)
+    # rate 10/s, burst 10: the last token just went, so full again in 1 s, next token in 0.1 s.
+    cache.remember("empty", Decision(Outcome.ALLOWED, 10, 10, 0, 0, 1.0))
+    cache.remember("one-left", Decision(Outcome.ALLOWED, 10, 10, 1, 0, 0.9))
+    assert cache.lookup("one-left", 1) is None
+    known = cache.lookup("empty", 1)
+    assert known is not None
+    assert known.outcome is Outcome.LIMITED
+    assert abs(known.retry_after - 0.1) < 1e-9
+    clock.now += 0.1
+    assert cache.lookup("empty", 1) is None
+
+
+async def test_when_a_refusal_lapses_one_request_asks_and_the_others_wait() -> None:
+    clock = Clock()
+    cache = DenyCache(clock=clock, wall_clock=clock)
+    cache.remember("k", limited(1.0))
+    clock.now += 0.1
+    assert cache.lookup("k", 1) is None
+    assert cache.claim("k") is None  # this request asks the store
+    waiting = cache.claim("k")
+    assert waiting is not None
+    assert not waiting.done()
+    # The store's answer is kept before the probe settles: the waiters find it.
+    cache.remember("k", limited(1.0))
+    cache.settle("k")
+    assert waiting.done()
+    assert cache.lookup("k", 1) is not None
+    assert cache.probes == {}
+
+
 def test_the_cache_is_bounded() -> None:
     cache = DenyCache(max_entries=3)
     for key in "abcd":
@@ -109,6 +142,44 @@ async def test_a_flooding_user_costs_redis_nothing_once_limited_or_blocked(
         assert (await floodwall.check(attacker)).allowed
     finally:
         await floodwall.stop()
+
+
+async def test_an_attacker_on_many_connections_reaches_redis_once_per_token(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    floodwall = Floodwall(
+        FloodwallSettings(redis_url=redis_server.url, rate=20, burst=1, redis_timeout=2)
+    )
+    await floodwall.start()
+    await asyncio.wait_for(floodwall.following.wait(), 10)
+    attacker = Identity("mallory")
+    outcomes: list[Outcome] = []
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 0.5
+
+    async def connection() -> None:
+        # As fast as it can go, like one of an attacker's keep-alive connections.
+        while loop.time() < deadline:
+            outcomes.append((await floodwall.check(attacker)).outcome)
+            await asyncio.sleep(0)
+
+    try:
+        before = await evalsha_calls(redis_client)
+        started = loop.time()
+        await asyncio.gather(*(connection() for _ in range(32)))
+        elapsed = loop.time() - started
+        calls = await evalsha_calls(redis_client) - before
+    finally:
+        await floodwall.stop()
+    admitted = outcomes.count(Outcome.ALLOWED)
+    assert admitted >= 2
+    assert admitted <= 1 + 20 * elapsed + 1
+    # The 32 first requests all ask (nothing is known yet); after that each token costs
+    # one probe, which takes it. Without the probe, every connection waiting at that
+    # moment would ask too.
+    assert calls <= 32 + 2 * admitted
+    assert len(outcomes) >= 100 * calls
 
 
 async def test_another_workers_unblock_reaches_this_cache(

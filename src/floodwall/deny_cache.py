@@ -7,10 +7,17 @@ while the debt still exceeds what one more request may borrow, the refusal is ce
 Blocks hold until an operator change for that user arrives over pub/sub (``forget``) or
 the block's end. A required password reset is not cached: which answer it gets (401 for an
 old credential, 403 for a new one, through on the reset flow) depends on the request.
+
+An allowed request that took the last token is kept too: until the next token, the
+bucket's next request is as certainly refused. And when a refusal lapses (a token is due),
+only one request of that subject asks the store: the others of that moment wait for its
+answer (``probes``) instead of all reaching Redis at once, which with many connections
+from one attacker was most of the commands the attack cost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 
@@ -18,23 +25,31 @@ from floodwall.decision import Decision, Outcome
 
 __all__ = ["DenyCache"]
 
-# The store's clock and ours may tick a little apart over a refusal's lifetime.
-_MARGIN_SECONDS = 0.001
+# The store answers in whole µs, rounded up.
+_ROUNDING_SECONDS = 2e-6
+# The store's clock and ours may tick apart while a refusal is kept: NTP slews a clock by
+# at most 500 ppm; allow twice that. A fixed margin instead would have to cover the
+# longest refusal, and every lapse would then ask the store early, and again, until the
+# token was really due.
+_DRIFT = 1e-3
 
 
 class DenyCache:
     """Bucket key → the last refusal and when (monotonic) it was made; bounded."""
 
-    __slots__ = ("_clock", "_entries", "_max_entries", "_wall")
+    __slots__ = ("_clock", "_entries", "_max_entries", "_wall", "probes")
 
     def __init__(
         self,
         max_entries: int = 100_000,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.perf_counter,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._entries: dict[str, tuple[Decision, float]] = {}
+        self.probes: dict[str, asyncio.Future[None] | None] = {}
+        """Keys whose refusal lapsed: the future of the one request asking the store, or
+        ``None`` until one claims it (``claim``). Empty but during such moments."""
         self._max_entries = max_entries
         self._clock = clock
         self._wall = wall_clock
@@ -42,16 +57,31 @@ class DenyCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def remember(self, key: str, decision: Decision) -> None:
-        """Keep a refusal that later requests may be certain of."""
-        if decision.outcome not in (Outcome.LIMITED, Outcome.BLOCKED):
+    def now(self) -> float:
+        """The cache's clock, for ``remember``'s ``asked_at``."""
+        return self._clock()
+
+    def remember(self, key: str, decision: Decision, asked_at: float | None = None) -> None:
+        """Keep a refusal, or an empty bucket, that later requests may be certain of.
+
+        ``asked_at`` (``now()`` when the store was asked; default: now) is when the store's
+        clock read at the latest: time counted from then can only be too much, never too
+        little, so the refusal lapses early rather than late.
+        """
+        outcome = decision.outcome
+        if outcome is Outcome.ALLOWED:
+            if decision.remaining:
+                return
+            # reset_after is the time until full, as for a refusal: the same sum applies.
+            decision = decision._replace(outcome=Outcome.LIMITED)
+        elif outcome is not Outcome.LIMITED and outcome is not Outcome.BLOCKED:
             return
         entries = self._entries
         entries.pop(key, None)
         if len(entries) >= self._max_entries:
             # Drop the oldest: a forgotten refusal only costs one round trip.
             del entries[next(iter(entries))]
-        entries[key] = (decision, self._clock())
+        entries[key] = (decision, self._clock() if asked_at is None else asked_at)
 
     def lookup(self, key: str, cost: int) -> Decision | None:
         """The refusal this request is certain to get, or ``None`` to ask the store."""
@@ -65,14 +95,30 @@ class DenyCache:
             ahead = decision.reset_after - elapsed
             # Allowed once ahead + cost/rate fits in burst/rate; certain while it cannot.
             shortfall = ahead + (cost - decision.burst) / decision.rate
-            if shortfall > _MARGIN_SECONDS:
+            if shortfall > _ROUNDING_SECONDS + _DRIFT * elapsed:
                 return decision._replace(retry_after=shortfall, reset_after=ahead)
         else:
             until = decision.blocked_until
             if until is None or until > self._wall():
                 return decision
         del self._entries[key]
+        if outcome is Outcome.LIMITED:
+            self.probes.setdefault(key, None)
         return None
+
+    def claim(self, key: str) -> asyncio.Future[None] | None:
+        """For a key in ``probes``: ``None`` when this request is the one to ask the store
+        (it must call ``settle`` after), else the future to wait on before looking again."""
+        probe = self.probes.get(key)
+        if probe is None:
+            self.probes[key] = asyncio.get_running_loop().create_future()
+        return probe
+
+    def settle(self, key: str) -> None:
+        """The claiming request has its answer (remembered by now), or failed."""
+        probe = self.probes.pop(key, None)
+        if probe is not None and not probe.done():
+            probe.set_result(None)
 
     def forget(self, key: str) -> None:
         """An operator changed this subject: ask the store next time."""

@@ -203,47 +203,64 @@ class Floodwall:
         if not self._started:
             await self.start()
         keys = self.subject_keys(identity)
-        known = self.denials.lookup(keys.bucket, cost)
+        denials = self.denials
+        bucket = keys.bucket
+        known = denials.lookup(bucket, cost)
+        probing = False
+        while known is None and bucket in denials.probes:
+            # The subject's refusal just lapsed; one request asks the store for them all,
+            # and may find the token not quite due yet: then the next one asks.
+            probe = denials.claim(bucket)
+            if probe is None:
+                probing = True
+                break
+            await asyncio.shield(probe)
+            known = denials.lookup(bucket, cost)
         if known is not None:
             self._hot.local_refusals += 1
             self._count(identity, known)
             return known
-        if identity.anonymous:
-            rate, burst = self._anonymous_rate, self._anonymous_burst
-        else:
-            rate, burst = self._user_rate, self._user_burst
-        breaker = self.breaker
-        if breaker.allow():
-            issued_at = identity.issued_at
-            started = time.perf_counter()
-            try:
-                decision = await self.store.check(
-                    keys,
-                    rate,
-                    burst,
-                    cost,
-                    None if issued_at is None else int(issued_at * 1000),
-                    identity.credential_id,
-                    reset_exempt,
-                )
-            except StorageError as exc:
-                self._store_failed(exc)
+        # try/finally costs nothing when nothing is raised; most requests never probe.
+        try:
+            if identity.anonymous:
+                rate, burst = self._anonymous_rate, self._anonymous_burst
             else:
-                self._hot.observe_check(time.perf_counter() - started)
-                if breaker.success():
-                    self.metrics.breaker_open.set(0)
-                    logger.warning("floodwall: the store answers again; normal checks resumed")
-                if decision.outcome is not Outcome.ALLOWED:
-                    self.denials.remember(keys.bucket, decision)
-                self._count(identity, decision)
-                return decision
-        decision = await self._fallback_check(identity, keys, rate, burst, cost, reset_exempt)
-        results = self._hot.results
-        if decision.outcome is Outcome.UNAVAILABLE:
-            results[self._result_index[Outcome.UNAVAILABLE]] += 1
-        else:
-            results[self._fallback_index] += 1
-        return decision
+                rate, burst = self._user_rate, self._user_burst
+            breaker = self.breaker
+            if breaker.allow():
+                issued_at = identity.issued_at
+                started = denials.now()
+                try:
+                    decision = await self.store.check(
+                        keys,
+                        rate,
+                        burst,
+                        cost,
+                        None if issued_at is None else int(issued_at * 1000),
+                        identity.credential_id,
+                        reset_exempt,
+                    )
+                except StorageError as exc:
+                    self._store_failed(exc)
+                else:
+                    self._hot.observe_check(denials.now() - started)
+                    if breaker.success():
+                        self.metrics.breaker_open.set(0)
+                        logger.warning("floodwall: the store answers again; normal checks resumed")
+                    if decision.outcome is not Outcome.ALLOWED or not decision.remaining:
+                        denials.remember(bucket, decision, started)
+                    self._count(identity, decision)
+                    return decision
+            decision = await self._fallback_check(identity, keys, rate, burst, cost, reset_exempt)
+            results = self._hot.results
+            if decision.outcome is Outcome.UNAVAILABLE:
+                results[self._result_index[Outcome.UNAVAILABLE]] += 1
+            else:
+                results[self._fallback_index] += 1
+            return decision
+        finally:
+            if probing:
+                denials.settle(bucket)
 
     def _count(self, identity: Identity, decision: Decision) -> None:
         outcome = decision.outcome
