@@ -361,6 +361,33 @@ async def test_block_with_a_ttl_ends_ttl_seconds_after_it_began(
     assert entry["expires"] == body["blocked_until"]
 
 
+async def test_whole_numbers_sent_as_floats_are_whole_numbers(
+    floodwall: Floodwall, client: httpx.AsyncClient
+) -> None:
+    # Clients that hold every JSON number as a double send 2905 as 2905.0 (JSON Schema's
+    # "integer" includes it); 2905.5, true and "2905" are refused (the bad-body table).
+    json_type = {"content-type": "application/json"}
+    blocked = await client.put(
+        "/users/alice/block", content=b'{"reason": "r", "ttl_seconds": 2905.0}', headers=json_type
+    )
+    assert blocked.status_code == 200, blocked.text
+    body = json_body(blocked)
+    assert millis(body["blocked_until"]) - millis(body["blocked_at"]) == 2_905_000
+    limited = await client.put(
+        "/users/bob/limit", content=b'{"rate": 2, "burst": 7.0}', headers=json_type
+    )
+    assert limited.status_code == 200, limited.text
+    assert_status(json_body(limited), "bob", rate=2.0, burst=7)
+    default = await client.put(
+        "/limits/default", content=b'{"rate": 5, "burst": 1.2e1}', headers=json_type
+    )
+    assert default.status_code == 200, default.text
+    assert json_body(default) == {"rate": 5.0, "burst": 12}
+    assert type(floodwall.default_limit[1]) is int
+    [entry, _, _] = await audit(client)
+    assert entry["detail"] == "rate=5.0 burst=12"
+
+
 async def test_unblock_is_idempotent(floodwall: Floodwall, client: httpx.AsyncClient) -> None:
     never_blocked = json_body(await client.get("/users/alice"))
     await client.put("/users/alice/block", json={"reason": "suspicious", "ttl_seconds": 600})
@@ -580,6 +607,8 @@ BLOCK_BODIES: dict[str, bytes] = {
     "ttl-nan": b'{"reason": "r", "ttl_seconds": NaN}',
     "ttl-infinity": b'{"reason": "r", "ttl_seconds": Infinity}',
     "ttl-exponent": b'{"reason": "r", "ttl_seconds": 1e400}',
+    "ttl-whole-float-too-big": b'{"reason": "r", "ttl_seconds": 1e300}',
+    "ttl-whole-float-zero": b'{"reason": "r", "ttl_seconds": 0.0}',
 }
 REVOKE_BODIES: dict[str, bytes] = {
     "credential-empty": b'{"credential_id": ""}',
@@ -603,6 +632,7 @@ LIMIT_BODIES: dict[str, bytes] = {
     "burst-zero": b'{"rate": 5, "burst": 0}',
     "burst-negative": b'{"rate": 5, "burst": -5}',
     "burst-fraction": b'{"rate": 5, "burst": 2.5}',
+    "burst-whole-float-too-big": b'{"rate": 5, "burst": 2e6}',
     "rate-huge": b'{"rate": 1e12, "burst": 5}',
     "burst-huge": b'{"rate": 5, "burst": 100000000000000000000000000000}',
     "rate-nan": b'{"rate": NaN, "burst": 5}',

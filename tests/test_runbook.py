@@ -354,6 +354,13 @@ BLOCKED = r"^blocked\s+yes, until "
 NOT_BLOCKED = r"^blocked\s+no$"
 SHADOWED = r"^limit\s+.*, shadow: observed, not enforced$"
 
+
+def then_audit_line(stdout: str, action: str) -> str:
+    """``stdout`` exactly, then the action's audit line on stderr: one JSON object."""
+    line = rf'\{{[^\n]*"logger": "floodwall\.audit"[^\n]*"action": "{action}"[^\n]*\}}'
+    return rf"\A{stdout}{line}\n\Z"
+
+
 STEPS = [
     # The first 60 seconds
     Step(
@@ -531,7 +538,10 @@ STEPS = [
         shows=(r'\A\{"rate": 1\.0, "burst": 5\}\Z',),
     ),
     Step("floodwall shadow bigcorp", shows=(SHADOWED,)),
-    Step("floodwall default-limit --rate 5 --burst 10", shows=(r"\A5/s, burst 10\n\Z",)),
+    Step(
+        "floodwall default-limit --rate 5 --burst 10",
+        shows=(then_audit_line(r"5/s, burst 10\n", "set-default-limit"),),
+    ),
     Step(
         METRICS + "grep floodwall_shadow_refusals_total",
         shows=(r"^floodwall_shadow_refusals_total [1-9]",),
@@ -548,7 +558,10 @@ STEPS = [
         shows=(r"^limit\s+20/s, burst 40 \(custom\)$",),
         hides=(SHADOWED,),
     ),
-    Step("floodwall default-limit --rate 10 --burst 10", shows=(r"\A10/s, burst 10\n\Z",)),
+    Step(
+        "floodwall default-limit --rate 10 --burst 10",
+        shows=(then_audit_line(r"10/s, burst 10\n", "set-default-limit"),),
+    ),
     Step(
         f'curl -s {AS_ADMIN} "$APP/admin/limits/default"',
         shows=(r'\A\{"rate": 10\.0, "burst": 10\}\Z',),

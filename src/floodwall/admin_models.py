@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "AuditPage",
@@ -24,12 +26,27 @@ _BODY = ConfigDict(extra="forbid", strict=True)
 _REASON = Field(default=None, min_length=1, max_length=500)
 
 
+def _integral(value: Any) -> Any:
+    # JSON has one number type, and JSON Schema's "integer" includes 2905.0: clients that
+    # keep every number as a double send that. Everything else (2905.5, true, "2905") is
+    # left to strict int validation to refuse.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# For int fields: Annotated[int, Field(...), _INTEGRAL]. The bounds go inside, before it:
+# on the outside of "| None" pydantic writes them into the schema as "ge"/"le", which
+# JSON Schema ignores.
+_INTEGRAL = BeforeValidator(_integral)
+
+
 class BlockBody(BaseModel):
     """Block a user now, for ``ttl_seconds`` or until unblocked."""
 
     model_config = _BODY
     reason: str = Field(min_length=1, max_length=500)
-    ttl_seconds: int | None = Field(default=None, ge=1, le=10 * 365 * 24 * 3600)
+    ttl_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 24 * 3600), _INTEGRAL] | None = None
 
 
 class ReasonBody(BaseModel):
@@ -52,7 +69,7 @@ class LimitBody(BaseModel):
 
     model_config = _BODY
     rate: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
-    burst: int = Field(ge=1, le=1_000_000)
+    burst: Annotated[int, Field(ge=1, le=1_000_000), _INTEGRAL]
 
 
 class LimitOut(BaseModel):

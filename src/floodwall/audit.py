@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -62,4 +61,11 @@ class AuditRecord:
 
 def log_action(record: AuditRecord) -> None:
     """One JSON line per action, for log pipelines that never read Redis."""
-    audit_logger.info(json.dumps({"event": "floodwall.audit", **record.to_json()}))
+    # The fields go in ``extra``: JsonFormatter puts them at the top level of the line,
+    # where a JSON message would arrive as one string, encoded twice. The message names
+    # only the action: a user id is anyone's text and a plain formatter would not escape it.
+    audit_logger.info(
+        "floodwall: %s",
+        record.action,
+        extra={"fields": {"event": "floodwall.audit", **record.to_json()}},
+    )

@@ -11,15 +11,19 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from pydantic import SecretStr, ValidationError
 
+from floodwall.audit import audit_logger
 from floodwall.errors import FloodwallError, StorageError
+from floodwall.request_log import JsonFormatter
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings, parse_rate
 from floodwall.status import UserStatus
@@ -66,7 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--redis-url", help="the store (default: FLOODWALL_REDIS_URL)")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
-    common.add_argument(
+    # Only commands that change something take --actor: on a read it would pass for a filter.
+    acting = _Parser(add_help=False)
+    acting.add_argument(
         "--actor", default=None, help="who acts, for the audit log (default: cli:$USER)"
     )
 
@@ -81,8 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
 
-    def user_command(name: str, text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=text, parents=[common])
+    def user_command(name: str, text: str, *, acts: bool = True) -> argparse.ArgumentParser:
+        parents = [common, acting] if acts else [common]
+        sub = commands.add_parser(name, help=text, parents=parents)
         sub.add_argument("user", help="the user id")
         return sub
 
@@ -101,7 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     limit.add_argument("--rate", type=_rate, help="requests per second, or e.g. 600/minute")
     limit.add_argument("--burst", type=_positive_int)
     limit.add_argument("--clear", action="store_true", help="back to the default limit")
-    user_command("status", "show a user's status")
+    user_command("status", "show a user's status", acts=False)
     shadow = user_command("shadow", "observe a user's limit without enforcing it")
     shadow.add_argument("--off", action="store_true", help="enforce the limit again")
 
@@ -114,7 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     top.add_argument("--once", action="store_true", help="print once and exit")
 
     default = commands.add_parser(
-        "default-limit", help="show or change the default limit on every worker", parents=[common]
+        "default-limit",
+        help="show or change the default limit on every worker",
+        parents=[common, acting],
     )
     default.add_argument("--rate", type=_rate)
     default.add_argument("--burst", type=_positive_int)
@@ -165,10 +174,25 @@ def _describe(status: UserStatus) -> str:
 
 async def _run(args: argparse.Namespace) -> Any:
     floodwall = Floodwall(_settings(args))
-    actor = args.actor or f"cli:{getpass.getuser()}"
     command: str = args.command
     try:
         await floodwall.store.start()
+        # Users without a limit of their own are on the live default kept in the store, not
+        # on this shell's FLOODWALL_RATE; every status printed shows it. Not start(): a
+        # one-shot command needs neither every user's state nor the change feed, and start()
+        # swallows a store error, so this shell's default would pass for the live one.
+        await floodwall._refresh_config()
+        if command == "status":
+            return await floodwall.status(args.user)
+        if command == "top":
+            return await _top(floodwall, args)
+        if command == "blocked":
+            return await floodwall.blocked(after=args.cursor, limit=args.limit)
+        if command == "audit":
+            return await floodwall.audit_log(before=args.cursor, limit=args.limit)
+        if command == "default-limit" and args.rate is None and args.burst is None:
+            return floodwall.default_limit
+        actor = args.actor or f"cli:{getpass.getuser()}"
         if command == "block":
             return await floodwall.block(
                 args.user, reason=args.reason, ttl_seconds=args.ttl, actor=actor
@@ -195,22 +219,11 @@ async def _run(args: argparse.Namespace) -> Any:
             return await floodwall.set_limit(
                 args.user, rate=args.rate, burst=args.burst, actor=actor
             )
-        if command == "status":
-            return await floodwall.status(args.user)
         if command == "shadow":
             return await floodwall.set_shadow(args.user, not args.off, actor=actor)
-        if command == "top":
-            return await _top(floodwall, args)
-        if command == "default-limit":
-            await floodwall.start()
-            if args.rate is None and args.burst is None:
-                return floodwall.default_limit
-            if args.rate is None or args.burst is None:
-                raise UsageError("default-limit needs both --rate and --burst to change it")
-            return await floodwall.set_default_limit(args.rate, args.burst, actor=actor)
-        if command == "blocked":
-            return await floodwall.blocked(after=args.cursor, limit=args.limit)
-        return await floodwall.audit_log(before=args.cursor, limit=args.limit)
+        if args.rate is None or args.burst is None:
+            raise UsageError("default-limit needs both --rate and --burst to change it")
+        return await floodwall.set_default_limit(args.rate, args.burst, actor=actor)
     finally:
         await floodwall.stop()
 
@@ -282,6 +295,29 @@ def _print(args: argparse.Namespace, result: Any) -> None:
             print(f"more: --cursor {cursor}")
 
 
+@contextmanager
+def _audit_lines_to_stderr() -> Iterator[None]:
+    """Each action's ``floodwall.audit`` line on stderr, as JSON, the way the app logs it:
+    log pipelines that never read the store learn of terminal actions too."""
+    # Without a handler the line goes nowhere (INFO is below logging's last resort). A
+    # program that calls main() with logging set up already receives it through its own
+    # handlers: a second one here would print it twice, and its levels are its choice.
+    if audit_logger.hasHandlers():
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    level = audit_logger.level
+    audit_logger.addHandler(handler)
+    audit_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        # main() may run again in the same process, with another sys.stderr.
+        audit_logger.removeHandler(handler)
+        audit_logger.setLevel(level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     try:
@@ -294,7 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging()
             uvicorn.run(create_app(), host=args.host, port=args.port)
             return 0
-        result = asyncio.run(_run(args))
+        with _audit_lines_to_stderr():
+            result = asyncio.run(_run(args))
     except UsageError as exc:
         print(f"floodwall: error: {exc}", file=sys.stderr)
         return 2

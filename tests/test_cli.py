@@ -1,0 +1,147 @@
+"""The ``floodwall`` command against a real redis-server: what it shows, what it logs, what
+it takes. Commands run as real processes, as an operator runs them, unless a test is about
+calling ``main`` from a program."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis.asyncio
+from servers import RedisServer
+
+from floodwall import Floodwall, FloodwallSettings
+from floodwall.cli import main
+from floodwall.request_log import JsonFormatter
+
+# What the operator's shell says; the app's live default (in Redis) differs.
+SHELL_DEFAULT = {"FLOODWALL_RATE": "10", "FLOODWALL_BURST": "10"}
+ACTIONS = [
+    "block",
+    "unblock",
+    "revoke",
+    "reset-password",
+    "clear-reset",
+    "limit",
+    "shadow",
+    "default-limit",
+]
+READS = [["status", "alice"], ["top", "--once"], ["blocked"], ["audit"]]
+
+
+@dataclass(frozen=True)
+class Done:
+    status: int
+    stdout: str
+    stderr: str
+
+
+async def floodwall_command(redis_url: str, *args: str) -> Done:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
+    environment |= SHELL_DEFAULT | {"FLOODWALL_REDIS_URL": redis_url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "floodwall.cli",
+        *args,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return Done(process.returncode, stdout.decode(), stderr.decode())
+
+
+def limit_line(stdout: str) -> str:
+    match = re.search(r"^limit\s+(.*)$", stdout, re.M)
+    assert match is not None, stdout
+    return match.group(1)
+
+
+async def test_statuses_and_default_limit_show_the_live_default(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    # The app's operators changed the default through the admin API (or another shell).
+    app = Floodwall(FloodwallSettings(redis_url=redis_server.url, redis_timeout=2))
+    try:
+        await app.set_default_limit(3.0, 4, actor="admin")
+    finally:
+        await app.stop()
+
+    status = await floodwall_command(redis_server.url, "status", "bob")
+    assert status.status == 0, status.stderr
+    assert limit_line(status.stdout) == "3/s, burst 4 (default)"
+    as_json = await floodwall_command(redis_server.url, "status", "bob", "--json")
+    assert json.loads(as_json.stdout)["limit"]["rate"] == 3.0
+    # An action prints the user's status too.
+    blocked = await floodwall_command(redis_server.url, "block", "bob", "--reason", "r")
+    assert limit_line(blocked.stdout) == "3/s, burst 4 (default)"
+    listed = await floodwall_command(redis_server.url, "blocked", "--json")
+    assert json.loads(listed.stdout)["items"][0]["limit"]["burst"] == 4
+    shown = await floodwall_command(redis_server.url, "default-limit")
+    assert shown.stdout == "3/s, burst 4\n"
+
+
+async def test_an_action_logs_one_json_audit_line_on_stderr(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    done = await floodwall_command(
+        redis_server.url, "block", "alice", "--reason", "INC-1", "--ttl", "1h", "--actor", "cli:ci"
+    )
+    assert done.status == 0, done.stderr
+    [raw] = done.stderr.splitlines()
+    line: dict[str, Any] = json.loads(raw)
+    # The record's fields at the top level, not a JSON string inside "message".
+    assert line["logger"] == "floodwall.audit"
+    assert line["level"] == "info"
+    assert line["message"] == "floodwall: block"
+    assert line["event"] == "floodwall.audit"
+    assert (line["actor"], line["action"], line["user_id"]) == ("cli:ci", "block", "alice")
+    assert line["reason"] == "INC-1"
+    assert line["expires"].startswith("20")
+    # The same record as in the audit stream; a read logs nothing.
+    audit = await floodwall_command(redis_server.url, "audit", "--json")
+    assert audit.stderr == ""
+    [stored] = json.loads(audit.stdout)["items"]
+    assert {k: line[k] for k in stored} == stored
+
+
+def test_a_program_that_set_up_logging_gets_each_audit_line_once(
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # pytest's handlers on the root logger stand for the program's own logging setup.
+    caplog.set_level(logging.INFO, logger="floodwall.audit")
+    argv = ["shadow", "in-process", "--redis-url", redis_server.url, "--actor", "py"]
+    assert main(argv) == 0
+    [record] = [r for r in caplog.records if r.name == "floodwall.audit"]
+    assert "floodwall.audit" not in capsys.readouterr().err
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["action"], line["user_id"], line["actor"]) == ("shadow-on", "in-process", "py")
+    assert logging.getLogger("floodwall.audit").handlers == []
+
+
+@pytest.mark.parametrize("command", READS, ids=[words[0] for words in READS])
+def test_reads_take_no_actor(
+    command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLOODWALL_REDIS_URL", raising=False)
+    assert main([*command, "--actor", "bob"]) == 2
+    assert capsys.readouterr().err == "floodwall: error: unrecognized arguments: --actor bob\n"
+
+
+@pytest.mark.parametrize("command", ACTIONS)
+def test_actions_take_an_actor(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    assert " --actor ACTOR" in capsys.readouterr().out
