@@ -283,5 +283,57 @@ async def test_auto_block_blocks_escalates_and_expires() -> None:
         await floodwall.stop()
 
 
+async def test_an_operators_unblock_resets_auto_block_escalation() -> None:
+    floodwall = Floodwall(
+        FloodwallSettings(
+            rate=0.01, burst=1, auto_block_refusals=3, auto_block_window=0.2, auto_block_seconds=30
+        )
+    )
+
+    async def flood_until_blocked() -> str:
+        for _ in range(10):
+            await floodwall.check(Identity("mallory"))
+        await asyncio.sleep(0.05)
+        status = await floodwall.status("mallory")
+        assert status.blocked
+        assert status.reason is not None
+        return status.reason
+
+    try:
+        assert "offence 1" in await flood_until_blocked()
+        await floodwall.unblock("mallory", reason="false alarm")
+        await asyncio.sleep(0.25)  # a new counting window
+        # The next auto-block is a first offence again, not one twice as long.
+        assert "offence 1" in await flood_until_blocked()
+    finally:
+        await floodwall.stop()
+
+
+@pytest.mark.parametrize("everyone", [False, True])
+async def test_a_shadowed_limit_never_gets_anyone_auto_blocked(everyone: bool) -> None:
+    floodwall = Floodwall(
+        FloodwallSettings(
+            rate=0.01, burst=1, shadow=everyone, auto_block_refusals=3, auto_block_window=60
+        )
+    )
+    try:
+        if not everyone:
+            await floodwall.set_shadow("bigcorp", True)
+        decisions = [await floodwall.check(Identity("bigcorp")) for _ in range(20)]
+        refused = [d for d in decisions if d.outcome is Outcome.LIMITED]
+        assert len(refused) == 19
+        assert not any(floodwall.enforces(d) for d in refused)
+        await asyncio.sleep(0.05)
+        assert not (await floodwall.status("bigcorp")).blocked
+        # The same flood from an enforced account is blocked.
+        if not everyone:
+            for _ in range(20):
+                await floodwall.check(Identity("mallory"))
+            await asyncio.sleep(0.05)
+            assert (await floodwall.status("mallory")).blocked
+    finally:
+        await floodwall.stop()
+
+
 def test_auto_block_is_off_by_default() -> None:
     assert FloodwallSettings().auto_block_refusals is None

@@ -54,7 +54,9 @@ INDEX_PAGE = 500
 KEYS_CACHE_SIZE = 65_536
 
 _AUDIT_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
-_BLOCK_FIELDS = ("blocked_until", "reason", "blocked_by", "blocked_at")
+# An operator's unblock also forgives auto-block's escalation: the block was a mistake, or
+# is over by decision; an auto-block that runs out on its own keeps counting.
+_BLOCK_FIELDS = ("blocked_until", "reason", "blocked_by", "blocked_at", "auto_offences")
 
 
 def _store_for(settings: FloodwallSettings) -> Store:
