@@ -131,6 +131,22 @@ async def test_logs_are_json_lines_with_the_request_id(
     assert refusal["request_id"] == limited.headers["x-request-id"]
 
 
+async def test_a_request_id_is_made_only_where_it_is_used(
+    demo_client: httpx.AsyncClient,
+) -> None:
+    # No debug logging: a request that passes is not logged, so it needs no id of its own.
+    assert not logging.getLogger("floodwall.requests").isEnabledFor(logging.DEBUG)
+    given = await demo_client.get("/api/hello", headers={"x-user": "b", "x-request-id": "r-1"})
+    passed = await demo_client.get("/api/hello", headers={"x-user": "b"})
+    await demo_client.get("/api/hello", headers={"x-user": "b"})
+    refused = await demo_client.get("/api/hello", headers={"x-user": "b"})
+    assert given.headers["x-request-id"] == "r-1"
+    assert passed.status_code == 200
+    assert "x-request-id" not in passed.headers
+    assert refused.status_code == 429
+    assert re.fullmatch(r"[0-9a-f]{16}", refused.headers["x-request-id"])
+
+
 async def test_a_flood_of_refusals_yields_a_bounded_number_of_log_lines(
     demo_client: httpx.AsyncClient, request_lines: Lines
 ) -> None:

@@ -57,14 +57,10 @@ class DenyCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def now(self) -> float:
-        """The cache's clock, for ``remember``'s ``asked_at``."""
-        return self._clock()
-
     def remember(self, key: str, decision: Decision, asked_at: float | None = None) -> None:
         """Keep a refusal, or an empty bucket, that later requests may be certain of.
 
-        ``asked_at`` (``now()`` when the store was asked; default: now) is when the store's
+        ``asked_at`` (the cache's clock when the store was asked; default: now) is when the store's
         clock read at the latest: time counted from then can only be too much, never too
         little, so the refusal lapses early rather than late.
         """

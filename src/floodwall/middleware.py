@@ -120,40 +120,48 @@ class FloodwallMiddleware:
             reset_exempt=self._any_reset_paths and self._reset_paths.get(path, False),
         )
         policy = "anonymous" if identity.anonymous else "user"
-        headers: list[tuple[bytes, bytes]] = []
-        if self._request_id_header is not None:
-            request_id = self._request_id(scope)
-            headers.append((self._request_id_header, request_id.encode()))
-        else:
-            request_id = None
+        id_header = self._request_id_header
+        request_id = None if id_header is None else self._given_request_id(scope)
         if decision.outcome is Outcome.ALLOWED or not floodwall.enforces(decision):
             if decision.outcome is not Outcome.ALLOWED:
+                request_id = self._request_id(request_id)
                 self._log_refusal(scope, identity, decision, policy, request_id, enforced=False)
             elif request_logger.isEnabledFor(logging.DEBUG):
+                request_id = self._request_id(request_id)
                 _log(logging.DEBUG, scope, identity, decision, policy, request_id)
             if scope["type"] == "http":
-                if self._headers:
-                    headers += rate_limit_headers(policy, decision)
+                headers = rate_limit_headers(policy, decision) if self._headers else []
+                if request_id is not None and id_header is not None:
+                    headers.append((id_header, request_id.encode()))
                 if headers:
                     send = _with_headers(send, headers)
             await self.app(scope, receive, send)
             return
+        request_id = self._request_id(request_id)
         self._log_refusal(scope, identity, decision, policy, request_id, enforced=True)
-        await self._refuse(scope, receive, send, decision, policy, headers)
+        extra = []
+        if request_id is not None and id_header is not None:
+            extra.append((id_header, request_id.encode()))
+        await self._refuse(scope, receive, send, decision, policy, extra)
 
-    def _request_id(self, scope: Scope) -> str:
+    def _given_request_id(self, scope: Scope) -> str | None:
         # Honour the caller's id when it is sane; a hostile one must not reach the logs.
         header = self._request_id_header
         for key, value in scope.get("headers", ()):
             if key == header:
                 text = bytes(value).decode("latin-1")
-                if _REQUEST_ID.fullmatch(text):
-                    break
-                return self._new_request_id()
-        else:
-            return self._new_request_id()
-        scope.setdefault("state", {})["request_id"] = text
-        return text
+                if _REQUEST_ID.fullmatch(text) is None:
+                    return None
+                scope.setdefault("state", {})["request_id"] = text
+                return text
+        return None
+
+    def _request_id(self, given: str | None) -> str | None:
+        # An id is made only where one is used: a refusal's answer and log line, a logged
+        # request. A request that just passes keeps the caller's id, or gets none.
+        if given is not None or self._request_id_header is None:
+            return given
+        return self._new_request_id()
 
     def _new_request_id(self) -> str:
         # Unique, not secret: a random prefix per middleware and a counter, cheaper than

@@ -53,6 +53,7 @@ RESUBSCRIBE_SECONDS = 1.0
 INDEX_PAGE = 500
 KEYS_CACHE_SIZE = 65_536
 
+_ALLOWED = RESULTS.index("allowed")
 _AUDIT_CURSOR = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 # An operator's unblock also forgives auto-block's escalation: the block was a mistake, or
 # is over by decision; an auto-block that runs out on its own keeps counting.
@@ -106,7 +107,8 @@ class Floodwall:
         # and the kill switch holds from each worker's mirror of it.
         self._fallback = MemoryStore()
         self.mirror = KillSwitchMirror()
-        self.denials = DenyCache()
+        # The store's answers are timed with the clock the cache counts refusals by.
+        self.denials = DenyCache(clock=time.perf_counter)
         self.metrics = metrics if metrics is not None else Metrics()
         self.metrics.watch_blocked(lambda: self.mirror.blocked_count(int(time.time() * 1000)))
         self._hot = self.metrics.hot
@@ -231,7 +233,7 @@ class Floodwall:
             breaker = self.breaker
             if breaker.allow():
                 issued_at = identity.issued_at
-                started = denials.now()
+                started = time.perf_counter()
                 try:
                     decision = await self.store.check(
                         keys,
@@ -245,12 +247,16 @@ class Floodwall:
                 except StorageError as exc:
                     self._store_failed(exc)
                 else:
-                    self._hot.observe_check(denials.now() - started)
+                    self._hot.observe_check(time.perf_counter() - started)
                     if breaker.success():
                         self.metrics.breaker_open.set(0)
                         logger.warning("floodwall: the store answers again; normal checks resumed")
-                    if decision.outcome is not Outcome.ALLOWED or not decision.remaining:
-                        denials.remember(bucket, decision, started)
+                    if decision.outcome is Outcome.ALLOWED:
+                        self._hot.results[_ALLOWED] += 1
+                        if not decision.remaining:
+                            denials.remember(bucket, decision, started)
+                        return decision
+                    denials.remember(bucket, decision, started)
                     self._count(identity, decision)
                     return decision
             decision = await self._fallback_check(identity, keys, rate, burst, cost, reset_exempt)

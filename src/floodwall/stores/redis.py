@@ -25,13 +25,20 @@ from redis.backoff import NoBackoff
 from floodwall.decision import Decision, decision_from_reply
 from floodwall.errors import StorageError
 from floodwall.keys import Keys, SubjectKeys
-from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
+from floodwall.stores._wire import (
+    NoScript,
+    WireClient,
+    WireConnectionError,
+    WireError,
+    pack_parts,
+)
 from floodwall.stores.base import AuditEntry, StateSnapshot
 
 __all__ = ["RedisStore"]
 
 RedisClient = redis.asyncio.Redis | RedisCluster
 _NO_RETRY = Retry(NoBackoff(), 0)
+_RESP_CACHE_SIZE = 65_536
 
 
 def _script(name: str) -> str:
@@ -55,6 +62,27 @@ class _PubSubSubscription:
         if message is None or message.get("type") != "message":
             return None
         return _decode(message["data"])
+
+
+def _check_args(
+    rate: str,
+    burst: int,
+    cost: int,
+    issued_at_ms: int | None,
+    credential_id: str | None,
+    reset_exempt: bool,
+    now_us: int | None,
+) -> tuple[str | bytes | int, ...]:
+    # The ARGV of check.lua, in its order.
+    return (
+        rate,
+        burst,
+        cost,
+        "" if issued_at_ms is None else issued_at_ms,
+        _encode(credential_id) if credential_id else "",
+        "1" if reset_exempt else "0",
+        "" if now_us is None else now_us,
+    )
 
 
 def _decode(data: bytes | str) -> str:
@@ -92,6 +120,10 @@ class RedisStore:
         self.keys = Keys(prefix)
         self._check_source = _script("check.lua")
         self._check = client.register_script(self._check_source)
+        # EVALSHA <sha> 3, and the count of the 13 elements the whole command has.
+        self._evalsha_head = b"*13\r\n" + pack_parts(("EVALSHA", self._check.sha, 3))
+        self._keys_resp: dict[str, bytes] = {}
+        self._limit_resp: dict[tuple[str, int, int, bool], bytes] = {}
         self._update = client.register_script(_script("update_state.lua"))
         self._revoke = client.register_script(_script("revoke.lua"))
 
@@ -155,36 +187,57 @@ class RedisStore:
         now_us: int | None = None,
     ) -> Decision:
         """One ``EVALSHA`` of ``check.lua``."""
-        args = (
-            rate,
-            burst,
-            cost,
-            "" if issued_at_ms is None else issued_at_ms,
-            _encode(credential_id) if credential_id else "",
-            "1" if reset_exempt else "0",
-            "" if now_us is None else now_us,
-        )
-        touched = (keys.bucket, keys.state, keys.revoked)
         wire = self._wire
         # No context manager here: this runs on every request, and try/except is free.
         try:
-            if wire is None:
-                reply = await self._check(keys=touched, args=args)
-            else:
+            if wire is not None:
+                command = self._evalsha_head + self._packed_keys(keys)
+                if issued_at_ms is None and credential_id is None and now_us is None:
+                    command += self._packed_limit(rate, burst, cost, reset_exempt)
+                else:
+                    args = _check_args(
+                        rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us
+                    )
+                    command += pack_parts(args)
                 try:
-                    reply = await wire.evalsha(self._check.sha, touched, args)
+                    reply = await wire.request(command)
                 except (NoScript, WireConnectionError) as exc:
-                    reply = await self._wire_recheck(wire, touched, args, exc)
+                    reply = await self._wire_recheck(wire, command, exc)
+            else:
+                args = _check_args(
+                    rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us
+                )
+                reply = await self._check(keys=(keys.bucket, keys.state, keys.revoked), args=args)
         except _STORAGE_ERRORS as exc:
             raise _storage_error(exc) from exc
         return decision_from_reply(reply)
 
+    # Packing every check's 13 arguments anew was the largest cost left on the client; the
+    # keys of a subject and the usual arguments repeat, so their RESP is kept.
+
+    def _packed_keys(self, keys: SubjectKeys) -> bytes:
+        cache = self._keys_resp
+        packed = cache.get(keys.bucket)
+        if packed is None:
+            if len(cache) >= _RESP_CACHE_SIZE:
+                cache.clear()
+            packed = pack_parts((keys.bucket, keys.state, keys.revoked))
+            cache[keys.bucket] = packed
+        return packed
+
+    def _packed_limit(self, rate: str, burst: int, cost: int, reset_exempt: bool) -> bytes:
+        cache = self._limit_resp
+        key = (rate, burst, cost, reset_exempt)
+        packed = cache.get(key)
+        if packed is None:
+            if len(cache) >= _RESP_CACHE_SIZE:
+                cache.clear()
+            packed = pack_parts(_check_args(rate, burst, cost, None, None, reset_exempt, None))
+            cache[key] = packed
+        return packed
+
     async def _wire_recheck(
-        self,
-        wire: WireClient,
-        keys: Sequence[str],
-        args: Sequence[str | bytes | int],
-        first: NoScript | WireConnectionError,
+        self, wire: WireClient, command: bytes, first: NoScript | WireConnectionError
     ) -> Any:
         # At most one reload of the script and one retry on a new connection, in any order
         # (a restarted Redis drops the connection, then has lost its scripts).
@@ -203,7 +256,7 @@ class RedisStore:
                     raise failure
                 retried = True
             try:
-                return await wire.evalsha(self._check.sha, keys, args)
+                return await wire.request(command)
             except (NoScript, WireConnectionError) as exc:
                 failure = exc
 
