@@ -8,12 +8,13 @@ from typing import Any, NamedTuple
 
 import jwt
 
-from floodwall._types import Identify, Scope
+from floodwall._types import Scope
 from floodwall.settings import FloodwallSettings
 
 __all__ = [
     "HeaderIdentity",
     "Identity",
+    "IdentityChain",
     "JwtIdentity",
     "client_identity",
     "default_identify",
@@ -153,10 +154,30 @@ class HeaderIdentity:
         return Identity(value.decode("utf-8", "surrogateescape"))
 
 
-def default_identify(settings: FloodwallSettings) -> Identify:
+class IdentityChain:
+    """Resolvers tried in order; the first identity found wins. An ``Identify``."""
+
+    __slots__ = ("_resolvers",)
+
+    def __init__(self, resolvers: list[Callable[[Scope], Identity | None]]) -> None:
+        self._resolvers = resolvers
+
+    async def __call__(self, scope: Scope) -> Identity | None:
+        """The first resolver's identity, or ``None``."""
+        return self.resolve(scope)
+
+    def resolve(self, scope: Scope) -> Identity | None:
+        """``__call__`` without the coroutine: the middleware calls this on every request."""
+        for resolve in self._resolvers:
+            identity = resolve(scope)
+            if identity is not None:
+                return identity
+        return None
+
+
+def default_identify(settings: FloodwallSettings) -> IdentityChain:
     """The built-in chain: a JWT (it also names the credential, so revocation can apply),
     then Starlette's authenticated user, then the gateway header — each if set up."""
-    # Plain functions, one coroutine for the chain: this runs on every request.
     resolvers: list[Callable[[Scope], Identity | None]] = []
     if settings.jwt_secret is not None:
         resolvers.append(
@@ -169,12 +190,4 @@ def default_identify(settings: FloodwallSettings) -> Identify:
     resolvers.append(_starlette_user)
     if settings.user_header:
         resolvers.append(HeaderIdentity(settings.user_header).resolve)
-
-    async def identify(scope: Scope) -> Identity | None:
-        for resolve in resolvers:
-            identity = resolve(scope)
-            if identity is not None:
-                return identity
-        return None
-
-    return identify
+    return IdentityChain(resolvers)

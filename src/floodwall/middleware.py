@@ -13,7 +13,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from floodwall._types import ASGIApp, Identify, Message, Receive, Scope, Send
 from floodwall.decision import Decision, Outcome
-from floodwall.identity import Identity, client_identity, default_identify
+from floodwall.identity import Identity, IdentityChain, client_identity, default_identify
 from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
 from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds
@@ -55,6 +55,10 @@ class FloodwallMiddleware:
         self.app = app
         self.floodwall = floodwall
         self._identify = identify if identify is not None else default_identify(settings)
+        # The built-in chain needs no coroutine per request.
+        self._resolve = (
+            self._identify.resolve if isinstance(self._identify, IdentityChain) else None
+        )
         self._exempt = PathTable.of([*settings.exempt_paths, *exempt_paths], True)
         costs = dict(route_costs or {})
         if any(cost < 1 for cost in costs.values()):
@@ -112,7 +116,9 @@ class FloodwallMiddleware:
         if self._any_exempt and self._exempt.get(path, False):
             await self.app(scope, receive, send)
             return
-        identity = await self._identify(scope) or client_identity(scope)
+        resolve = self._resolve
+        found = resolve(scope) if resolve is not None else await self._identify(scope)
+        identity = found or client_identity(scope)
         floodwall = self.floodwall
         decision = await floodwall.check(
             identity,

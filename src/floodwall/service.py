@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from floodwall.audit import AuditRecord, log_action
-from floodwall.breaker import CircuitBreaker
+from floodwall.breaker import BreakerState, CircuitBreaker
 from floodwall.decision import Decision, Outcome
 from floodwall.deny_cache import DenyCache
 from floodwall.errors import StorageError
@@ -206,7 +206,8 @@ class Floodwall:
         """
         if not self._started:
             await self.start()
-        keys = self.subject_keys(identity)
+        cache = self._anonymous_keys if identity.anonymous else self._user_keys
+        keys = cache.get(identity.user_id) or self.subject_keys(identity)
         denials = self.denials
         bucket = keys.bucket
         known = denials.lookup(bucket, cost)
@@ -231,7 +232,7 @@ class Floodwall:
             else:
                 rate, burst = self._user_rate, self._user_burst
             breaker = self.breaker
-            if breaker.allow():
+            if breaker.state is BreakerState.CLOSED or breaker.allow():
                 issued_at = identity.issued_at
                 started = time.perf_counter()
                 try:

@@ -191,9 +191,12 @@ class RedisStore:
         # No context manager here: this runs on every request, and try/except is free.
         try:
             if wire is not None:
-                command = self._evalsha_head + self._packed_keys(keys)
+                command = self._evalsha_head + (
+                    self._keys_resp.get(keys.bucket) or self._packed_keys(keys)
+                )
                 if issued_at_ms is None and credential_id is None and now_us is None:
-                    command += self._packed_limit(rate, burst, cost, reset_exempt)
+                    limit = (rate, burst, cost, reset_exempt)
+                    command += self._limit_resp.get(limit) or self._packed_limit(limit)
                 else:
                     args = _check_args(
                         rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us
@@ -217,23 +220,18 @@ class RedisStore:
 
     def _packed_keys(self, keys: SubjectKeys) -> bytes:
         cache = self._keys_resp
-        packed = cache.get(keys.bucket)
-        if packed is None:
-            if len(cache) >= _RESP_CACHE_SIZE:
-                cache.clear()
-            packed = pack_parts((keys.bucket, keys.state, keys.revoked))
-            cache[keys.bucket] = packed
+        if len(cache) >= _RESP_CACHE_SIZE:
+            cache.clear()
+        packed = cache[keys.bucket] = pack_parts((keys.bucket, keys.state, keys.revoked))
         return packed
 
-    def _packed_limit(self, rate: str, burst: int, cost: int, reset_exempt: bool) -> bytes:
+    def _packed_limit(self, limit: tuple[str, int, int, bool]) -> bytes:
         cache = self._limit_resp
-        key = (rate, burst, cost, reset_exempt)
-        packed = cache.get(key)
-        if packed is None:
-            if len(cache) >= _RESP_CACHE_SIZE:
-                cache.clear()
-            packed = pack_parts(_check_args(rate, burst, cost, None, None, reset_exempt, None))
-            cache[key] = packed
+        if len(cache) >= _RESP_CACHE_SIZE:
+            cache.clear()
+        rate, burst, cost, reset_exempt = limit
+        packed = pack_parts(_check_args(rate, burst, cost, None, None, reset_exempt, None))
+        cache[limit] = packed
         return packed
 
     async def _wire_recheck(
