@@ -20,7 +20,7 @@ from servers import RedisServer
 from floodwall import Floodwall, FloodwallSettings, Identity
 from floodwall.decision import Outcome
 from floodwall.demo import create_app
-from floodwall.request_log import JsonFormatter
+from floodwall.request_log import JsonFormatter, RefusalLog
 
 ADMIN_TOKEN = "ops-admin-token-0123456789"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -160,6 +160,21 @@ async def test_a_flood_of_refusals_yields_a_bounded_number_of_log_lines(
     assert statuses == [429] * 10_000
     assert 1 <= len(request_lines.lines) <= 5
     assert all(json.loads(line)["user_id"] == "mallory" for line in request_lines.lines)
+
+
+def test_suppressed_refusal_lines_are_counted_at_their_own_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    refusal_log = RefusalLog(max_lines_per_second=2, clock=lambda: now[0])
+    assert [refusal_log.admit(f"user-{i}") for i in range(5)] == [1, 1, None, None, None]
+    now[0] = 101.0
+    with caplog.at_level(logging.INFO, logger="floodwall.requests"):
+        assert refusal_log.admit("user-9") == 1
+    [record] = [r for r in caplog.records if r.getMessage().endswith("suppressed")]
+    # Not a warning: with INFO off the three lines would not have shown either.
+    assert record.levelno == logging.INFO
+    assert record.__dict__["fields"] == {"event": "floodwall.suppressed", "lines": 3}
 
 
 async def test_top_names_the_flooding_user_without_a_command_per_request(

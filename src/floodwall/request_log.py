@@ -93,7 +93,9 @@ class RefusalLog:
             self._second = second
             self._budget = self._max_lines
             if self._suppressed:
-                request_logger.warning(
+                # At the level of the lines it stands for: with INFO off they would not
+                # have shown, so neither does this.
+                request_logger.info(
                     "floodwall: refusal log lines suppressed",
                     extra={"fields": {"event": "floodwall.suppressed", "lines": self._suppressed}},
                 )
