@@ -99,10 +99,15 @@ async def test_an_action_logs_one_json_audit_line_on_stderr(
     assert done.status == 0, done.stderr
     [raw] = done.stderr.splitlines()
     line: dict[str, Any] = json.loads(raw)
-    # The record's fields at the top level, not a JSON string inside "message".
+    # The record's fields at the top level; the message carries them too, for formatters
+    # that print only the message.
     assert line["logger"] == "floodwall.audit"
     assert line["level"] == "info"
-    assert line["message"] == "floodwall: block"
+    prefix, _, record = line["message"].partition(" {")
+    assert prefix == "floodwall: block"
+    in_message = json.loads("{" + record)
+    for field in ("event", "actor", "action", "user_id", "reason", "expires"):
+        assert in_message[field] == line[field]
     assert line["event"] == "floodwall.audit"
     assert (line["actor"], line["action"], line["user_id"]) == ("cli:ci", "block", "alice")
     assert line["reason"] == "INC-1"

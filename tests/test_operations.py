@@ -177,6 +177,24 @@ def test_suppressed_refusal_lines_are_counted_at_their_own_level(
     assert record.__dict__["fields"] == {"event": "floodwall.suppressed", "lines": 3}
 
 
+async def test_an_audit_line_keeps_who_did_what_under_a_plain_formatter(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    floodwall = Floodwall(FloodwallSettings())
+    with caplog.at_level(logging.INFO, logger="floodwall.audit"):
+        await floodwall.block("mallory", reason="INC-7 \u2028", actor="oncall-bob")
+    await floodwall.stop()
+    [message] = [r.getMessage() for r in caplog.records if r.name == "floodwall.audit"]
+    assert message.startswith("floodwall: block {")
+    record = json.loads(message.removeprefix("floodwall: block "))
+    assert (record["actor"], record["user_id"], record["reason"]) == (
+        "oncall-bob",
+        "mallory",
+        "INC-7 \u2028",
+    )
+    assert "\u2028" not in message  # escaped: one line whatever the reason holds
+
+
 async def test_top_names_the_flooding_user_without_a_command_per_request(
     redis_client: redis.asyncio.Redis, redis_server: RedisServer
 ) -> None:

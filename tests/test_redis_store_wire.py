@@ -87,3 +87,21 @@ async def test_nothing_listening_is_a_storage_error() -> None:
     with pytest.raises(StorageError, match="WireConnectionError"):
         await check(store, "alice")
     await store.close()
+
+
+async def test_a_check_failed_by_close_is_not_retried_on_a_new_connection(
+    redis_server: RedisServer,
+) -> None:
+    store = store_for(redis_server.url)
+    await store.start()
+    redis_server.pause()
+    try:
+        in_flight = asyncio.create_task(check(store, "alice"))
+        await asyncio.sleep(0.05)
+        await store.close()
+        with pytest.raises(StorageError, match="WireConnectionError"):
+            await in_flight
+    finally:
+        redis_server.resume()
+    # A retry would have opened a connection that nothing closes any more.
+    assert "open=0/" in repr(store._wire)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -61,11 +62,13 @@ class AuditRecord:
 
 def log_action(record: AuditRecord) -> None:
     """One JSON line per action, for log pipelines that never read Redis."""
-    # The fields go in ``extra``: JsonFormatter puts them at the top level of the line,
-    # where a JSON message would arrive as one string, encoded twice. The message names
-    # only the action: a user id is anyone's text and a plain formatter would not escape it.
+    fields = {"event": "floodwall.audit", **record.to_json()}
+    # JsonFormatter puts ``extra`` fields at the top level of its line; any other formatter
+    # prints only the message, so it carries the whole record too, as escaped JSON (a user
+    # id or reason is anyone's text).
     audit_logger.info(
-        "floodwall: %s",
+        "floodwall: %s %s",
         record.action,
-        extra={"fields": {"event": "floodwall.audit", **record.to_json()}},
+        json.dumps(fields, ensure_ascii=True, separators=(",", ":")),
+        extra={"fields": fields},
     )

@@ -117,6 +117,7 @@ class RedisStore:
         self._client = client
         self._wire = wire
         self._loading: asyncio.Task[str] | None = None
+        self._closing = False
         self.keys = Keys(prefix)
         self._check_source = _script("check.lua")
         self._check = client.register_script(self._check_source)
@@ -159,11 +160,17 @@ class RedisStore:
                 await self._load_check(self._wire)
 
     async def close(self) -> None:
-        """Close the connections."""
-        with _storage_errors():
-            if self._wire is not None:
-                await self._wire.close()
-            await self._client.aclose()
+        """Close the connections; a later call opens them again."""
+        # A check that close() fails must not retry: that would reopen a connection
+        # nobody closes, and run a request already sent a second time.
+        self._closing = True
+        try:
+            with _storage_errors():
+                if self._wire is not None:
+                    await self._wire.close()
+                await self._client.aclose()
+        finally:
+            self._closing = False
 
     async def now_ms(self) -> int:
         """Redis ``TIME`` in ms."""
@@ -250,7 +257,7 @@ class RedisStore:
             else:
                 # Redis restarted or a proxy dropped an idle connection. Never retried after
                 # a timeout, which would double the wait of every request while Redis is slow.
-                if retried:
+                if retried or self._closing:
                     raise failure
                 retried = True
             try:
