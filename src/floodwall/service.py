@@ -182,18 +182,15 @@ class Floodwall:
 
     def subject_keys(self, identity: Identity) -> SubjectKeys:
         """The store keys of an identity; users and anonymous clients never share one."""
-        user_id = identity.user_id
-        build: Callable[[str], SubjectKeys]
-        if identity.anonymous:
-            cache, build = self._anonymous_keys, self.keys.anonymous
-        else:
-            cache, build = self._user_keys, self.keys.user
-        keys = cache.get(user_id)
-        if keys is None:
-            if len(cache) >= KEYS_CACHE_SIZE:
-                # A flood of ever-new ids must not grow it without end; rebuilding is cheap.
-                cache.clear()
-            keys = cache[user_id] = build(user_id)
+        cache = self._anonymous_keys if identity.anonymous else self._user_keys
+        return cache.get(identity.user_id) or self._new_keys(identity, cache)
+
+    def _new_keys(self, identity: Identity, cache: dict[str, SubjectKeys]) -> SubjectKeys:
+        if len(cache) >= KEYS_CACHE_SIZE:
+            # A flood of ever-new ids must not grow it without end; rebuilding is cheap.
+            cache.clear()
+        build = self.keys.anonymous if identity.anonymous else self.keys.user
+        keys = cache[identity.user_id] = build(identity.user_id)
         return keys
 
     async def check(
@@ -206,8 +203,9 @@ class Floodwall:
         """
         if not self._started:
             await self.start()
+        # subject_keys, inline: one method call less on every request.
         cache = self._anonymous_keys if identity.anonymous else self._user_keys
-        keys = cache.get(identity.user_id) or self.subject_keys(identity)
+        keys = cache.get(identity.user_id) or self._new_keys(identity, cache)
         denials = self.denials
         bucket = keys.bucket
         known = denials.lookup(bucket, cost)
