@@ -1,0 +1,165 @@
+"""The rule book: every bound on operator input and settings, defined once.
+
+The service enforces these for every caller; the admin API's models, the CLI's parser and
+the settings refer to them, so each surface accepts and refuses exactly the same values with
+the same one-line message (422 problem+json, exit 2, ``ValueError``).
+
+The bounds are generous for real use and keep every accepted value safe for the check
+script: times are µs in Lua doubles and Redis integers (at most 2**63), expiries are ms
+since the epoch, and ``datetime`` stops at the year 9999. The largest numbers the script
+can meet are a bucket's refill time (``burst / rate``, at most ``MAX_SECONDS``) plus one
+request's cost (``MAX_COST / MIN_RATE``): about 3.2e16 µs, far below 2**63 ≈ 9.2e18.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+import limits
+
+__all__ = [
+    "BURST",
+    "COST",
+    "CREDENTIAL_ID",
+    "MAX_SECONDS",
+    "MIN_RATE",
+    "PAGE_SIZE",
+    "RATE",
+    "REASON",
+    "TTL_SECONDS",
+    "USER_ID",
+    "WINDOW_SECONDS",
+    "Bound",
+    "RuleError",
+    "Text",
+    "limit",
+    "rate",
+]
+
+YEAR_SECONDS: Final = 365 * 24 * 3600
+MAX_SECONDS: Final = 10 * YEAR_SECONDS
+"""The longest time anything lasts: a block, a refill, a revoked credential's memory."""
+MIN_RATE: Final = 1 / YEAR_SECONDS
+"""One request a year."""
+
+
+class RuleError(ValueError):
+    """A value outside the rule book; the message is one line, fit for any surface, and
+    never contains the value itself (it may be a secret pasted in the wrong place)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A number from ``low`` to ``high``; ``whole`` for a count."""
+
+    name: str
+    low: float
+    high: float
+    whole: bool
+    unit: str = ""
+    low_note: str = ""
+
+    @property
+    def message(self) -> str:
+        """The one line every surface shows for a value out of bounds."""
+        kind = "a whole number" if self.whole else "a number"
+        unit = f" {self.unit}" if self.unit else ""
+        note = f" ({self.low_note})" if self.low_note else ""
+        return f"{self.name} is {kind}{unit} from {_show(self.low)}{note} to {_show(self.high)}"
+
+    def check(self, value: object) -> int | float:
+        """``value`` when within bounds (integral floats count as whole numbers), else
+        ``RuleError``."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise RuleError(self.message)
+        if self.whole:
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise RuleError(self.message)
+                value = int(value)
+        elif not math.isfinite(value):
+            raise RuleError(self.message)
+        if not self.low <= value <= self.high:
+            raise RuleError(self.message)
+        return value
+
+    def whole_number(self, value: object) -> int:
+        """``check`` for a count, typed as ``int``."""
+        return int(self.check(value))
+
+    def number(self, value: object) -> float:
+        """``check`` for a quantity, typed as ``float``."""
+        return float(self.check(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A string of ``low`` to ``high`` characters."""
+
+    name: str
+    low: int
+    high: int
+
+    @property
+    def message(self) -> str:
+        """The one line every surface shows for text out of bounds."""
+        return f"{self.name} is text of {self.low} to {self.high} characters"
+
+    def check(self, value: object) -> str:
+        """``value`` when a string of allowed length, else ``RuleError``."""
+        if not isinstance(value, str) or not self.low <= len(value) <= self.high:
+            raise RuleError(self.message)
+        return value
+
+    def optional(self, value: object) -> str | None:
+        """``check``, with ``None`` allowed."""
+        return None if value is None else self.check(value)
+
+
+def _show(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:.3g}"
+
+
+RATE: Final = Bound(
+    "rate", MIN_RATE, 1_000_000, whole=False, unit="of requests per second", low_note="one a year"
+)
+BURST: Final = Bound("burst", 1, 1_000_000, whole=True, unit="of requests")
+COST: Final = Bound("cost", 1, 1000, whole=True, unit="of tokens")
+TTL_SECONDS: Final = Bound("ttl_seconds", 1, MAX_SECONDS, whole=False, unit="of seconds")
+PAGE_SIZE: Final = Bound("limit", 1, 1000, whole=True, unit="of items")
+WINDOW_SECONDS: Final = Bound("window", 1, 3600, whole=True, unit="of seconds")
+REASON: Final = Text("reason", 1, 500)
+USER_ID: Final = Text("user_id", 1, 4096)
+CREDENTIAL_ID: Final = Text("credential_id", 1, 256)
+
+_REFILL_MESSAGE: Final = (
+    f"burst / rate (the seconds an empty bucket takes to refill) is at most {MAX_SECONDS:.0f}"
+)
+
+
+def rate(value: object) -> float:
+    """A rate in requests per second, from a number (``10``, ``0.5``) or a ``limits`` rate
+    string (``"600/minute"``, ``"10 per second"``), so users can write what they know."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(text)
+        except ValueError:
+            try:
+                item = limits.parse(text)
+            except ValueError:
+                raise RuleError(RATE.message + ", or a rate such as 600/minute") from None
+            value = item.amount / item.get_expiry()
+    return RATE.number(value)
+
+
+def limit(rate_value: object, burst_value: object) -> tuple[float, int]:
+    """A (rate, burst) pair: each within bounds, and a bucket that refills within
+    ``MAX_SECONDS``, so no time the script computes can overflow."""
+    checked_rate = rate(rate_value)
+    checked_burst = BURST.whole_number(burst_value)
+    if checked_burst / checked_rate > MAX_SECONDS:
+        raise RuleError(_REFILL_MESSAGE)
+    return checked_rate, checked_burst
