@@ -64,25 +64,42 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=STORE_KINDS)
-async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
-    """The store under test: memory, fakeredis, and a real redis-server."""
-    kind: str = request.param
+async def _store_of(
+    kind: str, request: pytest.FixtureRequest, clock: FakeClock, *, redis_clock: bool
+) -> AsyncIterator[Store]:
     if kind == "memory":
         yield MemoryStore(clock=clock)
         return
+    # Redis keeps its own clock unless the test drives the buckets' time (``clocked_store``).
+    injected = clock if redis_clock else None
     if kind == "fakeredis":
-        store = RedisStore(fakeredis.FakeAsyncRedis())
+        store = RedisStore(fakeredis.FakeAsyncRedis(), clock=injected)
     else:
         # As floodwall builds it from a URL: checks on its own wire client.
         server: RedisServer = request.getfixturevalue("redis_server")
-        store = RedisStore.from_url(server.url, prefix="floodwall", cluster=False, timeout=5)
+        store = RedisStore.from_url(
+            server.url, prefix="floodwall", cluster=False, timeout=5, clock=injected
+        )
         await store.client.flushall()
     await store.start()
     try:
         yield store
     finally:
         await store.close()
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
+    """The store under test: memory, fakeredis, and a real redis-server."""
+    async for made in _store_of(request.param, request, clock, redis_clock=False):
+        yield made
+
+
+@pytest.fixture(params=STORE_KINDS)
+async def clocked_store(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Store]:
+    """``store`` whose checks all run on ``clock``, Redis's included."""
+    async for made in _store_of(request.param, request, clock, redis_clock=True):
+        yield made
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from floodwall import Floodwall, FloodwallSettings, Outcome, RedisStore, Store
-from floodwall.admin import openapi_document
+from floodwall.admin_openapi import openapi_document
 
 TOKEN = "admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -202,12 +202,10 @@ async def check(
     """What the hot path decides for one request of ``user_id`` now."""
     decision = await floodwall.store.check(
         floodwall.keys.user(user_id),
-        repr(DEFAULT_RATE),
-        DEFAULT_BURST,
-        1,
-        issued_at_ms,
-        credential_id,
-        False,
+        rate=DEFAULT_RATE,
+        burst=DEFAULT_BURST,
+        issued_at_ms=issued_at_ms,
+        credential_id=credential_id,
     )
     return decision.outcome
 

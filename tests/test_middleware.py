@@ -18,7 +18,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, MemoryStore
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, MemoryStore, rules
 
 SLOW: dict[str, Any] = {"rate": 0.001, "burst": 3, "user_header": "x-user"}
 
@@ -135,9 +135,10 @@ async def test_route_costs(floodwall: Floodwall) -> None:
     assert hello_.status_code == 200
 
 
-def test_route_costs_must_be_whole_tokens(floodwall: Floodwall) -> None:
-    with pytest.raises(ValueError, match="route costs"):
-        FloodwallMiddleware(hello, floodwall=floodwall, route_costs={"/x": 0})  # type: ignore[arg-type]
+@pytest.mark.parametrize("cost", [0, 1001, 2.5, True])
+def test_route_costs_follow_the_rule_book(floodwall: Floodwall, cost: object) -> None:
+    with pytest.raises(ValueError, match=f"^{rules.COST.message}$"):
+        FloodwallMiddleware(hello, floodwall=floodwall, route_costs={"/x": cost})  # type: ignore[dict-item,arg-type]
 
 
 async def test_headers_on_allowed_responses_can_be_turned_off() -> None:

@@ -14,10 +14,11 @@ import httpx
 import pytest
 import redis
 import redis.asyncio
+from conftest import FakeClock
 from redis_monitor import client_commands
 from servers import RedisServer
 
-from floodwall import Floodwall, FloodwallSettings, Identity
+from floodwall import Clock, Floodwall, FloodwallSettings, Identity, MemoryStore
 from floodwall.decision import Outcome
 from floodwall.demo import create_app
 from floodwall.request_log import JsonFormatter, RefusalLog
@@ -297,20 +298,23 @@ async def test_shadow_mode_for_one_user() -> None:
 
 
 async def test_auto_block_blocks_escalates_and_expires() -> None:
+    clock = FakeClock()
     floodwall = Floodwall(
         FloodwallSettings(
             rate=0.01,
             burst=1,
             auto_block_refusals=5,
-            auto_block_window=0.25,
-            auto_block_seconds=0.3,
-        )
+            auto_block_window=10,
+            auto_block_seconds=300,
+        ),
+        store=MemoryStore(clock=clock),
+        clock=Clock(wall=clock, monotonic=clock),
     )
     try:
-        for offence, ttl in ((1, 0.3), (2, 0.6)):
+        for offence, ttl in ((1, 300), (2, 600)):
             outcomes = [(await floodwall.check(Identity("mallory"))).outcome for _ in range(8)]
             assert Outcome.LIMITED in outcomes
-            await asyncio.sleep(0.05)
+            await floodwall.offenders.stop()  # the auto-block in flight has landed
             status = await floodwall.status("mallory")
             assert status.blocked, offence
             assert status.blocked_by == "auto"
@@ -318,10 +322,10 @@ async def test_auto_block_blocks_escalates_and_expires() -> None:
             assert f"offence {offence}" in status.reason
             assert status.blocked_until_ms is not None
             assert status.blocked_at_ms is not None
-            assert abs((status.blocked_until_ms - status.blocked_at_ms) / 1000 - ttl) < 0.01
+            assert (status.blocked_until_ms - status.blocked_at_ms) / 1000 == ttl
             assert (await floodwall.check(Identity("mallory"))).outcome is Outcome.BLOCKED
             # Past the block and past the counting window: the next offence starts afresh.
-            await asyncio.sleep(ttl + 0.05)
+            clock.advance(ttl + 1)
             assert not (await floodwall.status("mallory")).blocked
         records, _ = await floodwall.audit_log()
         autos = [r for r in records if r.actor == "auto"]

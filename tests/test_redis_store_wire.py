@@ -23,7 +23,7 @@ def store_for(url: str) -> RedisStore:
 
 
 async def check(store: RedisStore, user: str) -> bool:
-    decision = await store.check(KEYS.user(user), "1", 1000, 1, None, None, False)
+    decision = await store.check(KEYS.user(user), rate=1, burst=1000)
     return decision.allowed
 
 

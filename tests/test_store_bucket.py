@@ -24,13 +24,22 @@ ALICE = KEYS.user("alice")
 
 
 async def take(
-    store: Store, at_us: int, *, rate: str = "10", burst: int = 10, cost: int = 1
+    store: Store,
+    clock: FakeClock,
+    at_us: int,
+    *,
+    rate: float = 10,
+    burst: int = 10,
+    cost: int = 1,
 ) -> Decision:
-    return await store.check(ALICE, rate, burst, cost, None, None, False, now_us=at_us)
+    clock.now = at_us / 1e6
+    return await store.check(ALICE, rate=rate, burst=burst, cost=cost)
 
 
-async def test_a_full_bucket_admits_burst_then_limits(store: Store) -> None:
-    decisions = [await take(store, T0_US, rate="2", burst=5) for _ in range(6)]
+async def test_a_full_bucket_admits_burst_then_limits(
+    clocked_store: Store, clock: FakeClock
+) -> None:
+    decisions = [await take(clocked_store, clock, T0_US, rate=2, burst=5) for _ in range(6)]
     assert [d.outcome for d in decisions] == [Outcome.ALLOWED] * 5 + [Outcome.LIMITED]
     assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0, 0]
     assert decisions[-1].retry_after == pytest.approx(0.5, abs=1e-6)
@@ -38,77 +47,77 @@ async def test_a_full_bucket_admits_burst_then_limits(store: Store) -> None:
     assert decisions[-1].burst == 5
 
 
-async def test_tokens_refill_at_the_rate(store: Store) -> None:
+async def test_tokens_refill_at_the_rate(clocked_store: Store, clock: FakeClock) -> None:
     for _ in range(10):
-        assert (await take(store, T0_US)).allowed
-    assert not (await take(store, T0_US + 99_000)).allowed
-    assert (await take(store, T0_US + 100_000)).allowed
-    assert not (await take(store, T0_US + 100_000)).allowed
-    later = await take(store, T0_US + 10_000_000)
+        assert (await take(clocked_store, clock, T0_US)).allowed
+    assert not (await take(clocked_store, clock, T0_US + 99_000)).allowed
+    assert (await take(clocked_store, clock, T0_US + 100_000)).allowed
+    assert not (await take(clocked_store, clock, T0_US + 100_000)).allowed
+    later = await take(clocked_store, clock, T0_US + 10_000_000)
     assert later.allowed
     assert later.remaining == 9
 
 
-async def test_a_request_costs_its_cost(store: Store) -> None:
-    outcomes = [(await take(store, T0_US, cost=3)).outcome for _ in range(4)]
+async def test_a_request_costs_its_cost(clocked_store: Store, clock: FakeClock) -> None:
+    outcomes = [(await take(clocked_store, clock, T0_US, cost=3)).outcome for _ in range(4)]
     assert outcomes == [Outcome.ALLOWED] * 3 + [Outcome.LIMITED]
-    limited = await take(store, T0_US, cost=3)
+    limited = await take(clocked_store, clock, T0_US, cost=3)
     assert limited.retry_after == pytest.approx(0.2, abs=1e-6)
-    assert (await take(store, T0_US, cost=1)).allowed
+    assert (await take(clocked_store, clock, T0_US, cost=1)).allowed
 
 
-async def test_fractional_rates(store: Store) -> None:
-    assert (await take(store, T0_US, rate="0.5", burst=1)).allowed
-    limited = await take(store, T0_US + 1_000_000, rate="0.5", burst=1)
+async def test_fractional_rates(clocked_store: Store, clock: FakeClock) -> None:
+    assert (await take(clocked_store, clock, T0_US, rate=0.5, burst=1)).allowed
+    limited = await take(clocked_store, clock, T0_US + 1_000_000, rate=0.5, burst=1)
     assert limited.outcome is Outcome.LIMITED
     assert limited.retry_after == pytest.approx(1.0, abs=1e-6)
-    assert (await take(store, T0_US + 2_000_000, rate="0.5", burst=1)).allowed
+    assert (await take(clocked_store, clock, T0_US + 2_000_000, rate=0.5, burst=1)).allowed
 
 
-async def test_reset_after_is_the_time_until_full(store: Store) -> None:
+async def test_reset_after_is_the_time_until_full(clocked_store: Store, clock: FakeClock) -> None:
     for _ in range(3):
-        decision = await take(store, T0_US, rate="4", burst=8)
+        decision = await take(clocked_store, clock, T0_US, rate=4, burst=8)
     assert decision.reset_after == pytest.approx(0.75, abs=1e-6)
 
 
-async def test_a_limited_request_takes_nothing(store: Store) -> None:
+async def test_a_limited_request_takes_nothing(clocked_store: Store, clock: FakeClock) -> None:
     for _ in range(10):
-        await take(store, T0_US)
+        await take(clocked_store, clock, T0_US)
     for _ in range(50):
-        assert not (await take(store, T0_US + 50_000)).allowed
-    assert (await take(store, T0_US + 100_000)).allowed
+        assert not (await take(clocked_store, clock, T0_US + 50_000)).allowed
+    assert (await take(clocked_store, clock, T0_US + 100_000)).allowed
 
 
-async def test_subjects_have_separate_buckets(store: Store) -> None:
+async def test_subjects_have_separate_buckets(clocked_store: Store, clock: FakeClock) -> None:
     for _ in range(10):
-        await take(store, T0_US)
-    assert not (await take(store, T0_US)).allowed
-    bob = await store.check(KEYS.user("bob"), "10", 10, 1, None, None, False, now_us=T0_US)
-    anonymous = await store.check(
-        KEYS.anonymous("alice"), "10", 10, 1, None, None, False, now_us=T0_US
-    )
+        await take(clocked_store, clock, T0_US)
+    assert not (await take(clocked_store, clock, T0_US)).allowed
+    bob = await clocked_store.check(KEYS.user("bob"), rate=10, burst=10)
+    anonymous = await clocked_store.check(KEYS.anonymous("alice"), rate=10, burst=10)
     assert bob.allowed
     assert bob.remaining == 9
     assert anonymous.allowed
     assert anonymous.remaining == 9
 
 
-async def test_idle_buckets_expire_once_full(store: Store, clock: FakeClock) -> None:
-    # Real time here: Redis expires keys on its own clock.
-    decision = await store.check(ALICE, "10", 10, 2, None, None, False)
+async def test_idle_buckets_expire_once_full(clocked_store: Store, clock: FakeClock) -> None:
+    # Real time here: Redis expires keys on its own clock, so no injected one.
+    if isinstance(clocked_store, RedisStore):
+        clocked_store = RedisStore(clocked_store.client)
+    decision = await clocked_store.check(ALICE, rate=10, burst=10, cost=2)
     assert decision.allowed
-    if isinstance(store, MemoryStore):
-        assert store.bucket_count() == 1
+    if isinstance(clocked_store, MemoryStore):
+        assert clocked_store.bucket_count() == 1
         clock.advance(0.199)
-        assert store.bucket_count() == 1
+        assert clocked_store.bucket_count() == 1
         clock.advance(0.002)
-        assert store.bucket_count() == 0
+        assert clocked_store.bucket_count() == 0
         return
-    assert isinstance(store, RedisStore)
-    ttl = await store.client.pttl(ALICE.bucket)
+    assert isinstance(clocked_store, RedisStore)
+    ttl = await clocked_store.client.pttl(ALICE.bucket)
     assert 0 < ttl <= 200
     await asyncio.sleep(0.25)
-    assert await store.client.exists(ALICE.bucket) == 0
+    assert await clocked_store.client.exists(ALICE.bucket) == 0
 
 
 class ReferenceBucket:
@@ -143,18 +152,20 @@ RATES = [
 ]
 
 
-def _make_store(kind: str, url: str) -> tuple[Store, Callable[[], Awaitable[None]]]:
+def _make_store(
+    kind: str, url: str, clock: FakeClock
+) -> tuple[Store, Callable[[], Awaitable[None]]]:
     if kind == "memory":
-        memory = MemoryStore(clock=lambda: T0_US / 1e6)
+        memory = MemoryStore(clock=clock)
 
         async def nothing() -> None:
             return None
 
         return memory, nothing
     store = (
-        RedisStore(fakeredis.FakeAsyncRedis())
+        RedisStore(fakeredis.FakeAsyncRedis(), clock=clock)
         if kind == "fakeredis"
-        else RedisStore.from_url(url, prefix="floodwall", cluster=False, timeout=5)
+        else RedisStore.from_url(url, prefix="floodwall", cluster=False, timeout=5, clock=clock)
     )
     return store, store.close
 
@@ -178,18 +189,17 @@ def test_every_store_agrees_with_the_reference_model(
     steps: list[tuple[int, int]],
 ) -> None:
     async def run() -> None:
-        store, close = _make_store(kind, redis_server.url)
+        clock = FakeClock(T0_US / 1e6)
+        store, close = _make_store(kind, redis_server.url, clock)
         keys = KEYS.user(uuid.uuid4().hex)
         model = ReferenceBucket(rate, burst, T0_US // 1000)
         at_ms = T0_US // 1000
-        rate_text = str(float(rate))
         try:
             for delta_ms, wanted in steps:
                 at_ms += delta_ms
                 cost = min(wanted, burst)
-                got = await store.check(
-                    keys, rate_text, burst, cost, None, None, False, at_ms * 1000
-                )
+                clock.now = at_ms / 1000
+                got = await store.check(keys, rate=float(rate), burst=burst, cost=cost)
                 allowed, remaining, retry_after, reset_after = model.take(at_ms, cost)
                 assert got.allowed is allowed
                 assert got.remaining == remaining
@@ -202,11 +212,13 @@ def test_every_store_agrees_with_the_reference_model(
     asyncio.run(run())
 
 
-async def test_a_limit_change_does_not_carry_the_old_rates_debt(store: Store) -> None:
+async def test_a_limit_change_does_not_carry_the_old_rates_debt(
+    clocked_store: Store, clock: FakeClock
+) -> None:
     for _ in range(2):
-        await take(store, T0_US, rate="0.001", burst=2)
-    assert not (await take(store, T0_US, rate="0.001", burst=2)).allowed
+        await take(clocked_store, clock, T0_US, rate=0.001, burst=2)
+    assert not (await take(clocked_store, clock, T0_US, rate=0.001, burst=2)).allowed
     # Back on 10/s: the bucket is empty, not 2,000 seconds in debt.
-    assert not (await take(store, T0_US, rate="10", burst=10)).allowed
-    refilled = await take(store, T0_US + 100_000, rate="10", burst=10)
+    assert not (await take(clocked_store, clock, T0_US, rate=10, burst=10)).allowed
+    refilled = await take(clocked_store, clock, T0_US + 100_000, rate=10, burst=10)
     assert refilled.allowed

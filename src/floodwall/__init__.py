@@ -7,10 +7,19 @@ ASGI middleware::
     app.add_middleware(FloodwallMiddleware, floodwall=floodwall)
 """
 
+from floodwall._types import Identify
+from floodwall.clock import Clock
 from floodwall.decision import Decision, Outcome
-from floodwall.errors import ConfigurationError, FloodwallError, StorageError
+from floodwall.errors import (
+    ConfigurationError,
+    FloodwallError,
+    StorageError,
+    StoreCommandError,
+    StoreUnavailable,
+)
 from floodwall.identity import HeaderIdentity, Identity, JwtIdentity
 from floodwall.middleware import FloodwallMiddleware
+from floodwall.rules import RuleError
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings
 from floodwall.stores import MemoryStore, RedisStore, Store
@@ -18,6 +27,7 @@ from floodwall.stores import MemoryStore, RedisStore, Store
 __version__ = "0.1.0"
 
 __all__ = [
+    "Clock",
     "ConfigurationError",
     "Decision",
     "Floodwall",
@@ -25,12 +35,16 @@ __all__ = [
     "FloodwallMiddleware",
     "FloodwallSettings",
     "HeaderIdentity",
+    "Identify",
     "Identity",
     "JwtIdentity",
     "MemoryStore",
     "Outcome",
     "RedisStore",
+    "RuleError",
     "StorageError",
     "Store",
+    "StoreCommandError",
+    "StoreUnavailable",
     "__version__",
 ]

@@ -14,5 +14,5 @@ Receive: TypeAlias = Callable[[], Awaitable[Message]]
 Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-Identify: TypeAlias = Callable[[Scope], Awaitable["Identity | None"]]
-"""Finds who sent a request; ``None`` falls back to the client address."""
+Identify: TypeAlias = Callable[[Scope], "Awaitable[Identity | None] | Identity | None"]
+"""Finds who sent a request, plain or async; ``None`` falls back to the client address."""

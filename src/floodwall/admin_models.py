@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from floodwall import rules
 
 __all__ = [
     "AuditPage",
@@ -22,8 +24,8 @@ __all__ = [
     "UserStatusOut",
 ]
 
-_BODY = ConfigDict(extra="forbid", strict=True)
-_REASON = Field(default=None, min_length=1, max_length=500)
+# Inputs are never echoed in errors: a body may hold a token pasted in the wrong place.
+_BODY = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 
 
 def _integral(value: Any) -> Any:
@@ -35,41 +37,63 @@ def _integral(value: Any) -> Any:
     return value
 
 
-# For int fields: Annotated[int, Field(...), _INTEGRAL]. The bounds go inside, before it:
-# on the outside of "| None" pydantic writes them into the schema as "ge"/"le", which
-# JSON Schema ignores.
 _INTEGRAL = BeforeValidator(_integral)
+
+
+def _bounded(bound: rules.Bound) -> Any:
+    # The rule book checks (same message as every surface); the schema shows its bounds.
+    return Field(json_schema_extra={"minimum": bound.low, "maximum": bound.high})
+
+
+def _text(text: rules.Text) -> Any:
+    return Field(json_schema_extra={"minLength": text.low, "maxLength": text.high})
+
+
+Reason = Annotated[str, AfterValidator(rules.REASON.check), _text(rules.REASON)]
+TtlSeconds = Annotated[
+    int, _INTEGRAL, AfterValidator(rules.TTL_SECONDS.whole_number), _bounded(rules.TTL_SECONDS)
+]
+Rate = Annotated[
+    float, Field(allow_inf_nan=False), AfterValidator(rules.rate), _bounded(rules.RATE)
+]
+Burst = Annotated[int, _INTEGRAL, AfterValidator(rules.BURST.whole_number), _bounded(rules.BURST)]
+CredentialId = Annotated[str, AfterValidator(rules.CREDENTIAL_ID.check), _text(rules.CREDENTIAL_ID)]
 
 
 class BlockBody(BaseModel):
     """Block a user now, for ``ttl_seconds`` or until unblocked."""
 
     model_config = _BODY
-    reason: str = Field(min_length=1, max_length=500)
-    ttl_seconds: Annotated[int, Field(ge=1, le=10 * 365 * 24 * 3600), _INTEGRAL] | None = None
+    reason: Reason
+    ttl_seconds: TtlSeconds | None = None
 
 
 class ReasonBody(BaseModel):
     """An optional reason, recorded in the audit log."""
 
     model_config = _BODY
-    reason: str | None = _REASON
+    reason: Reason | None = None
 
 
 class RevokeBody(BaseModel):
     """Revoke every credential issued up to now, or only ``credential_id``."""
 
     model_config = _BODY
-    reason: str | None = _REASON
-    credential_id: str | None = Field(default=None, min_length=1, max_length=256)
+    reason: Reason | None = None
+    credential_id: CredentialId | None = None
 
 
 class LimitBody(BaseModel):
     """A limit: ``rate`` requests per second, bursts of up to ``burst``."""
 
     model_config = _BODY
-    rate: float = Field(gt=0, le=1_000_000, allow_inf_nan=False)
-    burst: Annotated[int, Field(ge=1, le=1_000_000), _INTEGRAL]
+    rate: Rate
+    burst: Burst
+
+    @model_validator(mode="after")
+    def _refills(self) -> LimitBody:
+        rules.limit(self.rate, self.burst)
+        return self
 
 
 class LimitOut(BaseModel):

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from floodwall.status import iso_time
-from floodwall.stores.base import AuditEntry
+from floodwall import rules
+from floodwall.stored import iso_time, stored_int
+from floodwall.stores.base import AuditEntry, Store
 
-__all__ = ["AuditRecord", "log_action"]
+__all__ = ["AuditLog", "AuditRecord", "log_action"]
 
 audit_logger = logging.getLogger("floodwall.audit")
 
-FIELDS = ("time", "actor", "action", "user_id", "reason", "expires")
+MAX_ENTRIES: Final = 100_000
+_CURSOR: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +26,7 @@ class AuditRecord:
     """One operator action; ``id`` is its cursor in the audit stream."""
 
     id: str
-    time_ms: int
+    time_ms: int | None
     actor: str
     action: str
     user_id: str | None
@@ -32,17 +36,16 @@ class AuditRecord:
 
     @classmethod
     def from_entry(cls, entry: AuditEntry) -> AuditRecord:
-        """Read a stored entry."""
+        """Read a stored entry; fields that cannot be read come back as ``None``."""
         fields = entry.fields
-        expires = fields.get("expires")
         return cls(
             id=entry.id,
-            time_ms=int(fields.get("time", "0")),
+            time_ms=stored_int(fields.get("time")),
             actor=fields.get("actor", ""),
             action=fields.get("action", ""),
             user_id=fields.get("user_id") or None,
             reason=fields.get("reason") or None,
-            expires_ms=int(expires) if expires else None,
+            expires_ms=stored_int(fields.get("expires") or None),
             detail=fields.get("detail") or None,
         )
 
@@ -72,3 +75,58 @@ def log_action(record: AuditRecord) -> None:
         json.dumps(fields, ensure_ascii=True, separators=(",", ":")),
         extra={"fields": fields},
     )
+
+
+class AuditLog:
+    """Appends operator actions to the store's capped stream and the log, and pages them."""
+
+    __slots__ = ("_on_action", "_store")
+
+    def __init__(self, store: Store, *, on_action: Callable[[str], None]) -> None:
+        self._store = store
+        self._on_action = on_action
+
+    async def record(
+        self,
+        actor: str,
+        action: str,
+        user_id: str | None,
+        *,
+        reason: str | None = None,
+        expires_ms: int | None = None,
+        detail: str | None = None,
+        now_ms: int | None = None,
+    ) -> AuditRecord:
+        """Audit one action, at ``now_ms`` on the store's clock (read when not given)."""
+        self._on_action(action)
+        if now_ms is None:
+            now_ms = await self._store.now_ms()
+        fields = {
+            "time": str(now_ms),
+            "actor": actor,
+            "action": action,
+            "user_id": user_id or "",
+            "reason": reason or "",
+            "expires": "" if expires_ms is None else str(expires_ms),
+            "detail": detail or "",
+        }
+        entry_id = await self._store.append_audit(fields, max_entries=MAX_ENTRIES)
+        record = AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, detail)
+        log_action(record)
+        return record
+
+    async def page(
+        self, *, before: str | None = None, limit: int = 100
+    ) -> tuple[list[AuditRecord], str | None]:
+        """A page of records, newest first, and the cursor of the next page."""
+        limit = rules.PAGE_SIZE.whole_number(limit)
+        if before is not None:
+            match = _CURSOR.fullmatch(before)
+            if match is None or max(int(part) for part in match.groups()) >= 2**64:
+                raise rules.RuleError("cursor is the next_cursor of an earlier page")
+            if before == "0-0":
+                # Nothing is older than the first possible id (Redis refuses the range).
+                return [], None
+        entries = await self._store.read_audit(before=before, count=limit)
+        records = [AuditRecord.from_entry(entry) for entry in entries]
+        return records, (records[-1].id if len(records) == limit else None)

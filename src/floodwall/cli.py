@@ -14,18 +14,19 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from pydantic import SecretStr, ValidationError
 
+from floodwall import rules
 from floodwall.audit import audit_logger
 from floodwall.errors import FloodwallError, StorageError
 from floodwall.request_log import JsonFormatter
 from floodwall.service import Floodwall
-from floodwall.settings import FloodwallSettings, parse_rate
+from floodwall.settings import FloodwallSettings
 from floodwall.status import UserStatus
 from floodwall.top import Offender
 
@@ -49,15 +50,28 @@ def parse_duration(text: str) -> float:
 
 def _rate(text: str) -> float:
     try:
-        return parse_rate(text)
+        return rules.rate(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"not a whole number of at least 1: {text!r}")
-    return int(text)
+def _whole(bound: rules.Bound) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        if not (text.isascii() and text.isdigit()):
+            raise argparse.ArgumentTypeError(bound.message)
+        try:
+            return bound.whole_number(int(text))
+        except rules.RuleError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
+def _ttl(text: str) -> float:
+    try:
+        return rules.TTL_SECONDS.number(parse_duration(text))
+    except rules.RuleError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -95,7 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
     block = user_command("block", "refuse every request of a user (403)")
     block.add_argument("--reason", required=True)
-    block.add_argument("--ttl", type=parse_duration, help="block for this long (90s, 15m, 1h, 2d)")
+    block.add_argument("--ttl", type=_ttl, help="block for this long (90s, 15m, 1h, 2d)")
     unblock = user_command("unblock", "lift a block")
     unblock.add_argument("--reason")
     revoke = user_command("revoke", "refuse every credential issued up to now (401)")
@@ -106,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     user_command("clear-reset", "clear a required password reset")
     limit = user_command("limit", "give a user a limit of their own")
     limit.add_argument("--rate", type=_rate, help="requests per second, or e.g. 600/minute")
-    limit.add_argument("--burst", type=_positive_int)
+    limit.add_argument("--burst", type=_whole(rules.BURST))
     limit.add_argument("--clear", action="store_true", help="back to the default limit")
     user_command("status", "show a user's status", acts=False)
     shadow = user_command("shadow", "observe a user's limit without enforcing it")
@@ -115,8 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     top = commands.add_parser(
         "top", help="the most refused users and clients, refreshed live", parents=[common]
     )
-    top.add_argument("--window", type=_positive_int, default=60, help="seconds to look back")
-    top.add_argument("--limit", type=_positive_int, default=20)
+    top.add_argument(
+        "--window", type=_whole(rules.WINDOW_SECONDS), default=60, help="seconds to look back"
+    )
+    top.add_argument("--limit", type=_whole(rules.PAGE_SIZE), default=20)
     top.add_argument("--interval", type=parse_duration, default=2.0, help="refresh period")
     top.add_argument("--once", action="store_true", help="print once and exit")
 
@@ -126,15 +142,18 @@ def _parser() -> argparse.ArgumentParser:
         parents=[common, acting],
     )
     default.add_argument("--rate", type=_rate)
-    default.add_argument("--burst", type=_positive_int)
+    default.add_argument("--burst", type=_whole(rules.BURST))
+    default.add_argument(
+        "--clear", action="store_true", help="back to each app's configured default"
+    )
 
     blocked = commands.add_parser("blocked", help="list blocked users", parents=[common])
-    blocked.add_argument("--limit", type=_positive_int, default=100)
+    blocked.add_argument("--limit", type=_whole(rules.PAGE_SIZE), default=100)
     blocked.add_argument("--cursor")
     audit = commands.add_parser(
         "audit", help="show operator actions, newest first", parents=[common]
     )
-    audit.add_argument("--limit", type=_positive_int, default=20)
+    audit.add_argument("--limit", type=_whole(rules.PAGE_SIZE), default=20)
     audit.add_argument("--cursor")
     return parser
 
@@ -181,7 +200,7 @@ async def _run(args: argparse.Namespace) -> Any:
         # on this shell's FLOODWALL_RATE; every status printed shows it. Not start(): a
         # one-shot command needs neither every user's state nor the change feed, and start()
         # swallows a store error, so this shell's default would pass for the live one.
-        await floodwall._refresh_config()
+        await floodwall.feed.refresh_limits()
         if command == "status":
             return await floodwall.status(args.user)
         if command == "top":
@@ -190,9 +209,13 @@ async def _run(args: argparse.Namespace) -> Any:
             return await floodwall.blocked(after=args.cursor, limit=args.limit)
         if command == "audit":
             return await floodwall.audit_log(before=args.cursor, limit=args.limit)
-        if command == "default-limit" and args.rate is None and args.burst is None:
+        if command == "default-limit" and args.rate is args.burst is None and not args.clear:
             return floodwall.default_limit
         actor = args.actor or f"cli:{getpass.getuser()}"
+        if command == "default-limit" and args.clear:
+            if args.rate is not None or args.burst is not None:
+                raise UsageError("default-limit takes --clear, or --rate and --burst")
+            return await floodwall.clear_default_limit(actor=actor)
         if command == "block":
             return await floodwall.block(
                 args.user, reason=args.reason, ttl_seconds=args.ttl, actor=actor
@@ -342,6 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StorageError as exc:
         print(f"floodwall: error: the store did not answer: {exc}", file=sys.stderr)
         return 1
+    except rules.RuleError as exc:
+        print(f"floodwall: error: {exc}", file=sys.stderr)
+        return 2
     except (FloodwallError, ValueError) as exc:
         print(f"floodwall: error: {exc}", file=sys.stderr)
         return 1

@@ -3,16 +3,26 @@
 ::
 
     FloodwallError
-     ├── ConfigurationError   settings or options that cannot work together
-     └── StorageError         the store failed (Redis down, timed out, script error)
+     ├── ConfigurationError      settings or options that cannot work together
+     └── StorageError            the store failed; the fail mode decides what a request sees
+          ├── StoreUnavailable   no answer: connection refused or dropped, a timeout
+          └── StoreCommandError  an answer that is an error: one command failed (a script
+                                 error, a reply the client cannot read)
 
-Every backend wraps its own errors into ``StorageError`` in one place, so callers handle one
-type and the configured fail mode decides what a request sees.
+Every backend turns its own errors into these in one place, so callers handle one tree. Only
+``StoreUnavailable`` feeds the circuit breaker: one subject whose command fails is that
+subject's problem, never "the store is down" for everyone else.
 """
 
 from __future__ import annotations
 
-__all__ = ["ConfigurationError", "FloodwallError", "StorageError"]
+__all__ = [
+    "ConfigurationError",
+    "FloodwallError",
+    "StorageError",
+    "StoreCommandError",
+    "StoreUnavailable",
+]
 
 
 class FloodwallError(Exception):
@@ -25,3 +35,11 @@ class ConfigurationError(FloodwallError):
 
 class StorageError(FloodwallError):
     """The store could not answer; the fail mode decides what the request sees."""
+
+
+class StoreUnavailable(StorageError):
+    """The store did not answer in time, or could not be reached."""
+
+
+class StoreCommandError(StorageError):
+    """The store answered with an error, or with a reply that cannot be read."""

@@ -10,8 +10,10 @@ percent-encoded, and ids whose encoding is long are replaced by ``#`` and a SHA-
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
+
+from floodwall.resp import pack_parts
 
 __all__ = ["Keys", "SubjectKeys", "encode_id"]
 
@@ -33,24 +35,31 @@ def encode_id(raw: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SubjectKeys:
-    """The keys of one user or anonymous client; all in one cluster slot."""
+    """The keys of one user or anonymous client; all in one cluster slot.
+
+    ``packed`` is the three keys as RESP, in the check script's KEYS order: the hot path
+    keeps subjects' keys in one cache, and a check only concatenates them.
+    """
 
     bucket: str
     state: str
     revoked: str
+    packed: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "packed", pack_parts((self.bucket, self.state, self.revoked)))
 
 
 class Keys:
     """Builds every key floodwall uses under one prefix."""
 
-    __slots__ = ("audit", "config", "events", "prefix", "top")
+    __slots__ = ("audit", "config", "events", "prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.audit = f"{prefix}:audit"
         self.config = f"{prefix}:config"
         self.events = f"{prefix}:events"
-        self.top = f"{prefix}:top"
 
     def top_slice(self, slice_id: int) -> str:
         """Refusal counts of one time slice; all slices share a hash tag so one command

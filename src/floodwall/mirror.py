@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from floodwall.decision import Outcome
 from floodwall.identity import Identity
+from floodwall.stored import stored_int, stored_limit
 
 __all__ = ["KillSwitchMirror", "MirroredUser"]
 
@@ -24,33 +25,30 @@ class MirroredUser:
     blocked_until_ms: int | None
     not_before_ms: int | None
     reset_required: bool
-    rate: str | None
-    burst: int | None
+    limit: tuple[float, int] | None
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, str]) -> MirroredUser | None:
         """``None`` when the user has no state worth keeping."""
         user = cls(
-            blocked_until_ms=_int(fields.get("blocked_until")),
-            not_before_ms=_int(fields.get("not_before")),
+            blocked_until_ms=stored_int(fields.get("blocked_until")),
+            not_before_ms=stored_int(fields.get("not_before")),
             reset_required=fields.get("reset_required") == "1",
-            rate=fields.get("rate"),
-            burst=_int(fields.get("burst")),
+            limit=stored_limit(fields.get("rate"), fields.get("burst")),
         )
         return None if user == _EMPTY else user
 
 
-_EMPTY = MirroredUser(None, None, False, None, None)
+_EMPTY = MirroredUser(None, None, False, None)
 
 
 class KillSwitchMirror:
     """User id → mirrored state."""
 
-    __slots__ = ("_users", "loaded")
+    __slots__ = ("_users",)
 
     def __init__(self) -> None:
         self._users: dict[str, MirroredUser] = {}
-        self.loaded = False
 
     def __len__(self) -> int:
         return len(self._users)
@@ -71,7 +69,6 @@ class KillSwitchMirror:
             if user is not None:
                 fresh[user_id] = user
         self._users = fresh
-        self.loaded = True
 
     def blocked_count(self, now_ms: int) -> int:
         """How many mirrored users are blocked at ``now_ms``."""
@@ -103,7 +100,3 @@ class KillSwitchMirror:
         if user.reset_required and not reset_exempt:
             return Outcome.RESET_REQUIRED
         return None
-
-
-def _int(value: str | None) -> int | None:
-    return None if value is None else int(value)

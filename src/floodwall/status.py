@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from floodwall.stored import iso_time, stored_int, stored_limit
 from floodwall.stores.base import StateSnapshot
 
-__all__ = ["UserStatus", "iso_time"]
-
-
-def iso_time(millis: int | None) -> str | None:
-    """ms since the epoch as ISO 8601 UTC, or ``None``."""
-    if millis is None:
-        return None
-    return datetime.fromtimestamp(millis / 1000, UTC).isoformat(timespec="milliseconds")
+__all__ = ["UserStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,23 +36,25 @@ class UserStatus:
     def from_snapshot(
         cls, user_id: str, snapshot: StateSnapshot, default_rate: float, default_burst: int
     ) -> UserStatus:
-        """Interpret the stored hash; a block whose time has passed is no block."""
+        """Interpret the stored hash as the check script does: a block whose time has
+        passed is no block, and a value it cannot read counts as absent."""
         fields = snapshot.fields
-        until = _int(fields.get("blocked_until"))
+        until = stored_int(fields.get("blocked_until"))
         blocked = until is not None and (until == 0 or until > snapshot.now_ms)
-        overridden = "rate" in fields or "burst" in fields
+        own_limit = stored_limit(fields.get("rate"), fields.get("burst"))
+        rate, burst = own_limit if own_limit is not None else (default_rate, default_burst)
         return cls(
             user_id=user_id,
             blocked=blocked,
             reason=fields.get("reason") if blocked else None,
             blocked_by=fields.get("blocked_by") if blocked else None,
-            blocked_at_ms=_int(fields.get("blocked_at")) if blocked else None,
+            blocked_at_ms=stored_int(fields.get("blocked_at")) if blocked else None,
             blocked_until_ms=until if blocked and until else None,
-            credentials_not_before_ms=_int(fields.get("not_before")),
+            credentials_not_before_ms=stored_int(fields.get("not_before")),
             password_reset_required=fields.get("reset_required") == "1",
-            rate=float(fields.get("rate", default_rate)),
-            burst=int(fields.get("burst", default_burst)),
-            limit_overridden=overridden,
+            rate=rate,
+            burst=burst,
+            limit_overridden=own_limit is not None,
             shadow=fields.get("shadow") == "1",
         )
 
@@ -81,7 +76,3 @@ class UserStatus:
                 "shadow": self.shadow,
             },
         }
-
-
-def _int(value: str | None) -> int | None:
-    return None if value is None else int(value)

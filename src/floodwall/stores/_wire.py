@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, cast
 from urllib.parse import unquote, urlsplit
 
 import hiredis
+
+from floodwall.resp import Arg, pack_command
 
 __all__ = [
     "NoScript",
@@ -28,15 +30,7 @@ __all__ = [
     "WireError",
     "WireReplyError",
     "WireTimeout",
-    "pack_parts",
 ]
-
-Arg = str | bytes | int | float
-"""One command argument; ``str`` is sent as UTF-8, numbers in decimal, as redis-py does."""
-
-# hiredis's stub types pack_command's argument as a 1-tuple and its result as Any.
-# It rejects bool like redis-py does, and is about twice as fast as packing in Python.
-_pack: Final = cast(Callable[[tuple[Arg, ...]], bytes], hiredis.pack_command)
 
 _DEFAULT_PORT: Final = 6379
 # Most requests a write batches. Holding every request of a loop iteration until its end
@@ -45,13 +39,6 @@ _DEFAULT_PORT: Final = 6379
 # Measured on loopback with 32 concurrent callers: more throughput, and less CPU per call,
 # than writing each request at once or each loop iteration at once; 4 to 16 did alike.
 _BATCH: Final = 8
-
-
-def pack_parts(parts: Sequence[Arg]) -> bytes:
-    """The RESP of ``parts`` as the elements of a command, without the array header: pieces
-    to assemble commands from, for ``WireClient.request``."""
-    packed = _pack(tuple(parts))
-    return packed[packed.index(b"\r\n") + 2 :]
 
 
 class WireError(Exception):
@@ -291,11 +278,11 @@ class WireClient:
             auth: tuple[Arg, ...] = ("AUTH", password)
             if username is not None:
                 auth = ("AUTH", username, password)
-            commands.append(("AUTH", _pack(auth)))
+            commands.append(("AUTH", pack_command(auth)))
         elif username is not None:
             raise ValueError("a username needs a password")
         if db:
-            commands.append(("SELECT", _pack(("SELECT", db))))
+            commands.append(("SELECT", pack_command(("SELECT", db))))
         return commands
 
     @classmethod
@@ -342,7 +329,7 @@ class WireClient:
         any other error reply, ``WireConnectionError`` or ``WireTimeout`` on failure.
         """
         # Not a coroutine: on an open connection the caller awaits the reply future itself.
-        return self._request(_pack(("EVALSHA", sha, len(keys), *keys, *args)))
+        return self._request(pack_command(("EVALSHA", sha, len(keys), *keys, *args)))
 
     def request(self, command: bytes) -> Awaitable[Any]:
         """Send one complete RESP command (e.g. assembled from ``pack_parts`` pieces) and
@@ -351,11 +338,11 @@ class WireClient:
 
     async def execute(self, *parts: Arg) -> Any:
         """Any single command with a single reply, e.g. ``execute("PING")``."""
-        return await self._request(_pack(parts))
+        return await self._request(pack_command(parts))
 
     async def script_load(self, source: str) -> str:
         """``SCRIPT LOAD``: the SHA1 to ``evalsha`` the script by."""
-        sha: bytes = await self._request(_pack(("SCRIPT", "LOAD", source)))
+        sha: bytes = await self._request(pack_command(("SCRIPT", "LOAD", source)))
         return sha.decode("ascii")
 
     def _request(self, command: bytes) -> Awaitable[Any]:

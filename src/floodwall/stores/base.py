@@ -42,8 +42,10 @@ class Subscription(Protocol):
 class Store(Protocol):
     """A backend for buckets and kill-switch state.
 
-    Times are the store's own clock (Redis ``TIME``), never the app server's. Every method
-    raises ``StorageError`` when the backend fails.
+    Times are the store's own clock (Redis ``TIME``), never the app server's; rates are
+    tokens per second, bursts and costs tokens. Every method raises ``StoreUnavailable``
+    when the backend does not answer and ``StoreCommandError`` when it answers with an
+    error (see ``floodwall.errors``).
     """
 
     keys: Keys
@@ -57,19 +59,19 @@ class Store(Protocol):
     async def check(
         self,
         keys: SubjectKeys,
-        rate: str,
+        *,
+        rate: float,
         burst: int,
-        cost: int,
-        issued_at_ms: int | None,
-        credential_id: str | None,
-        reset_exempt: bool,
-        now_us: int | None = None,
+        cost: int = 1,
+        issued_at_ms: int | None = None,
+        credential_id: str | None = None,
+        reset_exempt: bool = False,
     ) -> Decision:
         """Decide one request: kill-switch state first, then take ``cost`` tokens.
 
-        ``rate`` is the default rate as text (tokens per second) and ``burst`` the default
-        capacity; a per-subject override in the state wins. ``now_us`` replaces the store's
-        clock, for tests only.
+        ``rate`` and ``burst`` are the default limit; a per-subject override in the state
+        wins. ``issued_at_ms`` and ``credential_id`` describe the request's credential;
+        ``reset_exempt`` marks the password-reset flow.
         """
         ...
 
@@ -81,17 +83,22 @@ class Store(Protocol):
         """The subject's kill-switch hash."""
         ...
 
+    async def read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
+        """Many subjects' hashes, in order, in one round trip."""
+        ...
+
     async def update_state(
         self,
         keys: SubjectKeys,
+        *,
         user_id: str,
-        assign: Mapping[str, str],
-        assign_now_plus_ms: Mapping[str, int],
-        delete: Sequence[str],
+        assign: Mapping[str, str] | None = None,
+        assign_now_plus_ms: Mapping[str, int] | None = None,
+        delete: Sequence[str] = (),
         reset_bucket: bool = False,
     ) -> StateSnapshot:
-        """Atomically set fields, set fields to the store's now plus an offset, delete fields,
-        and with ``reset_bucket`` refill the subject's bucket (its limit changed).
+        """Atomically set fields, set fields to the store's now plus an offset (ms), delete
+        fields, and with ``reset_bucket`` refill the subject's bucket (its limit changed).
 
         The hash also keeps ``user_id`` (listings name users by it); it is deleted once no
         other field is left.
@@ -99,14 +106,14 @@ class Store(Protocol):
         ...
 
     async def revoke_credential(
-        self, keys: SubjectKeys, credential_id: str, expires_at_ms: int
+        self, keys: SubjectKeys, *, credential_id: str, expires_at_ms: int
     ) -> None:
         """Refuse one credential id until it would have expired anyway."""
 
-    async def set_index(self, index: str, user_id: str, present: bool) -> None:
+    async def set_index(self, index: str, user_id: str, *, present: bool) -> None:
         """Add a user to, or remove one from, an index (``blocked``; ``users``: any state)."""
 
-    async def list_index(self, index: str, after: str | None, count: int) -> list[str]:
+    async def list_index(self, index: str, *, after: str | None, count: int) -> list[str]:
         """Up to ``count`` user ids of an index in id order, strictly after ``after``."""
         ...
 
@@ -118,11 +125,11 @@ class Store(Protocol):
         ...
 
     async def add_refusals(
-        self, slice_id: int, counts: Mapping[str, int], ttl_seconds: int
+        self, slice_id: int, counts: Mapping[str, int], *, ttl_seconds: int
     ) -> None:
         """Add refusal counts to a time slice that expires after ``ttl_seconds``."""
 
-    async def top_refusals(self, slice_ids: Sequence[int], count: int) -> list[tuple[str, int]]:
+    async def top_refusals(self, slice_ids: Sequence[int], *, count: int) -> list[tuple[str, int]]:
         """The ``count`` most refused members over the slices, most refused first."""
         ...
 
@@ -130,13 +137,13 @@ class Store(Protocol):
         """Settings changed at run time (the default limit), shared by every worker."""
         ...
 
-    async def write_config(self, fields: Mapping[str, str]) -> None:
-        """Store settings changed at run time."""
+    async def write_config(self, fields: Mapping[str, str], *, delete: Sequence[str] = ()) -> None:
+        """Store settings changed at run time; ``delete`` removes fields."""
 
-    async def append_audit(self, fields: Mapping[str, str], max_entries: int) -> str:
+    async def append_audit(self, fields: Mapping[str, str], *, max_entries: int) -> str:
         """Append an audit record, keeping about the newest ``max_entries``; returns its id."""
         ...
 
-    async def read_audit(self, before: str | None, count: int) -> list[AuditEntry]:
+    async def read_audit(self, *, before: str | None, count: int) -> list[AuditEntry]:
         """Up to ``count`` audit records, newest first, strictly older than ``before``."""
         ...

@@ -52,7 +52,8 @@ class MemoryStore:
         """Nothing to release."""
 
     def _now_us(self) -> int:
-        return int(self._clock() * 1_000_000)
+        # round, not int: a clock given in float seconds is exact to the µs only when rounded.
+        return round(self._clock() * 1_000_000)
 
     async def now_ms(self) -> int:
         """This process's clock, ms since the epoch."""
@@ -61,21 +62,20 @@ class MemoryStore:
     async def check(
         self,
         keys: SubjectKeys,
-        rate: str,
+        *,
+        rate: float,
         burst: int,
-        cost: int,
-        issued_at_ms: int | None,
-        credential_id: str | None,
-        reset_exempt: bool,
-        now_us: int | None = None,
+        cost: int = 1,
+        issued_at_ms: int | None = None,
+        credential_id: str | None = None,
+        reset_exempt: bool = False,
     ) -> Decision:
         """Decide one request exactly as ``check.lua`` does."""
-        now = float(self._now_us() if now_us is None else now_us)
+        now = float(self._now_us())
         now_ms = math.floor(now / 1000)
         self._expire(now)
         state = self._states.get(keys.state, {})
-        rate_text = state.get("rate", rate)
-        rate_value = float(rate_text)
+        rate_value = float(state.get("rate", rate))
         capacity_tokens = int(state.get("burst", burst))
         shadow = state.get("shadow") == "1"
 
@@ -159,13 +159,18 @@ class MemoryStore:
         """The subject's kill-switch fields."""
         return StateSnapshot(dict(self._states.get(keys.state, {})), await self.now_ms())
 
+    async def read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
+        """Many subjects' kill-switch fields."""
+        return [await self.read_state(subject) for subject in keys]
+
     async def update_state(
         self,
         keys: SubjectKeys,
+        *,
         user_id: str,
-        assign: Mapping[str, str],
-        assign_now_plus_ms: Mapping[str, int],
-        delete: Sequence[str],
+        assign: Mapping[str, str] | None = None,
+        assign_now_plus_ms: Mapping[str, int] | None = None,
+        delete: Sequence[str] = (),
         reset_bucket: bool = False,
     ) -> StateSnapshot:
         """Set and delete fields in one step, as ``update_state.lua`` does."""
@@ -174,8 +179,8 @@ class MemoryStore:
         now_ms = await self.now_ms()
         state = self._states.setdefault(keys.state, {})
         state["user_id"] = user_id
-        state.update(assign)
-        for field, offset in assign_now_plus_ms.items():
+        state.update(assign or {})
+        for field, offset in (assign_now_plus_ms or {}).items():
             state[field] = str(now_ms + offset)
         for field in delete:
             state.pop(field, None)
@@ -185,7 +190,7 @@ class MemoryStore:
         return StateSnapshot(dict(state), now_ms)
 
     async def revoke_credential(
-        self, keys: SubjectKeys, credential_id: str, expires_at_ms: int
+        self, keys: SubjectKeys, *, credential_id: str, expires_at_ms: int
     ) -> None:
         """Remember a revoked credential id until its expiry."""
         now_ms = await self.now_ms()
@@ -194,7 +199,7 @@ class MemoryStore:
         for stale in [cid for cid, expiry in revoked.items() if expiry <= now_ms]:
             del revoked[stale]
 
-    async def set_index(self, index: str, user_id: str, present: bool) -> None:
+    async def set_index(self, index: str, user_id: str, *, present: bool) -> None:
         """Keep a sorted list of user ids per index."""
         members = self._indexes.setdefault(index, [])
         position = bisect.bisect_left(members, user_id)
@@ -204,7 +209,7 @@ class MemoryStore:
         elif not present and found:
             del members[position]
 
-    async def list_index(self, index: str, after: str | None, count: int) -> list[str]:
+    async def list_index(self, index: str, *, after: str | None, count: int) -> list[str]:
         """A page of an index, in id order."""
         members = self._indexes.get(index, [])
         start = 0 if after is None else bisect.bisect_right(members, after)
@@ -226,7 +231,7 @@ class MemoryStore:
             self._subscribers.discard(queue)
 
     async def add_refusals(
-        self, slice_id: int, counts: Mapping[str, int], ttl_seconds: int
+        self, slice_id: int, counts: Mapping[str, int], *, ttl_seconds: int
     ) -> None:
         """Add to an in-memory slice; slices older than the TTL are dropped."""
         expires = self._clock() + ttl_seconds
@@ -238,7 +243,7 @@ class MemoryStore:
         for stale in [sid for sid, (_, until) in self._top.items() if until <= now]:
             del self._top[stale]
 
-    async def top_refusals(self, slice_ids: Sequence[int], count: int) -> list[tuple[str, int]]:
+    async def top_refusals(self, slice_ids: Sequence[int], *, count: int) -> list[tuple[str, int]]:
         """Sum the slices and rank."""
         totals: dict[str, int] = {}
         for slice_id in slice_ids:
@@ -250,11 +255,13 @@ class MemoryStore:
         """Run-time settings."""
         return dict(self._config)
 
-    async def write_config(self, fields: Mapping[str, str]) -> None:
+    async def write_config(self, fields: Mapping[str, str], *, delete: Sequence[str] = ()) -> None:
         """Store run-time settings."""
         self._config.update(fields)
+        for name in delete:
+            self._config.pop(name, None)
 
-    async def append_audit(self, fields: Mapping[str, str], max_entries: int) -> str:
+    async def append_audit(self, fields: Mapping[str, str], *, max_entries: int) -> str:
         """Append a record, dropping the oldest beyond ``max_entries``."""
         entry = AuditEntry(f"{await self.now_ms()}-{next(self._audit_ids)}", dict(fields))
         self._audit.append(entry)
@@ -262,7 +269,7 @@ class MemoryStore:
             self._audit.popleft()
         return entry.id
 
-    async def read_audit(self, before: str | None, count: int) -> list[AuditEntry]:
+    async def read_audit(self, *, before: str | None, count: int) -> list[AuditEntry]:
         """Newest first, strictly older than ``before``."""
         entries: list[AuditEntry] = []
         for entry in reversed(self._audit):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any, Final
 
@@ -23,15 +23,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from floodwall.decision import Decision, decision_from_reply
-from floodwall.errors import StorageError
+from floodwall.errors import StorageError, StoreCommandError, StoreUnavailable
 from floodwall.keys import Keys, SubjectKeys
-from floodwall.stores._wire import (
-    NoScript,
-    WireClient,
-    WireConnectionError,
-    WireError,
-    pack_parts,
-)
+from floodwall.resp import array_header, pack_parts
+from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
 from floodwall.stores.base import AuditEntry, StateSnapshot
 
 __all__ = ["RedisStore"]
@@ -39,6 +34,7 @@ __all__ = ["RedisStore"]
 RedisClient = redis.asyncio.Redis | RedisCluster
 _NO_RETRY = Retry(NoBackoff(), 0)
 _RESP_CACHE_SIZE = 65_536
+_CHECK_KEYS = 3
 
 
 def _script(name: str) -> str:
@@ -48,6 +44,50 @@ def _script(name: str) -> str:
 def _encode(text: str) -> bytes:
     # Ids may carry lone surrogates (decoded from non-UTF-8 bytes); keep them distinct.
     return text.encode("utf-8", "surrogatepass")
+
+
+def _decode(data: bytes | str) -> str:
+    return data if isinstance(data, str) else data.decode("utf-8", "surrogatepass")
+
+
+_STORAGE_ERRORS: Final = (redis.RedisError, WireError, OSError)
+# Replies that are errors of the whole server, not of one command: they feed the breaker.
+_SERVER_ERRORS: Final = (
+    "BUSY",
+    "LOADING",
+    "READONLY",
+    "OOM",
+    "MASTERDOWN",
+    "CLUSTERDOWN",
+    "TRYAGAIN",
+    "NOAUTH",
+    "NOPERM",
+    "MISCONF",
+    "MOVED",
+    "ASK",
+)
+
+
+def _translate(exc: BaseException) -> StorageError:
+    """The one place where backend errors become floodwall's (see ``floodwall.errors``)."""
+    text = f"{type(exc).__name__}: {exc}"
+    # redis-py gives server-wide replies subclasses of their own, and strips "ERR ".
+    plain_reply = type(exc) is redis.ResponseError or (
+        isinstance(exc, WireError) and not isinstance(exc, OSError | NoScript)
+    )
+    if (plain_reply and not str(exc).startswith(_SERVER_ERRORS)) or isinstance(
+        exc, redis.DataError | ValueError | TypeError | IndexError
+    ):
+        return StoreCommandError(text)
+    return StoreUnavailable(text)
+
+
+@contextlib.contextmanager
+def _storage_errors() -> Iterator[None]:
+    try:
+        yield
+    except _STORAGE_ERRORS as exc:
+        raise _translate(exc) from exc
 
 
 class _PubSubSubscription:
@@ -65,7 +105,7 @@ class _PubSubSubscription:
 
 
 def _check_args(
-    rate: str,
+    rate: float,
     burst: int,
     cost: int,
     issued_at_ms: int | None,
@@ -73,9 +113,9 @@ def _check_args(
     reset_exempt: bool,
     now_us: int | None,
 ) -> tuple[str | bytes | int, ...]:
-    # The ARGV of check.lua, in its order.
+    # The ARGV of check.lua, in its order. repr keeps every digit of a fractional rate.
     return (
-        rate,
+        repr(float(rate)),
         burst,
         cost,
         "" if issued_at_ms is None else issued_at_ms,
@@ -85,51 +125,50 @@ def _check_args(
     )
 
 
-def _decode(data: bytes | str) -> str:
-    return data if isinstance(data, str) else data.decode("utf-8", "surrogatepass")
-
-
-_STORAGE_ERRORS: Final = (redis.RedisError, WireError, OSError)
-
-
-def _storage_error(exc: BaseException) -> StorageError:
-    return StorageError(f"{type(exc).__name__}: {exc}")
-
-
-@contextlib.contextmanager
-def _storage_errors() -> Iterator[None]:
-    # Where backend errors become StorageError, so no method can forget.
-    try:
-        yield
-    except _STORAGE_ERRORS as exc:
-        raise _storage_error(exc) from exc
+_CHECK_ARGC: Final = len(_check_args(1.0, 1, 1, None, None, False, None))
 
 
 class RedisStore:
     """A ``Store`` on a redis-py asyncio client (``Redis`` or ``RedisCluster``).
 
-    ``wire``, a ``WireClient`` for the same Redis, carries the checks when given.
+    ``wire``, a ``WireClient`` for the same Redis, carries the checks when given. ``clock``
+    (seconds since the epoch) replaces Redis ``TIME`` in checks, for tests of time; apps
+    never pass it, so servers with skewed clocks share one exact bucket.
     """
 
     def __init__(
-        self, client: RedisClient, *, prefix: str = "floodwall", wire: WireClient | None = None
+        self,
+        client: RedisClient,
+        *,
+        prefix: str = "floodwall",
+        wire: WireClient | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._client = client
         self._wire = wire
+        self._clock = clock
         self._loading: asyncio.Task[str] | None = None
         self._closing = False
         self.keys = Keys(prefix)
         self._check_source = _script("check.lua")
         self._check = client.register_script(self._check_source)
-        # EVALSHA <sha> 3, and the count of the 13 elements the whole command has.
-        self._evalsha_head = b"*13\r\n" + pack_parts(("EVALSHA", self._check.sha, 3))
-        self._keys_resp: dict[str, bytes] = {}
-        self._limit_resp: dict[tuple[str, int, int, bool], bytes] = {}
+        self._evalsha_head = array_header(3 + _CHECK_KEYS + _CHECK_ARGC) + pack_parts(
+            ("EVALSHA", self._check.sha, _CHECK_KEYS)
+        )
+        self._limit_resp: dict[tuple[float, int, int, bool], bytes] = {}
         self._update = client.register_script(_script("update_state.lua"))
         self._revoke = client.register_script(_script("revoke.lua"))
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str, cluster: bool, timeout: float) -> RedisStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str,
+        cluster: bool,
+        timeout: float,
+        clock: Callable[[], float] | None = None,
+    ) -> RedisStore:
         """Connect lazily to ``url``; ``timeout`` bounds connecting and every reply."""
         options: dict[str, Any] = {
             "socket_timeout": timeout,
@@ -139,13 +178,14 @@ class RedisStore:
             "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         }
         if cluster:
-            return cls(RedisCluster.from_url(url, **options), prefix=prefix)
+            return cls(RedisCluster.from_url(url, **options), prefix=prefix, clock=clock)
         try:
             wire = WireClient.from_url(url, timeout=timeout, connect_timeout=timeout)
         except ValueError:
             # TLS, unix sockets, URL options: redis-py does those, a little slower.
             wire = None
-        return cls(redis.asyncio.Redis.from_url(url, **options), prefix=prefix, wire=wire)
+        client = redis.asyncio.Redis.from_url(url, **options)
+        return cls(client, prefix=prefix, wire=wire, clock=clock)
 
     @property
     def client(self) -> RedisClient:
@@ -185,22 +225,24 @@ class RedisStore:
     async def check(
         self,
         keys: SubjectKeys,
-        rate: str,
+        *,
+        rate: float,
         burst: int,
-        cost: int,
-        issued_at_ms: int | None,
-        credential_id: str | None,
-        reset_exempt: bool,
-        now_us: int | None = None,
+        cost: int = 1,
+        issued_at_ms: int | None = None,
+        credential_id: str | None = None,
+        reset_exempt: bool = False,
     ) -> Decision:
         """One ``EVALSHA`` of ``check.lua``."""
         wire = self._wire
-        # No context manager here: this runs on every request, and try/except is free.
+        now_us = None if self._clock is None else round(self._clock() * 1_000_000)
+        # Errors are translated here rather than by _storage_errors: this runs on every
+        # request, and a try/except costs nothing until something is raised.
         try:
             if wire is not None:
-                command = self._evalsha_head + (
-                    self._keys_resp.get(keys.bucket) or self._packed_keys(keys)
-                )
+                # Packing every check's arguments anew was the largest cost left on the
+                # client; the usual ones repeat, so their RESP is kept.
+                command = self._evalsha_head + keys.packed
                 if issued_at_ms is None and credential_id is None and now_us is None:
                     limit = (rate, burst, cost, reset_exempt)
                     command += self._limit_resp.get(limit) or self._packed_limit(limit)
@@ -218,21 +260,11 @@ class RedisStore:
                     rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us
                 )
                 reply = await self._check(keys=(keys.bucket, keys.state, keys.revoked), args=args)
-        except _STORAGE_ERRORS as exc:
-            raise _storage_error(exc) from exc
-        return decision_from_reply(reply)
+            return decision_from_reply(reply)
+        except (*_STORAGE_ERRORS, ValueError, TypeError, IndexError) as exc:
+            raise _translate(exc) from exc
 
-    # Packing every check's 13 arguments anew was the largest cost left on the client; the
-    # keys of a subject and the usual arguments repeat, so their RESP is kept.
-
-    def _packed_keys(self, keys: SubjectKeys) -> bytes:
-        cache = self._keys_resp
-        if len(cache) >= _RESP_CACHE_SIZE:
-            cache.clear()
-        packed = cache[keys.bucket] = pack_parts((keys.bucket, keys.state, keys.revoked))
-        return packed
-
-    def _packed_limit(self, limit: tuple[str, int, int, bool]) -> bytes:
+    def _packed_limit(self, limit: tuple[float, int, int, bool]) -> bytes:
         cache = self._limit_resp
         if len(cache) >= _RESP_CACHE_SIZE:
             cache.clear()
@@ -276,21 +308,35 @@ class RedisStore:
 
     async def read_state(self, keys: SubjectKeys) -> StateSnapshot:
         """The subject's hash, read with Redis's clock."""
+        return (await self.read_states([keys]))[0]
+
+    async def read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
+        """HGETALL of each hash and TIME, pipelined: one round trip on a single Redis."""
+        if not keys:
+            return []
         with _storage_errors():
-            raw = await self._client.hgetall(keys.state)
+            async with self._client.pipeline(transaction=False) as pipe:
+                for subject in keys:
+                    pipe.hgetall(subject.state)
+                replies = await pipe.execute()
             now = await self.now_ms()
-        return StateSnapshot({_decode(k): _decode(v) for k, v in raw.items()}, now)
+        return [
+            StateSnapshot({_decode(k): _decode(v) for k, v in raw.items()}, now) for raw in replies
+        ]
 
     async def update_state(
         self,
         keys: SubjectKeys,
+        *,
         user_id: str,
-        assign: Mapping[str, str],
-        assign_now_plus_ms: Mapping[str, int],
-        delete: Sequence[str],
+        assign: Mapping[str, str] | None = None,
+        assign_now_plus_ms: Mapping[str, int] | None = None,
+        delete: Sequence[str] = (),
         reset_bucket: bool = False,
     ) -> StateSnapshot:
         """One ``EVALSHA`` of ``update_state.lua``."""
+        assign = assign or {}
+        assign_now_plus_ms = assign_now_plus_ms or {}
         args: list[bytes | str | int] = [_encode(user_id), len(assign), len(assign_now_plus_ms)]
         for field, value in assign.items():
             args += [field, _encode(value)]
@@ -305,13 +351,13 @@ class RedisStore:
         return StateSnapshot(fields, int(now_ms))
 
     async def revoke_credential(
-        self, keys: SubjectKeys, credential_id: str, expires_at_ms: int
+        self, keys: SubjectKeys, *, credential_id: str, expires_at_ms: int
     ) -> None:
         """One ``EVALSHA`` of ``revoke.lua``."""
         with _storage_errors():
             await self._revoke(keys=(keys.revoked,), args=(_encode(credential_id), expires_at_ms))
 
-    async def set_index(self, index: str, user_id: str, present: bool) -> None:
+    async def set_index(self, index: str, user_id: str, *, present: bool) -> None:
         """Members all score 0, so an index pages in id order with ZRANGEBYLEX."""
         key = self.keys.index(index)
         with _storage_errors():
@@ -320,7 +366,7 @@ class RedisStore:
             else:
                 await self._client.zrem(key, _encode(user_id))
 
-    async def list_index(self, index: str, after: str | None, count: int) -> list[str]:
+    async def list_index(self, index: str, *, after: str | None, count: int) -> list[str]:
         """A page of an index after ``after``."""
         low = b"-" if after is None else b"(" + _encode(after)
         with _storage_errors():
@@ -377,7 +423,7 @@ class RedisStore:
         )
 
     async def add_refusals(
-        self, slice_id: int, counts: Mapping[str, int], ttl_seconds: int
+        self, slice_id: int, counts: Mapping[str, int], *, ttl_seconds: int
     ) -> None:
         """ZINCRBY each count and EXPIRE the slice, in one pipelined round trip."""
         key = self.keys.top_slice(slice_id)
@@ -388,7 +434,7 @@ class RedisStore:
                 pipe.expire(key, ttl_seconds)
                 await pipe.execute()
 
-    async def top_refusals(self, slice_ids: Sequence[int], count: int) -> list[tuple[str, int]]:
+    async def top_refusals(self, slice_ids: Sequence[int], *, count: int) -> list[tuple[str, int]]:
         """ZUNION of the slices (one slot: they share a hash tag)."""
         keys = [self.keys.top_slice(slice_id) for slice_id in slice_ids]
         with _storage_errors():
@@ -402,13 +448,16 @@ class RedisStore:
             raw = await self._client.hgetall(self.keys.config)
         return {_decode(k): _decode(v) for k, v in raw.items()}
 
-    async def write_config(self, fields: Mapping[str, str]) -> None:
-        """HSET into the config hash."""
+    async def write_config(self, fields: Mapping[str, str], *, delete: Sequence[str] = ()) -> None:
+        """HSET into the config hash, and HDEL."""
         with _storage_errors():
-            mapping: dict[Any, Any] = dict(fields)
-            await self._client.hset(self.keys.config, mapping=mapping)
+            if fields:
+                mapping: dict[Any, Any] = dict(fields)
+                await self._client.hset(self.keys.config, mapping=mapping)
+            if delete:
+                await self._client.hdel(self.keys.config, *delete)
 
-    async def append_audit(self, fields: Mapping[str, str], max_entries: int) -> str:
+    async def append_audit(self, fields: Mapping[str, str], *, max_entries: int) -> str:
         """XADD to a capped stream."""
         encoded: dict[Any, Any] = {key: _encode(value) for key, value in fields.items()}
         with _storage_errors():
@@ -417,7 +466,7 @@ class RedisStore:
             )
         return _decode(entry_id)
 
-    async def read_audit(self, before: str | None, count: int) -> list[AuditEntry]:
+    async def read_audit(self, *, before: str | None, count: int) -> list[AuditEntry]:
         """XREVRANGE from ``before`` (exclusive) down."""
         high = "+" if before is None else f"({before}"
         with _storage_errors():

@@ -1,0 +1,287 @@
+"""Operator actions: block, revoke, reset, limits; each checked against the rule book,
+applied in the store, published to every worker and audited.
+
+The admin API, the CLI and Python callers all come through here, so they accept and refuse
+the same values with the same message.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Final
+
+from floodwall import rules
+from floodwall.audit import AuditLog, AuditRecord
+from floodwall.change_feed import ChangeFeed
+from floodwall.live_limits import Limit, LiveLimits
+from floodwall.status import UserStatus
+from floodwall.stores.base import StateSnapshot, Store
+
+__all__ = ["OperatorActions", "PasswordResetHook"]
+
+PasswordResetHook = Callable[[str], Awaitable[None]]
+"""Called with the user id when a password reset becomes required."""
+
+PYTHON_ACTOR: Final = "python"
+# Revoked credential ids with no known expiry are remembered this long.
+DEFAULT_CREDENTIAL_LIFETIME_MS: Final = 7 * 24 * 3600 * 1000
+# An operator's unblock also forgives auto-block's escalation: the block was a mistake, or
+# is over by decision; an auto-block that runs out on its own keeps counting.
+_BLOCK_FIELDS: Final = ("blocked_until", "reason", "blocked_by", "blocked_at", "auto_offences")
+
+
+class OperatorActions:
+    """What an operator can do to users and the default limit."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        feed: ChangeFeed,
+        limits: LiveLimits,
+        audit: AuditLog,
+        on_password_reset: PasswordResetHook | None = None,
+    ) -> None:
+        self._store = store
+        self._keys = store.keys
+        self._feed = feed
+        self._limits = limits
+        self.audit = audit
+        self._on_password_reset = on_password_reset
+
+    # -- reading ------------------------------------------------------------------------
+
+    @property
+    def default_limit(self) -> Limit:
+        """The default per-user (rate, burst) this worker applies now."""
+        return self._limits.user
+
+    async def status(self, user_id: str) -> UserStatus:
+        """The user's block, revocation, reset and limit status."""
+        rules.USER_ID.check(user_id)
+        snapshot = await self._store.read_state(self._keys.user(user_id))
+        return self._status(user_id, snapshot)
+
+    def _status(self, user_id: str, snapshot: StateSnapshot) -> UserStatus:
+        rate, burst = self._limits.user
+        return UserStatus.from_snapshot(user_id, snapshot, rate, burst)
+
+    async def blocked(
+        self, *, after: str | None = None, limit: int = 100
+    ) -> tuple[list[UserStatus], str | None]:
+        """A page of blocked users in id order, and the cursor of the next page."""
+        limit = rules.PAGE_SIZE.whole_number(limit)
+        page: list[UserStatus] = []
+        cursor = after
+        while len(page) < limit:
+            ids = await self._store.list_index("blocked", after=cursor, count=limit - len(page))
+            if not ids:
+                return page, None
+            snapshots = await self._store.read_states([self._keys.user(u) for u in ids])
+            for user_id, snapshot in zip(ids, snapshots, strict=True):
+                status = self._status(user_id, snapshot)
+                if status.blocked:
+                    page.append(status)
+                else:
+                    # A temporary block ran out: drop it from the index as we pass.
+                    await self._store.set_index("blocked", user_id, present=False)
+            cursor = ids[-1]
+        return page, cursor
+
+    async def audit_log(
+        self, *, before: str | None = None, limit: int = 100
+    ) -> tuple[list[AuditRecord], str | None]:
+        """A page of audit records, newest first, and the cursor of the next page."""
+        return await self.audit.page(before=before, limit=limit)
+
+    # -- changing users -------------------------------------------------------------------
+
+    async def _change(
+        self,
+        user_id: str,
+        action: str,
+        actor: str,
+        *,
+        reason: str | None = None,
+        assign: Mapping[str, str] | None = None,
+        now_plus_ms: Mapping[str, int] | None = None,
+        delete: Sequence[str] = (),
+        expires_in_ms: int | None = None,
+        detail: str | None = None,
+        reset_bucket: bool = False,
+    ) -> UserStatus:
+        rules.USER_ID.check(user_id)
+        rules.REASON.optional(reason)
+        snapshot = await self._store.update_state(
+            self._keys.user(user_id),
+            user_id=user_id,
+            assign=assign,
+            assign_now_plus_ms=now_plus_ms,
+            delete=delete,
+            reset_bucket=reset_bucket,
+        )
+        await self._store.set_index("users", user_id, present=bool(snapshot.fields))
+        await self._feed.user_changed(user_id, snapshot.fields)
+        await self.audit.record(
+            actor,
+            action,
+            user_id,
+            reason=reason,
+            expires_ms=None if expires_in_ms is None else snapshot.now_ms + expires_in_ms,
+            detail=detail,
+            now_ms=snapshot.now_ms,
+        )
+        return self._status(user_id, snapshot)
+
+    async def block(
+        self,
+        user_id: str,
+        *,
+        reason: str,
+        ttl_seconds: float | None = None,
+        actor: str = PYTHON_ACTOR,
+        extra: Mapping[str, str] | None = None,
+    ) -> UserStatus:
+        """Refuse every request of the user (403), for ``ttl_seconds`` or until unblocked.
+
+        ``extra`` fields are stored with the block (auto-block keeps its count there).
+        """
+        rules.REASON.check(reason)
+        ttl_ms = None
+        if ttl_seconds is not None:
+            ttl_ms = math.ceil(rules.TTL_SECONDS.number(ttl_seconds) * 1000)
+        status = await self._change(
+            user_id,
+            "block",
+            actor,
+            reason=reason,
+            assign={"reason": reason, "blocked_by": actor, **(extra or {})}
+            | ({"blocked_until": "0"} if ttl_ms is None else {}),
+            now_plus_ms={"blocked_at": 0} | ({} if ttl_ms is None else {"blocked_until": ttl_ms}),
+            expires_in_ms=ttl_ms,
+        )
+        await self._store.set_index("blocked", user_id, present=True)
+        return status
+
+    async def unblock(
+        self, user_id: str, *, actor: str = PYTHON_ACTOR, reason: str | None = None
+    ) -> UserStatus:
+        """Lift a block; unblocking a user who is not blocked changes nothing."""
+        status = await self._change(user_id, "unblock", actor, reason=reason, delete=_BLOCK_FIELDS)
+        await self._store.set_index("blocked", user_id, present=False)
+        return status
+
+    async def revoke(
+        self, user_id: str, *, actor: str = PYTHON_ACTOR, reason: str | None = None
+    ) -> UserStatus:
+        """Refuse (401) every credential of the user issued up to now."""
+        return await self._change(
+            user_id, "revoke", actor, reason=reason, now_plus_ms={"not_before": 0}
+        )
+
+    async def revoke_credential(
+        self,
+        user_id: str,
+        credential_id: str,
+        *,
+        expires_at: float | None = None,
+        actor: str = PYTHON_ACTOR,
+        reason: str | None = None,
+    ) -> UserStatus:
+        """Refuse one credential (by its id, a JWT's ``jti``) until it would expire anyway
+        (``expires_at``, seconds since the epoch; at most ten years ahead)."""
+        rules.USER_ID.check(user_id)
+        rules.CREDENTIAL_ID.check(credential_id)
+        rules.REASON.optional(reason)
+        now_ms = await self._store.now_ms()
+        if expires_at is None:
+            expires_ms = now_ms + DEFAULT_CREDENTIAL_LIFETIME_MS
+        else:
+            # An expiry in the past still records the revocation; one beyond the rule
+            # book's horizon is refused like any other ttl.
+            ahead = max(1.0, float(expires_at) - now_ms / 1000)
+            expires_ms = now_ms + math.ceil(rules.TTL_SECONDS.number(ahead) * 1000)
+        await self._store.revoke_credential(
+            self._keys.user(user_id), credential_id=credential_id, expires_at_ms=expires_ms
+        )
+        await self.audit.record(
+            actor,
+            "revoke-credential",
+            user_id,
+            reason=reason,
+            expires_ms=expires_ms,
+            detail=f"credential_id={credential_id}",
+            now_ms=now_ms,
+        )
+        return await self.status(user_id)
+
+    async def require_password_reset(
+        self, user_id: str, *, actor: str = PYTHON_ACTOR, reason: str | None = None
+    ) -> UserStatus:
+        """Refuse the user (403) outside the reset flow until cleared; revokes too."""
+        status = await self._change(
+            user_id,
+            "require-password-reset",
+            actor,
+            reason=reason,
+            assign={"reset_required": "1"},
+            now_plus_ms={"not_before": 0},
+        )
+        if self._on_password_reset is not None:
+            await self._on_password_reset(user_id)
+        return status
+
+    async def clear_password_reset(self, user_id: str, *, actor: str = PYTHON_ACTOR) -> UserStatus:
+        """The user has set a new password: let them in again."""
+        return await self._change(
+            user_id, "clear-password-reset", actor, delete=("reset_required",)
+        )
+
+    async def set_limit(
+        self, user_id: str, *, rate: float, burst: int, actor: str = PYTHON_ACTOR
+    ) -> UserStatus:
+        """Give the user a limit of their own, starting from a full bucket."""
+        rate, burst = rules.limit(rate, burst)
+        return await self._change(
+            user_id,
+            "set-limit",
+            actor,
+            assign={"rate": repr(rate), "burst": str(burst)},
+            detail=f"rate={rate} burst={burst}",
+            reset_bucket=True,
+        )
+
+    async def clear_limit(self, user_id: str, *, actor: str = PYTHON_ACTOR) -> UserStatus:
+        """Put the user back on the default limit."""
+        return await self._change(
+            user_id, "clear-limit", actor, delete=("rate", "burst"), reset_bucket=True
+        )
+
+    async def set_shadow(
+        self, user_id: str, enabled: bool, *, actor: str = PYTHON_ACTOR
+    ) -> UserStatus:
+        """Observe this user's limit without enforcing it (to roll out a limit safely)."""
+        if enabled:
+            return await self._change(user_id, "shadow-on", actor, assign={"shadow": "1"})
+        return await self._change(user_id, "shadow-off", actor, delete=("shadow",))
+
+    # -- the default limit ----------------------------------------------------------------
+
+    async def set_default_limit(
+        self, rate: float, burst: int, *, actor: str = PYTHON_ACTOR
+    ) -> Limit:
+        """Change the default per-user limit on every worker, and keep it across restarts."""
+        rate, burst = await self._limits.set(self._store, rate, burst)
+        await self._feed.config_changed()
+        await self.audit.record(
+            actor, "set-default-limit", None, detail=f"rate={rate} burst={burst}"
+        )
+        return self.default_limit
+
+    async def clear_default_limit(self, *, actor: str = PYTHON_ACTOR) -> Limit:
+        """Put every worker back on the default of its own settings."""
+        await self._limits.clear(self._store)
+        await self._feed.config_changed()
+        await self.audit.record(actor, "clear-default-limit", None)
+        return self.default_limit

@@ -1,0 +1,259 @@
+"""The admin API's routes: one table (``SPECS``) of method, path, models and handler.
+
+Handlers call the operator actions and the offenders; the table also builds the OpenAPI
+document (``admin_openapi``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+from starlette.requests import Request
+
+from floodwall.actions import OperatorActions
+from floodwall.admin_models import (
+    AuditPage,
+    BlockBody,
+    BlockedPage,
+    DefaultLimitOut,
+    LimitBody,
+    ReasonBody,
+    RevokeBody,
+    TopOut,
+    UserStatusOut,
+)
+from floodwall.offenders import Offenders
+from floodwall.status import UserStatus
+
+__all__ = ["SPECS", "Call", "Services", "Spec"]
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the admin API acts through: never the whole service."""
+
+    actions: OperatorActions
+    offenders: Offenders
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler gets: the request, the acting operator, the parsed body."""
+
+    request: Request
+    actor: str
+    body: BaseModel | None
+    user_id: str = ""
+    query: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Services, Call], Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True)
+class Spec:
+    method: str
+    path: str
+    summary: str
+    response: type[BaseModel]
+    handler: Handler
+    body: type[BaseModel] | None = None
+    body_required: bool = False
+    paged: bool = False
+    windowed: bool = False
+
+    @property
+    def suffix(self) -> str:
+        return self.path.partition("{user_id}")[2]
+
+    @property
+    def has_user(self) -> bool:
+        return "{user_id}" in self.path
+
+
+def _status_out(status: UserStatus) -> UserStatusOut:
+    return UserStatusOut.model_validate(status.to_json())
+
+
+async def _get_status(on: Services, call: Call) -> BaseModel:
+    return _status_out(await on.actions.status(call.user_id))
+
+
+async def _block(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, BlockBody)
+    body = call.body
+    status = await on.actions.block(
+        call.user_id, reason=body.reason, ttl_seconds=body.ttl_seconds, actor=call.actor
+    )
+    return _status_out(status)
+
+
+def _reason(call: Call) -> str | None:
+    return call.body.reason if isinstance(call.body, ReasonBody | RevokeBody) else None
+
+
+async def _unblock(on: Services, call: Call) -> BaseModel:
+    return _status_out(
+        await on.actions.unblock(call.user_id, actor=call.actor, reason=_reason(call))
+    )
+
+
+async def _revoke(on: Services, call: Call) -> BaseModel:
+    body = call.body if isinstance(call.body, RevokeBody) else RevokeBody()
+    if body.credential_id is not None:
+        status = await on.actions.revoke_credential(
+            call.user_id, body.credential_id, actor=call.actor, reason=body.reason
+        )
+    else:
+        status = await on.actions.revoke(call.user_id, actor=call.actor, reason=body.reason)
+    return _status_out(status)
+
+
+async def _require_reset(on: Services, call: Call) -> BaseModel:
+    status = await on.actions.require_password_reset(
+        call.user_id, actor=call.actor, reason=_reason(call)
+    )
+    return _status_out(status)
+
+
+async def _clear_reset(on: Services, call: Call) -> BaseModel:
+    return _status_out(await on.actions.clear_password_reset(call.user_id, actor=call.actor))
+
+
+async def _set_limit(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, LimitBody)
+    status = await on.actions.set_limit(
+        call.user_id, rate=call.body.rate, burst=call.body.burst, actor=call.actor
+    )
+    return _status_out(status)
+
+
+async def _clear_limit(on: Services, call: Call) -> BaseModel:
+    return _status_out(await on.actions.clear_limit(call.user_id, actor=call.actor))
+
+
+async def _set_default(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, LimitBody)
+    rate, burst = await on.actions.set_default_limit(
+        call.body.rate, call.body.burst, actor=call.actor
+    )
+    return DefaultLimitOut(rate=rate, burst=burst)
+
+
+async def _get_default(on: Services, call: Call) -> BaseModel:
+    rate, burst = on.actions.default_limit
+    return DefaultLimitOut(rate=rate, burst=burst)
+
+
+async def _shadow_on(on: Services, call: Call) -> BaseModel:
+    return _status_out(await on.actions.set_shadow(call.user_id, True, actor=call.actor))
+
+
+async def _shadow_off(on: Services, call: Call) -> BaseModel:
+    return _status_out(await on.actions.set_shadow(call.user_id, False, actor=call.actor))
+
+
+async def _top(on: Services, call: Call) -> BaseModel:
+    window = call.query["window"]
+    offenders = await on.offenders.top(window_seconds=window, limit=call.query["limit"])
+    return TopOut.model_validate(
+        {
+            "window_seconds": window,
+            "items": [
+                {"subject": o.subject, "anonymous": o.anonymous, "refusals": o.refusals}
+                for o in offenders
+            ],
+        }
+    )
+
+
+async def _blocked(on: Services, call: Call) -> BaseModel:
+    statuses, cursor = await on.actions.blocked(
+        after=call.query["cursor"], limit=call.query["limit"]
+    )
+    return BlockedPage(items=[_status_out(s) for s in statuses], next_cursor=cursor)
+
+
+async def _audit(on: Services, call: Call) -> BaseModel:
+    records, cursor = await on.actions.audit_log(
+        before=call.query["cursor"], limit=call.query["limit"]
+    )
+    return AuditPage.model_validate(
+        {"items": [r.to_json() for r in records], "next_cursor": cursor}
+    )
+
+
+SPECS = [
+    Spec("GET", "/users/{user_id}", "A user's status", UserStatusOut, _get_status),
+    Spec("PUT", "/users/{user_id}/block", "Block a user", UserStatusOut, _block, BlockBody, True),
+    Spec("DELETE", "/users/{user_id}/block", "Unblock a user", UserStatusOut, _unblock, ReasonBody),
+    Spec(
+        "POST",
+        "/users/{user_id}/revoke",
+        "Revoke a user's credentials",
+        UserStatusOut,
+        _revoke,
+        RevokeBody,
+    ),
+    Spec(
+        "POST",
+        "/users/{user_id}/password-reset",
+        "Require a password reset (revokes too)",
+        UserStatusOut,
+        _require_reset,
+        ReasonBody,
+    ),
+    Spec(
+        "DELETE",
+        "/users/{user_id}/password-reset",
+        "Clear a required password reset",
+        UserStatusOut,
+        _clear_reset,
+    ),
+    Spec(
+        "PUT",
+        "/users/{user_id}/limit",
+        "Give a user a limit of their own",
+        UserStatusOut,
+        _set_limit,
+        LimitBody,
+        True,
+    ),
+    Spec(
+        "DELETE",
+        "/users/{user_id}/limit",
+        "Put a user back on the default limit",
+        UserStatusOut,
+        _clear_limit,
+    ),
+    Spec(
+        "PUT",
+        "/users/{user_id}/shadow",
+        "Observe a user's limit without enforcing it",
+        UserStatusOut,
+        _shadow_on,
+    ),
+    Spec(
+        "DELETE",
+        "/users/{user_id}/shadow",
+        "Enforce a user's limit again",
+        UserStatusOut,
+        _shadow_off,
+    ),
+    Spec("GET", "/limits/default", "The default per-user limit", DefaultLimitOut, _get_default),
+    Spec(
+        "PUT",
+        "/limits/default",
+        "Change the default per-user limit on every worker",
+        DefaultLimitOut,
+        _set_default,
+        LimitBody,
+        True,
+    ),
+    Spec("GET", "/blocked", "Blocked users, in id order", BlockedPage, _blocked, paged=True),
+    Spec("GET", "/audit", "Operator actions, newest first", AuditPage, _audit, paged=True),
+    Spec("GET", "/top", "The most refused users and clients recently", TopOut, _top, windowed=True),
+]

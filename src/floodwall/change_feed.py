@@ -1,0 +1,149 @@
+"""The change feed: operator changes reach every worker's local state.
+
+An operator action publishes what changed; each worker follows the feed and updates its
+kill-switch mirror, forgets cached refusals of that subject, and reloads the live default
+limit. Pub/sub drops messages across disconnects, so each worker also reloads everything
+when it (re)subscribes, polls the live default every second and resyncs periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import Final
+
+from floodwall.clock import Clock
+from floodwall.deny_cache import DenyCache
+from floodwall.errors import StorageError
+from floodwall.live_limits import LiveLimits
+from floodwall.mirror import KillSwitchMirror
+from floodwall.stores.base import Store
+
+__all__ = ["ChangeFeed"]
+
+logger = logging.getLogger("floodwall")
+
+POLL_SECONDS: Final = 1.0
+RESUBSCRIBE_SECONDS: Final = 1.0
+INDEX_PAGE: Final = 500
+
+
+class ChangeFeed:
+    """Publishes operator changes and keeps this worker's copy of them."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        mirror: KillSwitchMirror,
+        denials: DenyCache,
+        limits: LiveLimits,
+        clock: Clock,
+        resync_seconds: float,
+    ) -> None:
+        self._store = store
+        self._keys = store.keys
+        self._mirror = mirror
+        self._denials = denials
+        self._limits = limits
+        self._clock = clock
+        self._resync_seconds = resync_seconds
+        self.following = asyncio.Event()
+        """Set while this worker is subscribed to operator changes (after its reload)."""
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def user_changed(self, user_id: str, fields: Mapping[str, str]) -> None:
+        """Apply a user's new state here, and tell every other worker."""
+        self._mirror.update(user_id, fields)
+        self._denials.forget(self._keys.user(user_id).bucket)
+        await self._publish({"user": user_id})
+
+    async def config_changed(self) -> None:
+        """The live default changed here; tell every other worker."""
+        self._denials.clear()
+        await self._publish({"config": True})
+
+    async def _publish(self, event: Mapping[str, object]) -> None:
+        await self._store.publish(json.dumps(event))
+
+    # -- following ----------------------------------------------------------------------
+
+    async def refresh_limits(self) -> None:
+        """Reload the live default limit; cached refusals are stale when it changed."""
+        if await self._limits.refresh(self._store):
+            self._denials.clear()
+
+    async def resync(self) -> None:
+        """Reload this worker's mirror of the kill switch from the store, a page of users
+        per round trip."""
+        users: dict[str, Mapping[str, str]] = {}
+        after: str | None = None
+        while True:
+            page = await self._store.list_index("users", after=after, count=INDEX_PAGE)
+            snapshots = await self._store.read_states([self._keys.user(u) for u in page])
+            for user_id, snapshot in zip(page, snapshots, strict=True):
+                if snapshot.fields:
+                    users[user_id] = snapshot.fields
+            if len(page) < INDEX_PAGE:
+                break
+            after = page[-1]
+        self._mirror.replace(users)
+        # A lost unblock message must not leave a cached block behind for good.
+        self._denials.clear()
+
+    async def follow_events(self) -> None:
+        """Apply published changes until cancelled; resubscribe after any break."""
+        while True:
+            try:
+                async with self._store.subscription() as subscription:
+                    # Subscribed first, then reloaded: no change can fall in between.
+                    await self.resync()
+                    await self.refresh_limits()
+                    self.following.set()
+                    while True:
+                        message = await subscription.next_message(POLL_SECONDS)
+                        if message is not None:
+                            await self._on_message(message)
+            except StorageError as exc:
+                self.following.clear()
+                logger.debug("floodwall: the change feed broke (%s); resubscribing", exc)
+            except Exception:
+                self.following.clear()
+                # A background loop must outlive any surprise, or the mirror goes stale.
+                logger.exception("floodwall: the change feed failed; resubscribing")
+            await asyncio.sleep(RESUBSCRIBE_SECONDS)
+
+    async def poll(self) -> None:
+        """Back pub/sub up: reload the live default every second, everything periodically."""
+        last_resync = self._clock.monotonic()
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                await self.refresh_limits()
+                if self._clock.monotonic() - last_resync >= self._resync_seconds:
+                    await self.resync()
+                    last_resync = self._clock.monotonic()
+            except StorageError as exc:
+                logger.debug("floodwall: refreshing settings failed: %s", exc)
+            except Exception:
+                logger.exception("floodwall: refreshing settings failed")
+
+    async def _on_message(self, message: str) -> None:
+        try:
+            event = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(event, dict):
+            return
+        user_id = event.get("user")
+        if isinstance(user_id, str):
+            keys = self._keys.user(user_id)
+            self._denials.forget(keys.bucket)
+            snapshot = await self._store.read_state(keys)
+            self._mirror.update(user_id, snapshot.fields)
+        elif event.get("config"):
+            self._denials.clear()
+            await self.refresh_limits()

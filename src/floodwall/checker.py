@@ -1,0 +1,197 @@
+"""The hot path: one request's decision, read top to bottom.
+
+A certain refusal is answered locally (no round trip); anything else is one store call;
+when the store cannot answer, the fail mode decides. Every decision is tallied once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+from floodwall.breaker import BreakerState, CircuitBreaker
+from floodwall.clock import Clock
+from floodwall.decision import Decision, Outcome
+from floodwall.deny_cache import DenyCache
+from floodwall.errors import StoreCommandError, StoreUnavailable
+from floodwall.fallback import Fallback
+from floodwall.identity import Identity
+from floodwall.keys import SubjectKeys
+from floodwall.live_limits import LiveLimits
+from floodwall.metrics import RESULTS, Metrics
+from floodwall.offenders import Offenders
+from floodwall.stores.base import Store
+
+__all__ = ["Checker"]
+
+logger = logging.getLogger("floodwall")
+
+KEYS_CACHE_SIZE: Final = 65_536
+_ALLOWED: Final = RESULTS.index("allowed")
+_FALLBACK: Final = RESULTS.index("fallback")
+# No subject's doing: neither counts for top or auto-block.
+_NOT_REFUSALS: Final = (Outcome.ALLOWED, Outcome.UNAVAILABLE)
+# Where each outcome is tallied; a store failure in closed mode counts as "error".
+_RESULT: Final = [
+    RESULTS.index("error" if o is Outcome.UNAVAILABLE else o.name.lower()) for o in Outcome
+]
+
+
+class Checker:
+    """Decides requests: deny cache → store → fallback."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        limits: LiveLimits,
+        denials: DenyCache,
+        breaker: CircuitBreaker,
+        fallback: Fallback,
+        offenders: Offenders,
+        metrics: Metrics,
+        clock: Clock,
+        shadow: bool,
+    ) -> None:
+        self._store = store
+        self._keys = store.keys
+        self._limits = limits
+        self._denials = denials
+        self._breaker = breaker
+        self._fallback = fallback
+        self._offenders = offenders
+        self._metrics = metrics
+        self._hot = metrics.hot
+        self._clock = clock
+        self._shadow = shadow
+        # Building keys percent-encodes the id and packs RESP; the hot path looks them up.
+        self._user_keys: dict[str, SubjectKeys] = {}
+        self._anonymous_keys: dict[str, SubjectKeys] = {}
+        self._failing_subjects: set[str] = set()
+        self.before_first: Callable[[], Awaitable[None]] | None = None
+        """Awaited by the next check when set (the service starts on first use)."""
+
+    def subject_keys(self, identity: Identity) -> SubjectKeys:
+        """The store keys of an identity; users and anonymous clients never share one."""
+        cache = self._anonymous_keys if identity.anonymous else self._user_keys
+        keys = cache.get(identity.user_id)
+        if keys is None:
+            if len(cache) >= KEYS_CACHE_SIZE:
+                # A flood of ever-new ids must not grow it without end; rebuilding is cheap.
+                cache.clear()
+            build = self._keys.anonymous if identity.anonymous else self._keys.user
+            keys = cache[identity.user_id] = build(identity.user_id)
+        return keys
+
+    async def check(
+        self, identity: Identity, cost: int = 1, *, reset_exempt: bool = False
+    ) -> Decision:
+        """Decide one request of ``identity`` costing ``cost`` tokens; ``reset_exempt``
+        marks the password-reset flow."""
+        if self.before_first is not None:
+            await self.before_first()
+        keys = self.subject_keys(identity)
+        bucket = keys.bucket
+        denials = self._denials
+
+        # 1. A refusal that is certain: no round trip.
+        known = denials.lookup(bucket, cost)
+        probing = False
+        while known is None and bucket in denials.probes:
+            # The subject's refusal just lapsed: one request asks the store for them all,
+            # and may find the token not quite due yet; then the next one asks.
+            probe = denials.claim(bucket)
+            if probe is None:
+                probing = True
+                break
+            await asyncio.shield(probe)
+            known = denials.lookup(bucket, cost)
+        if known is not None:
+            self._hot.local_refusals += 1
+            self._tally(identity, known, _RESULT[known.outcome])
+            return known
+
+        # try/finally costs nothing when nothing is raised; most requests never probe.
+        try:
+            limit = self._limits.anonymous if identity.anonymous else self._limits.user
+            # 2. The store: one round trip.
+            breaker = self._breaker
+            if breaker.state is BreakerState.CLOSED or breaker.allow():
+                issued_at = identity.issued_at
+                started = self._clock.monotonic()
+                try:
+                    decision = await self._store.check(
+                        keys,
+                        rate=limit[0],
+                        burst=limit[1],
+                        cost=cost,
+                        issued_at_ms=None if issued_at is None else int(issued_at * 1000),
+                        credential_id=identity.credential_id,
+                        reset_exempt=reset_exempt,
+                    )
+                except StoreUnavailable as exc:
+                    self._store_failed(exc)
+                except StoreCommandError as exc:
+                    self._subject_failed(bucket, exc)
+                else:
+                    self._hot.observe_check(self._clock.monotonic() - started)
+                    if breaker.state is not BreakerState.CLOSED:
+                        self._store_recovered()
+                    if decision.outcome is not Outcome.ALLOWED or not decision.remaining:
+                        denials.remember(bucket, decision, started)
+                    self._tally(identity, decision, _RESULT[decision.outcome])
+                    return decision
+            # 3. The fail mode.
+            decision = await self._fallback.check(identity, keys, limit, cost, reset_exempt)
+            unavailable = decision.outcome is Outcome.UNAVAILABLE
+            self._tally(
+                identity, decision, _RESULT[Outcome.UNAVAILABLE] if unavailable else _FALLBACK
+            )
+            return decision
+        finally:
+            if probing:
+                denials.settle(bucket)
+
+    def _tally(self, identity: Identity, decision: Decision, result: int) -> None:
+        self._hot.results[result] += 1
+        if result != _ALLOWED and decision.outcome not in _NOT_REFUSALS:
+            self._offenders.count(identity, decision, enforced=self.enforces(decision, count=False))
+
+    def enforces(self, decision: Decision, *, count: bool = True) -> bool:
+        """Whether a refusal is enforced: shadow mode (global, or the user's) lets limits
+        through; an operator's block, revocation or reset is never shadowed."""
+        if decision.outcome in (Outcome.LIMITED, Outcome.UNAVAILABLE) and (
+            self._shadow or decision.shadow
+        ):
+            if count:
+                self._hot.shadow += 1
+            return False
+        return True
+
+    def _store_failed(self, exc: StoreUnavailable) -> None:
+        self._metrics.store_errors.inc()
+        # Log when the breaker opens, not per request: a dead Redis must not flood the logs.
+        if self._breaker.failure():
+            self._metrics.breaker_open.set(1)
+            logger.error(
+                "floodwall: the store failed (%s); fail mode %s until it answers",
+                exc,
+                "closed" if self._fallback.closed else "open",
+            )
+
+    def _store_recovered(self) -> None:
+        if self._breaker.success():
+            self._metrics.breaker_open.set(0)
+            logger.warning("floodwall: the store answers again; normal checks resumed")
+
+    def _subject_failed(self, bucket: str, exc: StoreCommandError) -> None:
+        # One subject's command failed (e.g. a hand-edited state the script cannot read):
+        # that subject's requests get the fail mode; the store is not down for anyone else.
+        self._metrics.store_errors.inc()
+        if bucket not in self._failing_subjects:
+            if len(self._failing_subjects) >= KEYS_CACHE_SIZE:
+                self._failing_subjects.clear()
+            self._failing_subjects.add(bucket)
+            logger.error("floodwall: the check of one subject failed (%s): %s", bucket, exc)

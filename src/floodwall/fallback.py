@@ -1,0 +1,64 @@
+"""What a request gets while the store cannot answer for it: the fail mode.
+
+``closed``: 503. ``open``: the kill switch still holds from this worker's mirror, and the
+limit is enforced per process at this worker's share, so all instances together hold about
+the limit.
+"""
+
+from __future__ import annotations
+
+import math
+
+from floodwall.clock import Clock
+from floodwall.decision import Decision, Outcome
+from floodwall.identity import Identity
+from floodwall.keys import SubjectKeys
+from floodwall.live_limits import Limit
+from floodwall.mirror import KillSwitchMirror
+from floodwall.stores.memory import MemoryStore
+
+__all__ = ["Fallback"]
+
+
+class Fallback:
+    """Decides requests in-process by the fail mode."""
+
+    __slots__ = ("_clock", "_instances", "_mirror", "_store", "closed")
+
+    def __init__(
+        self, *, closed: bool, instances: int, mirror: KillSwitchMirror, clock: Clock
+    ) -> None:
+        self.closed = closed
+        self._instances = instances
+        self._mirror = mirror
+        self._clock = clock
+        self._store = MemoryStore(clock=clock.wall)
+
+    async def check(
+        self,
+        identity: Identity,
+        keys: SubjectKeys,
+        limit: Limit,
+        cost: int,
+        reset_exempt: bool,
+    ) -> Decision:
+        """This request's answer with no store."""
+        rate, burst = limit
+        if self.closed:
+            return Decision(Outcome.UNAVAILABLE, rate, burst, 0, 1.0, 1.0)
+        # The store is out of reach: this server's clock is the only one left.
+        now_ms = int(self._clock.wall() * 1000)
+        refusal = self._mirror.refusal(identity, reset_exempt, now_ms)
+        if refusal is not None:
+            return Decision(refusal, rate, burst, 0, 0.0, 0.0)
+        if not identity.anonymous:
+            user = self._mirror.get(identity.user_id)
+            if user is not None and user.limit is not None:
+                rate, burst = user.limit
+        return await self._store.check(
+            keys,
+            rate=rate / self._instances,
+            burst=max(1, math.ceil(burst / self._instances)),
+            cost=cost,
+            reset_exempt=reset_exempt,
+        )

@@ -1,0 +1,142 @@
+"""Offenders: refusals counted for ``top``, and auto-block of users who keep being limited.
+
+Counting costs a dict increment on the request path and no round trip; a background task
+adds the counts to the store's current time slice every second. Auto-block blocks a user
+refused more than ``auto_block_refusals`` times within ``auto_block_window`` seconds on
+this worker, for a time that doubles with each offence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Final
+
+from floodwall import rules
+from floodwall.actions import OperatorActions
+from floodwall.clock import Clock
+from floodwall.decision import Decision, Outcome
+from floodwall.errors import StorageError
+from floodwall.identity import Identity
+from floodwall.metrics import Metrics
+from floodwall.settings import FloodwallSettings
+from floodwall.stored import stored_int
+from floodwall.stores.base import Store
+from floodwall.top import SLICE_SECONDS, Offender, RefusalCounter, member, offender
+
+__all__ = ["Offenders"]
+
+logger = logging.getLogger("floodwall")
+
+FLUSH_SECONDS: Final = 1.0
+AUTO_ACTOR: Final = "auto"
+_MAX_WATCHED: Final = 10_000
+
+
+class Offenders:
+    """Counts refusals per subject; answers ``top``; auto-blocks when configured."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        actions: OperatorActions,
+        settings: FloodwallSettings,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._actions = actions
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self.refusals = RefusalCounter()
+        # Refusals per user in the current window: [start, count], per worker.
+        self._offences: dict[str, list[float]] = {}
+        self._side_tasks: set[asyncio.Task[None]] = set()
+
+    def count(self, identity: Identity, decision: Decision, *, enforced: bool) -> None:
+        """Count one refusal; an enforced limit may lead to an auto-block."""
+        self.refusals.add(member(identity.user_id, identity.anonymous))
+        threshold = self._settings.auto_block_refusals
+        if (
+            threshold is not None
+            and enforced
+            and decision.outcome is Outcome.LIMITED
+            and not identity.anonymous
+        ):
+            self._note_offence(identity.user_id, threshold)
+
+    # -- top ------------------------------------------------------------------------------
+
+    async def run_flushes(self) -> None:
+        """Flush counts every second until cancelled."""
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Add the refusals counted since the last flush to the store's current slice."""
+        counts = self.refusals.take()
+        if not counts:
+            return
+        slice_id = int(self._clock.wall()) // SLICE_SECONDS
+        try:
+            await self._store.add_refusals(
+                slice_id, counts, ttl_seconds=int(rules.WINDOW_SECONDS.high)
+            )
+        except StorageError as exc:
+            logger.debug("floodwall: flushing refusal counts failed: %s", exc)
+
+    async def top(self, *, window_seconds: int = 60, limit: int = 10) -> list[Offender]:
+        """The most refused subjects over the last ``window_seconds``, across workers."""
+        window_seconds = rules.WINDOW_SECONDS.whole_number(window_seconds)
+        limit = rules.PAGE_SIZE.whole_number(limit)
+        await self.flush()
+        now = int(self._clock.wall())
+        slices = list(range((now - window_seconds) // SLICE_SECONDS, now // SLICE_SECONDS + 1))
+        rows = await self._store.top_refusals(slices, count=limit)
+        return [offender(name, refusals) for name, refusals in rows]
+
+    # -- auto-block -----------------------------------------------------------------------
+
+    def _note_offence(self, user_id: str, threshold: int) -> None:
+        now = self._clock.monotonic()
+        window = self._offences.get(user_id)
+        if window is None or now - window[0] >= self._settings.auto_block_window:
+            if len(self._offences) >= _MAX_WATCHED:
+                self._offences.clear()
+            self._offences[user_id] = [now, 1.0]
+            return
+        window[1] += 1
+        if window[1] == threshold + 1:
+            # Off the request path: blocking takes round trips the request must not wait for.
+            task = asyncio.create_task(self._auto_block(user_id))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
+
+    async def _auto_block(self, user_id: str) -> None:
+        settings = self._settings
+        try:
+            state = await self._store.read_state(self._store.keys.user(user_id))
+            # Bounded: a hand-written count must not make the power below endless.
+            offences = min(max(stored_int(state.fields.get("auto_offences")) or 0, 0), 64)
+            ttl = min(settings.auto_block_seconds * 2**offences, settings.auto_block_max_seconds)
+            await self._actions.block(
+                user_id,
+                reason=(
+                    f"auto-block: more than {settings.auto_block_refusals} refusals in "
+                    f"{settings.auto_block_window:g} s (offence {offences + 1})"
+                ),
+                ttl_seconds=ttl,
+                actor=AUTO_ACTOR,
+                extra={"auto_offences": str(offences + 1)},
+            )
+            self._metrics.auto_blocks.inc()
+        except StorageError as exc:
+            logger.warning("floodwall: auto-block of a user failed: %s", exc)
+
+    async def stop(self) -> None:
+        """Let auto-blocks in flight finish: an operator's tools must not lose one."""
+        if self._side_tasks:
+            await asyncio.gather(*self._side_tasks, return_exceptions=True)
