@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import json
+import os
 import time
 
 import jwt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.authentication import SimpleUser, UnauthenticatedUser
 
 from floodwall._types import Scope
+from floodwall.errors import ConfigurationError
 from floodwall.identity import (
     HeaderIdentity,
     Identity,
@@ -39,14 +47,84 @@ def _token(**claims: object) -> str:
     return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
+@pytest.fixture(autouse=True)
+def _no_floodwall_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Variables of the shell running the tests must not decide what these tests see."""
+    for name in list(os.environ):
+        if name.upper().startswith("FLOODWALL_"):
+            monkeypatch.delenv(name)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _raw_token(header: object, claims: object, signature: str = "c2ln") -> str:
+    """A token with any header and claims, signed with nothing."""
+    return ".".join(
+        [_b64(json.dumps(header).encode()), _b64(json.dumps(claims).encode()), signature]
+    )
+
+
+def _signed(header: dict[str, object], claims: str) -> str:
+    """A token with raw claims text (NaN, huge numbers), correctly signed with SECRET."""
+    signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(claims.encode())}"
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64(signature)}"
+
+
+def test_an_identity_is_a_user_its_kind_and_its_credential() -> None:
+    assert Identity._fields == ("user_id", "anonymous", "issued_at", "credential_id")
+
+
 async def test_a_jwt_names_the_user_and_the_credential() -> None:
     identify = JwtIdentity(SECRET, algorithms=["HS256"])
     now = time.time()
     token = _token(sub="alice", iat=now, jti="c-1", exp=int(now) + 60)
     identity = await identify(_scope({"Authorization": f"Bearer {token}"}))
-    assert identity == Identity(
-        "alice", issued_at=now, credential_id="c-1", expires_at=int(now) + 60
-    )
+    assert identity == Identity("alice", issued_at=now, credential_id="c-1")
+
+
+@pytest.mark.parametrize(
+    ("claims", "issued_at"),
+    [
+        ('{"sub": "alice", "iat": 1700000000}', 1_700_000_000.0),
+        ('{"sub": "alice", "iat": 1700000000.25}', 1_700_000_000.25),
+        ('{"sub": "alice", "iat": 0}', 0.0),
+        ('{"sub": "alice"}', 0.0),
+        ('{"sub": "alice", "iat": "1700000000"}', 0.0),
+        ('{"sub": "alice", "iat": "yesterday"}', 0.0),
+        ('{"sub": "alice", "iat": true}', 0.0),
+        ('{"sub": "alice", "iat": null}', 0.0),
+        ('{"sub": "alice", "iat": [1700000000]}', 0.0),
+        ('{"sub": "alice", "iat": NaN}', 0.0),
+        ('{"sub": "alice", "iat": Infinity}', 0.0),
+        ('{"sub": "alice", "iat": -Infinity}', 0.0),
+        ('{"sub": "alice", "iat": 1e400}', 0.0),
+        ('{"sub": "alice", "iat": 1' + "0" * 400 + "}", 0.0),
+        ('{"sub": "alice", "iat": -1}', 0.0),
+    ],
+)
+async def test_a_credential_without_a_usable_iat_counts_as_issued_before_any_revocation(
+    claims: str, issued_at: float
+) -> None:
+    identify = JwtIdentity(SECRET, algorithms=["HS256"])
+    token = _signed({"alg": "HS256", "typ": "JWT"}, claims)
+    identity = await identify(_scope({"authorization": f"Bearer {token}"}))
+    assert identity == Identity("alice", issued_at=issued_at)
+    assert identity is not None
+    assert identity.issued_at is not None
+
+
+async def test_identities_without_a_credential_have_no_issue_time() -> None:
+    for identity in (
+        await starlette_user(_scope(user=SimpleUser("bob"))),
+        await HeaderIdentity("x-user-id")(_scope({"x-user-id": "carol"})),
+        client_identity(_scope()),
+    ):
+        assert identity is not None
+        assert identity.issued_at is None
+        assert identity.credential_id is None
 
 
 @pytest.mark.parametrize(
@@ -61,11 +139,92 @@ async def test_a_jwt_names_the_user_and_the_credential() -> None:
         "Bearer " + jwt.encode({"sub": "alice", "exp": 1}, SECRET, algorithm="HS256"),
         "Bearer " + jwt.encode({"iat": 1}, SECRET, algorithm="HS256"),
         "Bearer " + jwt.encode({"sub": "alice"}, "k" * 64, algorithm="HS512"),
+        "Bearer " + jwt.encode({"sub": 42}, SECRET, algorithm="HS256"),
+        # Unsigned, whatever the spelling of none.
+        "Bearer " + _raw_token({"alg": "none"}, {"sub": "alice"}, signature=""),
+        "Bearer " + _raw_token({"alg": "None", "typ": "JWT"}, {"sub": "alice"}, signature=""),
+        "Bearer " + _raw_token({"alg": "NONE"}, {"sub": "alice"}),
+        # Algorithms that are not configured, or not algorithms at all.
+        "Bearer " + _raw_token({"alg": "RS256", "kid": "idp-key-1"}, {"sub": "alice"}),
+        "Bearer " + _raw_token({"alg": ["HS256"]}, {"sub": "alice"}),
+        "Bearer " + _raw_token({"typ": "JWT"}, {"sub": "alice"}),
+        # Headers PyJWT refuses to interpret.
+        "Bearer " + _raw_token({"alg": "HS256", "kid": 7}, {"sub": "alice"}),
+        "Bearer " + jwt.encode({"sub": "alice"}, SECRET, headers={"crit": ["exp"]}),
+        "Bearer "
+        + jwt.encode(
+            {"sub": "alice"},
+            "another-key-0123456789abcdef-0123456789",
+            algorithm="HS256",
+            headers={"kid": "k1"},
+        ),
+        # Claims that are no object, and malformed times.
+        "Bearer " + _signed({"alg": "HS256"}, '["alice"]'),
+        "Bearer " + _signed({"alg": "HS256"}, '"alice"'),
+        "Bearer " + _signed({"alg": "HS256"}, '{"sub": "alice", "exp": null}'),
+        "Bearer " + _signed({"alg": "HS256"}, '{"sub": "alice", "exp": Infinity}'),
+        "Bearer " + _signed({"alg": "HS256"}, '{"sub": "alice", "exp": "soon"}'),
+        "Bearer " + _signed({"alg": "HS256"}, '{"sub": "alice", "nbf": NaN}'),
+        "Bearer " + _signed({"alg": "HS256"}, '{"sub": "alice", "nbf": 1e400}'),
+        "Bearer " + _signed({"alg": "HS256"}, "{not json"),
+        # Garbage.
+        "Bearer ",
+        "Bearer a.b.c",
+        "Bearer ....",
+        "Bearer ===.===.===",
+        "Bearer \xff\xfe.\x80.\x00",
+        "bearer " + "a" * 10_000,
     ],
 )
 async def test_missing_or_invalid_tokens_name_nobody(header: str) -> None:
     identify = JwtIdentity(SECRET, algorithms=["HS256"])
-    assert await identify(_scope({"Authorization": header})) is None
+    scope = _scope()
+    scope["headers"] = [(b"authorization", header.encode("latin-1"))]
+    assert await identify(scope) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.lists(st.binary(max_size=80), min_size=3, max_size=3).map(
+            lambda parts: b".".join(base64.urlsafe_b64encode(part) for part in parts)
+        ),
+        st.dictionaries(
+            st.sampled_from(["alg", "kid", "typ", "crit", "b64", "jku", "x5u"]),
+            st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
+        ).map(lambda header: _raw_token(header, {"sub": "alice"}).encode()),
+    )
+)
+def test_no_token_makes_the_jwt_identity_raise(token: bytes) -> None:
+    identify = JwtIdentity(SECRET, algorithms=["HS256"])
+    scope = _scope()
+    scope["headers"] = [(b"authorization", b"Bearer " + token)]
+    assert identify.resolve(scope) is None
+
+
+async def test_a_kid_header_selects_nothing_with_one_shared_secret() -> None:
+    identify = JwtIdentity(SECRET, algorithms=["HS256"])
+    token = jwt.encode({"sub": "alice", "iat": 5}, SECRET, headers={"kid": "any"})
+    assert await identify(_scope({"authorization": f"Bearer {token}"})) == Identity(
+        "alice", issued_at=5.0
+    )
+
+
+@pytest.mark.parametrize("algorithms", [[], ["none"], ["HS256", "None"]])
+def test_a_jwt_identity_refuses_unsigned_tokens_when_built(algorithms: list[str]) -> None:
+    with pytest.raises(ConfigurationError):
+        JwtIdentity(SECRET, algorithms=algorithms)
+
+
+def test_a_jwt_identity_refuses_a_key_too_short_for_its_algorithms() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        JwtIdentity("k" * 63, algorithms=["HS256", "HS512"])
+    assert str(caught.value) == (
+        "JwtIdentity: the key is shorter than 64 bytes, the least HS512 allows "
+        "(RFC 7518 section 3.2)"
+    )
+    assert JwtIdentity("k" * 64, algorithms=["HS256", "HS512"]) is not None
 
 
 async def test_starlette_user_only_when_authenticated() -> None:

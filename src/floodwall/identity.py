@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jwt
 
 from floodwall._types import Scope
-from floodwall.settings import FloodwallSettings
+from floodwall.errors import ConfigurationError
+from floodwall.settings import HMAC_KEY_BYTES, FloodwallSettings
 
 __all__ = [
     "HeaderIdentity",
@@ -26,8 +28,10 @@ class Identity(NamedTuple):
     """A user, or an anonymous client keyed by its address.
 
     ``issued_at`` (seconds since the epoch) and ``credential_id`` come from the credential
-    that authenticated the request; revocation compares them with the user's state.
-    ``expires_at`` bounds how long a revoked credential id must be remembered.
+    that authenticated the request; revocation compares them with the user's state. A
+    credential with no usable issue time has ``issued_at=0.0``: issued before any
+    revocation, so every revocation refuses it. ``None`` means no credential at all (a
+    session user, a gateway header, a client address), which revocation cannot apply to.
     """
 
     # A named tuple, not a frozen dataclass: one is built per request, at half the cost.
@@ -35,7 +39,6 @@ class Identity(NamedTuple):
     anonymous: bool = False
     issued_at: float | None = None
     credential_id: str | None = None
-    expires_at: float | None = None
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -84,15 +87,31 @@ def _starlette_user(scope: Scope) -> Identity | None:
 class JwtIdentity:
     """A bearer JWT verified with PyJWT: ``sub`` is the user, ``iat`` and ``jti`` the credential.
 
-    A missing, malformed or invalid token gives ``None``: the request is then limited as an
-    anonymous client, and the application's own authentication refuses it.
+    A missing, malformed or invalid token gives ``None``, never an exception: the request
+    is then limited as an anonymous client, and the application's own authentication
+    refuses it. A token without a usable numeric ``iat`` still names its user, with
+    ``issued_at=0.0``, so a revocation refuses it rather than letting it pass as anonymous.
+    With one key, a token's ``kid`` header selects nothing and is ignored.
     """
 
     __slots__ = ("_algorithms", "_audience", "_key")
 
     def __init__(self, key: str, *, algorithms: list[str], audience: str | None = None) -> None:
+        if not algorithms:
+            raise ConfigurationError("JwtIdentity needs at least one algorithm")
+        if any(name.lower() == "none" for name in algorithms):
+            raise ConfigurationError("JwtIdentity refuses the none algorithm (unsigned tokens)")
+        # PyJWT would warn on every request whose token names an algorithm the key is too
+        # short for (RFC 7518 section 3.2); say it once, here.
+        strictest = max(algorithms, key=lambda name: HMAC_KEY_BYTES.get(name, 0))
+        needed = HMAC_KEY_BYTES.get(strictest, 0)
+        if len(key.encode("utf-8", "surrogatepass")) < needed:
+            raise ConfigurationError(
+                f"JwtIdentity: the key is shorter than {needed} bytes, the least {strictest} "
+                "allows (RFC 7518 section 3.2)"
+            )
         self._key = key
-        self._algorithms = algorithms
+        self._algorithms = list(algorithms)
         self._audience = audience
 
     async def __call__(self, scope: Scope) -> Identity | None:
@@ -111,23 +130,38 @@ class JwtIdentity:
                 self._key,
                 algorithms=self._algorithms,
                 audience=self._audience,
-                options={"require": ["sub"], "verify_aud": self._audience is not None},
+                options={
+                    "require": ["sub"],
+                    "verify_aud": self._audience is not None,
+                    # PyJWT refuses a token with a malformed iat, which would make it an
+                    # anonymous request that revocation never sees; _issued_at reads it.
+                    "verify_iat": False,
+                },
             )
-        except jwt.InvalidTokenError:
+        except jwt.PyJWTError:
+            # Not only InvalidTokenError: e.g. an `alg: none` token raises InvalidKeyError.
             return None
         subject = claims["sub"]
         if not isinstance(subject, str):
             return None
         return Identity(
             subject,
-            issued_at=_number(claims.get("iat")),
+            issued_at=_issued_at(claims.get("iat")),
             credential_id=_text(claims.get("jti")),
-            expires_at=_number(claims.get("exp")),
         )
 
 
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def _issued_at(value: object) -> float:
+    """``iat`` in seconds, or ``0.0`` (before any revocation) when it is missing, not a
+    number, not finite or negative."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0.0
+    # float() of an int beyond a double's range raises; such an iat is no usable time.
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return 0.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 0.0
 
 
 def _text(value: object) -> str | None:

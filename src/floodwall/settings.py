@@ -1,38 +1,68 @@
-"""floodwall's settings, read from ``FLOODWALL_*`` environment variables or passed in."""
+"""floodwall's settings, read from ``FLOODWALL_*`` environment variables or passed in.
+
+Bounds come from the rule book (``floodwall.rules``); this module adds what only settings
+can get wrong: unknown variables, admin tokens, JWT algorithms and keys, trusted proxies.
+A configuration that cannot work is refused when the settings are built, and no error
+ever carries an input value: the ``ValidationError`` has every input removed (its
+``str``, ``repr``, ``errors()`` and ``json()`` alike), each message names the variable it
+is about, and ``settings_error`` turns any failure into the one line a surface shows.
+
+Longer than most modules (~480 lines) for one reason: every refusal's message is written
+out in full beside the rule it enforces, which is where a reader checks both.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import difflib
+import ipaddress
+import os
+from typing import Annotated, Any, Final, Literal
 
-import limits
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["FloodwallSettings", "parse_rate"]
+from floodwall import rules
+from floodwall.errors import FloodwallError
+
+__all__ = ["FloodwallSettings", "parse_rate", "settings_error"]
+
+PREFIX: Final = "FLOODWALL_"
+
+parse_rate = rules.rate
+"""Kept for the modules that still import it from here; the rule is ``rules.rate``."""
+
+OTHER_VARIABLES: Final = frozenset({"FLOODWALL_DEMO_POOL"})
+"""``FLOODWALL_*`` variables that are read elsewhere (the demo), so they are not unknown."""
+
+MIN_ADMIN_TOKEN_LENGTH: Final = 16
+_TOKEN_NAME_CHARACTERS: Final = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-"
+)
+_MAX_TOKEN_NAME_LENGTH: Final = 64
+
+# RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
+HMAC_KEY_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
+# Public-key algorithms need the signer's public keys; only a shared secret can be set.
+_PUBLIC_KEY_ALGORITHMS: Final = frozenset(
+    {
+        "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+        "ES256", "ES256K", "ES384", "ES512", "EdDSA", "Ed25519", "Ed448",
+    }
+)  # fmt: skip
+_HMAC_NAMES: Final = ", ".join(HMAC_KEY_BYTES)
 
 
-def parse_rate(value: object) -> float:
-    """Turn a number (``10``, ``0.5``) or a ``limits`` rate string into tokens/second.
-
-    ``"600/minute"`` and ``"10 per second"`` are parsed by ``limits``, so users can write the
-    rate strings they already know from it.
-    """
-    if isinstance(value, bool):
-        raise ValueError("a rate is a number or a string such as '10/second'")
-    if isinstance(value, int | float):
-        rate = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            rate = float(text)
-        except ValueError:
-            item = limits.parse(text)
-            rate = item.amount / item.get_expiry()
-    else:
-        raise ValueError("a rate is a number or a string such as '10/second'")
-    if not rate > 0 or rate == float("inf"):
-        raise ValueError("a rate must be a positive, finite number of requests per second")
-    return rate
+def _variable(field: str) -> str:
+    return PREFIX + field.upper()
 
 
 def _split_csv(value: object) -> object:
@@ -42,25 +72,124 @@ def _split_csv(value: object) -> object:
     return value
 
 
-def _parse_tokens(value: object) -> object:
-    # "ops:tok1,alice:tok2" names each admin token so the audit log knows who acted.
+def _whole_number(value: object) -> object:
+    # Environment variables are text; the rule book takes numbers.
     if isinstance(value, str):
-        pairs: dict[str, str] = {}
-        for part in value.split(","):
-            if not part.strip():
-                continue
-            name, sep, token = part.strip().partition(":")
-            if not sep or not name or not token:
-                raise ValueError("FLOODWALL_ADMIN_TOKENS is 'name:token,name:token'")
-            pairs[name] = token
-        return pairs
+        try:
+            return float(value.strip())
+        except ValueError:
+            return value
     return value
 
 
-class FloodwallSettings(BaseSettings):
-    """Every setting of floodwall; each field reads ``FLOODWALL_<NAME>`` from the environment."""
+def _parse_tokens(value: object) -> object:
+    # "ops:tok1,alice:tok2" names each admin token so the audit log knows who acted. Entries
+    # are named by position in messages: a malformed entry may be a bare token.
+    if not isinstance(value, str):
+        return value
+    pairs: dict[str, str] = {}
+    where: dict[str, int] = {}
+    for position, part in enumerate(value.split(","), start=1):
+        if not part.strip():
+            continue
+        name, sep, token = (text.strip() for text in part.partition(":"))
+        if not sep or not name or not token:
+            raise ValueError(
+                f"FLOODWALL_ADMIN_TOKENS: entry {position} is not name:token "
+                "(the form is name:token,name:token)"
+            )
+        if name in pairs:
+            raise ValueError(
+                f"FLOODWALL_ADMIN_TOKENS: entries {where[name]} and {position} have the same name"
+            )
+        pairs[name] = token
+        where[name] = position
+    return pairs
 
-    model_config = SettingsConfigDict(env_prefix="FLOODWALL_", extra="ignore", frozen=True)
+
+def _unknown_variables() -> list[tuple[str, str]]:
+    """(variable, message) for each ``FLOODWALL_*`` variable that is no setting: a typo
+    would otherwise leave its setting at the default (a misspelt Redis URL: the
+    in-memory store)."""
+    known = {_variable(field) for field in FloodwallSettings.model_fields} | OTHER_VARIABLES
+    problems = []
+    for name in sorted(os.environ):
+        upper = name.upper()
+        if not upper.startswith(PREFIX) or upper in known:
+            continue
+        shown = _printable(name)
+        close = difflib.get_close_matches(
+            upper.removeprefix(PREFIX).lower(), list(FloodwallSettings.model_fields), n=1
+        )
+        hint = f" (did you mean {_variable(close[0])}?)" if close else ""
+        problems.append((shown, f"unknown setting {shown}{hint}"))
+    return problems
+
+
+def _printable(text: str) -> str:
+    # One line, whatever a variable's name holds.
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in text)
+
+
+def _hidden(exc: ValidationError) -> list[InitErrorDetails]:
+    """``exc``'s errors without their inputs; a value error keeps only its message (the
+    exception object it came with may hold the input in its ``__context__``)."""
+    details: list[InitErrorDetails] = []
+    for error in exc.errors():
+        ctx = error.get("ctx")
+        if error["type"] == "value_error" and ctx is not None:
+            ctx = {"error": ValueError(str(ctx["error"]))}
+        detail: InitErrorDetails = {"type": error["type"], "loc": error["loc"], "input": None}
+        if ctx is not None:
+            detail["ctx"] = ctx
+        details.append(detail)
+    return details
+
+
+def _problem(field: str, message: str) -> InitErrorDetails:
+    return {
+        "type": "value_error",
+        "loc": (field,),
+        "input": None,
+        "ctx": {"error": ValueError(message)},
+    }
+
+
+def settings_error(exc: Exception) -> str:
+    """The one line a surface shows for settings that were refused; never an input value.
+
+    Each problem names the ``FLOODWALL_*`` variable it is about; several are joined by ``;``.
+    """
+    if isinstance(exc, ValidationError):
+        problems = []
+        for error in exc.errors():
+            ctx = error.get("ctx")
+            if error["type"] == "value_error" and ctx is not None:
+                # floodwall's own messages name their variable.
+                problems.append(str(ctx["error"]))
+            elif error["loc"]:
+                problems.append(f"{_variable(str(error['loc'][0]))}: {error['msg']}")
+            else:
+                problems.append(error["msg"])
+        text = "; ".join(problems)
+    elif isinstance(exc, FloodwallError):
+        text = str(exc)
+    else:
+        # Not one of ours: its message may quote anything it was given.
+        text = type(exc).__name__
+    return _printable(f"bad settings: {text}")
+
+
+class FloodwallSettings(BaseSettings):
+    """Every setting of floodwall; each field reads ``FLOODWALL_<NAME>`` from the environment.
+
+    Building one refuses unknown ``FLOODWALL_*`` variables and any configuration that
+    cannot work, with a ``ValidationError`` that holds no input value.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     redis_url: SecretStr | None = None
     redis_cluster: bool = False
@@ -68,9 +197,9 @@ class FloodwallSettings(BaseSettings):
     key_prefix: str = Field(default="floodwall", min_length=1, max_length=64, pattern=r"^[\w.-]+$")
 
     rate: float = 10.0
-    burst: int = Field(default=10, ge=1)
+    burst: int = 10
     anonymous_rate: float | None = None
-    anonymous_burst: int | None = Field(default=None, ge=1)
+    anonymous_burst: int | None = None
     rate_limit_headers: bool = True
 
     fail_mode: Literal["open", "closed"] = "open"
@@ -80,6 +209,8 @@ class FloodwallSettings(BaseSettings):
     resync_seconds: float = Field(default=30.0, gt=0)
 
     admin_token: SecretStr | None = None
+    """The admin API's token, acting as ``admin``; or name each token in ``admin_tokens``
+    (``FLOODWALL_ADMIN_TOKENS=ops:...,alice:...``). Setting both is refused."""
     admin_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
 
     jwt_secret: SecretStr | None = None
@@ -87,6 +218,8 @@ class FloodwallSettings(BaseSettings):
     jwt_audience: str | None = None
     user_header: str | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    trust_all_proxies: bool = False
+    """The opt-in that ``trusted_proxies=*`` needs: every peer may set the client address."""
 
     shadow: bool = False
     auto_block_refusals: int | None = Field(default=None, ge=1)
@@ -98,10 +231,43 @@ class FloodwallSettings(BaseSettings):
     exempt_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     password_reset_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _refuse_without_inputs(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler
+    ) -> FloodwallSettings:
+        problems = [_problem(name, message) for name, message in _unknown_variables()]
+        try:
+            settings: FloodwallSettings = handler(data)
+        except ValidationError as exc:
+            problems.extend(_hidden(exc))
+        else:
+            problems.extend(_problem(field, message) for field, message in settings._conflicts())
+        if not problems:
+            return settings
+        # Raised here, not in the except clause, so the original error (which holds the
+        # inputs) is not kept as this one's __context__.
+        raise ValidationError.from_exception_data(cls.__name__, problems, hide_input=True)
+
     @field_validator("rate", "anonymous_rate", mode="before")
     @classmethod
-    def _rate(cls, value: object) -> float | None:
-        return None if value is None else parse_rate(value)
+    def _rate(cls, value: object, info: ValidationInfo) -> float | None:
+        if value is None and info.field_name == "anonymous_rate":
+            return None
+        try:
+            return rules.rate(value)
+        except rules.RuleError as exc:
+            raise ValueError(f"{_variable(str(info.field_name))}: {exc}") from None
+
+    @field_validator("burst", "anonymous_burst", mode="before")
+    @classmethod
+    def _burst(cls, value: object, info: ValidationInfo) -> int | None:
+        if value is None and info.field_name == "anonymous_burst":
+            return None
+        try:
+            return rules.BURST.whole_number(_whole_number(value))
+        except rules.RuleError as exc:
+            raise ValueError(f"{_variable(str(info.field_name))}: {exc}") from None
 
     @field_validator(
         "jwt_algorithms", "trusted_proxies", "exempt_paths", "password_reset_paths", mode="before"
@@ -109,6 +275,52 @@ class FloodwallSettings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _jwt_algorithms(cls, names: list[str]) -> list[str]:
+        # Names are matched whatever their case (PyJWT's are case-sensitive, so "hs256" would
+        # silently match no token); an unknown entry is named by position, as it may be a
+        # secret pasted in the wrong place.
+        canonical = {name.upper(): name for name in HMAC_KEY_BYTES.keys() | _PUBLIC_KEY_ALGORITHMS}
+        algorithms: list[str] = []
+        for position, name in enumerate(names, start=1):
+            if name.lower() == "none":
+                raise ValueError(
+                    "FLOODWALL_JWT_ALGORITHMS: none is refused (it admits unsigned tokens)"
+                )
+            known = canonical.get(name.upper())
+            if known is None:
+                raise ValueError(
+                    f"FLOODWALL_JWT_ALGORITHMS: entry {position} is not a JWT algorithm "
+                    f"(use {_HMAC_NAMES})"
+                )
+            if known in _PUBLIC_KEY_ALGORITHMS:
+                raise ValueError(
+                    f"FLOODWALL_JWT_ALGORITHMS: {known} needs the signer's public keys, and "
+                    f"only a shared secret (FLOODWALL_JWT_SECRET) can be set: use {_HMAC_NAMES}"
+                )
+            if known not in algorithms:
+                algorithms.append(known)
+        return algorithms
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                if "/" in entry:
+                    ipaddress.ip_network(entry)
+                else:
+                    ipaddress.ip_address(entry)
+            except ValueError:
+                raise ValueError(
+                    f"FLOODWALL_TRUSTED_PROXIES: {_printable(entry)} is not an IP address or a "
+                    "network such as 10.0.0.0/8"
+                ) from None
+        return entries
 
     @field_validator("admin_tokens", mode="before")
     @classmethod
@@ -120,14 +332,142 @@ class FloodwallSettings(BaseSettings):
     def _header(cls, value: str | None) -> str | None:
         return value.lower() if value else None
 
-    @model_validator(mode="after")
-    def _tokens_not_empty(self) -> FloodwallSettings:
-        secrets = list(self.admin_tokens.values())
+    def _conflicts(self) -> list[tuple[str, str]]:
+        """(field, message) for each setting that cannot work with the others."""
+        return [
+            *self._limit_conflicts(),
+            *self._admin_token_conflicts(),
+            *self._jwt_conflicts(),
+            *self._proxy_conflicts(),
+        ]
+
+    def _limit_conflicts(self) -> list[tuple[str, str]]:
+        pairs = [("rate", "burst", self.rate, self.burst)]
+        if self.anonymous_rate is not None or self.anonymous_burst is not None:
+            pairs.append(
+                (
+                    "rate" if self.anonymous_rate is None else "anonymous_rate",
+                    "burst" if self.anonymous_burst is None else "anonymous_burst",
+                    self.effective_anonymous_rate,
+                    self.effective_anonymous_burst,
+                )
+            )
+        conflicts = []
+        for rate_field, burst_field, rate, burst in pairs:
+            try:
+                rules.limit(rate, burst)
+            except rules.RuleError as exc:
+                names = f"{_variable(rate_field)} and {_variable(burst_field)}"
+                conflicts.append((burst_field, f"{names}: {exc}"))
+        return conflicts
+
+    def _admin_token_conflicts(self) -> list[tuple[str, str]]:
+        if self.admin_token is not None and self.admin_tokens:
+            return [
+                (
+                    "admin_token",
+                    "FLOODWALL_ADMIN_TOKEN and FLOODWALL_ADMIN_TOKENS are both set: set one "
+                    "(FLOODWALL_ADMIN_TOKENS=admin:<token>,... names the single token too)",
+                )
+            ]
         if self.admin_token is not None:
-            secrets.append(self.admin_token)
-        if any(len(secret.get_secret_value()) < 16 for secret in secrets):
-            raise ValueError("admin tokens must be at least 16 characters long")
-        return self
+            if len(self.admin_token.get_secret_value()) < MIN_ADMIN_TOKEN_LENGTH:
+                return [
+                    (
+                        "admin_token",
+                        f"FLOODWALL_ADMIN_TOKEN is shorter than {MIN_ADMIN_TOKEN_LENGTH} "
+                        "characters",
+                    )
+                ]
+            return []
+        conflicts = []
+        seen: dict[str, int] = {}
+        for position, (name, secret) in enumerate(self.admin_tokens.items(), start=1):
+            token = secret.get_secret_value()
+            if not 1 <= len(name) <= _MAX_TOKEN_NAME_LENGTH or not set(name).issubset(
+                _TOKEN_NAME_CHARACTERS
+            ):
+                conflicts.append(
+                    (
+                        "admin_tokens",
+                        f"FLOODWALL_ADMIN_TOKENS: the name of entry {position} is not 1 to "
+                        f"{_MAX_TOKEN_NAME_LENGTH} letters, digits or _.@+-",
+                    )
+                )
+            if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+                conflicts.append(
+                    (
+                        "admin_tokens",
+                        f"FLOODWALL_ADMIN_TOKENS: the token of entry {position} is shorter than "
+                        f"{MIN_ADMIN_TOKEN_LENGTH} characters",
+                    )
+                )
+            elif token in seen:
+                conflicts.append(
+                    (
+                        "admin_tokens",
+                        f"FLOODWALL_ADMIN_TOKENS: entries {seen[token]} and {position} have the "
+                        "same token (each name needs its own, or the audit log cannot tell who "
+                        "acted)",
+                    )
+                )
+            else:
+                seen[token] = position
+        return conflicts
+
+    def _jwt_conflicts(self) -> list[tuple[str, str]]:
+        if self.jwt_secret is None:
+            return []
+        if not self.jwt_algorithms:
+            return [
+                (
+                    "jwt_algorithms",
+                    "FLOODWALL_JWT_ALGORITHMS names no algorithm, so FLOODWALL_JWT_SECRET "
+                    f"could verify no token (use {_HMAC_NAMES})",
+                )
+            ]
+        try:
+            key = self.jwt_secret.get_secret_value().encode("utf-8")
+        except UnicodeEncodeError:
+            # PyJWT encodes the key as UTF-8 on every request; it would fail there instead.
+            return [("jwt_secret", "FLOODWALL_JWT_SECRET is not UTF-8 text")]
+        needed = max(HMAC_KEY_BYTES[name] for name in self.jwt_algorithms)
+        if len(key) < needed:
+            strictest = max(self.jwt_algorithms, key=HMAC_KEY_BYTES.__getitem__)
+            return [
+                (
+                    "jwt_secret",
+                    f"FLOODWALL_JWT_SECRET is shorter than {needed} bytes, the least "
+                    f"{strictest} allows (RFC 7518 section 3.2)",
+                )
+            ]
+        return []
+
+    def _proxy_conflicts(self) -> list[tuple[str, str]]:
+        if "*" in self.trusted_proxies:
+            if not self.trust_all_proxies:
+                return [
+                    (
+                        "trusted_proxies",
+                        "FLOODWALL_TRUSTED_PROXIES: * lets every client set its own address; "
+                        "set FLOODWALL_TRUST_ALL_PROXIES=true to mean it",
+                    )
+                ]
+            if self.trusted_proxies != ["*"]:
+                return [
+                    (
+                        "trusted_proxies",
+                        "FLOODWALL_TRUSTED_PROXIES: * already trusts every proxy; list no others",
+                    )
+                ]
+        elif self.trust_all_proxies:
+            return [
+                (
+                    "trust_all_proxies",
+                    "FLOODWALL_TRUST_ALL_PROXIES is set but FLOODWALL_TRUSTED_PROXIES is not *",
+                )
+            ]
+        return []
 
     @property
     def effective_anonymous_rate(self) -> float:
@@ -141,7 +481,6 @@ class FloodwallSettings(BaseSettings):
 
     def named_admin_tokens(self) -> dict[str, str]:
         """Actor name → token; ``FLOODWALL_ADMIN_TOKEN`` acts as ``admin``."""
-        tokens = {name: secret.get_secret_value() for name, secret in self.admin_tokens.items()}
         if self.admin_token is not None:
-            tokens.setdefault("admin", self.admin_token.get_secret_value())
-        return tokens
+            return {"admin": self.admin_token.get_secret_value()}
+        return {name: secret.get_secret_value() for name, secret in self.admin_tokens.items()}
