@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from servers import find_free_port
+
+from harness import find_free_port
 
 
 @contextmanager

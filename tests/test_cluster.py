@@ -19,7 +19,6 @@ import pytest
 import redis
 import redis.asyncio
 from redis.crc import key_slot
-from servers import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -28,6 +27,7 @@ from starlette.routing import Route
 import floodwall.service
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
 from floodwall.keys import Keys
+from harness import RedisCluster
 
 JWT_SECRET = "cluster-jwt-signing-key-0123456789abcdef"
 SHARDS = [0, 1, 2]

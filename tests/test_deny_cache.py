@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio
-from servers import RedisServer
 
 from floodwall import Floodwall, FloodwallSettings, Identity
 from floodwall.decision import Decision, Outcome
 from floodwall.deny_cache import DenyCache
+from harness import RedisServer
 
 
 class Clock:

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio
-from servers import RedisServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -19,6 +18,7 @@ from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
 from floodwall.breaker import BreakerState
+from harness import RedisServer
 
 TIMEOUT = 0.05
 # Generous: the bound is the timeout; the margin is for a shared, noisy 2-core machine.

@@ -30,10 +30,10 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from servers import RedisServer, find_free_port
 
 from floodwall.cli import main as cli_main
 from floodwall.settings import FloodwallSettings
+from harness import RedisServer, find_free_port
 
 RUNBOOK = Path(__file__).resolve().parent.parent / "docs" / "runbook.md"
 ADMIN_TOKEN = "runbook-admin-token-0123456789"

@@ -15,11 +15,12 @@ import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from servers import RedisCluster, RedisServer, find_free_port
+
+from harness import RedisCluster, RedisServer, find_free_port
 
 pytestmark = pytest.mark.slow
 
-TESTS_DIR = pathlib.Path(__file__).resolve().parent
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def client(server: RedisServer, *, timeout: float = 2.0) -> redis.Redis:
@@ -146,7 +147,7 @@ def test_no_orphan_when_owner_process_ends(tmp_path: pathlib.Path, ending: str) 
         """
         import os, pathlib, signal, sys, threading
         sys.path.insert(0, sys.argv[1])
-        from servers import RedisServer
+        from harness import RedisServer
         started = []
         def start():
             started.append(RedisServer.start(pathlib.Path(sys.argv[2])))
@@ -162,7 +163,7 @@ def test_no_orphan_when_owner_process_ends(tmp_path: pathlib.Path, ending: str) 
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(TESTS_DIR), str(tmp_path), ending],
+        [sys.executable, "-c", script, str(REPO_ROOT), str(tmp_path), ending],
         capture_output=True,
         text=True,
         timeout=30,
