@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,7 +15,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from harness import RedisCluster, RedisServer, find_free_port
+from harness import RedisCluster, RedisServer, find_free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -42,15 +41,6 @@ def process_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def wait_dead(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while process_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture
@@ -172,7 +162,9 @@ def test_no_orphan_when_owner_process_ends(tmp_path: pathlib.Path, ending: str) 
     )
     assert result.stdout.strip().isdigit(), result.stderr
     pid = int(result.stdout)
-    if not wait_dead(pid):
+    try:
+        wait_until(lambda: not process_alive(pid), f"redis-server {pid} is gone", within=5.0)
+    except TimeoutError:
         os.kill(pid, 9)
         pytest.fail(f"redis-server {pid} outlived its owner ({ending})")
 
