@@ -1,6 +1,6 @@
 """Shared helpers of the benchmarks: the ASGI request harness, interleaved in-process
-measurement, a throwaway ``redis-server``, Redis command accounting, statistics, machine
-facts and JSON results.
+measurement, uvicorn servers and wrk, Redis command accounting, statistics, machine facts
+and JSON results. Redis servers, MONITOR and waiting come from the shared ``harness``.
 
 Used by ``inprocess.py``, ``http_load.py``, ``drill.py`` and ``run.py``.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import datetime
 import gc
 import http.client
@@ -22,10 +21,7 @@ import math
 import os
 import pathlib
 import platform
-import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,12 +37,11 @@ import redis
 import redis.asyncio
 from starlette.types import ASGIApp, Message, Scope
 
-HOST: Final = "127.0.0.1"
+from harness import HOST, death_signal_preexec, find_free_port, wait_until
+
 PATH: Final = "/api/hello"
 USER_HEADER: Final = "x-user"
 RESULTS_DIR: Final = pathlib.Path(__file__).resolve().parent / "results"
-START_TIMEOUT: Final = 10.0
-STOP_TIMEOUT: Final = 5.0
 PORT_ATTEMPTS: Final = 5
 # INFO and CONFIG are the benchmark's own bookkeeping between batches, not a request's.
 BOOKKEEPING_COMMANDS: Final = frozenset({"info", "config|resetstat"})
@@ -143,7 +138,7 @@ async def check_app(
         raise RuntimeError(f"{variant.name}: unexpected answer {got} {sorted(names)!r}")
 
 
-# -- redis-server ---------------------------------------------------------------------------
+# -- logging ---------------------------------------------------------------------------------
 
 
 class CountingHandler(logging.Handler):
@@ -163,100 +158,7 @@ class CountingHandler(logging.Handler):
         ]
 
 
-# -- redis-server ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def death_signal_preexec() -> Callable[[], None] | None:
-    """Have Linux SIGKILL the server if this process dies without running atexit."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-        # The parent died between fork and prctl: the signal will never come.
-        if os.getppid() != parent:
-            os._exit(1)
-
-    return preexec
-
-
-class RedisServer:
-    """A throwaway ``redis-server`` on a free loopback port, without persistence."""
-
-    def __init__(self) -> None:
-        self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="floodwall-bench-"))
-        self.url = ""
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> str:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server not found on PATH (apt-get install redis-server)")
-        for _ in range(PORT_ATTEMPTS):
-            port = free_port()
-            if self._launch(binary, port):
-                self.url = f"redis://{HOST}:{port}/0"
-                return self.url
-        raise RuntimeError(f"redis-server found no free port in {PORT_ATTEMPTS} attempts")
-
-    def _launch(self, binary: str, port: int) -> bool:
-        log = self.workdir / "redis.log"
-        command = [
-            binary,
-            *("--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"),
-            *("--dir", str(self.workdir), "--daemonize", "no", "--logfile", str(log)),
-        ]
-        with (self.workdir / "redis.stdout").open("ab") as out:
-            self._proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                preexec_fn=death_signal_preexec(),
-            )
-        deadline = time.monotonic() + START_TIMEOUT
-        probe = redis.Redis(host=HOST, port=port, socket_timeout=0.5, socket_connect_timeout=0.5)
-        try:
-            while time.monotonic() < deadline:
-                if self._proc.poll() is not None:
-                    text = log.read_text(errors="replace") if log.exists() else ""
-                    self._proc = None
-                    # Someone took the port between our probe and redis binding it.
-                    if "Address already in use" in text:
-                        return False
-                    raise RuntimeError(f"redis-server exited at start:\n{text[-2000:]}")
-                with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-                    if probe.ping():
-                        return True
-                time.sleep(0.05)
-        finally:
-            probe.close()
-        self.stop()
-        raise RuntimeError(f"redis-server did not answer PING within {START_TIMEOUT} s")
-
-    def stop(self) -> None:
-        """Idempotent: called from ``finally`` and again from ``atexit``."""
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+# -- uvicorn and wrk --------------------------------------------------------------------------
 
 
 REPO_ROOT: Final = pathlib.Path(__file__).resolve().parent.parent
@@ -279,6 +181,10 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+class _PortTaken(Exception):
+    """The chosen port was taken before uvicorn bound it."""
+
+
 class UvicornServer:
     """``uvicorn benchmarks.apps:uvicorn_app --factory`` on a free loopback port."""
 
@@ -296,7 +202,7 @@ class UvicornServer:
 
     def start(self) -> str:
         for _ in range(PORT_ATTEMPTS):
-            self.port = free_port()
+            self.port = find_free_port()
             if self._launch():
                 return self.url
         raise RuntimeError(f"{self.name}: uvicorn found no free port in {PORT_ATTEMPTS} attempts")
@@ -318,21 +224,28 @@ class UvicornServer:
                 env=clean_env(self.env),
                 preexec_fn=death_signal_preexec(),
             )
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                self._proc = None
-                text = self.log_text()
-                if "address already in use" in text.lower():
-                    return False
-                raise RuntimeError(f"{self.name}: uvicorn exited at start:\n{text[-2000:]}")
-            if self._ready():
-                return True
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"{self.name}: uvicorn did not answer within {SERVER_START_TIMEOUT} s")
+        try:
+            wait_until(
+                self._answers,
+                f"{self.name}: uvicorn answers",
+                within=SERVER_START_TIMEOUT,
+                interval=0.1,
+            )
+        except _PortTaken:
+            self._proc = None
+            return False
+        except BaseException:
+            self.stop()
+            raise
+        return True
 
-    def _ready(self) -> bool:
+    def _answers(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            text = self.log_text()
+            # Someone took the port between our probe and uvicorn binding it.
+            if "address already in use" in text.lower():
+                raise _PortTaken
+            raise RuntimeError(f"{self.name}: uvicorn exited at start:\n{text[-2000:]}")
         connection = http.client.HTTPConnection(HOST, self.port, timeout=2.0)
         try:
             connection.request("GET", PATH, headers={USER_HEADER: "readiness-probe"})
@@ -384,96 +297,6 @@ def parse_wrk(output: str) -> dict[str, Any]:
             data: dict[str, Any] = json.loads(line.removeprefix("WRKJSON "))
             return data
     raise RuntimeError(f"wrk printed no WRKJSON line:\n{output[-2000:]}")
-
-
-_MONITOR_LINE: Final = re.compile(r'^\d+\.\d+ \[\d+ ([^\]]+)\] "([^"]*)"')
-MONITOR_TIMEOUT: Final = 10.0
-
-
-def parse_monitor_line(line: str) -> tuple[str, str] | None:
-    """(client, command) of a MONITOR line; the client is ``lua`` inside a script."""
-    match = _MONITOR_LINE.match(line)
-    if match is None:
-        return None
-    return match.group(1), match.group(2).lower()
-
-
-class RedisMonitor:
-    """``redis-cli monitor`` into a file for the duration of an ``async with``.
-
-    Every command Redis runs, with the client that sent it (``lua`` inside scripts); read
-    ``lines`` after the block. The end is marked with an ``ECHO`` sent through ``admin``,
-    so no command of the block is missed.
-    """
-
-    def __init__(self, port: int, admin: redis.asyncio.Redis) -> None:
-        self.port = port
-        self.admin = admin
-        self.lines: list[str] = []
-        self._workdir = pathlib.Path(tempfile.mkdtemp(prefix="floodwall-bench-monitor-"))
-        self._log = self._workdir / "monitor.log"
-        self._proc: asyncio.subprocess.Process | None = None
-
-    @staticmethod
-    def available() -> bool:
-        return shutil.which("redis-cli") is not None
-
-    async def __aenter__(self) -> RedisMonitor:
-        binary = shutil.which("redis-cli")
-        if binary is None:
-            raise RuntimeError("redis-cli not found on PATH")
-        with self._log.open("wb") as out:
-            self._proc = await asyncio.create_subprocess_exec(
-                binary,
-                *("-h", HOST, "-p", str(self.port), "monitor"),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                preexec_fn=death_signal_preexec(),
-            )
-        try:
-            await self._wait_for("OK")
-        except BaseException:
-            await self._stop()
-            raise
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        try:
-            if exc[0] is None:
-                await self.admin.echo("bench-monitor:end")
-                await self._wait_for('"bench-monitor:end"')
-        finally:
-            await self._stop()
-        text = await asyncio.to_thread(self._read)
-        self.lines = text.splitlines()
-        shutil.rmtree(self._workdir, ignore_errors=True)
-
-    async def _stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 5)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-
-    def _read(self) -> str:
-        return self._log.read_text(errors="replace") if self._log.exists() else ""
-
-    async def _wait_for(self, text: str) -> None:
-        deadline = time.monotonic() + MONITOR_TIMEOUT
-        while time.monotonic() < deadline:
-            if text in await asyncio.to_thread(self._read):
-                return
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"redis-cli monitor: {text!r} not seen within {MONITOR_TIMEOUT} s")
-
-
-# -- measuring ------------------------------------------------------------------------------
 
 
 # -- measuring ------------------------------------------------------------------------------

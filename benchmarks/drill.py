@@ -46,17 +46,16 @@ from benchmarks._common import (
     BOOKKEEPING_COMMANDS,
     PATH,
     USER_HEADER,
-    RedisMonitor,
     StopRequest,
     UvicornServer,
     clean_env,
     command_stats,
-    parse_monitor_line,
     parse_wrk,
     percentile,
     uvicorn_options,
     wrk_command,
 )
+from harness import RedisMonitor, parse_monitor_line
 
 RATE: Final = 10.0
 BURST: Final = 10
@@ -175,7 +174,7 @@ async def run_phase(
     deadline = started + seconds
     wrk: asyncio.subprocess.Process | None = None
     before = await command_stats(admin) if watch else {}
-    monitor = RedisMonitor(port, admin) if watch and RedisMonitor.available() else None
+    monitor = RedisMonitor(port) if watch and RedisMonitor.available() else None
     if monitor is not None:
         await monitor.__aenter__()
     ticker = asyncio.create_task(progress(label, started, seconds, samples))

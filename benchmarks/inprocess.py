@@ -44,7 +44,6 @@ from benchmarks import apps
 from benchmarks._common import (
     BOOKKEEPING_COMMANDS,
     CountingHandler,
-    RedisMonitor,
     StopRequest,
     Variant,
     app_variant,
@@ -52,12 +51,12 @@ from benchmarks._common import (
     command_stats,
     make_scopes,
     measure,
-    parse_monitor_line,
     summarize,
     teardown,
 )
 from floodwall import Floodwall, Identity, RedisStore
 from floodwall.keys import Keys
+from harness import RedisMonitor, parse_monitor_line
 
 RAW_KEY_PREFIX: Final = "floodwall-bench-raw"
 LIMITED_PREFIX: Final = "floodwall-bench-limited"
@@ -69,7 +68,6 @@ LIMITED_BURST: Final = 1
 DEFAULT_RATE: Final = 10.0
 DEFAULT_BURST: Final = 10
 MONITOR_REQUESTS: Final = 200
-MONITOR_TIMEOUT: Final = 10.0
 EXPIRY_WATCH_SECONDS: Final = 3.0
 
 LIMITED: Final = "fw[redis] 429 known-limited"
@@ -108,7 +106,7 @@ async def monitor_pass(
     """
     if not RedisMonitor.available():
         return {}
-    async with RedisMonitor(port, admin) as monitor:
+    async with RedisMonitor(port) as monitor:
         for name, run, after in passes:
             await admin.echo(f"bench-mark:{name}")
             await run()

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import dataclasses
 import pathlib
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from typing import Any, Final
@@ -51,12 +51,12 @@ from benchmarks import drill, http_load, inprocess
 from benchmarks._common import (
     RESULTS_DIR,
     Interrupted,
-    RedisServer,
     StopRequest,
     event_loop,
     machine_facts,
     write_json,
 )
+from harness import RedisServer
 
 PARTS: Final = ("inprocess", "http", "drill")
 PACKAGES: Final = (
@@ -200,14 +200,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop_factory, loop_name = event_loop()
     stop = StopRequest()
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
-    server = RedisServer()
-    # Also if a second Ctrl-C breaks out of the `finally` below before the server stops.
-    atexit.register(server.stop)
+    # The harness also kills the server at exit, should a second Ctrl-C break out of the
+    # `finally` below before it stops.
+    workdir = pathlib.Path(tempfile.mkdtemp(prefix="floodwall-bench-"))
+    server: RedisServer | None = None
     results: dict[str, dict[str, Any]] = {}
     texts: list[str] = []
     started = time.monotonic()
     try:
-        url = server.start()
+        server = RedisServer.start(workdir)
+        url = server.url
         redis_version = reset_redis(url)
         facts = machine_facts(redis_version, loop_name, PACKAGES)
         facts["wrk"] = wrk_version()
@@ -238,7 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; the parts that finished are written", file=sys.stderr)
         return 130
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         for number, handler in previous.items():
             signal.signal(number, handler)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis.asyncio
-from servers import RedisCluster, RedisServer
 
 from floodwall.stores import MemoryStore, RedisStore, Store
+from harness import RedisCluster, RedisServer
 
 STORE_KINDS = ["memory", "fakeredis", "redis"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from servers import find_free_port
+
+from harness import find_free_port, wait_until
 
 
 @contextmanager
@@ -30,18 +30,27 @@ def demo_process(log_dir: Path, **env: str) -> Iterator[str]:
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    httpx.post(url + "/login", json={}, timeout=1)
-                    break
-                except httpx.TransportError:
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(
-                            f"the demo did not start:\n{log_path.read_text()}"
-                        ) from None
-                    time.sleep(0.1)
+            wait_until_serving(process, url, log_path)
             yield url
         finally:
             process.terminate()
             process.wait(10)
+
+
+def wait_until_serving(process: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
+    """Wait until the demo at ``url`` answers HTTP, on ``/metrics``, which no limit
+    counts; fail at once, with its log, if it exits first."""
+
+    def log() -> str:
+        return log_path.read_text(errors="replace")[-4000:]
+
+    def serving() -> bool:
+        try:
+            httpx.get(url + "/metrics", timeout=1)
+        except httpx.TransportError:
+            if process.poll() is not None:
+                raise RuntimeError(f"the demo did not start:\n{log()}") from None
+            return False
+        return True
+
+    wait_until(serving, f"the demo answers at {url}", within=20, interval=0.05, details=log)

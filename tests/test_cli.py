@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 import redis.asyncio
-from servers import RedisServer
 
 from floodwall import Floodwall, FloodwallSettings
 from floodwall.cli import main
 from floodwall.request_log import JsonFormatter
+from harness import RedisServer
 
 # What the operator's shell says; the app's live default (in Redis) differs.
 SHELL_DEFAULT = {"FLOODWALL_RATE": "10", "FLOODWALL_BURST": "10"}

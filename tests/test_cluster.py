@@ -19,7 +19,6 @@ import pytest
 import redis
 import redis.asyncio
 from redis.crc import key_slot
-from servers import RedisCluster
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -28,6 +27,7 @@ from starlette.routing import Route
 import floodwall.change_feed
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
 from floodwall.keys import Keys
+from harness import RedisCluster, wait_until_async
 
 JWT_SECRET = "cluster-jwt-signing-key-0123456789abcdef"
 SHARDS = [0, 1, 2]
@@ -127,11 +127,8 @@ async def subscribers(nodes: dict[int, redis.asyncio.Redis], channel: str) -> in
 
 
 async def eventually(condition: Callable[[], bool], within: float = 1.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"still not so after {within} s")
-        await asyncio.sleep(0.01)
+    """Wait for the news of a change to reach the other instance (by pub/sub: quick)."""
+    await wait_until_async(condition, "the other instance hears of it", within=within)
 
 
 async def answers(
@@ -144,11 +141,18 @@ async def answers(
 ) -> None:
     """Poll until ``instance`` answers ``status``: news of an operator change that lifts a
     refusal reaches other instances by pub/sub, so it is not instant, but it is quick."""
-    deadline = time.monotonic() + within
-    while (answer := await instance.get(user, credential)).status_code != status:
-        if time.monotonic() > deadline:
-            pytest.fail(f"still {answer.status_code} {answer.text}, not {status}, after {within} s")
-        await asyncio.sleep(0.01)
+    last: list[httpx.Response] = []
+
+    async def answered() -> bool:
+        last[:] = [await instance.get(user, credential)]
+        return last[0].status_code == status
+
+    await wait_until_async(
+        answered,
+        f"it answers {status}",
+        within=within,
+        details=lambda: f"still {last[0].status_code} {last[0].text}",
+    )
 
 
 @pytest.fixture
@@ -187,10 +191,11 @@ async def pair(
             instances.append(Instance(service, http))
             await service.start()
         channel = instances[0].floodwall.keys.events
-        deadline = time.monotonic() + 5
-        while await subscribers(nodes, channel) < 2:
-            assert time.monotonic() < deadline, "the instances did not subscribe"
-            await asyncio.sleep(0.01)
+
+        async def both_subscribed() -> bool:
+            return await subscribers(nodes, channel) >= 2
+
+        await wait_until_async(both_subscribed, "both instances subscribe", within=5)
         yield instances
     finally:
         for each in instances:

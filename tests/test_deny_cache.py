@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import redis.asyncio
-from servers import RedisServer
 
 from floodwall import Floodwall, FloodwallSettings, Identity
 from floodwall.decision import Decision, Outcome
 from floodwall.deny_cache import DenyCache
+from harness import RedisServer, wait_until_async
 
 
 class Clock:
@@ -192,10 +192,11 @@ async def test_another_workers_unblock_reaches_this_cache(
         await there.block("eve", reason="x")
         assert (await here.check(Identity("eve"))).outcome is Outcome.BLOCKED
         await there.unblock("eve")
-        for _ in range(100):
-            if (await here.check(Identity("eve"))).allowed:
-                break
-            await asyncio.sleep(0.01)
+
+        async def allowed() -> bool:
+            return (await here.check(Identity("eve"))).allowed
+
+        await wait_until_async(allowed, "the unblock reaches this cache", within=1.0)
         assert (await here.check(Identity("eve"))).allowed
     finally:
         await here.stop()

@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio
-from servers import RedisServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -19,6 +18,7 @@ from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
 from floodwall.breaker import BreakerState
+from harness import RedisServer, wait_until_async
 
 TIMEOUT = 0.05
 # Generous: the bound is the timeout; the margin is for a shared, noisy 2-core machine.
@@ -72,13 +72,6 @@ async def timed_get(client: httpx.AsyncClient, user: str) -> tuple[int, float]:
     started = time.perf_counter()
     response = await client.get("/", headers={"x-user": user})
     return response.status_code, time.perf_counter() - started
-
-
-async def wait_for(condition: Any, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def test_a_killed_redis_fails_open_and_holds_the_kill_switch(
@@ -214,7 +207,9 @@ async def test_a_default_limit_change_reaches_another_instance_within_a_second(
         assert second.default_limit == (0.01, 10)
         started = time.monotonic()
         await first.set_default_limit(2, 4, actor="test")
-        await wait_for(lambda: second.default_limit == (2.0, 4), seconds=1.0)
+        await wait_until_async(
+            lambda: second.default_limit == (2.0, 4), "the other hears the limit", within=1.0
+        )
         elapsed = time.monotonic() - started
         response = await second_client.get("/", headers={"x-user": "z"})
         assert response.headers["ratelimit-policy"] == '"user";q=4;w=2'
@@ -238,9 +233,13 @@ async def test_operator_changes_reach_other_workers_mirrors(server: RedisServer)
     await second.start()
     try:
         await first.block("mallory", reason="x")
-        await wait_for(lambda: second.mirror.get("mallory") is not None, seconds=1.0)
+        await wait_until_async(
+            lambda: second.mirror.get("mallory") is not None, "the other mirrors it", within=1.0
+        )
         await first.unblock("mallory")
-        await wait_for(lambda: second.mirror.get("mallory") is None, seconds=1.0)
+        await wait_until_async(
+            lambda: second.mirror.get("mallory") is None, "the other forgets it", within=1.0
+        )
     finally:
         await first.stop()
         await second.stop()

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import redis
 from demo_process import demo_process
-from redis_monitor import client_commands
-from servers import RedisServer
+
+from harness import RedisServer, client_commands
 
 ADMIN_TOKEN = "e2e-admin-token-0123456789"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -156,7 +156,7 @@ def test_allowed_requests_still_cost_one_redis_command(
     a.put("/admin/users/alice/limit", json={"rate": 500, "burst": 500}, headers=ADMIN)
     for client in instances:
         hello(client, alice)
-    with client_commands(redis_server.url) as seen:
+    with client_commands(redis_server.port) as seen:
         statuses = [hello(instances[i % 2], alice).status_code for i in range(20)]
     assert statuses == [200] * 20
     # Nothing else may reach Redis meanwhile but each worker's once-a-second config read.

@@ -15,13 +15,12 @@ import pytest
 import redis
 import redis.asyncio
 from conftest import FakeClock
-from redis_monitor import client_commands
-from servers import RedisServer
 
 from floodwall import Clock, Floodwall, FloodwallSettings, Identity, MemoryStore
 from floodwall.decision import Outcome
 from floodwall.demo import create_app
 from floodwall.request_log import JsonFormatter, RefusalLog
+from harness import RedisServer, client_commands
 
 ADMIN_TOKEN = "ops-admin-token-0123456789"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -207,7 +206,7 @@ async def test_top_names_the_flooding_user_without_a_command_per_request(
         await asyncio.wait_for(floodwall.following.wait(), 10)
         for _ in range(5):
             await floodwall.check(Identity("someone"))
-        with client_commands(redis_server.url) as seen:
+        with client_commands(redis_server.port) as seen:
             outcomes = [(await floodwall.check(Identity("mallory"))).outcome for _ in range(2000)]
         assert outcomes.count(Outcome.LIMITED) == 1998
         # The 2 allowed reach Redis; the second took the last token, so the whole flood

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio
-from servers import RedisServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
+from harness import RedisServer
 
 
 async def ok(request: Request) -> PlainTextResponse:

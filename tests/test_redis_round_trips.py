@@ -6,14 +6,13 @@ import asyncio
 
 import httpx
 import redis.asyncio
-from redis_monitor import client_commands
-from servers import RedisServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
+from harness import RedisServer, client_commands
 
 
 async def ok(request: Request) -> PlainTextResponse:
@@ -39,7 +38,7 @@ async def test_an_allowed_request_costs_exactly_one_redis_command(
         # The first request connects and loads the script; watch the steady state.
         assert (await http.get("/", headers={"x-user": "warm-up"})).status_code == 200
         await asyncio.wait_for(floodwall.following.wait(), 10)
-        with client_commands(redis_server.url) as seen:
+        with client_commands(redis_server.port) as seen:
             responses = [await http.get("/", headers={"x-user": f"user-{i}"}) for i in range(50)]
     await floodwall.stop()
     assert {r.status_code for r in responses} == {200}

@@ -8,12 +8,11 @@ import asyncio
 import pytest
 import redis
 import redis.asyncio
-from redis_monitor import client_commands
-from servers import RedisServer, find_free_port
 
 from floodwall.errors import StorageError
 from floodwall.keys import Keys
 from floodwall.stores import RedisStore
+from harness import RedisServer, client_commands, find_free_port
 
 KEYS = Keys("floodwall")
 
@@ -34,7 +33,7 @@ async def test_concurrent_checks_after_a_script_flush_share_one_script_load(
     await store.start()
     try:
         await redis_client.script_flush()
-        with client_commands(redis_server.url) as seen:
+        with client_commands(redis_server.port) as seen:
             results = await asyncio.gather(*(check(store, f"user-{i}") for i in range(20)))
         assert results == [True] * 20
         # Every check heard NOSCRIPT, then ran again after the one load.

@@ -30,15 +30,19 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from servers import RedisServer, find_free_port
+from demo_process import wait_until_serving
 
 from floodwall.cli import main as cli_main
 from floodwall.settings import FloodwallSettings
+from harness import RedisServer, find_free_port, wait_until
 
 RUNBOOK = Path(__file__).resolve().parent.parent / "docs" / "runbook.md"
 ADMIN_TOKEN = "runbook-admin-token-0123456789"
 JWT_SECRET = "runbook-jwt-signing-key-0123456789abcdef"
 COMMAND_TIMEOUT = 30.0
+# The hooks wait on the demo over HTTP: up to 10 s, asking every 50 ms.
+WAIT = 10.0
+POLL = 0.05
 # Languages a fenced block may have; only ``sh`` blocks hold commands to run.
 FENCES = {"sh", "json", "text", "python"}
 
@@ -154,15 +158,7 @@ class World:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(self.url + "/metrics", timeout=1)
-                return
-            except httpx.TransportError:
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the demo did not start:\n{self.demo_log()}") from None
-                time.sleep(0.05)
+        wait_until_serving(self._process, self.url, self.log_path)
 
     def stop_demo(self) -> None:
         if self._process is not None:
@@ -245,14 +241,6 @@ class World:
         return data
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.05)
-
-
 # -- what happens around the runbook (the hooks) ------------------------------------------
 
 
@@ -260,7 +248,7 @@ def mallory_floods(world: World) -> None:
     codes = world.hammer("mallory", 30)
     assert codes.count(429) >= 20, codes
     # Refusals reach the store (and `top`) in a flush every second.
-    wait_until(lambda: "mallory" in world.top(), "mallory shows in top")
+    wait_until(lambda: "mallory" in world.top(), "mallory shows in top", within=WAIT, interval=POLL)
 
 
 def redis_dies(world: World) -> None:
@@ -273,7 +261,7 @@ def redis_dies(world: World) -> None:
         world.hammer(None, 1)
         return world.metric("floodwall_breaker_open") == 1
 
-    wait_until(breaker_opened, "the breaker opens")
+    wait_until(breaker_opened, "the breaker opens", within=WAIT, interval=POLL)
     with httpx.Client(base_url=world.url, timeout=5) as client:
         refused = client.get("/api/hello", headers={"authorization": f"Bearer {eve}"})
     assert refused.status_code == 403, refused.text
@@ -286,7 +274,7 @@ def redis_comes_back(world: World) -> None:
         world.hammer(None, 1)
         return world.metric("floodwall_breaker_open") == 0
 
-    wait_until(breaker_closed, "the breaker closes again")
+    wait_until(breaker_closed, "the breaker closes again", within=WAIT, interval=POLL)
 
 
 def token_leaks_then_is_rotated(world: World) -> None:
@@ -302,16 +290,23 @@ def token_leaks_then_is_rotated(world: World) -> None:
 def alice_gets_auto_blocked(world: World) -> None:
     codes = world.hammer("alice", 120)
     assert 429 in codes, codes
-    wait_until(lambda: world.status("alice")["blocked_by"] == "auto", "auto-block blocks alice")
+    wait_until(
+        lambda: world.status("alice")["blocked_by"] == "auto",
+        "auto-block blocks alice",
+        within=WAIT,
+        interval=POLL,
+    )
 
 
 def bigcorp_goes_over_the_new_limit(world: World) -> None:
     wait_until(
         lambda: world.admin("GET", "/admin/limits/default").json() == {"rate": 5.0, "burst": 10},
         "the app applies the new default",
+        within=WAIT,
+        interval=POLL,
     )
     assert world.hammer("bigcorp", 30) == [200] * 30
-    wait_until(lambda: "bigcorp" in world.top(), "bigcorp shows in top")
+    wait_until(lambda: "bigcorp" in world.top(), "bigcorp shows in top", within=WAIT, interval=POLL)
 
 
 def a_second_passes(world: World) -> None:

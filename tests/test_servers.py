@@ -8,18 +8,18 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-from servers import RedisCluster, RedisServer, find_free_port
+
+from harness import RedisCluster, RedisServer, find_free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
-TESTS_DIR = pathlib.Path(__file__).resolve().parent
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def client(server: RedisServer, *, timeout: float = 2.0) -> redis.Redis:
@@ -41,15 +41,6 @@ def process_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def wait_dead(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while process_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 @pytest.fixture
@@ -146,7 +137,7 @@ def test_no_orphan_when_owner_process_ends(tmp_path: pathlib.Path, ending: str) 
         """
         import os, pathlib, signal, sys, threading
         sys.path.insert(0, sys.argv[1])
-        from servers import RedisServer
+        from harness import RedisServer
         started = []
         def start():
             started.append(RedisServer.start(pathlib.Path(sys.argv[2])))
@@ -162,7 +153,7 @@ def test_no_orphan_when_owner_process_ends(tmp_path: pathlib.Path, ending: str) 
         """
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(TESTS_DIR), str(tmp_path), ending],
+        [sys.executable, "-c", script, str(REPO_ROOT), str(tmp_path), ending],
         capture_output=True,
         text=True,
         timeout=30,
@@ -171,7 +162,9 @@ def test_no_orphan_when_owner_process_ends(tmp_path: pathlib.Path, ending: str) 
     )
     assert result.stdout.strip().isdigit(), result.stderr
     pid = int(result.stdout)
-    if not wait_dead(pid):
+    try:
+        wait_until(lambda: not process_alive(pid), f"redis-server {pid} is gone", within=5.0)
+    except TimeoutError:
         os.kill(pid, 9)
         pytest.fail(f"redis-server {pid} outlived its owner ({ending})")
 

@@ -9,7 +9,7 @@ from pydantic import SecretStr, ValidationError
 
 from floodwall import rules
 from floodwall.errors import ConfigurationError
-from floodwall.settings import FloodwallSettings, parse_rate, settings_error
+from floodwall.settings import FloodwallSettings, settings_error
 
 ADMIN = "0123456789abcdef"
 JWT_KEY = "jwt-signing-key-of-32-bytes-0123"
@@ -46,12 +46,8 @@ def _refusal(**values: object) -> str:
     ],
 )
 def test_rates_accept_numbers_fractions_and_rate_strings(value: object, expected: float) -> None:
-    assert parse_rate(value) == pytest.approx(expected)
+    assert rules.rate(value) == pytest.approx(expected)
     assert FloodwallSettings(rate=value).rate == pytest.approx(expected)
-
-
-def test_parse_rate_is_the_rule_books_rate() -> None:
-    assert parse_rate is rules.rate
 
 
 @pytest.mark.parametrize(

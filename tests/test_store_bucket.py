@@ -12,11 +12,11 @@ import pytest
 from conftest import FakeClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import RedisServer
 
 from floodwall.decision import Decision, Outcome
 from floodwall.keys import Keys
 from floodwall.stores import MemoryStore, RedisStore, Store
+from harness import RedisServer
 
 T0_US = 1_800_000_000_000_000
 KEYS = Keys("floodwall")

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio
-from servers import RedisServer
 
 from floodwall.decision import decision_from_reply
 from floodwall.stores._wire import (
@@ -24,6 +23,7 @@ from floodwall.stores._wire import (
     WireReplyError,
     WireTimeout,
 )
+from harness import RedisServer
 
 CHECK_LUA = resources.files("floodwall").joinpath("lua", "check.lua").read_text("utf-8")
 ECHO_LUA = "return {KEYS[1], ARGV[1], ARGV[2]}"

@@ -23,10 +23,10 @@ from pydantic import SecretStr, ValidationError
 
 from floodwall import rules
 from floodwall.audit import audit_logger
-from floodwall.errors import FloodwallError, StorageError
+from floodwall.errors import ConfigurationError, FloodwallError, StorageError
 from floodwall.request_log import JsonFormatter
 from floodwall.service import Floodwall
-from floodwall.settings import FloodwallSettings
+from floodwall.settings import FloodwallSettings, settings_error
 from floodwall.status import UserStatus
 from floodwall.top import Offender
 
@@ -358,9 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"floodwall: error: {exc}", file=sys.stderr)
         return 2
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        print(f"floodwall: error: bad settings: {problems}", file=sys.stderr)
+    except (ValidationError, ConfigurationError) as exc:
+        print(f"floodwall: error: {settings_error(exc)}", file=sys.stderr)
         return 2
     except StorageError as exc:
         print(f"floodwall: error: the store did not answer: {exc}", file=sys.stderr)

@@ -56,9 +56,11 @@ def create_app(settings: FloodwallSettings | None = None) -> Starlette:
     """Build the demo app; without ``FLOODWALL_JWT_SECRET`` a secret is generated."""
     settings = settings if settings is not None else FloodwallSettings()
     if settings.jwt_secret is None:
-        settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(32))})
+        settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(64))})
     assert settings.jwt_secret is not None
     key = settings.jwt_secret.get_secret_value()
+    # The demo signs with the first algorithm the app accepts, so its tokens verify.
+    algorithm = settings.jwt_algorithms[0]
     floodwall = Floodwall(settings)
 
     async def login(request: Request) -> Response:
@@ -75,7 +77,7 @@ def create_app(settings: FloodwallSettings | None = None) -> Starlette:
             "exp": int(issued_at) + TOKEN_LIFETIME_SECONDS,
             "jti": uuid.uuid4().hex,
         }
-        token = jwt.encode(claims, key, algorithm="HS256")
+        token = jwt.encode(claims, key, algorithm=algorithm)
         return JSONResponse({"access_token": token, "token_type": "bearer"})
 
     def _claims(request: Request) -> dict[str, object] | None:
@@ -84,7 +86,7 @@ def create_app(settings: FloodwallSettings | None = None) -> Starlette:
             return None
         try:
             claims: dict[str, object] = jwt.decode(
-                token, key, algorithms=["HS256"], options={"require": ["sub"]}
+                token, key, algorithms=[algorithm], options={"require": ["sub"]}
             )
         except jwt.InvalidTokenError:
             return None

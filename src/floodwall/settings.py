@@ -33,12 +33,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from floodwall import rules
 from floodwall.errors import FloodwallError
 
-__all__ = ["FloodwallSettings", "parse_rate", "settings_error"]
+__all__ = ["FloodwallSettings", "settings_error"]
 
 PREFIX: Final = "FLOODWALL_"
 
-parse_rate = rules.rate
-"""Kept for the modules that still import it from here; the rule is ``rules.rate``."""
 
 OTHER_VARIABLES: Final = frozenset({"FLOODWALL_DEMO_POOL"})
 """``FLOODWALL_*`` variables that are read elsewhere (the demo), so they are not unknown."""

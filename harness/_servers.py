@@ -1,8 +1,9 @@
-"""Real ``redis-server`` processes for tests.
+"""Real ``redis-server`` processes for tests and benchmarks.
 
 Tests that are about Redis behaviour (persistence, crashes, stalls, cluster
-redirects) are only honest against the real server, so these helpers start
-``redis-server`` on free loopback ports inside a test's temporary directory.
+redirects) are only honest against the real server, and so are benchmarks, so
+these helpers start ``redis-server`` on free loopback ports inside a given
+directory (a test's temporary directory, the benchmark's scratch directory).
 
 Cleanup of servers a test forgot, or could not, stop:
 
@@ -29,14 +30,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-__all__ = ["RedisCluster", "RedisServer", "find_free_port"]
+from harness._polling import wait_until
+from harness._resp import HOST, ReplyError, call
 
-HOST = "127.0.0.1"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 CLUSTER_TIMEOUT = 30.0
@@ -48,8 +48,8 @@ _PORT_ATTEMPTS = 5
 _LOG_TAIL_LINES = 30
 
 _MISSING_BINARY = (
-    "{name} not found on PATH. Run the test suite through scripts/test, "
-    "which installs it (apt-get install redis-server)."
+    "{name} not found on PATH. scripts/test installs it (apt-get install redis-server); "
+    "run the test suite through it, and the benchmarks after it."
 )
 
 
@@ -90,48 +90,6 @@ def _binary(name: str) -> str:
     return path
 
 
-class _ReplyError(Exception):
-    """Redis answered with an error reply (``-ERR ...``, ``-LOADING ...``)."""
-
-
-def _encode(args: Sequence[str]) -> bytes:
-    parts = [f"*{len(args)}\r\n".encode()]
-    for arg in args:
-        data = arg.encode()
-        parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
-    return b"".join(parts)
-
-
-def _call(port: int, *args: str, timeout: float) -> str | int | None:
-    # Minimal RESP2 client for the replies we need (simple, error, integer,
-    # bulk); it keeps this module free of redis-py so the harness can check a
-    # server even when the client library under test is broken.
-    with (
-        socket.create_connection((HOST, port), timeout=timeout) as sock,
-        sock.makefile("rb") as reader,
-    ):
-        sock.sendall(_encode(args))
-        line = reader.readline()
-        if not line.endswith(b"\r\n"):
-            raise ConnectionError(f"connection to port {port} closed mid-reply")
-        kind, body = line[:1], line[1:-2].decode()
-        if kind == b"+":
-            return body
-        if kind == b"-":
-            raise _ReplyError(body)
-        if kind == b":":
-            return int(body)
-        if kind == b"$":
-            size = int(body)
-            if size < 0:
-                return None
-            data = reader.read(size + 2)
-            if len(data) != size + 2:
-                raise ConnectionError(f"connection to port {port} closed mid-reply")
-            return data[:-2].decode()
-        raise ConnectionError(f"unexpected reply from port {port}: {line!r}")
-
-
 def _info_field(text: str, field: str) -> str | None:
     prefix = f"{field}:"
     for line in text.splitlines():
@@ -153,7 +111,12 @@ def _tail(path: pathlib.Path, lines: int = _LOG_TAIL_LINES, *, since: int = 0) -
 _PR_SET_PDEATHSIG = 1
 
 
-def _death_signal_preexec() -> Callable[[], None] | None:
+def death_signal_preexec() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has Linux SIGKILL the child when this process dies.
+
+    None where that cannot work (not Linux, not the main thread): there only the
+    caller's own cleanup stops the child.
+    """
     if not sys.platform.startswith("linux"):
         return None
     # PDEATHSIG fires when the *thread* that forked the child exits, not the
@@ -317,45 +280,41 @@ class RedisServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
-                preexec_fn=_death_signal_preexec(),
+                preexec_fn=death_signal_preexec(),
             )
         self._proc = proc
         self._paused = False
         with _live_lock:
             _live.add(self)
         try:
-            self._wait_ready(time.monotonic() + START_TIMEOUT, log_offset)
+            wait_until(
+                lambda: self._ready(proc, log_offset),
+                f"redis-server on port {self.port} answers PING",
+                within=START_TIMEOUT,
+                details=self._logs,
+            )
         except BaseException:
             self.kill()
             raise
 
-    def _wait_ready(self, deadline: float, log_offset: int) -> None:
-        proc = self._proc
-        assert proc is not None
-        while True:
-            if proc.poll() is not None:
-                proc.wait()
-                if "Address already in use" in _tail(self.log_path, since=log_offset):
-                    raise _PortTaken
-                raise RuntimeError(
-                    f"redis-server on port {self.port} exited with code "
-                    f"{proc.returncode} during startup\n{self._logs()}"
-                )
-            with contextlib.suppress(OSError, _ReplyError):
-                if _call(self.port, "PING", timeout=0.5) == "PONG":
-                    # Another process may own this port and answer for us
-                    # while our redis is failing to bind it.
-                    info = _call(self.port, "INFO", "server", timeout=1.0)
-                    pid = _info_field(str(info), "process_id")
-                    if pid == str(proc.pid):
-                        return
-                    raise _PortTaken
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"redis-server on port {self.port} did not answer PING within "
-                    f"{START_TIMEOUT:g}s\n{self._logs()}"
-                )
-            time.sleep(0.01)
+    def _ready(self, proc: subprocess.Popen[bytes], log_offset: int) -> bool:
+        if proc.poll() is not None:
+            proc.wait()
+            if "Address already in use" in _tail(self.log_path, since=log_offset):
+                raise _PortTaken
+            raise RuntimeError(
+                f"redis-server on port {self.port} exited with code "
+                f"{proc.returncode} during startup\n{self._logs()}"
+            )
+        with contextlib.suppress(OSError, ReplyError):
+            if call(self.port, "PING", timeout=0.5) == "PONG":
+                # Another process may own this port and answer for us
+                # while our redis is failing to bind it.
+                info = call(self.port, "INFO", "server", timeout=1.0)
+                if _info_field(str(info), "process_id") == str(proc.pid):
+                    return True
+                raise _PortTaken
+        return False
 
     def _logs(self) -> str:
         return (
@@ -441,7 +400,7 @@ class RedisServer:
             if self._paused:
                 self.resume()
             if keep_data and not self.appendonly:
-                _call(self.port, "SAVE", timeout=STOP_TIMEOUT)
+                call(self.port, "SAVE", timeout=STOP_TIMEOUT)
         self.stop()
         if not keep_data:
             self._wipe_data()
@@ -528,7 +487,7 @@ class RedisCluster:
                 )
             cluster = cls(nodes)
             cluster._create(redis_cli)
-            cluster._wait_ok(time.monotonic() + CLUSTER_TIMEOUT)
+            cluster._wait_ok()
         except BaseException:
             for node in nodes:
                 node.kill()
@@ -558,7 +517,7 @@ class RedisCluster:
                 f"{result.stdout}\n{result.stderr}"
             )
 
-    def _wait_ok(self, deadline: float) -> None:
+    def _wait_ok(self) -> None:
         wanted = {
             "cluster_state": "ok",
             "cluster_slots_assigned": str(CLUSTER_SLOTS),
@@ -566,19 +525,28 @@ class RedisCluster:
         }
         pending = list(self.nodes)
         last = ""
-        while pending:
-            node = pending[0]
-            with contextlib.suppress(OSError, _ReplyError):
-                last = str(_call(node.port, "CLUSTER", "INFO", timeout=1.0))
-                if all(_info_field(last, k) == v for k, v in wanted.items()):
-                    pending.pop(0)
-                    continue
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"cluster node on port {node.port} not ok within "
-                    f"{CLUSTER_TIMEOUT:g}s; last CLUSTER INFO:\n{last}\n{node._logs()}"
-                )
-            time.sleep(0.02)
+
+        def all_ok() -> bool:
+            nonlocal last
+            while pending:
+                try:
+                    last = str(call(pending[0].port, "CLUSTER", "INFO", timeout=1.0))
+                except (OSError, ReplyError):
+                    return False
+                if not all(_info_field(last, k) == v for k, v in wanted.items()):
+                    return False
+                pending.pop(0)
+            return True
+
+        wait_until(
+            all_ok,
+            "every cluster node is ok",
+            within=CLUSTER_TIMEOUT,
+            interval=0.02,
+            details=lambda: (
+                f"node on port {pending[0].port}; last CLUSTER INFO:\n{last}\n{pending[0]._logs()}"
+            ),
+        )
 
     def stop(self) -> None:
         """Stop every node; safe to call more than once."""

@@ -1,0 +1,122 @@
+"""Who may use the admin API: the admin token, named tokens, none configured."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr
+
+from floodwall import Floodwall, Store
+
+from .support import (
+    AUTH,
+    DEFAULT_BURST,
+    DEFAULT_RATE,
+    ROUTES,
+    TOKEN,
+    assert_problem,
+    assert_status,
+    audit,
+    client_for,
+    json_body,
+    settings,
+    utc_time,
+)
+
+OPS_TOKEN = "ops-token-0123456789abcdef"
+ONCALL_TOKEN = "oncall-token-0123456789abcdef"
+
+
+BAD_AUTHORIZATION: dict[str, dict[str, str]] = {
+    "missing": {},
+    "empty": {"Authorization": ""},
+    "basic": {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="},
+    "basic-with-the-token": {"Authorization": f"Basic {TOKEN}"},
+    "bearer-alone": {"Authorization": "Bearer"},
+    "bearer-empty": {"Authorization": "Bearer "},
+    "wrong-scheme": {"Authorization": f"Token {TOKEN}"},
+    "no-scheme": {"Authorization": TOKEN},
+    "wrong-token": {"Authorization": "Bearer not-the-admin-token-at-all"},
+    "token-prefix": {"Authorization": f"Bearer {TOKEN[:-1]}"},
+    "token-extended": {"Authorization": f"Bearer {TOKEN}x"},
+}
+
+
+@pytest.mark.parametrize("headers", BAD_AUTHORIZATION.values(), ids=BAD_AUTHORIZATION.keys())
+async def test_requests_without_a_valid_token_get_401_and_change_nothing(
+    floodwall: Floodwall, headers: dict[str, str]
+) -> None:
+    async with client_for(floodwall, headers) as anonymous:
+        for method, path, body in ROUTES:
+            response = await anonymous.request(method, path, json=body)
+            assert_problem(response, 401, "unauthorized")
+            assert response.headers["www-authenticate"].startswith("Bearer"), (method, path)
+    async with client_for(floodwall, AUTH) as admin:
+        assert_status(json_body(await admin.get("/users/alice")), "alice")
+        assert await audit(admin) == []
+        assert json_body(await admin.get("/limits/default")) == {
+            "rate": DEFAULT_RATE,
+            "burst": DEFAULT_BURST,
+        }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, AUTH, {"Authorization": "Bearer "}, {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="}],
+    ids=["no-header", "a-plausible-token", "empty-bearer", "basic"],
+)
+async def test_with_no_token_configured_every_route_is_refused(
+    store: Store, headers: dict[str, str]
+) -> None:
+    floodwall = Floodwall(settings(admin_token=None, admin_tokens={}), store=store)
+    async with client_for(floodwall, headers) as anyone:
+        for method, path, body in ROUTES:
+            response = await anyone.request(method, path, json=body)
+            assert_problem(response, 403, "admin-disabled")
+    assert (await floodwall.status("alice")).blocked is False
+    assert (await floodwall.audit_log())[0] == []
+
+
+async def test_a_valid_token_is_accepted_and_the_scheme_is_case_insensitive(
+    floodwall: Floodwall,
+) -> None:
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        async with client_for(floodwall, {"Authorization": f"{scheme} {TOKEN}"}) as admin:
+            response = await admin.get("/users/alice")
+            assert response.status_code == 200
+            assert_status(json_body(response), "alice")
+            document = json_body(await admin.get("/openapi.json"))
+            assert document["openapi"].startswith("3.")
+
+
+async def test_named_tokens_act_as_themselves_in_the_audit_log(store: Store) -> None:
+    floodwall = Floodwall(
+        settings(
+            admin_token=None,
+            admin_tokens={"ops": SecretStr(OPS_TOKEN), "oncall": SecretStr(ONCALL_TOKEN)},
+        ),
+        store=store,
+    )
+    ops = client_for(floodwall, {"Authorization": f"Bearer {OPS_TOKEN}"})
+    oncall = client_for(floodwall, {"Authorization": f"Bearer {ONCALL_TOKEN}"})
+    async with ops, oncall:
+        blocked = await ops.put("/users/mallory/block", json={"reason": "6000 rps"})
+        assert blocked.status_code == 200
+        assert json_body(blocked)["blocked_by"] == "ops"
+        unblocked = await oncall.request(
+            "DELETE", "/users/mallory/block", json={"reason": "false alarm"}
+        )
+        assert unblocked.status_code == 200
+        reset = await oncall.post("/users/mallory/password-reset")
+        assert reset.status_code == 200
+        entries = await audit(ops)
+        # The name of a token is not a token.
+        nobody = client_for(floodwall, {"Authorization": "Bearer ops"})
+        async with nobody:
+            assert_problem(await nobody.get("/audit"), 401)
+    assert [(e["actor"], e["action"], e["user_id"], e["reason"]) for e in entries] == [
+        ("oncall", "require-password-reset", "mallory", None),
+        ("oncall", "unblock", "mallory", "false alarm"),
+        ("ops", "block", "mallory", "6000 rps"),
+    ]
+    for entry in entries:
+        utc_time(entry["time"])
