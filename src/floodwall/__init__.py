@@ -7,7 +7,6 @@ ASGI middleware::
     app.add_middleware(FloodwallMiddleware, floodwall=floodwall)
 """
 
-from floodwall._types import Identify
 from floodwall.clock import Clock
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import (
@@ -17,7 +16,7 @@ from floodwall.errors import (
     StoreCommandError,
     StoreUnavailable,
 )
-from floodwall.identity import HeaderIdentity, Identity, JwtIdentity
+from floodwall.identity import HeaderIdentity, Identify, Identity, JwtIdentity
 from floodwall.middleware import FloodwallMiddleware
 from floodwall.rules import RuleError
 from floodwall.service import Floodwall

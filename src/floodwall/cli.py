@@ -41,11 +41,18 @@ class UsageError(Exception):
 
 
 def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``1h``, ``2d`` → seconds."""
+    """``90``, ``90s``, ``15m``, ``1h``, ``2d`` → seconds; bounds are the caller's rule."""
     match = _DURATION.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90s, 15m, 1h, 2d)")
+    if match is None:
+        raise argparse.ArgumentTypeError("not a duration (try 90s, 15m, 1h, 2d)")
     return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _interval(text: str) -> float:
+    seconds = parse_duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("the interval is a duration above 0 (try 2s)")
+    return seconds
 
 
 def _rate(text: str) -> float:
@@ -133,7 +140,7 @@ def _parser() -> argparse.ArgumentParser:
         "--window", type=_whole(rules.WINDOW_SECONDS), default=60, help="seconds to look back"
     )
     top.add_argument("--limit", type=_whole(rules.PAGE_SIZE), default=20)
-    top.add_argument("--interval", type=parse_duration, default=2.0, help="refresh period")
+    top.add_argument("--interval", type=_interval, default=2.0, help="refresh period")
     top.add_argument("--once", action="store_true", help="print once and exit")
 
     default = commands.add_parser(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple, TypeAlias
 
 import jwt
 
@@ -15,6 +15,7 @@ from floodwall.settings import HMAC_KEY_BYTES, FloodwallSettings
 
 __all__ = [
     "HeaderIdentity",
+    "Identify",
     "Identity",
     "IdentityChain",
     "JwtIdentity",
@@ -39,6 +40,13 @@ class Identity(NamedTuple):
     anonymous: bool = False
     issued_at: float | None = None
     credential_id: str | None = None
+
+
+Identify: TypeAlias = Callable[[Scope], Awaitable[Identity | None] | Identity | None]
+"""Finds who sent a request, plain or async; ``None`` falls back to the client address.
+
+The middleware decides once, when it is built, whether to await it.
+"""
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:

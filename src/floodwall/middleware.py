@@ -13,9 +13,15 @@ from typing import Any, cast
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from floodwall import rules
-from floodwall._types import ASGIApp, Identify, Message, Receive, Scope, Send
+from floodwall._types import ASGIApp, Message, Receive, Scope, Send
 from floodwall.decision import Decision, Outcome
-from floodwall.identity import Identity, IdentityChain, client_identity, default_identify
+from floodwall.identity import (
+    Identify,
+    Identity,
+    IdentityChain,
+    client_identity,
+    default_identify,
+)
 from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
 from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds

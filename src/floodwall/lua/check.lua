@@ -20,7 +20,8 @@
 --   code: 0 allowed, 1 limited, 2 blocked, 3 revoked, 4 password reset required
 --   rate is returned as a string: Redis truncates Lua numbers in replies to integers.
 
--- Timestamps near 1.7e15 µs are exact to about 0.25 µs as doubles; allow that much slack.
+-- Timestamps near 1.7e15 µs are exact to about 0.25 µs as doubles; allow that much slack,
+-- but never half a token (at a million requests a second a token is 1 µs).
 local SLACK_US = 1
 
 local now
@@ -33,6 +34,12 @@ else
   now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 end
 local now_ms = math.floor(now / 1000)
+
+-- Expiries in whole ms, written with %d: Lua writes larger numbers as "1e+14", which Redis
+-- refuses. The rule book keeps a bucket's time under ten years (3.2e13 ms), far within.
+local function expiry_ms(ahead_us)
+  return string.format("%d", math.max(1, math.ceil(ahead_us / 1000)) + keep_ms)
+end
 
 local state = redis.call("HMGET", KEYS[2],
   "blocked_until", "not_before", "reset_required", "rate", "burst", "shadow")
@@ -64,27 +71,27 @@ end
 
 local interval = 1000000 / rate
 local capacity = burst * interval
+local slack = math.min(SLACK_US, interval / 2)
 local ahead = 0
 local tat = tonumber(redis.call("GET", KEYS[1]))
 if tat and tat > now then
   ahead = tat - now
-  if ahead > capacity + SLACK_US then
+  if ahead > capacity + slack then
     -- Only after a limit change: the old rate's debt does not carry over; the bucket is
     -- empty as of now, and refills at the new rate from now on.
     ahead = capacity
-    redis.call("SET", KEYS[1], string.format("%.17g", now + ahead),
-      "PX", math.max(1, math.ceil(ahead / 1000)) + keep_ms)
+    redis.call("SET", KEYS[1], string.format("%.17g", now + ahead), "PX", expiry_ms(ahead))
   end
 end
 local new_ahead = ahead + tonumber(ARGV[3]) * interval
-if new_ahead > capacity + SLACK_US then
+if new_ahead > capacity + slack then
   return {1, 0, math.ceil(new_ahead - capacity), math.ceil(ahead), rate_text, burst, 0, shadow}
 end
 
 -- The key lives exactly until the bucket is full again, so idle subjects cost no memory.
-redis.call("SET", KEYS[1], string.format("%.17g", now + new_ahead),
-  "PX", math.max(1, math.ceil(new_ahead / 1000)) + keep_ms)
-local remaining = math.floor((capacity - new_ahead) / interval + 1e-9)
+redis.call("SET", KEYS[1], string.format("%.17g", now + new_ahead), "PX", expiry_ms(new_ahead))
+-- Counted by the admission rule above, slack included: the requests that would still pass.
+local remaining = math.floor((capacity + slack - new_ahead) / interval)
 if remaining < 0 then
   remaining = 0
 end

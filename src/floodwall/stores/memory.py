@@ -106,16 +106,17 @@ class MemoryStore:
 
         interval = 1_000_000 / rate_value
         capacity = capacity_tokens * interval
+        slack = min(_SLACK_US, interval / 2)
         ahead = 0.0
         bucket = self._buckets.get(keys.bucket)
         if bucket is not None and bucket[0] > now:
             ahead = bucket[0] - now
-            if ahead > capacity + _SLACK_US:
+            if ahead > capacity + slack:
                 # Only after a limit change: the old rate's debt does not carry over.
                 ahead = capacity
                 self._store_bucket(keys.bucket, now, ahead)
         new_ahead = ahead + cost * interval
-        if new_ahead > capacity + _SLACK_US:
+        if new_ahead > capacity + slack:
             return Decision(
                 Outcome.LIMITED,
                 rate_value,
@@ -126,7 +127,8 @@ class MemoryStore:
                 shadow=shadow,
             )
         self._store_bucket(keys.bucket, now, new_ahead)
-        remaining = max(0, math.floor((capacity - new_ahead) / interval + 1e-9))
+        # Counted by the admission rule above, slack included, as check.lua does.
+        remaining = max(0, math.floor((capacity + slack - new_ahead) / interval))
         return Decision(
             Outcome.ALLOWED,
             rate_value,

@@ -1,0 +1,235 @@
+"""One rule book: every surface (Python, the admin API, the CLI) refuses the same values with
+the same message, and every extreme value the rule book accepts works on a real Redis and
+reads back through status, audit and the blocked list."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from floodwall import Floodwall, FloodwallSettings, Identity, Outcome, RuleError, rules
+from floodwall.cli import main
+from harness import RedisServer
+
+TOKEN = "rules-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TEN_YEARS_DAYS = 3650
+
+REFILL = "burst / rate (the seconds an empty bucket takes to refill) is at most 315360000"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One refused value, as each surface is given it."""
+
+    name: str
+    message: str
+    python: Callable[[Floodwall], Awaitable[object]]
+    api: tuple[str, str, dict[str, Any] | None]
+    cli: list[str]
+
+
+CASES = [
+    Case(
+        "ttl zero",
+        rules.TTL_SECONDS.message,
+        lambda fw: fw.block("u", reason="r", ttl_seconds=0),
+        ("PUT", "/users/u/block", {"reason": "r", "ttl_seconds": 0}),
+        ["block", "u", "--reason", "r", "--ttl", "0s"],
+    ),
+    Case(
+        "ttl past ten years",
+        rules.TTL_SECONDS.message,
+        lambda fw: fw.block("u", reason="r", ttl_seconds=rules.MAX_SECONDS + 1),
+        ("PUT", "/users/u/block", {"reason": "r", "ttl_seconds": rules.MAX_SECONDS + 1}),
+        ["block", "u", "--reason", "r", "--ttl", f"{TEN_YEARS_DAYS + 1}d"],
+    ),
+    Case(
+        "ttl that overflowed the script",
+        rules.TTL_SECONDS.message,
+        lambda fw: fw.block("u", reason="r", ttl_seconds=999999999999 * 86400),
+        ("PUT", "/users/u/block", {"reason": "r", "ttl_seconds": 999999999999 * 86400}),
+        ["block", "u", "--reason", "r", "--ttl", "999999999999d"],
+    ),
+    Case(
+        "rate below one a year",
+        rules.RATE.message,
+        lambda fw: fw.set_limit("u", rate=1e-15, burst=5),
+        ("PUT", "/users/u/limit", {"rate": 1e-15, "burst": 5}),
+        ["limit", "u", "--rate", "1e-15", "--burst", "5"],
+    ),
+    Case(
+        "rate above a million",
+        rules.RATE.message,
+        lambda fw: fw.set_limit("u", rate=5e6, burst=10),
+        ("PUT", "/users/u/limit", {"rate": 5e6, "burst": 10}),
+        ["limit", "u", "--rate", "5e6", "--burst", "10"],
+    ),
+    Case(
+        "burst zero",
+        rules.BURST.message,
+        lambda fw: fw.set_limit("u", rate=1, burst=0),
+        ("PUT", "/users/u/limit", {"rate": 1, "burst": 0}),
+        ["limit", "u", "--rate", "1", "--burst", "0"],
+    ),
+    Case(
+        "burst above a million",
+        rules.BURST.message,
+        lambda fw: fw.set_limit("u", rate=1, burst=10**9),
+        ("PUT", "/users/u/limit", {"rate": 1, "burst": 10**9}),
+        ["limit", "u", "--rate", "1", "--burst", str(10**9)],
+    ),
+    Case(
+        "a bucket that takes a century to refill",
+        REFILL,
+        lambda fw: fw.set_limit("u", rate=1e-7, burst=1000),
+        ("PUT", "/users/u/limit", {"rate": 1e-7, "burst": 1000}),
+        ["limit", "u", "--rate", "1e-7", "--burst", "1000"],
+    ),
+    Case(
+        "default rate of 1e-300",
+        rules.RATE.message,
+        lambda fw: fw.set_default_limit(1e-300, 5),
+        ("PUT", "/limits/default", {"rate": 1e-300, "burst": 5}),
+        ["default-limit", "--rate", "1e-300", "--burst", "5"],
+    ),
+    Case(
+        "empty reason",
+        rules.REASON.message,
+        lambda fw: fw.block("u", reason=""),
+        ("PUT", "/users/u/block", {"reason": ""}),
+        ["block", "u", "--reason", ""],
+    ),
+    Case(
+        "reason too long",
+        rules.REASON.message,
+        lambda fw: fw.unblock("u", reason="x" * 501),
+        ("DELETE", "/users/u/block", {"reason": "x" * 501}),
+        ["unblock", "u", "--reason", "x" * 501],
+    ),
+    Case(
+        "window zero",
+        rules.WINDOW_SECONDS.message,
+        lambda fw: fw.top(window_seconds=0),
+        ("GET", "/top?window=0", None),
+        ["top", "--once", "--window", "0"],
+    ),
+    Case(
+        "window past an hour",
+        rules.WINDOW_SECONDS.message,
+        lambda fw: fw.top(window_seconds=3601),
+        ("GET", "/top?window=3601", None),
+        ["top", "--once", "--window", "3601"],
+    ),
+    Case(
+        "page of zero",
+        rules.PAGE_SIZE.message,
+        lambda fw: fw.blocked(limit=0),
+        ("GET", "/blocked?limit=0", None),
+        ["blocked", "--limit", "0"],
+    ),
+    Case(
+        "page past a thousand",
+        rules.PAGE_SIZE.message,
+        lambda fw: fw.audit_log(limit=1001),
+        ("GET", "/audit?limit=1001", None),
+        ["audit", "--limit", "1001"],
+    ),
+]
+
+
+@pytest.fixture
+async def floodwall(redis_server: RedisServer) -> AsyncIterator[Floodwall]:
+    service = Floodwall(FloodwallSettings(redis_url=redis_server.url, admin_token=TOKEN))
+    await service.store.client.flushall()  # type: ignore[attr-defined]
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+def _api_messages(body: dict[str, Any]) -> list[str]:
+    return [body["detail"], *(error["msg"] for error in body.get("errors") or [])]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
+async def test_every_surface_refuses_the_same_values_with_the_same_message(
+    case: Case,
+    floodwall: Floodwall,
+    redis_server: RedisServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(RuleError) as refused:
+        await case.python(floodwall)
+    assert str(refused.value) == case.message
+
+    transport = httpx.ASGITransport(app=floodwall.admin_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as admin:
+        method, path, body = case.api
+        response = await admin.request(method, path, json=body, headers=AUTH)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    assert case.message in _api_messages(response.json())
+
+    code = await asyncio.to_thread(main, [*case.cli, "--redis-url", redis_server.url])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert case.message in err
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+
+    # Nothing was changed by any of them.
+    assert (await floodwall.status("u")).blocked is False
+    assert (await floodwall.audit_log())[0] == []
+
+
+async def test_the_largest_ttl_blocks_and_reads_back_everywhere(floodwall: Floodwall) -> None:
+    status = await floodwall.block("tenyears", reason="long", ttl_seconds=rules.MAX_SECONDS)
+    assert status.blocked
+    assert status.blocked_until_ms is not None
+    assert status.blocked_at_ms is not None
+    assert status.blocked_until_ms - status.blocked_at_ms == rules.MAX_SECONDS * 1000
+    assert (await floodwall.check(Identity("tenyears"))).outcome is Outcome.BLOCKED
+    listed, _ = await floodwall.blocked()
+    assert [s.user_id for s in listed] == ["tenyears"]
+    assert listed[0].to_json()["blocked_until"] is not None
+    records, _ = await floodwall.audit_log()
+    assert records[0].to_json()["expires"] == status.to_json()["blocked_until"]
+
+
+async def test_the_smallest_rate_limits_for_a_year_and_reads_back(floodwall: Floodwall) -> None:
+    await floodwall.set_limit("slow", rate=rules.MIN_RATE, burst=10)
+    for _ in range(10):
+        assert (await floodwall.check(Identity("slow"))).allowed
+    limited = await floodwall.check(Identity("slow"))
+    assert limited.outcome is Outcome.LIMITED
+    assert limited.retry_after == pytest.approx(365 * 24 * 3600, rel=1e-3)
+    status = await floodwall.status("slow")
+    assert status.limit_overridden
+    assert status.rate == pytest.approx(rules.MIN_RATE)
+    records, _ = await floodwall.audit_log()
+    assert records[0].action == "set-limit"
+
+
+async def test_the_largest_cost_at_the_smallest_rate_is_refused_not_broken(
+    floodwall: Floodwall,
+) -> None:
+    await floodwall.set_limit("costly", rate=rules.MIN_RATE, burst=10)
+    decision = await floodwall.check(Identity("costly"), cost=int(rules.COST.high))
+    assert decision.outcome is Outcome.LIMITED
+    assert floodwall.breaker.state.value == "closed"
+
+
+async def test_the_largest_limits_admit(floodwall: Floodwall) -> None:
+    await floodwall.set_default_limit(rules.RATE.high, int(rules.BURST.high))
+    assert (await floodwall.check(Identity("fast"))).remaining == int(rules.BURST.high) - 1
+    await floodwall.set_default_limit(rules.MIN_RATE, 10)
+    assert (await floodwall.check(Identity("fast2"))).allowed
+    rate, burst = floodwall.default_limit
+    assert rate == pytest.approx(rules.MIN_RATE)
+    assert burst == 10

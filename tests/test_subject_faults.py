@@ -1,0 +1,78 @@
+"""A fault of one subject stays with that subject: a check script that fails for one user
+(its stored state cannot be read) answers that user by the fail mode, logged once, and never
+opens the circuit breaker for everyone else. On a real redis-server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import httpx
+import pytest
+import redis.asyncio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
+from floodwall.breaker import BreakerState
+from harness import RedisServer
+
+
+async def hello(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+@pytest.fixture(params=["open", "closed"])
+async def setup(
+    request: pytest.FixtureRequest, redis_server: RedisServer
+) -> AsyncIterator[tuple[Floodwall, httpx.AsyncClient, Literal["open", "closed"]]]:
+    mode: Literal["open", "closed"] = request.param
+    settings = FloodwallSettings(
+        redis_url=redis_server.url, user_header="x-user", fail_mode=mode, breaker_failures=3
+    )
+    floodwall = Floodwall(settings)
+    app = Starlette(routes=[Route("/", hello)])
+    app.add_middleware(FloodwallMiddleware, floodwall=floodwall)
+    raw = redis.asyncio.Redis.from_url(redis_server.url)
+    await raw.flushall()
+    # A state the script cannot read: written by hand, or by a careless older version.
+    await raw.hset(floodwall.keys.user("broken").state, mapping={"rate": "abc", "burst": "x"})
+    await raw.aclose()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        try:
+            yield floodwall, client, mode
+        finally:
+            await floodwall.stop()
+
+
+async def test_a_failing_subject_does_not_open_the_breaker_for_others(
+    setup: tuple[Floodwall, httpx.AsyncClient, Literal["open", "closed"]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    floodwall, client, mode = setup
+    with caplog.at_level(logging.ERROR, logger="floodwall"):
+        broken = [
+            (await client.get("/", headers={"x-user": "broken"})).status_code for _ in range(20)
+        ]
+        others = [
+            (await client.get("/", headers={"x-user": f"user-{n}"})).status_code for n in range(5)
+        ]
+    # The failing subject gets the fail mode: the in-process fallback limit, or 503.
+    if mode == "open":
+        assert broken[:10] == [200] * 10
+        assert 429 in broken[10:]
+    else:
+        assert broken == [503] * 20
+    assert others == [200] * 5
+    assert floodwall.breaker.state is BreakerState.CLOSED
+    failures = [r for r in caplog.records if "check of one subject failed" in r.getMessage()]
+    assert len(failures) == 1
+    assert not [r for r in caplog.records if "fail mode" in r.getMessage()]
+    # Whatever it holds, the subject's status reads back.
+    status = await floodwall.status("broken")
+    assert status.limit_overridden is False
+    assert status.rate == floodwall.default_limit[0]
