@@ -53,6 +53,26 @@ class OperatorActions:
     # -- reading ------------------------------------------------------------------------
 
     @property
+    def store_description(self) -> str:
+        """Which store the actions act on (never a credential)."""
+        return self._store.describe()
+
+    async def listeners(self) -> int:
+        """How many app workers follow operator changes on this store and prefix now: a
+        change made while none does reaches no app (a wrong prefix, say)."""
+        return await self._store.listeners()
+
+    @property
+    def configured_default_limit(self) -> Limit:
+        """The default limit of this process's settings."""
+        return self._limits.configured
+
+    @property
+    def live_default_limit(self) -> Limit | None:
+        """An operator's default limit, shared through the store, when one is set."""
+        return self._limits.live
+
+    @property
     def default_limit(self) -> Limit:
         """The default per-user (rate, burst) this worker applies now."""
         return self._limits.user

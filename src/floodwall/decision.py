@@ -57,12 +57,12 @@ def decision_from_reply(reply: Sequence[Any]) -> Decision:
     """
     code, remaining, retry_us, reset_us, rate, burst, blocked_ms, shadow = reply
     return Decision(
-        _OUTCOMES[code],
-        float(rate),
-        burst,
-        remaining,
-        retry_us / 1_000_000,
-        reset_us / 1_000_000,
-        blocked_ms / 1000 if blocked_ms > 0 else None,
-        shadow == 1,
+        outcome=_OUTCOMES[code],
+        rate=float(rate),
+        burst=burst,
+        remaining=remaining,
+        retry_after=retry_us / 1_000_000,
+        reset_after=reset_us / 1_000_000,
+        blocked_until=blocked_ms / 1000 if blocked_ms > 0 else None,
+        shadow=shadow == 1,
     )

@@ -45,12 +45,26 @@ class Fallback:
         """This request's answer with no store."""
         rate, burst = limit
         if self.closed:
-            return Decision(Outcome.UNAVAILABLE, rate, burst, 0, 1.0, 1.0)
+            return Decision(
+                outcome=Outcome.UNAVAILABLE,
+                rate=rate,
+                burst=burst,
+                remaining=0,
+                retry_after=1.0,
+                reset_after=1.0,
+            )
         # The store is out of reach: this server's clock is the only one left.
         now_ms = int(self._clock.wall() * 1000)
         refusal = self._mirror.refusal(identity, reset_exempt, now_ms)
         if refusal is not None:
-            return Decision(refusal, rate, burst, 0, 0.0, 0.0)
+            return Decision(
+                outcome=refusal,
+                rate=rate,
+                burst=burst,
+                remaining=0,
+                retry_after=0.0,
+                reset_after=0.0,
+            )
         if not identity.anonymous:
             user = self._mirror.get(identity.user_id)
             if user is not None and user.limit is not None:

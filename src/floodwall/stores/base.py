@@ -124,6 +124,14 @@ class Store(Protocol):
         """Subscribe to changes; the subscription is live once entered."""
         ...
 
+    async def listeners(self) -> int:
+        """How many subscriptions follow the changes now (running app workers)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the state lives, for operators; never a credential."""
+        ...
+
     async def add_refusals(
         self, slice_id: int, counts: Mapping[str, int], *, ttl_seconds: int
     ) -> None:

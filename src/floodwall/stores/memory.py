@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from floodwall.decision import Decision, Outcome
+from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
 from floodwall.stores.base import AuditEntry, StateSnapshot
 
@@ -75,20 +76,24 @@ class MemoryStore:
         now_ms = math.floor(now / 1000)
         self._expire(now)
         state = self._states.get(keys.state, {})
-        rate_value = float(state.get("rate", rate))
-        capacity_tokens = int(state.get("burst", burst))
+        try:
+            rate_value = float(state.get("rate", rate))
+            capacity_tokens = int(state.get("burst", burst))
+        except ValueError:
+            # check.lua fails on such a state too: the subject's problem, not the store's.
+            raise StoreCommandError("the subject's stored limit cannot be read") from None
         shadow = state.get("shadow") == "1"
 
         def refused(outcome: Outcome, blocked_ms: int = 0) -> Decision:
             return Decision(
-                outcome,
-                rate_value,
-                capacity_tokens,
-                0,
-                0.0,
-                0.0,
-                blocked_ms / 1000 if blocked_ms > 0 else None,
-                shadow,
+                outcome=outcome,
+                rate=rate_value,
+                burst=capacity_tokens,
+                remaining=0,
+                retry_after=0.0,
+                reset_after=0.0,
+                blocked_until=blocked_ms / 1000 if blocked_ms > 0 else None,
+                shadow=shadow,
             )
 
         blocked_until = _number(state.get("blocked_until"))
@@ -118,24 +123,24 @@ class MemoryStore:
         new_ahead = ahead + cost * interval
         if new_ahead > capacity + slack:
             return Decision(
-                Outcome.LIMITED,
-                rate_value,
-                capacity_tokens,
-                0,
-                math.ceil(new_ahead - capacity) / 1_000_000,
-                math.ceil(ahead) / 1_000_000,
+                outcome=Outcome.LIMITED,
+                rate=rate_value,
+                burst=capacity_tokens,
+                remaining=0,
+                retry_after=math.ceil(new_ahead - capacity) / 1_000_000,
+                reset_after=math.ceil(ahead) / 1_000_000,
                 shadow=shadow,
             )
         self._store_bucket(keys.bucket, now, new_ahead)
         # Counted by the admission rule above, slack included, as check.lua does.
         remaining = max(0, math.floor((capacity + slack - new_ahead) / interval))
         return Decision(
-            Outcome.ALLOWED,
-            rate_value,
-            capacity_tokens,
-            remaining,
-            0.0,
-            math.ceil(new_ahead) / 1_000_000,
+            outcome=Outcome.ALLOWED,
+            rate=rate_value,
+            burst=capacity_tokens,
+            remaining=remaining,
+            retry_after=0.0,
+            reset_after=math.ceil(new_ahead) / 1_000_000,
             shadow=shadow,
         )
 
@@ -222,6 +227,14 @@ class MemoryStore:
         for queue in list(self._subscribers):
             queue.put_nowait(message)
 
+    async def listeners(self) -> int:
+        """Subscriptions of this store (all in this process)."""
+        return len(self._subscribers)
+
+    def describe(self) -> str:
+        """Where the state lives."""
+        return f"in-memory store of this process only, key prefix {self.keys.prefix}"
+
     @contextlib.asynccontextmanager
     async def subscription(self) -> AsyncIterator[_QueueSubscription]:
         """An in-process subscription."""
@@ -297,7 +310,13 @@ class _QueueSubscription:
 
 
 def _number(value: str | None) -> float | None:
-    return None if value is None else float(value)
+    # As Lua's tonumber: what cannot be read counts as absent.
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
 
 
 def _audit_order(entry_id: str) -> tuple[int, int]:

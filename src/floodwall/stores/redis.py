@@ -380,6 +380,36 @@ class RedisStore:
         with _storage_errors():
             await self._client.publish(self.keys.events, message)
 
+    async def listeners(self) -> int:
+        """PUBSUB NUMSUB of the change feed, on the node every worker subscribes through."""
+        with _storage_errors():
+            if isinstance(self._client, RedisCluster):
+                reply: Any = await self._client.execute_command(
+                    "PUBSUB NUMSUB", self.keys.events, target_nodes=self._subscriber_node()
+                )
+            else:
+                reply = await self._client.pubsub_numsub(self.keys.events)
+                reply = reply[0]
+        return int(reply[1])
+
+    def describe(self) -> str:
+        """Where the state lives, without credentials."""
+        if isinstance(self._client, RedisCluster):
+            node = self._subscriber_node()
+            where = f"Redis Cluster via {node.host}:{node.port}"
+        else:
+            options = self._client.connection_pool.connection_kwargs
+            if "path" in options:
+                where = f"Redis at {options['path']}"
+            else:
+                where = f"Redis at {options.get('host')}:{options.get('port')}"
+            where += f" db {options.get('db', 0)}"
+        return f"{where}, key prefix {self.keys.prefix}"
+
+    def _subscriber_node(self) -> Any:
+        assert isinstance(self._client, RedisCluster)
+        return self._client.get_default_node() or self._client.get_nodes()[0]
+
     @contextlib.asynccontextmanager
     async def subscription(self) -> AsyncIterator[_PubSubSubscription]:
         """SUBSCRIBE on a connection of its own, with no reply timeout (it waits for news)."""
@@ -401,7 +431,7 @@ class RedisStore:
         if isinstance(self._client, RedisCluster):
             # A plain client even on a cluster: classic pub/sub reaches every node, so one
             # node's connection hears every worker's PUBLISH.
-            node = self._client.get_default_node() or self._client.get_nodes()[0]
+            node = self._subscriber_node()
             options = self._client.get_connection_kwargs()
             return redis.asyncio.Redis(
                 host=node.host,
