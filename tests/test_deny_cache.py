@@ -176,9 +176,10 @@ async def test_an_attacker_on_many_connections_reaches_redis_once_per_token(
     assert admitted >= 2
     assert admitted <= 1 + 20 * elapsed + 1
     # The 32 first requests all ask (nothing is known yet); after that each token costs
-    # one probe, which takes it. Without the probe, every connection waiting at that
-    # moment would ask too.
-    assert calls <= 32 + 2 * admitted
+    # a probe that takes it, and one or two before it that find it not quite due (a refusal
+    # lapses up to 10 % early: the store's clock may run faster than ours). Without the
+    # probe, every connection waiting at that moment would ask too.
+    assert calls <= 32 + 3 * admitted
     assert len(outcomes) >= 100 * calls
 
 

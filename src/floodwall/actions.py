@@ -8,27 +8,25 @@ the same values with the same message.
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from floodwall import rules
 from floodwall.audit import AuditLog, AuditRecord
 from floodwall.change_feed import ChangeFeed
 from floodwall.live_limits import Limit, LiveLimits
+from floodwall.reset_hook import ResetNotifier
 from floodwall.status import UserStatus
+from floodwall.stored import BLOCK_FIELDS
 from floodwall.stores.base import StateSnapshot, Store
 
-__all__ = ["OperatorActions", "PasswordResetHook"]
-
-PasswordResetHook = Callable[[str], Awaitable[None]]
-"""Called with the user id when a password reset becomes required."""
+__all__ = ["OperatorActions"]
 
 PYTHON_ACTOR: Final = "python"
 # Revoked credential ids with no known expiry are remembered this long.
 DEFAULT_CREDENTIAL_LIFETIME_MS: Final = 7 * 24 * 3600 * 1000
-# An operator's unblock also forgives auto-block's escalation: the block was a mistake, or
-# is over by decision; an auto-block that runs out on its own keeps counting.
-_BLOCK_FIELDS: Final = ("blocked_until", "reason", "blocked_by", "blocked_at", "auto_offences")
+_RESET_FIELDS: Final = ("reset_required", "reset_id", "reset_notified")
 
 
 class OperatorActions:
@@ -41,14 +39,14 @@ class OperatorActions:
         feed: ChangeFeed,
         limits: LiveLimits,
         audit: AuditLog,
-        on_password_reset: PasswordResetHook | None = None,
+        resets: ResetNotifier,
     ) -> None:
         self._store = store
         self._keys = store.keys
         self._feed = feed
         self._limits = limits
         self.audit = audit
-        self._on_password_reset = on_password_reset
+        self._resets = resets
 
     # -- reading ------------------------------------------------------------------------
 
@@ -133,16 +131,19 @@ class OperatorActions:
     ) -> UserStatus:
         rules.USER_ID.check(user_id)
         rules.REASON.optional(reason)
+        keys = self._keys.user(user_id)
         snapshot = await self._store.update_state(
-            self._keys.user(user_id),
+            keys,
             user_id=user_id,
             assign=assign,
             assign_now_plus_ms=now_plus_ms,
             delete=delete,
             reset_bucket=reset_bucket,
         )
-        await self._store.set_index("users", user_id, present=bool(snapshot.fields))
-        await self._feed.user_changed(user_id, snapshot.fields)
+        # Resync finds users by this index: one with revoked credential ids stays in it.
+        present = bool(snapshot.fields) or bool((await self._store.read_state(keys)).revoked)
+        await self._store.set_index("users", user_id, present=present)
+        await self._feed.user_changed(user_id, snapshot, revoked_read=False)
         await self.audit.record(
             actor,
             action,
@@ -188,7 +189,9 @@ class OperatorActions:
         self, user_id: str, *, actor: str = PYTHON_ACTOR, reason: str | None = None
     ) -> UserStatus:
         """Lift a block; unblocking a user who is not blocked changes nothing."""
-        status = await self._change(user_id, "unblock", actor, reason=reason, delete=_BLOCK_FIELDS)
+        # An operator's unblock also forgives auto-block's escalation: the block was a
+        # mistake, or is over by decision; an auto-block that runs out keeps counting.
+        status = await self._change(user_id, "unblock", actor, reason=reason, delete=BLOCK_FIELDS)
         await self._store.set_index("blocked", user_id, present=False)
         return status
 
@@ -222,9 +225,13 @@ class OperatorActions:
             # book's horizon is refused like any other ttl.
             ahead = max(1.0, float(expires_at) - now_ms / 1000)
             expires_ms = now_ms + math.ceil(rules.TTL_SECONDS.number(ahead) * 1000)
+        keys = self._keys.user(user_id)
         await self._store.revoke_credential(
-            self._keys.user(user_id), credential_id=credential_id, expires_at_ms=expires_ms
+            keys, credential_id=credential_id, expires_at_ms=expires_ms
         )
+        # Every worker's mirror learns the id, so it is refused while the store is down too.
+        await self._store.set_index("users", user_id, present=True)
+        await self._feed.user_changed(user_id, await self._store.read_state(keys))
         await self.audit.record(
             actor,
             "revoke-credential",
@@ -240,23 +247,23 @@ class OperatorActions:
         self, user_id: str, *, actor: str = PYTHON_ACTOR, reason: str | None = None
     ) -> UserStatus:
         """Refuse the user (403) outside the reset flow until cleared; revokes too."""
+        reset_id = uuid.uuid4().hex
         status = await self._change(
             user_id,
             "require-password-reset",
             actor,
             reason=reason,
-            assign={"reset_required": "1"},
+            assign={"reset_required": "1", "reset_id": reset_id},
             now_plus_ms={"not_before": 0},
         )
-        if self._on_password_reset is not None:
-            await self._on_password_reset(user_id)
+        # Delivered here when this process has the hook; else by the app process that
+        # claims it first (see ResetNotifier).
+        await self._resets.consider(user_id, {"reset_required": "1", "reset_id": reset_id})
         return status
 
     async def clear_password_reset(self, user_id: str, *, actor: str = PYTHON_ACTOR) -> UserStatus:
         """The user has set a new password: let them in again."""
-        return await self._change(
-            user_id, "clear-password-reset", actor, delete=("reset_required",)
-        )
+        return await self._change(user_id, "clear-password-reset", actor, delete=_RESET_FIELDS)
 
     async def set_limit(
         self, user_id: str, *, rate: float, burst: int, actor: str = PYTHON_ACTOR

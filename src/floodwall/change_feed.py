@@ -19,7 +19,9 @@ from floodwall.deny_cache import DenyCache
 from floodwall.errors import StorageError
 from floodwall.live_limits import LiveLimits
 from floodwall.mirror import KillSwitchMirror
-from floodwall.stores.base import Store
+from floodwall.reset_hook import ResetNotifier
+from floodwall.stored import BLOCK_FIELDS, stored_int
+from floodwall.stores.base import StateSnapshot, Store
 
 __all__ = ["ChangeFeed"]
 
@@ -40,24 +42,32 @@ class ChangeFeed:
         mirror: KillSwitchMirror,
         denials: DenyCache,
         limits: LiveLimits,
+        resets: ResetNotifier,
         clock: Clock,
         resync_seconds: float,
+        auto_block_memory_seconds: float,
     ) -> None:
         self._store = store
         self._keys = store.keys
         self._mirror = mirror
         self._denials = denials
         self._limits = limits
+        self._resets = resets
         self._clock = clock
         self._resync_seconds = resync_seconds
+        # How long after an auto-block ends its offence count is kept (for escalation).
+        self._auto_memory_ms = int(auto_block_memory_seconds * 1000)
         self.following = asyncio.Event()
         """Set while this worker is subscribed to operator changes (after its reload)."""
 
     # -- publishing ---------------------------------------------------------------------
 
-    async def user_changed(self, user_id: str, fields: Mapping[str, str]) -> None:
-        """Apply a user's new state here, and tell every other worker."""
-        self._mirror.update(user_id, fields)
+    async def user_changed(
+        self, user_id: str, snapshot: StateSnapshot, *, revoked_read: bool = True
+    ) -> None:
+        """Apply a user's new state here, and tell every other worker (see
+        ``KillSwitchMirror.update`` for ``revoked_read``)."""
+        self._mirror.update(user_id, snapshot, revoked_read=revoked_read)
         self._denials.forget(self._keys.user(user_id).bucket)
         await self._publish({"user": user_id})
 
@@ -78,21 +88,45 @@ class ChangeFeed:
 
     async def resync(self) -> None:
         """Reload this worker's mirror of the kill switch from the store, a page of users
-        per round trip."""
-        users: dict[str, Mapping[str, str]] = {}
+        per round trip; deliver resets no process has delivered; forget ended blocks."""
+        users: dict[str, StateSnapshot] = {}
         after: str | None = None
         while True:
             page = await self._store.list_index("users", after=after, count=INDEX_PAGE)
             snapshots = await self._store.read_states([self._keys.user(u) for u in page])
             for user_id, snapshot in zip(page, snapshots, strict=True):
-                if snapshot.fields:
-                    users[user_id] = snapshot.fields
+                kept = await self._forget_ended_block(user_id, snapshot)
+                if kept.fields or kept.revoked:
+                    users[user_id] = kept
+                    await self._resets.consider(user_id, kept.fields)
             if len(page) < INDEX_PAGE:
                 break
             after = page[-1]
         self._mirror.replace(users)
         # A lost unblock message must not leave a cached block behind for good.
         self._denials.clear()
+
+    async def _forget_ended_block(self, user_id: str, snapshot: StateSnapshot) -> StateSnapshot:
+        # An ended block would otherwise stay in every mirror and every resync for good
+        # (auto-block blocks thousands). Its offence count is kept while it can escalate.
+        fields = snapshot.fields
+        raw_until = fields.get("blocked_until")
+        until = stored_int(raw_until)
+        if raw_until is None or until is None or until == 0:
+            return snapshot
+        memory_ms = self._auto_memory_ms if "auto_offences" in fields else 0
+        if until + memory_ms > snapshot.now_ms:
+            return snapshot
+        keys = self._keys.user(user_id)
+        emptied = await self._store.lapse_block(keys, blocked_until=raw_until, fields=BLOCK_FIELDS)
+        if emptied is None:
+            # Blocked again meanwhile: keep what is there now.
+            return (await self._store.read_states([keys]))[0]
+        await self._store.set_index("blocked", user_id, present=False)
+        if emptied and not snapshot.revoked:
+            await self._store.set_index("users", user_id, present=False)
+        left = {name: value for name, value in fields.items() if name not in BLOCK_FIELDS}
+        return StateSnapshot(left if not emptied else {}, snapshot.now_ms, snapshot.revoked)
 
     async def follow_events(self) -> None:
         """Apply published changes until cancelled; resubscribe after any break."""
@@ -143,7 +177,8 @@ class ChangeFeed:
             keys = self._keys.user(user_id)
             self._denials.forget(keys.bucket)
             snapshot = await self._store.read_state(keys)
-            self._mirror.update(user_id, snapshot.fields)
+            self._mirror.update(user_id, snapshot)
+            await self._resets.consider(user_id, snapshot.fields)
         elif event.get("config"):
             self._denials.clear()
             await self.refresh_limits()

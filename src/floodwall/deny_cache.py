@@ -28,16 +28,32 @@ __all__ = ["DenyCache"]
 # The store answers in whole µs, rounded up.
 _ROUNDING_SECONDS = 2e-6
 # The store's clock and ours may tick apart while a refusal is kept: NTP slews a clock by
-# at most 500 ppm; allow twice that. A fixed margin instead would have to cover the
-# longest refusal, and every lapse would then ask the store early, and again, until the
-# token was really due.
-_DRIFT = 1e-3
+# at most 500 ppm, chrony by default by up to 83,333 ppm; allow 10 %, less the lateness
+# we accept, so a local refusal never outlasts the store's by more than _LATE_SECONDS. The
+# allowance makes a short refusal's lapse exact: one probe per token at 100/s and more,
+# about two at 10/s (a margin of 10 % alone made it four or five, each a round trip).
+_DRIFT = 0.1
+_LATE_SECONDS = 1e-3
+# A block is asked again after this long: a lost unblock message, or a clock ahead of the
+# store's, can keep a lifted block in place no longer than this.
+_BLOCK_RECHECK_SECONDS = 1.0
+# How long a forget is remembered: longer than any store call can take (timeouts are at most
+# 30 s), so an answer the store gave before an operator's change is never cached after it.
+_FORGET_MEMORY_SECONDS = 60.0
 
 
 class DenyCache:
     """Bucket key → the last refusal and when (monotonic) it was made; bounded."""
 
-    __slots__ = ("_clock", "_entries", "_max_entries", "_wall", "probes")
+    __slots__ = (
+        "_cleared_at",
+        "_clock",
+        "_entries",
+        "_forgotten",
+        "_max_entries",
+        "_wall",
+        "probes",
+    )
 
     def __init__(
         self,
@@ -53,6 +69,9 @@ class DenyCache:
         self._max_entries = max_entries
         self._clock = clock
         self._wall = wall_clock
+        # When each subject, and everything, was last changed by an operator (our clock).
+        self._forgotten: dict[str, float] = {}
+        self._cleared_at = -float("inf")
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -72,12 +91,17 @@ class DenyCache:
             decision = decision._replace(outcome=Outcome.LIMITED)
         elif outcome is not Outcome.LIMITED and outcome is not Outcome.BLOCKED:
             return
+        if asked_at is None:
+            asked_at = self._clock()
+        elif asked_at <= self._cleared_at or asked_at <= self._forgotten.get(key, -1.0):
+            # The store answered before an operator's change reached us: stale already.
+            return
         entries = self._entries
         entries.pop(key, None)
         if len(entries) >= self._max_entries:
             # Drop the oldest: a forgotten refusal only costs one round trip.
             del entries[next(iter(entries))]
-        entries[key] = (decision, self._clock() if asked_at is None else asked_at)
+        entries[key] = (decision, asked_at)
 
     def lookup(self, key: str, cost: int) -> Decision | None:
         """The refusal this request is certain to get, or ``None`` to ask the store."""
@@ -91,9 +115,9 @@ class DenyCache:
             ahead = decision.reset_after - elapsed
             # Allowed once ahead + cost/rate fits in burst/rate; certain while it cannot.
             shortfall = ahead + (cost - decision.burst) / decision.rate
-            if shortfall > _ROUNDING_SECONDS + _DRIFT * elapsed:
+            if shortfall > _ROUNDING_SECONDS + max(0.0, _DRIFT * elapsed - _LATE_SECONDS):
                 return decision._replace(retry_after=shortfall, reset_after=ahead)
-        else:
+        elif self._clock() - since < _BLOCK_RECHECK_SECONDS:
             until = decision.blocked_until
             if until is None or until > self._wall():
                 return decision
@@ -117,9 +141,22 @@ class DenyCache:
             probe.set_result(None)
 
     def forget(self, key: str) -> None:
-        """An operator changed this subject: ask the store next time."""
+        """An operator changed this subject: ask the store next time, and keep no answer
+        the store gave before now."""
         self._entries.pop(key, None)
+        now = self._clock()
+        forgotten = self._forgotten
+        if len(forgotten) >= self._max_entries:
+            horizon = now - _FORGET_MEMORY_SECONDS
+            self._forgotten = forgotten = {k: t for k, t in forgotten.items() if t > horizon}
+            if len(forgotten) >= self._max_entries:
+                # A storm of changes: forgetting everything is as safe.
+                self.clear()
+                forgotten.clear()
+        forgotten[key] = now
 
     def clear(self) -> None:
-        """The default limit changed: every limited refusal may be stale."""
+        """The default limit changed, or everything was reloaded: every kept refusal may
+        be stale, and so is every answer the store gave before now."""
         self._entries.clear()
+        self._cleared_at = self._clock()

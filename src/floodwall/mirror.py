@@ -14,32 +14,37 @@ from dataclasses import dataclass
 from floodwall.decision import Outcome
 from floodwall.identity import Identity
 from floodwall.stored import stored_int, stored_limit
+from floodwall.stores.base import StateSnapshot
 
 __all__ = ["KillSwitchMirror", "MirroredUser"]
 
 
 @dataclass(frozen=True, slots=True)
 class MirroredUser:
-    """What the fallback needs of one user's state."""
+    """What the fallback needs of one user's state; ``revoked`` maps credential ids revoked
+    one by one to their expiry (ms)."""
 
     blocked_until_ms: int | None
     not_before_ms: int | None
     reset_required: bool
     limit: tuple[float, int] | None
+    revoked: Mapping[str, int]
 
     @classmethod
-    def from_fields(cls, fields: Mapping[str, str]) -> MirroredUser | None:
+    def from_snapshot(cls, snapshot: StateSnapshot) -> MirroredUser | None:
         """``None`` when the user has no state worth keeping."""
+        fields = snapshot.fields
         user = cls(
             blocked_until_ms=stored_int(fields.get("blocked_until")),
             not_before_ms=stored_int(fields.get("not_before")),
             reset_required=fields.get("reset_required") == "1",
             limit=stored_limit(fields.get("rate"), fields.get("burst")),
+            revoked=dict(snapshot.revoked),
         )
         return None if user == _EMPTY else user
 
 
-_EMPTY = MirroredUser(None, None, False, None)
+_EMPTY = MirroredUser(None, None, False, None, {})
 
 
 class KillSwitchMirror:
@@ -53,19 +58,22 @@ class KillSwitchMirror:
     def __len__(self) -> int:
         return len(self._users)
 
-    def update(self, user_id: str, fields: Mapping[str, str]) -> None:
-        """Mirror one user's stored fields (empty fields forget the user)."""
-        user = MirroredUser.from_fields(fields)
+    def update(self, user_id: str, snapshot: StateSnapshot, *, revoked_read: bool = True) -> None:
+        """Mirror one user's state as read (no state forgets the user); without
+        ``revoked_read`` the snapshot did not read revoked credential ids: keep the known."""
+        if not revoked_read and (known := self._users.get(user_id)) is not None:
+            snapshot = StateSnapshot(snapshot.fields, snapshot.now_ms, known.revoked)
+        user = MirroredUser.from_snapshot(snapshot)
         if user is None:
             self._users.pop(user_id, None)
         else:
             self._users[user_id] = user
 
-    def replace(self, users: Mapping[str, Mapping[str, str]]) -> None:
+    def replace(self, users: Mapping[str, StateSnapshot]) -> None:
         """Mirror a full reload."""
         fresh: dict[str, MirroredUser] = {}
-        for user_id, fields in users.items():
-            user = MirroredUser.from_fields(fields)
+        for user_id, snapshot in users.items():
+            user = MirroredUser.from_snapshot(snapshot)
             if user is not None:
                 fresh[user_id] = user
         self._users = fresh
@@ -96,6 +104,9 @@ class KillSwitchMirror:
         issued = identity.issued_at
         not_before = user.not_before_ms
         if issued is not None and not_before is not None and int(issued * 1000) < not_before:
+            return Outcome.REVOKED
+        credential = identity.credential_id
+        if credential is not None and user.revoked.get(credential, 0) > now_ms:
             return Outcome.REVOKED
         if user.reset_required and not reset_exempt:
             return Outcome.RESET_REQUIRED

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from floodwall.actions import OperatorActions, PasswordResetHook
+from floodwall.actions import OperatorActions
 from floodwall.audit import AuditLog, AuditRecord
 from floodwall.breaker import CircuitBreaker
 from floodwall.change_feed import ChangeFeed
@@ -28,6 +28,7 @@ from floodwall.live_limits import Limit, LiveLimits
 from floodwall.metrics import Metrics
 from floodwall.mirror import KillSwitchMirror
 from floodwall.offenders import Offenders
+from floodwall.reset_hook import PasswordResetHook, ResetNotifier
 from floodwall.settings import FloodwallSettings
 from floodwall.status import UserStatus
 from floodwall.stores.base import Store
@@ -60,8 +61,9 @@ class Floodwall:
     ``Floodwall()`` reads ``FLOODWALL_*`` variables; pass a ``FloodwallSettings`` to be
     explicit, and a ``store`` to use one built elsewhere (tests, custom clients); such a
     store brings its own key prefix. ``on_password_reset`` is awaited with the user id
-    when a reset becomes required, in the process that required it. ``clock`` is where
-    time is read on this server (tests move it by hand).
+    when a reset becomes required, once per reset in one of the app's processes, whichever
+    surface required it. ``clock`` is where time is read on this server (tests move it by
+    hand).
     """
 
     def __init__(
@@ -82,13 +84,16 @@ class Floodwall:
         # Each worker's copy of the kill switch: it holds while the store is down.
         self.mirror = KillSwitchMirror()
         self.denials = DenyCache(clock=clock.monotonic, wall_clock=clock.wall)
+        resets = ResetNotifier(self.store, on_password_reset)
         self.feed = ChangeFeed(
             self.store,
             mirror=self.mirror,
             denials=self.denials,
             limits=self.limits,
+            resets=resets,
             clock=clock,
             resync_seconds=settings.resync_seconds,
+            auto_block_memory_seconds=settings.auto_block_max_seconds,
         )
         self.audit = AuditLog(self.store, on_action=self._count_action)
         self.actions = OperatorActions(
@@ -96,7 +101,7 @@ class Floodwall:
             feed=self.feed,
             limits=self.limits,
             audit=self.audit,
-            on_password_reset=on_password_reset,
+            resets=resets,
         )
         self.offenders = Offenders(
             self.store,

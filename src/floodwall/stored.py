@@ -12,7 +12,10 @@ from datetime import UTC, datetime
 
 from floodwall import rules
 
-__all__ = ["iso_time", "stored_int", "stored_limit"]
+__all__ = ["BLOCK_FIELDS", "iso_time", "stored_int", "stored_limit"]
+
+BLOCK_FIELDS = ("blocked_until", "reason", "blocked_by", "blocked_at", "auto_offences")
+"""The fields of a user's state that make a block (auto-block counts its offences there)."""
 
 # The latest instant datetime can show, in ms since the epoch (9999-12-31).
 _MAX_MS = 253_402_300_799_000

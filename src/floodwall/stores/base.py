@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from floodwall.decision import Decision
@@ -16,10 +16,12 @@ __all__ = ["AuditEntry", "StateSnapshot", "Store", "Subscription"]
 
 @dataclass(frozen=True, slots=True)
 class StateSnapshot:
-    """A subject's kill-switch hash as stored, and the store's clock when it was read."""
+    """A subject's kill-switch hash as stored, and the store's clock when it was read;
+    ``revoked`` maps credential ids revoked one by one to their expiry (ms), where read."""
 
     fields: Mapping[str, str]
     now_ms: int
+    revoked: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,19 @@ class Store(Protocol):
         ...
 
     async def read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
-        """Many subjects' hashes, in order, in one round trip."""
+        """Many subjects' hashes and revoked credential ids, in order, in one round trip."""
+        ...
+
+    async def claim_reset(self, keys: SubjectKeys, *, reset_id: str, claim: bool) -> bool:
+        """Claim the user's current password reset for delivery to the app's hook (only one
+        claim succeeds), or give a claim back (``claim=False``) after the hook failed."""
+        ...
+
+    async def lapse_block(
+        self, keys: SubjectKeys, *, blocked_until: str, fields: Sequence[str]
+    ) -> bool | None:
+        """Delete a block's ``fields`` if ``blocked_until`` is still as read; ``None`` when it
+        changed (nothing done), else whether the subject has no state left."""
         ...
 
     async def update_state(

@@ -163,12 +163,46 @@ class MemoryStore:
         return len(self._buckets)
 
     async def read_state(self, keys: SubjectKeys) -> StateSnapshot:
-        """The subject's kill-switch fields."""
-        return StateSnapshot(dict(self._states.get(keys.state, {})), await self.now_ms())
+        """The subject's kill-switch fields and revoked credential ids."""
+        now_ms = await self.now_ms()
+        revoked = self._revoked.get(keys.revoked, {})
+        return StateSnapshot(
+            dict(self._states.get(keys.state, {})),
+            now_ms,
+            {cid: expiry for cid, expiry in revoked.items() if expiry > now_ms},
+        )
 
     async def read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
         """Many subjects' kill-switch fields."""
         return [await self.read_state(subject) for subject in keys]
+
+    async def claim_reset(self, keys: SubjectKeys, *, reset_id: str, claim: bool) -> bool:
+        """As ``claim_reset.lua``."""
+        state = self._states.get(keys.state, {})
+        if state.get("reset_id") != reset_id:
+            return False
+        claimed = state.get("reset_notified") == reset_id
+        if claim == claimed:
+            return False
+        if claim:
+            state["reset_notified"] = reset_id
+        else:
+            del state["reset_notified"]
+        return True
+
+    async def lapse_block(
+        self, keys: SubjectKeys, *, blocked_until: str, fields: Sequence[str]
+    ) -> bool | None:
+        """As ``lapse_block.lua``."""
+        state = self._states.get(keys.state, {})
+        if state.get("blocked_until") != blocked_until:
+            return None
+        for name in fields:
+            state.pop(name, None)
+        if len(state) <= 1:
+            self._states.pop(keys.state, None)
+            return True
+        return False
 
     async def update_state(
         self,

@@ -158,6 +158,8 @@ class RedisStore:
         self._limit_resp: dict[tuple[float, int, int, bool], bytes] = {}
         self._update = client.register_script(_script("update_state.lua"))
         self._revoke = client.register_script(_script("revoke.lua"))
+        self._claim_reset = client.register_script(_script("claim_reset.lua"))
+        self._lapse_block = client.register_script(_script("lapse_block.lua"))
 
     @classmethod
     def from_url(
@@ -311,18 +313,39 @@ class RedisStore:
         return (await self.read_states([keys]))[0]
 
     async def read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
-        """HGETALL of each hash and TIME, pipelined: one round trip on a single Redis."""
+        """HGETALL of each hash, its revoked ids and TIME, pipelined: one round trip on a
+        single Redis."""
         if not keys:
             return []
         with _storage_errors():
+            now = await self.now_ms()
             async with self._client.pipeline(transaction=False) as pipe:
                 for subject in keys:
                     pipe.hgetall(subject.state)
+                    pipe.zrangebyscore(subject.revoked, f"({now}", "+inf", withscores=True)
                 replies = await pipe.execute()
-            now = await self.now_ms()
         return [
-            StateSnapshot({_decode(k): _decode(v) for k, v in raw.items()}, now) for raw in replies
+            StateSnapshot(
+                {_decode(k): _decode(v) for k, v in fields.items()},
+                now,
+                {_decode(cid): int(expiry) for cid, expiry in revoked},
+            )
+            for fields, revoked in zip(replies[::2], replies[1::2], strict=True)
         ]
+
+    async def claim_reset(self, keys: SubjectKeys, *, reset_id: str, claim: bool) -> bool:
+        """One ``EVALSHA`` of ``claim_reset.lua``."""
+        with _storage_errors():
+            reply = await self._claim_reset(keys=(keys.state,), args=(reset_id, int(claim)))
+        return bool(reply)
+
+    async def lapse_block(
+        self, keys: SubjectKeys, *, blocked_until: str, fields: Sequence[str]
+    ) -> bool | None:
+        """One ``EVALSHA`` of ``lapse_block.lua``."""
+        with _storage_errors():
+            left = await self._lapse_block(keys=(keys.state,), args=(blocked_until, *fields))
+        return None if left < 0 else left == 0
 
     async def update_state(
         self,
