@@ -18,6 +18,7 @@ from floodwall.deny_cache import DenyCache
 from floodwall.errors import StoreCommandError, StoreUnavailable
 from floodwall.fallback import Fallback
 from floodwall.identity import Identity
+from floodwall.ids import is_long
 from floodwall.keys import SubjectKeys
 from floodwall.live_limits import LiveLimits
 from floodwall.metrics import RESULTS, Metrics
@@ -78,11 +79,15 @@ class Checker:
         cache = self._anonymous_keys if identity.anonymous else self._user_keys
         keys = cache.get(identity.user_id)
         if keys is None:
-            if len(cache) >= KEYS_CACHE_SIZE:
-                # A flood of ever-new ids must not grow it without end; rebuilding is cheap.
-                cache.clear()
             build = self._keys.anonymous if identity.anonymous else self._keys.user
-            keys = cache[identity.user_id] = build(identity.user_id)
+            keys = build(identity.user_id)
+            # Long ids are rebuilt each time (their keys hash them anyway): the cache holds
+            # at most KEYS_CACHE_SIZE ids of at most MAX_HELD characters.
+            if not is_long(identity.user_id):
+                if len(cache) >= KEYS_CACHE_SIZE:
+                    # A flood of ever-new ids must not grow it without end.
+                    cache.clear()
+                cache[identity.user_id] = keys
         return keys
 
     async def check(

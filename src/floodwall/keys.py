@@ -25,11 +25,14 @@ def encode_id(raw: str) -> str:
     """Encode an id for use inside a hash tag: injective, bounded, readable when plain."""
     # surrogatepass keeps ids decoded from non-UTF-8 bytes (surrogateescape) distinct.
     data = raw.encode("utf-8", "surrogatepass")
-    if all(byte in _SAFE for byte in data) and 0 < len(data) <= _MAX_ENCODED:
-        return data.decode("ascii")
-    encoded = "".join(chr(byte) if byte in _SAFE else f"%{byte:02X}" for byte in data)
-    if 0 < len(encoded) <= _MAX_ENCODED:
-        return encoded
+    # Encoding never shortens: a long id goes straight to its digest, in time linear in C,
+    # where encoding a 15 KB id byte by byte first took about a millisecond.
+    if 0 < len(data) <= _MAX_ENCODED:
+        if all(byte in _SAFE for byte in data):
+            return data.decode("ascii")
+        encoded = "".join(chr(byte) if byte in _SAFE else f"%{byte:02X}" for byte in data)
+        if len(encoded) <= _MAX_ENCODED:
+            return encoded
     return "#" + hashlib.sha256(data).hexdigest()
 
 

@@ -22,6 +22,7 @@ from floodwall.identity import (
     client_identity,
     default_identify,
 )
+from floodwall.ids import held
 from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
 from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds
@@ -253,7 +254,7 @@ def _log(
     fields = {
         "event": "floodwall.request",
         "request_id": request_id,
-        "user_id": None if identity.anonymous else identity.user_id,
+        "user_id": None if identity.anonymous else held(identity.user_id),
         "client": client[0] if client else None,
         "method": scope.get("method"),
         "path": scope.get("path"),

@@ -18,6 +18,7 @@ from floodwall.clock import Clock
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import StorageError
 from floodwall.identity import Identity
+from floodwall.ids import held, is_long
 from floodwall.metrics import Metrics
 from floodwall.settings import FloodwallSettings
 from floodwall.stored import stored_int
@@ -51,8 +52,9 @@ class Offenders:
         self._metrics = metrics
         self._clock = clock
         self.refusals = RefusalCounter()
-        # Refusals per user in the current window: [start, count], per worker.
-        self._offences: dict[str, list[float]] = {}
+        # Refusals per user in the current window: [start, count], per worker; long ids by
+        # their digest (a tuple: no short id can equal it).
+        self._offences: dict[str | tuple[str, str], list[float]] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
 
     def count(self, identity: Identity, decision: Decision, *, enforced: bool) -> None:
@@ -102,11 +104,15 @@ class Offenders:
 
     def _note_offence(self, user_id: str, threshold: int) -> None:
         now = self._clock.monotonic()
-        window = self._offences.get(user_id)
-        if window is None or now - window[0] >= self._settings.auto_block_window:
+        key = ("#", held(user_id)) if is_long(user_id) else user_id
+        window = self._offences.get(key)
+        span = self._settings.auto_block_window
+        if window is None or now - window[0] >= span:
             if len(self._offences) >= _MAX_WATCHED:
-                self._offences.clear()
-            self._offences[user_id] = [now, 1.0]
+                # Windows that are over count for nothing: drop them, or all if none is.
+                live = {k: w for k, w in self._offences.items() if now - w[0] < span}
+                self._offences = live if len(live) < _MAX_WATCHED else {}
+            self._offences[key] = [now, 1.0]
             return
         window[1] += 1
         if window[1] == threshold + 1:

@@ -160,6 +160,12 @@ class Floodwall:
             if self._started:
                 return
             self.checker.before_first = None
+            if isinstance(self.store, MemoryStore):
+                logger.warning(
+                    "floodwall: %s: limits, blocks and the audit log live in this process "
+                    "only; with more than one worker or server, set FLOODWALL_REDIS_URL",
+                    self.store.describe(),
+                )
             try:
                 await self.store.start()
                 await self.feed.refresh_limits()

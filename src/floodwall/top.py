@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from floodwall.ids import held
+
 __all__ = ["OTHERS", "SLICE_SECONDS", "Offender", "RefusalCounter", "member", "offender"]
 
 SLICE_SECONDS = 10
@@ -17,8 +19,9 @@ OTHERS = "*:others"
 
 
 def member(subject: str, anonymous: bool) -> str:
-    """The sorted-set member of a subject: users and addresses never collide."""
-    return ("a:" if anonymous else "u:") + subject
+    """The sorted-set member of a subject: users and addresses never collide; long ids are
+    held short (see ``floodwall.ids``)."""
+    return ("a:" if anonymous else "u:") + held(subject)
 
 
 @dataclass(frozen=True, slots=True)
