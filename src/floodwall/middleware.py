@@ -10,11 +10,10 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-
 from floodwall import rules
 from floodwall._types import ASGIApp, Identify, Message, Receive, Scope, Send
 from floodwall.decision import Decision, Outcome
+from floodwall.errors import ConfigurationError
 from floodwall.identity import Identity, IdentityChain, client_identity, default_identify
 from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
@@ -91,6 +90,14 @@ class FloodwallMiddleware:
         # already reads X-Forwarded-For right to left against that list.
         self._guarded: ASGIApp = self._guard
         if settings.trusted_proxies:
+            # Imported here: floodwall needs no ASGI server unless proxies are trusted.
+            try:
+                from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+            except ImportError:
+                raise ConfigurationError(
+                    "FLOODWALL_TRUSTED_PROXIES needs uvicorn's ProxyHeadersMiddleware: "
+                    "pip install 'floodwall[demo]' (or uvicorn>=0.31)"
+                ) from None
             # uvicorn types its middleware with its own (structurally equal) ASGI aliases.
             proxied = ProxyHeadersMiddleware(
                 cast(Any, self._guard), trusted_hosts=settings.trusted_proxies
