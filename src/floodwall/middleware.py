@@ -19,6 +19,7 @@ from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
 from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds
 from floodwall.service import Floodwall
+from floodwall.telemetry import decision_telemetry
 from floodwall.top import member
 
 __all__ = ["FloodwallMiddleware"]
@@ -86,6 +87,8 @@ class FloodwallMiddleware:
         self._request_id_prefix = os.urandom(4).hex()
         self._request_ids = itertools.count()
         self._refusal_log = RefusalLog()
+        # None without opentelemetry-api: then a request pays one `is None` test for it.
+        self._telemetry = decision_telemetry(floodwall.metrics.hot)
         # Forwarded headers are honoured from trusted proxies only; uvicorn's middleware
         # already reads X-Forwarded-For right to left against that list.
         self._guarded: ASGIApp = self._guard
@@ -143,6 +146,8 @@ class FloodwallMiddleware:
             reset_exempt=self._any_reset_paths and self._reset_paths.get(path, False),
         )
         policy = "anonymous" if identity.anonymous else "user"
+        if self._telemetry is not None:
+            self._telemetry(decision, policy)
         id_header = self._request_id_header
         request_id = None if id_header is None else self._given_request_id(scope)
         if decision.outcome is Outcome.ALLOWED or not self._enforces(decision):
