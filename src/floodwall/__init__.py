@@ -17,7 +17,7 @@ from floodwall.errors import (
     StoreCommandError,
     StoreUnavailable,
 )
-from floodwall.identity import HeaderIdentity, Identity, JwtIdentity
+from floodwall.identity import HeaderIdentity, Identity, JwksIdentity, JwtIdentity
 from floodwall.middleware import FloodwallMiddleware
 from floodwall.rules import RuleError
 from floodwall.service import Floodwall
@@ -37,6 +37,7 @@ __all__ = [
     "HeaderIdentity",
     "Identify",
     "Identity",
+    "JwksIdentity",
     "JwtIdentity",
     "MemoryStore",
     "Outcome",
