@@ -295,8 +295,8 @@ def test_public_key_algorithms_are_refused_without_public_keys(
     monkeypatch.setenv("FLOODWALL_JWT_SECRET", JWT_KEY)
     monkeypatch.setenv("FLOODWALL_JWT_ALGORITHMS", f"HS256,{algorithm}")
     assert _refusal() == (
-        f"bad settings: FLOODWALL_JWT_ALGORITHMS: {named} needs the signer's public keys, and "
-        "only a shared secret (FLOODWALL_JWT_SECRET) can be set: use HS256, HS384, HS512"
+        f"bad settings: FLOODWALL_JWT_ALGORITHMS: {named} needs the signer's public keys: set "
+        "FLOODWALL_JWT_JWKS_URL, or use HS256, HS384, HS512"
     )
 
 

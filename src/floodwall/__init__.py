@@ -16,7 +16,7 @@ from floodwall.errors import (
     StoreCommandError,
     StoreUnavailable,
 )
-from floodwall.identity import HeaderIdentity, Identify, Identity, JwtIdentity
+from floodwall.identity import HeaderIdentity, Identify, Identity, JwksIdentity, JwtIdentity
 from floodwall.middleware import FloodwallMiddleware
 from floodwall.rules import RuleError
 from floodwall.service import Floodwall
@@ -36,6 +36,7 @@ __all__ = [
     "HeaderIdentity",
     "Identify",
     "Identity",
+    "JwksIdentity",
     "JwtIdentity",
     "MemoryStore",
     "Outcome",

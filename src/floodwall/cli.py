@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import importlib.util
 import json
 import logging
 import re
@@ -74,6 +75,12 @@ def _whole(bound: rules.Bound) -> Callable[[str], int]:
     return parse
 
 
+def _workers(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 64:
+        raise argparse.ArgumentTypeError("--workers is a whole number from 1 to 64")
+    return int(text)
+
+
 def _ttl(text: str) -> float:
     try:
         return rules.TTL_SECONDS.number(parse_duration(text))
@@ -107,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="serve the demo app")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--workers", type=_workers, default=1, help="worker processes (default 1)")
 
     def user_command(name: str, text: str, *, acts: bool = True) -> argparse.ArgumentParser:
         parents = [common, acting] if acts else [common]
@@ -353,12 +361,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command == "demo":
-            import uvicorn
+            # uvicorn is the demo extra's: floodwall itself needs no ASGI server.
+            if importlib.util.find_spec("uvicorn") is None:
+                print(
+                    "floodwall: error: the demo needs uvicorn: pip install 'floodwall[demo]'",
+                    file=sys.stderr,
+                )
+                return 1
+            from floodwall.demo import serve
 
-            from floodwall.demo import configure_logging, create_app
-
-            configure_logging()
-            uvicorn.run(create_app(), host=args.host, port=args.port)
+            serve(args.host, args.port, args.workers)
             return 0
         with _audit_lines_to_stderr():
             result = asyncio.run(_run(args))

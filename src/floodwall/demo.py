@@ -1,32 +1,49 @@
-"""The demo app: log in, call the API, watch the limit and the kill switch work.
+"""The demo app: log in, call the API, watch the limit and the kill switch work, and
+replay incidents against a slow endpoint and a small database pool.
 
 ``floodwall demo`` serves it; it runs on the in-memory store unless ``FLOODWALL_REDIS_URL``
-is set.
+is set. ``FLOODWALL_DEMO_POOL`` is the size of the simulated database pool (default 8).
 """
 
 from __future__ import annotations
 
+import asyncio
+import html
 import logging
+import os
 import secrets
+import shutil
+import tempfile
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Final
 
 import jwt
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from floodwall.errors import ConfigurationError
 from floodwall.middleware import FloodwallMiddleware
 from floodwall.request_log import JsonFormatter
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings
 
-__all__ = ["configure_logging", "create_app"]
+__all__ = ["configure_logging", "create_app", "demo_pool_size", "serve", "worker_app"]
 
-TOKEN_LIFETIME_SECONDS = 3600
+logger = logging.getLogger("floodwall")
+
+TOKEN_LIFETIME_SECONDS: Final = 3600
+POOL_VARIABLE: Final = "FLOODWALL_DEMO_POOL"
+DEFAULT_POOL: Final = 8
+MAX_POOL: Final = 1000
+POOL_TIMEOUT_SECONDS: Final = 2.0
+"""How long ``/api/work`` waits for a free connection before answering 503."""
+MAX_MILLISECONDS: Final = 10_000
 
 
 class _Login(BaseModel):
@@ -41,6 +58,71 @@ def _problem(status: int, title: str, detail: str) -> Response:
     )
 
 
+def demo_pool_size(environ: Mapping[str, str] | None = None) -> int:
+    """``FLOODWALL_DEMO_POOL``: connections of the simulated database pool, 1 to 1000."""
+    text = (os.environ if environ is None else environ).get(POOL_VARIABLE)
+    if text is None:
+        return DEFAULT_POOL
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_POOL:
+        raise ConfigurationError(
+            f"{POOL_VARIABLE}: the demo's database pool is a whole number of connections "
+            f"from 1 to {MAX_POOL}"
+        )
+    return int(text)
+
+
+def _milliseconds(request: Request, default: int) -> int | Response:
+    text = request.query_params.get("ms")
+    if text is None:
+        return default
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_MILLISECONDS:
+        return _problem(
+            422,
+            "Unprocessable Content",
+            f"ms is a whole number of milliseconds from 0 to {MAX_MILLISECONDS}.",
+        )
+    return int(text)
+
+
+def _landing_page(base: str, pool_size: int) -> str:
+    base = html.escape(base.rstrip("/"))
+    login = (
+        f'TOKEN=$(curl -s -XPOST {base}/login -d \'{{"user": "alice"}}\' | python3 -c '
+        "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+    )
+    hello = f'curl -i {base}/api/hello -H "Authorization: Bearer $TOKEN"'
+    flood = (
+        f"for i in $(seq 20); do curl -s -o /dev/null -w '%{{http_code}} ' {base}/api/hello "
+        '-H "Authorization: Bearer $TOKEN"; done'
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>floodwall demo</title></head>
+<body>
+<h1>floodwall demo</h1>
+<p>An app behind floodwall, the ASGI middleware that keeps one user from taking down a
+backend: every user may send 10 requests a second (a token bucket of 10), and operators can
+block a user, revoke their credentials or force a password reset, on every worker at once.</p>
+<h2>Try it</h2>
+<p>Log in, call the API, then flood it: the first 10 calls pass, the rest get 429.</p>
+<pre>{html.escape(login)}
+{html.escape(hello)}
+{html.escape(flood)}</pre>
+<h2>What is here</h2>
+<ul>
+<li><code>POST /login {{"user": "alice"}}</code>: a bearer token (JWT with sub, iat, jti)</li>
+<li><code>GET /api/hello</code>: answers the caller</li>
+<li><code>GET /api/slow?ms=N</code>: waits N ms (at most {MAX_MILLISECONDS:,})</li>
+<li><code>GET /api/work?ms=N</code>: holds one of {pool_size} simulated database connections
+for N ms (default 20); 503 after {POOL_TIMEOUT_SECONDS:g} s without a free one</li>
+<li><a href="{base}/admin/openapi.json">/admin/openapi.json</a>: the admin API (set
+<code>FLOODWALL_ADMIN_TOKEN</code> to use it)</li>
+<li><a href="{base}/metrics">/metrics</a>: Prometheus metrics</li>
+</ul>
+</body></html>
+"""
+
+
 def configure_logging() -> None:
     """JSON lines on stderr for floodwall's loggers, as an operator's pipeline wants them."""
     handler = logging.StreamHandler()
@@ -52,9 +134,20 @@ def configure_logging() -> None:
         logger.propagate = False
 
 
-def create_app(settings: FloodwallSettings | None = None) -> Starlette:
-    """Build the demo app; without ``FLOODWALL_JWT_SECRET`` a secret is generated."""
+def create_app(
+    settings: FloodwallSettings | None = None,
+    *,
+    pool_size: int | None = None,
+    pool_timeout: float = POOL_TIMEOUT_SECONDS,
+) -> Starlette:
+    """Build the demo app; without ``FLOODWALL_JWT_SECRET`` a secret is generated.
+
+    ``pool_size`` defaults to ``FLOODWALL_DEMO_POOL``; ``pool_timeout`` is how long
+    ``/api/work`` waits for a connection.
+    """
     settings = settings if settings is not None else FloodwallSettings()
+    pool_size = pool_size if pool_size is not None else demo_pool_size()
+    pool = asyncio.Semaphore(pool_size)
     if settings.jwt_secret is None:
         settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(64))})
     assert settings.jwt_secret is not None
@@ -108,17 +201,51 @@ def create_app(settings: FloodwallSettings | None = None) -> Starlette:
         await floodwall.clear_password_reset(str(claims["sub"]), actor="app")
         return JSONResponse({"password_changed": True})
 
-    async def metrics(request: Request) -> Response:
-        body, content_type = floodwall.metrics.render()
-        return Response(body, media_type=content_type)
+    async def home(request: Request) -> Response:
+        return HTMLResponse(_landing_page(str(request.base_url), pool_size))
+
+    async def slow(request: Request) -> Response:
+        ms = _milliseconds(request, 1000)
+        if isinstance(ms, Response):
+            return ms
+        await asyncio.sleep(ms / 1000)
+        return JSONResponse({"waited_ms": ms})
+
+    async def work(request: Request) -> Response:
+        # A database pool in miniature: a request holds one connection for its whole
+        # query, and gives up as a real pool's checkout timeout would.
+        ms = _milliseconds(request, 20)
+        if isinstance(ms, Response):
+            return ms
+        try:
+            async with asyncio.timeout(pool_timeout):
+                await pool.acquire()
+        except TimeoutError:
+            answer = _problem(
+                503,
+                "Service Unavailable",
+                f"No database connection was free within {pool_timeout:g} s "
+                f"(a pool of {pool_size}).",
+            )
+            answer.headers["retry-after"] = "1"
+            return answer
+        try:
+            await asyncio.sleep(ms / 1000)
+        finally:
+            pool.release()
+        return JSONResponse({"held_ms": ms, "pool": pool_size})
 
     app = Starlette(
         routes=[
+            Route("/", home, methods=["GET"]),
             Route("/login", login, methods=["POST"]),
             Route("/api/hello", hello, methods=["GET"]),
+            Route("/api/slow", slow, methods=["GET"]),
+            Route("/api/work", work, methods=["GET"]),
             Route("/account/password", change_password, methods=["POST"]),
             Mount("/admin", floodwall.admin_app()),
-            Route("/metrics", metrics, methods=["GET"]),
+            # A Route, not a Mount: /metrics itself answers, with no redirect to /metrics/.
+            Route("/metrics", floodwall.metrics.asgi_app(), methods=["GET"]),
         ],
         middleware=[
             Middleware(
@@ -132,3 +259,43 @@ def create_app(settings: FloodwallSettings | None = None) -> Starlette:
     )
     app.state.floodwall = floodwall
     return app
+
+
+def worker_app() -> Starlette:
+    """The app of one worker of ``floodwall demo --workers N`` (uvicorn's factory)."""
+    configure_logging()
+    return create_app()
+
+
+def serve(host: str, port: int, workers: int = 1) -> None:
+    """Serve the demo with uvicorn (the ``demo`` extra); the settings and the pool size are
+    checked here first, so a bad one is one line before any worker starts."""
+    import uvicorn
+
+    FloodwallSettings()
+    demo_pool_size()
+    if workers == 1:
+        configure_logging()
+        uvicorn.run(create_app(), host=host, port=port)
+        return
+    # Workers are new processes that each build the app: they share what they find in the
+    # environment. One JWT secret, so a token from one worker verifies on the others; one
+    # metrics directory, so a scrape of any worker shows them all.
+    os.environ.setdefault("FLOODWALL_JWT_SECRET", secrets.token_urlsafe(64))
+    made = None
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="floodwall-")
+    configure_logging()
+    if "FLOODWALL_REDIS_URL" not in os.environ:
+        logger.warning(
+            "floodwall demo: %d workers on the in-memory store: each worker limits on its "
+            "own; set FLOODWALL_REDIS_URL for one limit across them",
+            workers,
+        )
+    try:
+        uvicorn.run(
+            "floodwall.demo:worker_app", factory=True, host=host, port=port, workers=workers
+        )
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple, TypeAlias
 
@@ -18,11 +21,14 @@ __all__ = [
     "Identify",
     "Identity",
     "IdentityChain",
+    "JwksIdentity",
     "JwtIdentity",
     "client_identity",
     "default_identify",
     "starlette_user",
 ]
+
+logger = logging.getLogger("floodwall")
 
 
 class Identity(NamedTuple):
@@ -102,9 +108,17 @@ class JwtIdentity:
     With one key, a token's ``kid`` header selects nothing and is ignored.
     """
 
-    __slots__ = ("_algorithms", "_audience", "_key")
+    __slots__ = ("_algorithms", "_audience", "_issuer", "_key", "_leeway")
 
-    def __init__(self, key: str, *, algorithms: list[str], audience: str | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        *,
+        algorithms: list[str],
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway: float = 0.0,
+    ) -> None:
         if not algorithms:
             raise ConfigurationError("JwtIdentity needs at least one algorithm")
         if any(name.lower() == "none" for name in algorithms):
@@ -121,6 +135,8 @@ class JwtIdentity:
         self._key = key
         self._algorithms = list(algorithms)
         self._audience = audience
+        self._issuer = issuer
+        self._leeway = leeway
 
     async def __call__(self, scope: Scope) -> Identity | None:
         """The token's identity, or ``None``."""
@@ -128,35 +144,221 @@ class JwtIdentity:
 
     def resolve(self, scope: Scope) -> Identity | None:
         """``__call__`` without the coroutine, for the built-in chain."""
-        header = _header(scope, b"authorization")
-        if header is None or header[:7].lower() != b"bearer ":
+        token = _bearer(scope)
+        if token is None:
             return None
-        token = header[7:].strip().decode("latin-1")
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._key,
-                algorithms=self._algorithms,
-                audience=self._audience,
-                options={
-                    "require": ["sub"],
-                    "verify_aud": self._audience is not None,
-                    # PyJWT refuses a token with a malformed iat, which would make it an
-                    # anonymous request that revocation never sees; _issued_at reads it.
-                    "verify_iat": False,
-                },
-            )
-        except jwt.PyJWTError:
-            # Not only InvalidTokenError: e.g. an `alg: none` token raises InvalidKeyError.
-            return None
-        subject = claims["sub"]
-        if not isinstance(subject, str):
-            return None
-        return Identity(
-            subject,
-            issued_at=_issued_at(claims.get("iat")),
-            credential_id=_text(claims.get("jti")),
+        return _verified(
+            token, self._key, self._algorithms, self._audience, self._issuer, self._leeway
         )
+
+
+def _bearer(scope: Scope) -> str | None:
+    header = _header(scope, b"authorization")
+    if header is None or header[:7].lower() != b"bearer ":
+        return None
+    return header[7:].strip().decode("latin-1")
+
+
+def _verified(
+    token: str,
+    key: Any,
+    algorithms: list[str],
+    audience: str | None,
+    issuer: str | None,
+    leeway: float,
+) -> Identity | None:
+    """The identity of a token verified with ``key``, or ``None``."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway,
+            options={
+                "require": ["sub"],
+                "verify_aud": audience is not None,
+                # PyJWT refuses a token with a malformed iat, which would make it an
+                # anonymous request that revocation never sees; _issued_at reads it.
+                "verify_iat": False,
+            },
+        )
+    except jwt.PyJWTError:
+        # Not only InvalidTokenError: e.g. an `alg: none` token raises InvalidKeyError.
+        return None
+    subject = claims["sub"]
+    if not isinstance(subject, str):
+        return None
+    return Identity(
+        subject,
+        issued_at=_issued_at(claims.get("iat")),
+        credential_id=_text(claims.get("jti")),
+    )
+
+
+class _Key(NamedTuple):
+    key: Any
+    """The public key, as PyJWT verifies with it."""
+    algorithm: str | None
+    """The JWK's ``alg``, when it names one: then only tokens of that algorithm."""
+
+
+class JwksIdentity:
+    """Bearer JWTs signed by an identity provider, verified with the keys it publishes (a
+    JWKS URL: Keycloak, Auth0, Okta, Entra...): ``sub``, ``iat`` and ``jti`` as for
+    ``JwtIdentity``, and the issuer, audience and expiry (with ``leeway``) checked.
+
+    The keys are fetched by a thread of this object's own, never on the event loop: a
+    request only looks its token's ``kid`` up in the keys at hand. The thread starts with the
+    first token, fetches the keys again every ``refresh_seconds`` (a rotation published
+    ahead is known before its first token), and when a token names a ``kid`` it does not
+    know, at most once every ``min_refresh_seconds`` however many tokens name it. Until the
+    keys arrive such a token counts as anonymous (its client address is limited), as does
+    any token that does not verify: the app's own authentication refuses it. When the
+    provider cannot be reached, the keys at hand keep working; the failure is logged once,
+    and the recovery once.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        algorithms: list[str],
+        audience: str | None = None,
+        issuer: str | None = None,
+        leeway: float = 0.0,
+        refresh_seconds: float = 300.0,
+        min_refresh_seconds: float = 1.0,
+        timeout: float = 5.0,
+    ) -> None:
+        if not algorithms:
+            raise ConfigurationError("JwksIdentity needs at least one algorithm")
+        if any(name.lower() == "none" or name in HMAC_KEY_BYTES for name in algorithms):
+            raise ConfigurationError(
+                "JwksIdentity verifies public-key algorithms only (RS256, ES256, EdDSA, ...)"
+            )
+        self._client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
+        self._algorithms = frozenset(algorithms)
+        self._audience = audience
+        self._issuer = issuer
+        self._leeway = leeway
+        self._refresh_seconds = refresh_seconds
+        self._min_refresh_seconds = min_refresh_seconds
+        self._keys: dict[str, _Key] = {}
+        self._only: _Key | None = None
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+        self._last_fetch = -math.inf
+        self.fetches = 0
+        """Fetches of the key set so far, successful or not."""
+
+    async def __call__(self, scope: Scope) -> Identity | None:
+        """The token's identity, or ``None``."""
+        return self.resolve(scope)
+
+    def resolve(self, scope: Scope) -> Identity | None:
+        """``__call__`` without the coroutine, for the built-in chain."""
+        token = _bearer(scope)
+        if token is None:
+            return None
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        algorithm = header.get("alg")
+        if algorithm not in self._algorithms:
+            return None
+        if self._thread is None:
+            self.start()
+        kid = header.get("kid")
+        found = self._keys.get(kid) if isinstance(kid, str) else None
+        if found is None:
+            if kid is None and self._only is not None:
+                found = self._only  # a provider with one key may leave kid out
+            else:
+                self._wanted.set()  # the fetcher takes it from here
+                return None
+        if found.algorithm is not None and found.algorithm != algorithm:
+            return None
+        return _verified(token, found.key, [algorithm], self._audience, self._issuer, self._leeway)
+
+    def start(self) -> None:
+        """Start fetching the keys in the background (the first token does it too)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="floodwall-jwks", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop the background fetches."""
+        self._stopping.set()
+        self._wanted.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self._client.timeout + 1)
+
+    @property
+    def kids(self) -> frozenset[str]:
+        """The key ids at hand."""
+        return frozenset(self._keys)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wanted.clear()
+            self.refresh()
+            self._wanted.wait(self._refresh_seconds)
+            # However many tokens asked, at most one fetch per min_refresh_seconds.
+            self._stopping.wait(self._last_fetch + self._min_refresh_seconds - time.monotonic())
+
+    def refresh(self) -> bool:
+        """Fetch the key set now (blocking); whether it worked. The keys at hand are kept
+        when it did not."""
+        self._last_fetch = time.monotonic()
+        self.fetches += 1
+        try:
+            keys = _usable_keys(self._client.fetch_data())
+        except (jwt.PyJWKClientError, jwt.PyJWTError, ValueError, TypeError) as exc:
+            if not self._failing:
+                self._failing = True
+                logger.warning(
+                    "floodwall: the identity provider's keys could not be fetched (%s: %s); "
+                    "the %d keys at hand keep working",
+                    type(exc).__name__,
+                    exc,
+                    len(self._keys),
+                )
+            return False
+        self._keys = keys
+        self._only = next(iter(keys.values())) if len(keys) == 1 else None
+        if self._failing:
+            self._failing = False
+            logger.warning("floodwall: the identity provider's keys are fetched again")
+        return True
+
+
+def _usable_keys(data: Any) -> dict[str, _Key]:
+    """kid → key for each signing key of a JWK set that PyJWT can use; none is an error."""
+    entries = data.get("keys") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError("the JWK set has no keys list")
+    keys: dict[str, _Key] = {}
+    for entry in entries:
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid")
+        try:
+            jwk = jwt.PyJWK(entry)
+        except jwt.PyJWTError:
+            continue  # a key type or curve PyJWT cannot use; the others still serve
+        algorithm = entry.get("alg")
+        keys[kid if isinstance(kid, str) else ""] = _Key(
+            jwk.key, algorithm if isinstance(algorithm, str) else None
+        )
+    if not keys:
+        raise ValueError("the JWK set has no usable signing key")
+    return keys
 
 
 def _issued_at(value: object) -> float:
@@ -221,12 +423,24 @@ def default_identify(settings: FloodwallSettings) -> IdentityChain:
     """The built-in chain: a JWT (it also names the credential, so revocation can apply),
     then Starlette's authenticated user, then the gateway header — each if set up."""
     resolvers: list[Callable[[Scope], Identity | None]] = []
+    if settings.jwt_jwks_url is not None:
+        resolvers.append(
+            JwksIdentity(
+                settings.jwt_jwks_url,
+                algorithms=settings.jwks_algorithms,
+                audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                leeway=settings.jwt_leeway,
+            ).resolve
+        )
     if settings.jwt_secret is not None:
         resolvers.append(
             JwtIdentity(
                 settings.jwt_secret.get_secret_value(),
-                algorithms=settings.jwt_algorithms,
+                algorithms=settings.hmac_algorithms,
                 audience=settings.jwt_audience,
+                issuer=settings.jwt_issuer,
+                leeway=settings.jwt_leeway,
             ).resolve
         )
     resolvers.append(_starlette_user)

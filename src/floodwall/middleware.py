@@ -10,11 +10,10 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
-from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-
 from floodwall import rules
 from floodwall._types import ASGIApp, Message, Receive, Scope, Send
 from floodwall.decision import Decision, Outcome
+from floodwall.errors import ConfigurationError
 from floodwall.identity import (
     Identify,
     Identity,
@@ -27,6 +26,7 @@ from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
 from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds
 from floodwall.service import Floodwall
+from floodwall.telemetry import decision_telemetry
 from floodwall.top import member
 
 __all__ = ["FloodwallMiddleware"]
@@ -94,10 +94,20 @@ class FloodwallMiddleware:
         self._request_id_prefix = os.urandom(4).hex()
         self._request_ids = itertools.count()
         self._refusal_log = RefusalLog()
+        # None without opentelemetry-api: then a request pays one `is None` test for it.
+        self._telemetry = decision_telemetry(floodwall.metrics.hot)
         # Forwarded headers are honoured from trusted proxies only; uvicorn's middleware
         # already reads X-Forwarded-For right to left against that list.
         self._guarded: ASGIApp = self._guard
         if settings.trusted_proxies:
+            # Imported here: floodwall needs no ASGI server unless proxies are trusted.
+            try:
+                from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+            except ImportError:
+                raise ConfigurationError(
+                    "FLOODWALL_TRUSTED_PROXIES needs uvicorn's ProxyHeadersMiddleware: "
+                    "pip install 'floodwall[demo]' (or uvicorn>=0.31)"
+                ) from None
             # uvicorn types its middleware with its own (structurally equal) ASGI aliases.
             proxied = ProxyHeadersMiddleware(
                 cast(Any, self._guard), trusted_hosts=settings.trusted_proxies
@@ -143,6 +153,8 @@ class FloodwallMiddleware:
             reset_exempt=self._any_reset_paths and self._reset_paths.get(path, False),
         )
         policy = "anonymous" if identity.anonymous else "user"
+        if self._telemetry is not None:
+            self._telemetry(decision, policy)
         id_header = self._request_id_header
         request_id = None if id_header is None else self._given_request_id(scope)
         if decision.outcome is Outcome.ALLOWED or not self._enforces(decision):

@@ -17,7 +17,9 @@ import difflib
 import ipaddress
 import os
 from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit
 
+from jwt.algorithms import get_default_algorithms, has_crypto
 from pydantic import (
     Field,
     SecretStr,
@@ -49,7 +51,7 @@ _MAX_TOKEN_NAME_LENGTH: Final = 64
 
 # RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
 HMAC_KEY_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
-# Public-key algorithms need the signer's public keys; only a shared secret can be set.
+# Public-key algorithms need the signer's public keys: FLOODWALL_JWT_JWKS_URL.
 _PUBLIC_KEY_ALGORITHMS: Final = frozenset(
     {
         "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
@@ -57,6 +59,9 @@ _PUBLIC_KEY_ALGORITHMS: Final = frozenset(
     }
 )  # fmt: skip
 _HMAC_NAMES: Final = ", ".join(HMAC_KEY_BYTES)
+DEFAULT_JWKS_ALGORITHMS: Final = ("RS256", "ES256", "EdDSA")
+"""What an identity provider's keys verify when ``FLOODWALL_JWT_ALGORITHMS`` is not set."""
+MAX_JWT_LEEWAY_SECONDS: Final = 300
 
 
 def _variable(field: str) -> str:
@@ -214,6 +219,11 @@ class FloodwallSettings(BaseSettings):
     jwt_secret: SecretStr | None = None
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
     jwt_audience: str | None = None
+    jwt_jwks_url: str | None = None
+    """The identity provider's published keys (a JWKS URL): RS256, ES256 and EdDSA tokens."""
+    jwt_issuer: str | None = None
+    jwt_leeway: float = Field(default=5.0, ge=0, le=MAX_JWT_LEEWAY_SECONDS)
+    """Seconds of clock skew allowed on a token's exp and nbf."""
     user_header: str | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     trust_all_proxies: bool = False
@@ -293,14 +303,19 @@ class FloodwallSettings(BaseSettings):
                     f"FLOODWALL_JWT_ALGORITHMS: entry {position} is not a JWT algorithm "
                     f"(use {_HMAC_NAMES})"
                 )
-            if known in _PUBLIC_KEY_ALGORITHMS:
-                raise ValueError(
-                    f"FLOODWALL_JWT_ALGORITHMS: {known} needs the signer's public keys, and "
-                    f"only a shared secret (FLOODWALL_JWT_SECRET) can be set: use {_HMAC_NAMES}"
-                )
             if known not in algorithms:
                 algorithms.append(known)
         return algorithms
+
+    @field_validator("jwt_jwks_url")
+    @classmethod
+    def _jwks_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("FLOODWALL_JWT_JWKS_URL is not an http:// or https:// URL")
+        return value.strip()
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -414,6 +429,44 @@ class FloodwallSettings(BaseSettings):
         return conflicts
 
     def _jwt_conflicts(self) -> list[tuple[str, str]]:
+        public = [name for name in self.jwt_algorithms if name in _PUBLIC_KEY_ALGORITHMS]
+        if public and self.jwt_jwks_url is None:
+            return [
+                (
+                    "jwt_algorithms",
+                    f"FLOODWALL_JWT_ALGORITHMS: {public[0]} needs the signer's public keys: set "
+                    f"FLOODWALL_JWT_JWKS_URL, or use {_HMAC_NAMES}",
+                )
+            ]
+        if self.jwt_jwks_url is not None:
+            problem = self._jwks_conflict()
+            if problem is not None:
+                return [problem]
+        return self._secret_conflicts()
+
+    def _jwks_conflict(self) -> tuple[str, str] | None:
+        if not has_crypto:
+            return (
+                "jwt_jwks_url",
+                "FLOODWALL_JWT_JWKS_URL needs the cryptography package: "
+                "pip install 'floodwall[crypto]'",
+            )
+        if not self.jwks_algorithms:
+            return (
+                "jwt_algorithms",
+                "FLOODWALL_JWT_ALGORITHMS names no public-key algorithm, so "
+                "FLOODWALL_JWT_JWKS_URL could verify no token (use RS256, ES256, EdDSA)",
+            )
+        supported = get_default_algorithms()
+        for name in self.jwks_algorithms:
+            if name not in supported:
+                return (
+                    "jwt_algorithms",
+                    f"FLOODWALL_JWT_ALGORITHMS: {name} is not supported by the installed PyJWT",
+                )
+        return None
+
+    def _secret_conflicts(self) -> list[tuple[str, str]]:
         if self.jwt_secret is None:
             return []
         if not self.jwt_algorithms:
@@ -429,9 +482,18 @@ class FloodwallSettings(BaseSettings):
         except UnicodeEncodeError:
             # PyJWT encodes the key as UTF-8 on every request; it would fail there instead.
             return [("jwt_secret", "FLOODWALL_JWT_SECRET is not UTF-8 text")]
-        needed = max(HMAC_KEY_BYTES[name] for name in self.jwt_algorithms)
+        hmac = self.hmac_algorithms
+        if not hmac:
+            return [
+                (
+                    "jwt_algorithms",
+                    "FLOODWALL_JWT_ALGORITHMS names no HMAC algorithm, so FLOODWALL_JWT_SECRET "
+                    f"could verify no token (add one of {_HMAC_NAMES})",
+                )
+            ]
+        needed = max(HMAC_KEY_BYTES[name] for name in hmac)
         if len(key) < needed:
-            strictest = max(self.jwt_algorithms, key=HMAC_KEY_BYTES.__getitem__)
+            strictest = max(hmac, key=HMAC_KEY_BYTES.__getitem__)
             return [
                 (
                     "jwt_secret",
@@ -466,6 +528,19 @@ class FloodwallSettings(BaseSettings):
                 )
             ]
         return []
+
+    @property
+    def hmac_algorithms(self) -> list[str]:
+        """The algorithms ``FLOODWALL_JWT_SECRET`` verifies."""
+        return [name for name in self.jwt_algorithms if name in HMAC_KEY_BYTES]
+
+    @property
+    def jwks_algorithms(self) -> list[str]:
+        """The algorithms the keys at ``FLOODWALL_JWT_JWKS_URL`` verify: the public-key ones
+        of ``FLOODWALL_JWT_ALGORITHMS``, or RS256, ES256 and EdDSA when it is not set."""
+        if "jwt_algorithms" not in self.model_fields_set:
+            return list(DEFAULT_JWKS_ALGORITHMS)
+        return [name for name in self.jwt_algorithms if name in _PUBLIC_KEY_ALGORITHMS]
 
     @property
     def effective_anonymous_rate(self) -> float:

@@ -1,0 +1,80 @@
+"""``floodwall demo --workers 3`` as a real process: one scrape of ``/metrics`` adds up every
+worker (prometheus-client's multi-process mode), whichever worker answers it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from demo_process import wait_until_serving
+from prometheus_client.mmap_dict import MmapedDict
+
+from harness import find_free_port
+
+pytestmark = pytest.mark.slow
+
+ALLOWED = re.compile(r'^floodwall_decisions_total\{result="allowed"\} (\S+)$', re.MULTILINE)
+
+
+def test_every_scrape_shows_the_totals_of_all_workers(tmp_path: Path) -> None:
+    port = find_free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
+    files = tmp_path / "prometheus"
+    files.mkdir()
+    environment["PROMETHEUS_MULTIPROC_DIR"] = str(files)
+    # Every request allowed: each worker has its own in-memory bucket.
+    environment.update(FLOODWALL_RATE="1000", FLOODWALL_BURST="1000")
+    log_path = tmp_path / "demo.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "floodwall.cli", "demo", "--port", str(port), "--workers", "3"],
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_serving(process, url, log_path)
+            sent = 60
+            for _ in range(sent):
+                # A connection each, so the workers share the requests.
+                assert httpx.get(url + "/api/hello", timeout=5).status_code == 200
+            totals = []
+            for _ in range(20):
+                scrape = httpx.get(url + "/metrics", timeout=5)
+                assert scrape.status_code == 200  # /metrics itself, no redirect
+                match = ALLOWED.search(scrape.text)
+                assert match is not None, scrape.text
+                totals.append(float(match.group(1)))
+        finally:
+            process.terminate()
+            process.wait(10)
+    assert totals == [sent] * 20
+    assert log_path.read_text().count("Started server process") == 3
+    # The requests really were spread: more than one worker's file counts some.
+    assert len(_allowed_by_worker(files)) > 1
+
+
+def _allowed_by_worker(files: Path) -> dict[str, float]:
+    counts = {}
+    for path in files.glob("counter_*.db"):
+        for key, value, _, _ in MmapedDict.read_all_values_from_file(str(path)):  # type: ignore[no-untyped-call]
+            if '"floodwall_decisions_total"' in key and '"allowed"' in key and value:
+                counts[path.name] = value
+    return counts
+
+
+def test_workers_must_be_a_small_whole_number() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "floodwall.cli", "demo", "--workers", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("--workers is a whole number from 1 to 64")

@@ -1,0 +1,372 @@
+"""Identity-provider tokens: a local JWKS server with keys the test makes."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, JwksIdentity
+from floodwall.identity import Identity
+from floodwall.settings import settings_error
+from harness import wait_until
+
+ISSUER = "https://idp.example.com/"
+AUDIENCE = "floodwall-tests"
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    algorithm: str
+    private: Any
+    jwk: dict[str, Any]
+
+    def token(self, sub: str = "alice", **claims: Any) -> str:
+        now = time.time()
+        body = {"sub": sub, "iat": now, "exp": now + 600, "iss": ISSUER, "aud": AUDIENCE}
+        body.update(claims)
+        return jwt.encode(body, self.private, algorithm=self.algorithm, headers={"kid": self.kid})
+
+
+def rsa_key(kid: str) -> SigningKey:
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    jwk = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    return SigningKey(kid, "RS256", private, {**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
+
+
+def ec_key(kid: str) -> SigningKey:
+    private = ec.generate_private_key(ec.SECP256R1())
+    jwk = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    return SigningKey(kid, "ES256", private, {**jwk, "kid": kid, "use": "sig"})
+
+
+def ed_key(kid: str) -> SigningKey:
+    private = ed25519.Ed25519PrivateKey.generate()
+    jwk = OKPAlgorithm.to_jwk(private.public_key(), as_dict=True)
+    return SigningKey(kid, "EdDSA", private, {**jwk, "kid": kid})
+
+
+@dataclass
+class Provider:
+    """A JWKS endpoint on a free loopback port; ``keys`` is what it serves."""
+
+    keys: list[SigningKey]
+    hits: int = 0
+    down: bool = False
+    delay: float = 0.0
+    server: http.server.ThreadingHTTPServer | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/.well-known/jwks.json"
+
+    def serve(self) -> None:
+        provider = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with provider.lock:
+                    provider.hits += 1
+                time.sleep(provider.delay)
+                if provider.down:
+                    self.send_error(503)
+                    return
+                body = json.dumps({"keys": [key.jwk for key in provider.keys]}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        assert self.server is not None
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def rsa_a() -> SigningKey:
+    return rsa_key("rsa-a")
+
+
+@pytest.fixture(scope="module")
+def ec_a() -> SigningKey:
+    return ec_key("ec-a")
+
+
+@pytest.fixture
+def provider(rsa_a: SigningKey, ec_a: SigningKey) -> Iterator[Provider]:
+    provider = Provider([rsa_a, ec_a])
+    provider.serve()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+@pytest.fixture
+def identity(provider: Provider) -> Iterator[JwksIdentity]:
+    identity = JwksIdentity(
+        provider.url,
+        algorithms=["RS256", "ES256", "EdDSA"],
+        audience=AUDIENCE,
+        issuer=ISSUER,
+        leeway=5,
+    )
+    try:
+        yield identity
+    finally:
+        identity.close()
+
+
+def scope(token: str) -> dict[str, Any]:
+    return {"type": "http", "headers": [(b"authorization", f"Bearer {token}".encode())]}
+
+
+def resolved(identity: JwksIdentity, token: str, within: float = 5) -> Identity:
+    found: list[Identity] = []
+
+    def ready() -> bool:
+        result = identity.resolve(scope(token))
+        if result is not None:
+            found.append(result)
+        return result is not None
+
+    wait_until(ready, "the token is identified", within=within, interval=0.01)
+    return found[0]
+
+
+def test_rs256_and_es256_tokens_identify_their_users(
+    identity: JwksIdentity, rsa_a: SigningKey, ec_a: SigningKey
+) -> None:
+    # The first token starts the fetch and counts as anonymous until the keys arrive.
+    assert identity.resolve(scope(rsa_a.token("alice", jti="c-1", iat=1_800_000_000.5))) is None
+    assert resolved(identity, rsa_a.token("alice", jti="c-1", iat=1_800_000_000.5)) == Identity(
+        "alice", issued_at=1_800_000_000.5, credential_id="c-1"
+    )
+    assert identity.resolve(scope(ec_a.token("bob"))) is not None
+    assert identity.resolve(scope(ec_a.token("bob")))[0] == "bob"  # type: ignore[index]
+
+
+def test_eddsa_tokens_identify_their_users(provider: Provider, identity: JwksIdentity) -> None:
+    ed = ed_key("ed-a")
+    provider.keys = [ed]
+    assert resolved(identity, ed.token("carol")).user_id == "carol"
+
+
+def test_issuer_audience_expiry_and_signature_are_checked(
+    identity: JwksIdentity, rsa_a: SigningKey, ec_a: SigningKey
+) -> None:
+    resolved(identity, rsa_a.token())
+    now = time.time()
+    assert identity.resolve(scope(rsa_a.token(iss="https://evil.example.com/"))) is None
+    assert identity.resolve(scope(rsa_a.token(aud="someone-else"))) is None
+    assert identity.resolve(scope(rsa_a.token(exp=now - 2))) is not None  # within the leeway
+    assert identity.resolve(scope(rsa_a.token(exp=now - 30))) is None
+    assert identity.resolve(scope(rsa_a.token(nbf=now + 30))) is None
+    # Signed by another key under a known kid; an algorithm the key does not declare.
+    forged = rsa_key("rsa-a")
+    assert identity.resolve(scope(forged.token())) is None
+    swapped = jwt.encode(
+        {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE},
+        ec_a.private,
+        algorithm="ES256",
+        headers={"kid": rsa_a.kid},
+    )
+    assert identity.resolve(scope(swapped)) is None
+    # HS256 with the public key as a secret, and unsigned tokens, are not public-key tokens.
+    assert (
+        identity.resolve(scope(jwt.encode({"sub": "a"}, "k" * 32, headers={"kid": "rsa-a"})))
+        is None
+    )
+    assert identity.resolve(scope("e30.e30.")) is None
+
+
+def test_a_rotated_key_works_without_a_restart(
+    provider: Provider, identity: JwksIdentity, rsa_a: SigningKey
+) -> None:
+    resolved(identity, rsa_a.token())
+    rotated = rsa_key("rsa-b")
+    provider.keys = [rotated]
+    assert resolved(identity, rotated.token("dave")).user_id == "dave"
+    # The key that was rotated out verifies nothing any more.
+    assert identity.resolve(scope(rsa_a.token())) is None
+
+
+def test_a_thousand_unknown_kids_cause_a_few_fetches(
+    provider: Provider, identity: JwksIdentity, rsa_a: SigningKey
+) -> None:
+    resolved(identity, rsa_a.token())
+    before = provider.hits
+    unknown = rsa_key("never-published")
+    token = unknown.token()
+    for _ in range(1000):
+        assert identity.resolve(scope(token)) is None
+    time.sleep(1.5)
+    # At most one refresh a second, whatever the number of tokens that ask.
+    assert provider.hits - before <= 2
+
+
+def test_the_event_loop_never_waits_for_the_provider(
+    provider: Provider, identity: JwksIdentity, rsa_a: SigningKey
+) -> None:
+    resolved(identity, rsa_a.token())
+    provider.delay = 1.0
+    started = time.perf_counter()
+    for n in range(100):
+        identity.resolve(scope(rsa_key(f"new-{n % 2}").token() if n < 2 else rsa_a.token()))
+    assert time.perf_counter() - started < 0.5
+
+
+def test_when_the_provider_is_down_the_known_keys_keep_working(
+    provider: Provider,
+    identity: JwksIdentity,
+    rsa_a: SigningKey,
+    ec_a: SigningKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    resolved(identity, rsa_a.token())
+    provider.down = True
+    with caplog.at_level(logging.WARNING, logger="floodwall"):
+        for _ in range(3):
+            assert identity.refresh() is False
+        assert identity.resolve(scope(rsa_a.token("erin")))[0] == "erin"  # type: ignore[index]
+        assert identity.resolve(scope(ec_a.token("frank")))[0] == "frank"  # type: ignore[index]
+        provider.stop()  # now not even a connection
+        assert identity.refresh() is False
+        assert identity.resolve(scope(rsa_a.token("erin"))) is not None
+        assert identity.resolve(scope(rsa_key("new").token())) is None
+    warnings = [record.getMessage() for record in caplog.records]
+    assert len(warnings) == 1
+    assert warnings[0].startswith("floodwall: the identity provider's keys could not be fetched")
+    assert warnings[0].endswith("the 2 keys at hand keep working")
+    provider.serve()  # a new port: the test only needs the fixture's stop to work
+
+
+def test_the_recovery_is_logged_once(
+    provider: Provider, identity: JwksIdentity, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert identity.refresh() is True
+    provider.down = True
+    with caplog.at_level(logging.WARNING, logger="floodwall"):
+        identity.refresh()
+        provider.down = False
+        assert identity.refresh() is True
+        assert identity.refresh() is True
+    assert [record.getMessage() for record in caplog.records][1:] == [
+        "floodwall: the identity provider's keys are fetched again"
+    ]
+
+
+async def _hello(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+async def test_the_middleware_limits_the_token_s_user(
+    provider: Provider, rsa_a: SigningKey
+) -> None:
+    settings = FloodwallSettings(
+        jwt_jwks_url=provider.url, jwt_issuer=ISSUER, jwt_audience=AUDIENCE
+    )
+    app = Starlette(
+        routes=[Route("/", _hello)],
+        middleware=[Middleware(FloodwallMiddleware, floodwall=Floodwall(settings))],
+    )
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 123))
+    headers = {"authorization": f"Bearer {rsa_a.token()}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        policies: list[str] = []
+
+        async def user_policy() -> bool:
+            answer = await http.get("/", headers=headers)
+            policies.append(answer.headers["ratelimit-policy"])
+            return answer.headers["ratelimit-policy"].startswith('"user"')
+
+        deadline = time.monotonic() + 5
+        while not await user_policy():
+            assert time.monotonic() < deadline, policies
+            await _sleep(0.01)
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+# --- settings --------------------------------------------------------------------
+
+
+def _refusal(**settings: Any) -> str:
+    with pytest.raises(ValidationError) as caught:
+        FloodwallSettings(**settings)
+    return settings_error(caught.value)
+
+
+def test_public_key_algorithms_are_allowed_with_a_jwks_url() -> None:
+    url = "https://idp.example.com/jwks"
+    settings = FloodwallSettings(jwt_jwks_url=url, jwt_algorithms="RS256,es256,EdDSA")
+    assert settings.jwks_algorithms == ["RS256", "ES256", "EdDSA"]
+    assert settings.hmac_algorithms == []
+    assert FloodwallSettings(jwt_jwks_url=url).jwks_algorithms == ["RS256", "ES256", "EdDSA"]
+    both = FloodwallSettings(jwt_jwks_url=url, jwt_secret="k" * 32)
+    assert both.hmac_algorithms == ["HS256"]
+    assert both.jwt_leeway == 5.0
+
+
+def test_jwks_settings_that_cannot_work_are_refused() -> None:
+    url = "https://idp.example.com/jwks"
+    assert _refusal(jwt_jwks_url=url, jwt_algorithms="RS256,none") == (
+        "bad settings: FLOODWALL_JWT_ALGORITHMS: none is refused (it admits unsigned tokens)"
+    )
+    assert _refusal(jwt_jwks_url=url, jwt_algorithms="HS256") == (
+        "bad settings: FLOODWALL_JWT_ALGORITHMS names no public-key algorithm, so "
+        "FLOODWALL_JWT_JWKS_URL could verify no token (use RS256, ES256, EdDSA)"
+    )
+    assert _refusal(jwt_jwks_url=url, jwt_algorithms="RS256", jwt_secret="k" * 32) == (
+        "bad settings: FLOODWALL_JWT_ALGORITHMS names no HMAC algorithm, so "
+        "FLOODWALL_JWT_SECRET could verify no token (add one of HS256, HS384, HS512)"
+    )
+    assert _refusal(jwt_jwks_url=url, jwt_algorithms="Ed448") == (
+        "bad settings: FLOODWALL_JWT_ALGORITHMS: Ed448 is not supported by the installed PyJWT"
+    )
+    for bad in ("file:///etc/passwd", "idp.example.com/jwks", "https://"):
+        assert _refusal(jwt_jwks_url=bad) == (
+            "bad settings: FLOODWALL_JWT_JWKS_URL is not an http:// or https:// URL"
+        )
+    assert _refusal(jwt_leeway=301).startswith("bad settings: FLOODWALL_JWT_LEEWAY: ")
+    assert _refusal(jwt_leeway=-1).startswith("bad settings: FLOODWALL_JWT_LEEWAY: ")
+
+
+def test_jwks_identity_refuses_symmetric_algorithms() -> None:
+    from floodwall.errors import ConfigurationError
+
+    for algorithms in ([], ["HS256"], ["RS256", "none"]):
+        with pytest.raises(ConfigurationError):
+            JwksIdentity("https://idp.example.com/jwks", algorithms=algorithms)
