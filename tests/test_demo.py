@@ -36,3 +36,26 @@ def test_the_demo_logs_in_answers_and_limits(demo_url: str) -> None:
         bad = http.post("/login", content=b"{not json")
         assert bad.status_code == 422
         assert bad.headers["content-type"] == "application/problem+json"
+
+
+def test_the_demo_believes_x_forwarded_for_only_from_trusted_proxies(demo_url: str) -> None:
+    # No FLOODWALL_TRUSTED_PROXIES: every anonymous request is 127.0.0.1's, whatever it
+    # claims to be forwarded for, so one client cannot mint itself fresh buckets.
+    with httpx.Client(base_url=demo_url, timeout=5) as http:
+        statuses = [
+            http.get("/api/hello", headers={"x-forwarded-for": f"203.0.113.{n}"}).status_code
+            for n in range(30)
+        ]
+    assert 429 in statuses
+
+
+def test_the_demo_believes_its_trusted_proxy(tmp_path: Path) -> None:
+    with (
+        demo_process(tmp_path, FLOODWALL_TRUSTED_PROXIES="127.0.0.1") as url,
+        httpx.Client(base_url=url, timeout=5) as http,
+    ):
+        statuses = [
+            http.get("/api/hello", headers={"x-forwarded-for": f"203.0.113.{n}"}).status_code
+            for n in range(30)
+        ]
+    assert statuses == [200] * 30

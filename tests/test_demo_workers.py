@@ -14,21 +14,28 @@ import pytest
 from demo_process import wait_until_serving
 from prometheus_client.mmap_dict import MmapedDict
 
-from harness import find_free_port
+from harness import RedisServer, find_free_port
 
 pytestmark = pytest.mark.slow
 
 ALLOWED = re.compile(r'^floodwall_decisions_total\{result="allowed"\} (\S+)$', re.MULTILINE)
 
 
-def test_every_scrape_shows_the_totals_of_all_workers(tmp_path: Path) -> None:
+def test_every_scrape_shows_the_totals_of_all_workers(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
     port = find_free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
     files = tmp_path / "prometheus"
     files.mkdir()
     environment["PROMETHEUS_MULTIPROC_DIR"] = str(files)
-    # Every request allowed: each worker has its own in-memory bucket.
-    environment.update(FLOODWALL_RATE="1000", FLOODWALL_BURST="1000")
+    # Every request allowed.
+    environment.update(
+        FLOODWALL_RATE="1000",
+        FLOODWALL_BURST="1000",
+        FLOODWALL_REDIS_URL=redis_server.url,
+        FLOODWALL_KEY_PREFIX="workers-metrics",
+    )
     log_path = tmp_path / "demo.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -78,3 +85,19 @@ def test_workers_must_be_a_small_whole_number() -> None:
     )
     assert result.returncode == 2
     assert result.stderr.strip().endswith("--workers is a whole number from 1 to 64")
+
+
+def test_workers_on_the_in_memory_store_are_refused_in_one_line() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "floodwall.cli", "demo", "--workers", "3"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=environment,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "--workers 3 needs FLOODWALL_REDIS_URL" in lines[0]

@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 import jwt
 from pydantic import BaseModel, Field, SecretStr, ValidationError
@@ -272,11 +272,21 @@ def serve(host: str, port: int, workers: int = 1) -> None:
     checked here first, so a bad one is one line before any worker starts."""
     import uvicorn
 
-    FloodwallSettings()
+    settings = FloodwallSettings()
     demo_pool_size()
+    if workers > 1 and settings.redis_url is None:
+        # Each worker would limit and block on its own: three workers, three times the
+        # limit, and a block that holds in one worker of three.
+        raise ConfigurationError(
+            f"--workers {workers} needs FLOODWALL_REDIS_URL: the in-memory store lives in one "
+            "process, so each worker would limit and block on its own"
+        )
+    # X-Forwarded-For is believed from FLOODWALL_TRUSTED_PROXIES only, by the middleware;
+    # uvicorn's own reading would believe 127.0.0.1 by default.
+    options: dict[str, Any] = {"host": host, "port": port, "proxy_headers": False}
     if workers == 1:
         configure_logging()
-        uvicorn.run(create_app(), host=host, port=port)
+        uvicorn.run(create_app(settings), **options)
         return
     # Workers are new processes that each build the app: they share what they find in the
     # environment. One JWT secret, so a token from one worker verifies on the others; one
@@ -286,16 +296,8 @@ def serve(host: str, port: int, workers: int = 1) -> None:
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="floodwall-")
     configure_logging()
-    if "FLOODWALL_REDIS_URL" not in os.environ:
-        logger.warning(
-            "floodwall demo: %d workers on the in-memory store: each worker limits on its "
-            "own; set FLOODWALL_REDIS_URL for one limit across them",
-            workers,
-        )
     try:
-        uvicorn.run(
-            "floodwall.demo:worker_app", factory=True, host=host, port=port, workers=workers
-        )
+        uvicorn.run("floodwall.demo:worker_app", factory=True, workers=workers, **options)
     finally:
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
