@@ -27,7 +27,9 @@ class Decision(NamedTuple):
     ``retry_after`` is how long until the request could pass (0 when allowed);
     ``reset_after`` how long until the bucket is full again; ``blocked_until`` the end of a
     block in seconds since the epoch, ``None`` when the block has no end or there is none;
-    ``shadow`` that this subject's limit is observed, not enforced.
+    ``shadow`` that this subject's limit is observed, not enforced; ``policy`` which limit
+    decided: 0 the per-user (or anonymous) bucket, ``i`` the request's ``i``-th route limit
+    (then ``rate`` and ``burst`` are that limit's requests per second and requests).
     """
 
     # A named tuple, not a frozen dataclass: one is built per request, at a third of the cost.
@@ -39,6 +41,7 @@ class Decision(NamedTuple):
     reset_after: float
     blocked_until: float | None = None
     shadow: bool = False
+    policy: int = 0
 
     @property
     def allowed(self) -> bool:
@@ -55,7 +58,7 @@ def decision_from_reply(reply: Sequence[Any]) -> Decision:
     Every element is a Redis integer but the rate, a bulk string (Lua numbers would lose
     the fraction).
     """
-    code, remaining, retry_us, reset_us, rate, burst, blocked_ms, shadow = reply
+    code, remaining, retry_us, reset_us, rate, burst, blocked_ms, shadow, policy = reply
     return Decision(
         outcome=_OUTCOMES[code],
         rate=float(rate),
@@ -65,4 +68,5 @@ def decision_from_reply(reply: Sequence[Any]) -> Decision:
         reset_after=reset_us / 1_000_000,
         blocked_until=blocked_ms / 1000 if blocked_ms > 0 else None,
         shadow=shadow == 1,
+        policy=policy,
     )

@@ -52,6 +52,10 @@ class SubjectKeys:
     def __post_init__(self) -> None:
         object.__setattr__(self, "packed", pack_parts((self.bucket, self.state, self.revoked)))
 
+    def window(self, route_id: str) -> str:
+        """The moving window of one route limit (``RouteLimit.id``) for this subject."""
+        return self.bucket.removesuffix(":bucket") + f":route:{route_id}"
+
 
 class Keys:
     """Builds every key floodwall uses under one prefix."""

@@ -28,6 +28,8 @@ __all__ = [
     "PAGE_SIZE",
     "RATE",
     "REASON",
+    "ROUTE_LIMIT",
+    "ROUTE_PERIOD",
     "TTL_SECONDS",
     "USER_ID",
     "WINDOW_SECONDS",
@@ -130,6 +132,8 @@ COST: Final = Bound("cost", 1, 1000, whole=True, unit="of tokens")
 TTL_SECONDS: Final = Bound("ttl_seconds", 1, MAX_SECONDS, whole=False, unit="of seconds")
 PAGE_SIZE: Final = Bound("limit", 1, 1000, whole=True, unit="of items")
 WINDOW_SECONDS: Final = Bound("window", 1, 3600, whole=True, unit="of seconds")
+ROUTE_LIMIT: Final = Bound("a route limit", 1, 10_000, whole=True, unit="of requests")
+ROUTE_PERIOD: Final = Bound("a route limit's period", 1, 86_400, whole=False, unit="of seconds")
 REASON: Final = Text("reason", 1, 500)
 USER_ID: Final = Text("user_id", 1, 16_384)
 CREDENTIAL_ID: Final = Text("credential_id", 1, 256)

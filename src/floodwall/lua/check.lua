@@ -1,12 +1,15 @@
 -- check.lua: the whole decision for one request, in one round trip.
 -- Reads the subject's kill-switch state, then takes tokens from its bucket (GCRA, which is
--- a token bucket of capacity `burst` refilled at `rate` tokens per second).
+-- a token bucket of capacity `burst` refilled at `rate` tokens per second), and counts the
+-- request in each route limit's moving window: all or nothing.
 --
 -- KEYS[1] bucket: theoretical arrival time of the next request, µs since the epoch
 -- KEYS[2] state: hash of blocked_until (ms, 0 = no end), not_before (ms),
 --         reset_required ("1"), rate (tokens/s), burst (tokens), shadow ("1": the limit
 --         is only observed, never enforced, for this subject)
 -- KEYS[3] revoked credential ids: sorted set, member = credential id, score = expiry (ms)
+-- KEYS[4 ...] one moving window per route limit on this request: sorted set of the
+--         requests admitted in the last period, score = when (µs)
 -- ARGV[1] default rate, tokens per second (may be fractional)
 -- ARGV[2] default burst, tokens
 -- ARGV[3] cost of this request, tokens
@@ -15,10 +18,14 @@
 -- ARGV[6] "1" if the path belongs to the password-reset flow, else "0"
 -- ARGV[7] now, µs since the epoch, or "" for Redis TIME (tests inject time; apps never do;
 --         injected time keeps keys a minute longer, as Redis expires them on its own clock)
+-- ARGV[8 ...] per window, three: its limit (requests), its period (µs), and the name of the
+--         state field that overrides both for this subject ("limit:period_us"), or ""
 -- Returns {code, remaining, retry_after_us, reset_after_us, rate, burst, blocked_until_ms,
---          shadow}
+--          shadow, policy}
 --   code: 0 allowed, 1 limited, 2 blocked, 3 revoked, 4 password reset required
 --   rate is returned as a string: Redis truncates Lua numbers in replies to integers.
+--   policy: 0 the bucket, i the window KEYS[3 + i] (for a window, rate and burst are its
+--   limit per second and its limit)
 
 -- Timestamps near 1.7e15 µs are exact to about 0.25 µs as doubles; allow that much slack,
 -- but never half a token (at a million requests a second a token is 1 µs).
@@ -41,8 +48,13 @@ local function expiry_ms(ahead_us)
   return string.format("%d", math.max(1, math.ceil(ahead_us / 1000)) + keep_ms)
 end
 
-local state = redis.call("HMGET", KEYS[2],
-  "blocked_until", "not_before", "reset_required", "rate", "burst", "shadow")
+local fields = {"blocked_until", "not_before", "reset_required", "rate", "burst", "shadow"}
+local windows = #KEYS - 3
+for i = 1, windows do
+  local field = ARGV[7 + 3 * i]
+  fields[6 + i] = field ~= "" and field or "-"
+end
+local state = redis.call("HMGET", KEYS[2], unpack(fields))
 local shadow = state[6] == "1" and 1 or 0
 local rate_text = state[4] or ARGV[1]
 local rate = tonumber(rate_text)
@@ -50,23 +62,23 @@ local burst = tonumber(state[5] or ARGV[2])
 
 local blocked_until = tonumber(state[1])
 if blocked_until and (blocked_until == 0 or blocked_until > now_ms) then
-  return {2, 0, 0, 0, rate_text, burst, blocked_until, shadow}
+  return {2, 0, 0, 0, rate_text, burst, blocked_until, shadow, 0}
 end
 
 local issued_at = tonumber(ARGV[4])
 local not_before = tonumber(state[2])
 if issued_at and not_before and issued_at < not_before then
-  return {3, 0, 0, 0, rate_text, burst, 0, shadow}
+  return {3, 0, 0, 0, rate_text, burst, 0, shadow, 0}
 end
 if ARGV[5] ~= "" then
   local expiry = tonumber(redis.call("ZSCORE", KEYS[3], ARGV[5]))
   if expiry and expiry > now_ms then
-    return {3, 0, 0, 0, rate_text, burst, 0, shadow}
+    return {3, 0, 0, 0, rate_text, burst, 0, shadow, 0}
   end
 end
 
 if state[3] == "1" and ARGV[6] ~= "1" then
-  return {4, 0, 0, 0, rate_text, burst, 0, shadow}
+  return {4, 0, 0, 0, rate_text, burst, 0, shadow, 0}
 end
 
 local interval = 1000000 / rate
@@ -85,14 +97,45 @@ if tat and tat > now then
 end
 local new_ahead = ahead + tonumber(ARGV[3]) * interval
 if new_ahead > capacity + slack then
-  return {1, 0, math.ceil(new_ahead - capacity), math.ceil(ahead), rate_text, burst, 0, shadow}
+  return {1, 0, math.ceil(new_ahead - capacity), math.ceil(ahead), rate_text, burst, 0, shadow, 0}
+end
+
+-- Each window admits at most `limit` requests in any `period`: the request passes when
+-- fewer than `limit` were admitted in the period up to now.
+local counted = {}
+for i = 1, windows do
+  local key = KEYS[3 + i]
+  local limit = tonumber(ARGV[6 + 3 * i])
+  local period = tonumber(ARGV[7 + 3 * i])
+  local own = state[6 + i]
+  if own then
+    local own_limit, own_period = string.match(own, "^(%d+):(%d+)$")
+    if own_limit then
+      limit, period = tonumber(own_limit), tonumber(own_period)
+    end
+  end
+  redis.call("ZREMRANGEBYSCORE", key, "-inf", string.format("%.17g", now - period))
+  local count = redis.call("ZCARD", key)
+  if count >= limit then
+    local oldest = tonumber(redis.call("ZRANGE", key, 0, 0, "WITHSCORES")[2])
+    local wait = math.max(1, math.ceil(oldest + period - now))
+    local per_second = string.format("%.17g", limit * 1000000 / period)
+    return {1, 0, wait, wait, per_second, limit, 0, shadow, i}
+  end
+  counted[i] = {key, count, period}
 end
 
 -- The key lives exactly until the bucket is full again, so idle subjects cost no memory.
 redis.call("SET", KEYS[1], string.format("%.17g", now + new_ahead), "PX", expiry_ms(new_ahead))
+for i = 1, windows do
+  local key, count, period = counted[i][1], counted[i][2], counted[i][3]
+  -- The count makes the member unique among requests of the same µs.
+  redis.call("ZADD", key, now, string.format("%.17g:%d", now, count))
+  redis.call("PEXPIRE", key, expiry_ms(period))
+end
 -- Counted by the admission rule above, slack included: the requests that would still pass.
 local remaining = math.floor((capacity + slack - new_ahead) / interval)
 if remaining < 0 then
   remaining = 0
 end
-return {0, remaining, 0, math.ceil(new_ahead), rate_text, burst, 0, shadow}
+return {0, remaining, 0, math.ceil(new_ahead), rate_text, burst, 0, shadow, 0}

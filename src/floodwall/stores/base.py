@@ -6,12 +6,12 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from floodwall.decision import Decision
 from floodwall.keys import Keys, SubjectKeys
 
-__all__ = ["AuditEntry", "StateSnapshot", "Store", "Subscription"]
+__all__ = ["AuditEntry", "StateSnapshot", "Store", "Subscription", "Window"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +22,17 @@ class StateSnapshot:
     fields: Mapping[str, str]
     now_ms: int
     revoked: Mapping[str, int] = field(default_factory=dict)
+
+
+class Window(NamedTuple):
+    """One route limit of a request: at most ``limit`` requests in any ``period_us``, counted
+    at ``key`` (``SubjectKeys.window``); ``override`` names the field of the subject's state
+    that replaces both (``"limit:period_us"``), or is empty."""
+
+    key: str
+    limit: int
+    period_us: int
+    override: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +79,15 @@ class Store(Protocol):
         issued_at_ms: int | None = None,
         credential_id: str | None = None,
         reset_exempt: bool = False,
+        windows: Sequence[Window] = (),
     ) -> Decision:
-        """Decide one request: kill-switch state first, then take ``cost`` tokens.
+        """Decide one request: kill-switch state first, then take ``cost`` tokens and count
+        the request in every route limit's window, all or nothing.
 
         ``rate`` and ``burst`` are the default limit; a per-subject override in the state
         wins. ``issued_at_ms`` and ``credential_id`` describe the request's credential;
-        ``reset_exempt`` marks the password-reset flow.
+        ``reset_exempt`` marks the password-reset flow. A refusal's ``policy`` is 0 for the
+        bucket, ``i`` for ``windows[i - 1]``.
         """
         ...
 

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
-from floodwall.stores.base import AuditEntry, StateSnapshot
+from floodwall.stores.base import AuditEntry, StateSnapshot, Window
 
 __all__ = ["MemoryStore"]
 
@@ -36,6 +36,9 @@ class MemoryStore:
         self.keys = Keys(prefix)
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
+        # Route limits' moving windows: admitted requests' times (µs), oldest first, and the
+        # period (µs) they count over.
+        self._windows: dict[str, tuple[deque[float], float]] = {}
         self._expiries: list[tuple[float, str]] = []
         self._states: dict[str, dict[str, str]] = {}
         self._revoked: dict[str, dict[str, int]] = {}
@@ -70,6 +73,7 @@ class MemoryStore:
         issued_at_ms: int | None = None,
         credential_id: str | None = None,
         reset_exempt: bool = False,
+        windows: Sequence[Window] = (),
     ) -> Decision:
         """Decide one request exactly as ``check.lua`` does."""
         now = float(self._now_us())
@@ -131,7 +135,34 @@ class MemoryStore:
                 reset_after=math.ceil(ahead) / 1_000_000,
                 shadow=shadow,
             )
+        counted = []
+        for policy, window in enumerate(windows, start=1):
+            limit, period = window.limit, float(window.period_us)
+            own = state.get(window.override, "") if window.override else ""
+            own_limit, sep, own_period = own.partition(":")
+            if sep and own_limit.isdigit() and own_period.isdigit():
+                limit, period = int(own_limit), float(own_period)
+            times = self._windows.get(window.key, (deque(), period))[0]
+            while times and times[0] <= now - period:
+                times.popleft()
+            if len(times) >= limit:
+                wait = max(1, math.ceil(times[0] + period - now)) / 1_000_000
+                return Decision(
+                    outcome=Outcome.LIMITED,
+                    rate=limit * 1_000_000 / period,
+                    burst=limit,
+                    remaining=0,
+                    retry_after=wait,
+                    reset_after=wait,
+                    shadow=shadow,
+                    policy=policy,
+                )
+            counted.append((window.key, times, period))
         self._store_bucket(keys.bucket, now, new_ahead)
+        for key, times, period in counted:
+            times.append(now)
+            self._windows[key] = (times, period)
+            heapq.heappush(self._expiries, (now + period, key))
         # Counted by the admission rule above, slack included, as check.lua does.
         remaining = max(0, math.floor((capacity + slack - new_ahead) / interval))
         return Decision(
@@ -156,6 +187,10 @@ class MemoryStore:
             bucket = self._buckets.get(key)
             if bucket is not None and bucket[1] <= now:
                 del self._buckets[key]
+            window = self._windows.get(key)
+            if window is not None and window[0][-1] + window[1] <= now:
+                # The window's last request is older than its period: nothing left to count.
+                del self._windows[key]
 
     def bucket_count(self) -> int:
         """How many buckets are held (expired ones are dropped first)."""

@@ -27,7 +27,7 @@ from floodwall.errors import StorageError, StoreCommandError, StoreUnavailable
 from floodwall.keys import Keys, SubjectKeys
 from floodwall.resp import array_header, pack_parts
 from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
-from floodwall.stores.base import AuditEntry, StateSnapshot
+from floodwall.stores.base import AuditEntry, StateSnapshot, Window
 
 __all__ = ["RedisStore"]
 
@@ -126,6 +126,11 @@ def _check_args(
 
 
 _CHECK_ARGC: Final = len(_check_args(1.0, 1, 1, None, None, False, None))
+
+
+def _window_args(windows: Sequence[Window]) -> list[str | int]:
+    # ARGV[8 ...] of check.lua: three per window.
+    return [part for w in windows for part in (w.limit, w.period_us, w.override)]
 
 
 class RedisStore:
@@ -234,6 +239,7 @@ class RedisStore:
         issued_at_ms: int | None = None,
         credential_id: str | None = None,
         reset_exempt: bool = False,
+        windows: Sequence[Window] = (),
     ) -> Decision:
         """One ``EVALSHA`` of ``check.lua``."""
         wire = self._wire
@@ -244,7 +250,13 @@ class RedisStore:
             if wire is not None:
                 # Packing every check's arguments anew was the largest cost left on the
                 # client; the usual ones repeat, so their RESP is kept.
-                command = self._evalsha_head + keys.packed
+                if windows:
+                    command = array_header(
+                        3 + _CHECK_KEYS + len(windows) + _CHECK_ARGC + 3 * len(windows)
+                    ) + pack_parts(("EVALSHA", self._check.sha, _CHECK_KEYS + len(windows)))
+                    command += keys.packed + pack_parts([w.key for w in windows])
+                else:
+                    command = self._evalsha_head + keys.packed
                 if issued_at_ms is None and credential_id is None and now_us is None:
                     limit = (rate, burst, cost, reset_exempt)
                     command += self._limit_resp.get(limit) or self._packed_limit(limit)
@@ -253,6 +265,8 @@ class RedisStore:
                         rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us
                     )
                     command += pack_parts(args)
+                if windows:
+                    command += pack_parts(_window_args(windows))
                 try:
                     reply = await wire.request(command)
                 except (NoScript, WireConnectionError) as exc:
@@ -261,7 +275,10 @@ class RedisStore:
                 args = _check_args(
                     rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us
                 )
-                reply = await self._check(keys=(keys.bucket, keys.state, keys.revoked), args=args)
+                reply = await self._check(
+                    keys=(keys.bucket, keys.state, keys.revoked, *(w.key for w in windows)),
+                    args=(*args, *_window_args(windows)),
+                )
             return decision_from_reply(reply)
         except (*_STORAGE_ERRORS, ValueError, TypeError, IndexError) as exc:
             raise _translate(exc) from exc

@@ -1,0 +1,132 @@
+"""Per-endpoint limits: ``"POST /login": "5/minute"`` beside the global per-user limit.
+
+A route limit is keyed ``METHOD PATH-TEMPLATE`` (the method is optional) in Starlette's path
+syntax, so ``/items/{item_id}/export`` and ``/files/{path:path}`` match what the app's router
+matches, not a prefix. ``N/period`` admits at most N requests of one subject in any period
+of that length (a moving window, as ``limits`` calls it), for the user, or for the client
+address with ``by="address"`` (a login form, where one address tries many accounts). All
+limits of a request are checked in the store's one round trip with the global limit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import limits
+from starlette.routing import compile_path
+
+from floodwall import rules
+
+__all__ = ["RouteLimit", "RouteTable", "parse_route_limits", "route_limit"]
+
+By = Literal["user", "address"]
+_METHOD: Final = re.compile(r"[A-Z]+")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimit:
+    """``limit`` requests per ``period`` seconds on the routes ``key`` names."""
+
+    key: str
+    """``METHOD PATH-TEMPLATE`` or ``PATH-TEMPLATE``, as written."""
+    method: str | None
+    template: str
+    limit: int
+    period: float
+    by: By
+    pattern: re.Pattern[str]
+    id: str
+    """A short stable name for keys and live overrides: a digest of ``key``."""
+
+    @property
+    def policy(self) -> str:
+        """The name clients see in ``RateLimit-Policy`` and refusals."""
+        return self.key
+
+    def matches(self, method: str, path: str) -> bool:
+        """Whether a request is on this route."""
+        return (self.method is None or self.method == method) and bool(self.pattern.fullmatch(path))
+
+
+def route_limit(key: str, limit: str, *, by: By = "user") -> RouteLimit:
+    """A route limit from its key and a ``limits`` rate string such as ``5/minute``; bounds
+    come from the rule book."""
+    written, _, template = key.strip().rpartition(" ")
+    method = written.strip().upper() or None
+    if method is not None and _METHOD.fullmatch(method) is None:
+        raise rules.RuleError("a route is 'METHOD /path/{param}' or '/path/{param}'")
+    if not template.startswith("/"):
+        raise rules.RuleError("a route is 'METHOD /path/{param}' or '/path/{param}'")
+    try:
+        pattern, _, _ = compile_path(template)
+        item = limits.parse(limit)
+    except (ValueError, AssertionError):
+        raise rules.RuleError(
+            f"a route limit is 'N/period', such as 5/minute (route {template})"
+        ) from None
+    count = rules.ROUTE_LIMIT.whole_number(item.amount)
+    period = rules.ROUTE_PERIOD.number(float(item.get_expiry()))
+    if by not in ("user", "address"):
+        raise rules.RuleError("a route limit is by 'user' or by 'address'")
+    name = f"{method} {template}" if method else template
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    return RouteLimit(name, method, template, count, period, by, pattern, digest)
+
+
+def parse_route_limits(text: str) -> list[RouteLimit]:
+    """``FLOODWALL_ROUTE_LIMITS``: ``POST /login=5/minute;GET /items/{id}/export=1/second``,
+    each optionally followed by ``@address``."""
+    found = []
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        key, sep, limit = part.rpartition("=")
+        if not sep or not key.strip():
+            raise rules.RuleError("FLOODWALL_ROUTE_LIMITS is 'METHOD /path=N/period;...'")
+        limit, _, by = limit.partition("@")
+        by_what: By = "address" if by.strip() == "address" else "user"
+        if by.strip() not in ("", "address", "user"):
+            raise rules.RuleError("a route limit is by 'user' or by 'address'")
+        found.append(route_limit(key, limit.strip(), by=by_what))
+    return found
+
+
+class RouteTable:
+    """The route limits of an app; finds those of a request."""
+
+    __slots__ = ("_by_method", "limits")
+
+    def __init__(self, route_limits: Iterable[RouteLimit]) -> None:
+        self.limits: tuple[RouteLimit, ...] = tuple(route_limits)
+        seen: set[str] = set()
+        for item in self.limits:
+            if item.key in seen:
+                raise rules.RuleError(f"the route {item.key} has two limits")
+            seen.add(item.key)
+        self._by_method: dict[str | None, tuple[RouteLimit, ...]] = {}
+        for item in self.limits:
+            self._by_method[item.method] = (*self._by_method.get(item.method, ()), item)
+
+    @classmethod
+    def of(
+        cls, route_limits: Mapping[str, str] | None, configured: Iterable[RouteLimit] = ()
+    ) -> RouteTable:
+        """The middleware's ``route_limits`` added to the settings' ones."""
+        made = [route_limit(key, limit) for key, limit in (route_limits or {}).items()]
+        return cls([*configured, *made])
+
+    def __bool__(self) -> bool:
+        return bool(self.limits)
+
+    def match(self, method: str, path: str) -> tuple[RouteLimit, ...]:
+        """The limits on this request, in the table's order."""
+        return tuple(
+            item
+            for group in (self._by_method.get(None, ()), self._by_method.get(method, ()))
+            for item in group
+            if item.pattern.fullmatch(path)
+        )
