@@ -131,7 +131,7 @@ TTL_SECONDS: Final = Bound("ttl_seconds", 1, MAX_SECONDS, whole=False, unit="of 
 PAGE_SIZE: Final = Bound("limit", 1, 1000, whole=True, unit="of items")
 WINDOW_SECONDS: Final = Bound("window", 1, 3600, whole=True, unit="of seconds")
 REASON: Final = Text("reason", 1, 500)
-USER_ID: Final = Text("user_id", 1, 16_384)
+USER_ID: Final = Text("user_id", 0, 16_384)
 CREDENTIAL_ID: Final = Text("credential_id", 1, 256)
 
 _REFILL_MESSAGE: Final = (
