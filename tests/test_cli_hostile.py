@@ -222,3 +222,19 @@ async def test_the_empty_id_and_ids_with_newlines_are_named_from_a_shell(
         assert done.status == 0, done.stderr
         assert json.loads(done.stdout)["user_id"] == user_id
         assert (await app.status(user_id)).blocked is True
+
+
+async def test_the_next_page_of_blocked_users_is_a_line_to_paste_into_bash(
+    app: Floodwall, redis_server: RedisServer
+) -> None:
+    for user_id in (HOSTILE, "zed"):
+        await app.block(user_id, reason="r")
+    env = environment(redis_server.url)
+    first = await bash("floodwall blocked --limit 1", env)
+    assert first.status == 0, first.stderr
+    [row, more] = first.stdout.splitlines()
+    assert row.startswith(HOSTILE_SHOWN + "\t")
+    assert more == "more: --cursor=$'eve\\x1b[2J\\n\\tforged\\xe2\\x80\\xaeexe.txt'"
+    second = await bash(f"floodwall blocked --limit 1 {more.removeprefix('more: ')}", env)
+    assert second.status == 0, second.stderr
+    assert second.stdout.startswith("zed\t")
