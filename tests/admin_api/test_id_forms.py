@@ -6,7 +6,8 @@ workers received the change."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 from urllib.parse import quote_from_bytes
 
@@ -22,7 +23,7 @@ from floodwall import Floodwall, FloodwallMiddleware, JwtIdentity, Outcome
 from floodwall.admin_openapi import openapi_document
 from floodwall.admin_routes import SPECS, Spec
 
-from .support import VALID_BODIES, assert_problem, audit, change_body, check, json_body
+from .support import AUTH, VALID_BODIES, assert_problem, audit, change_body, check, json_body
 
 # Ids a path cannot hold or used to lose, and ids that look like the query form's syntax.
 IDS: dict[str, str] = {
@@ -260,3 +261,34 @@ def test_the_document_names_both_forms_and_received_by() -> None:
         schema = paths[spec.path][spec.method.lower()]["responses"]["200"]["content"]
         ref = schema["application/json"]["schema"]["$ref"]
         assert ref.endswith("ChangeOut") is (spec.method != "GET"), spec.path
+
+
+async def test_a_server_without_raw_paths_names_ids_by_the_decoded_path(
+    floodwall: Floodwall,
+) -> None:
+    app = floodwall.admin_app()
+    sent: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    for path, query, expected in [("/users/\ud800", b"", "\ud800"), ("/users/-", b"user_id=", "")]:
+        sent.clear()
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path,
+            "query_string": query,
+            "root_path": "",
+            "headers": [(b"authorization", AUTH["Authorization"].encode())],
+            "server": ("testserver", 80),
+        }
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 200, sent
+        assert json.loads(sent[1]["body"])["user_id"] == expected
