@@ -87,7 +87,12 @@ async def test_statuses_and_default_limit_show_the_live_default(
     listed = await floodwall_command(redis_server.url, "blocked", "--json")
     assert json.loads(listed.stdout)["items"][0]["limit"]["burst"] == 4
     shown = await floodwall_command(redis_server.url, "default-limit")
-    assert shown.stdout == "3/s, burst 4\n"
+    assert shown.stdout == (
+        "live default limit        3/s, burst 4 (set by an operator: every app applies it)\n"
+        "configured default limit  10/s, burst 10 (this shell's settings)\n"
+        f"store                     Redis at 127.0.0.1:{redis_server.port} db 0, "
+        "key prefix floodwall\n"
+    )
 
 
 async def test_an_action_logs_one_json_audit_line_on_stderr(
@@ -97,7 +102,9 @@ async def test_an_action_logs_one_json_audit_line_on_stderr(
         redis_server.url, "block", "alice", "--reason", "INC-1", "--ttl", "1h", "--actor", "cli:ci"
     )
     assert done.status == 0, done.stderr
-    [raw] = done.stderr.splitlines()
+    # Then the warning that no app follows this store (none runs in this test).
+    [raw, warning] = done.stderr.splitlines()
+    assert warning.startswith("floodwall: warning: no running app follows")
     line: dict[str, Any] = json.loads(raw)
     # The record's fields at the top level; the message carries them too, for formatters
     # that print only the message.

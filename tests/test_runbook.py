@@ -350,6 +350,16 @@ NOT_BLOCKED = r"^blocked\s+no$"
 SHADOWED = r"^limit\s+.*, shadow: observed, not enforced$"
 
 
+def default_limit_is(live: str) -> str:
+    """What ``floodwall default-limit`` prints: the live default, this shell's configured
+    one (the runbook's shell sets no FLOODWALL_RATE), and the store."""
+    return (
+        rf"live default limit {{8}}{live} \(set by an operator: every app applies it\)\n"
+        r"configured default limit  10/s, burst 10 \(this shell's settings\)\n"
+        r"store {21}Redis at 127\.0\.0\.1:\d+ db 0, key prefix floodwall\n"
+    )
+
+
 def then_audit_line(stdout: str, action: str) -> str:
     """``stdout`` exactly, then the action's audit line on stderr: one JSON object."""
     line = rf'\{{[^\n]*"logger": "floodwall\.audit"[^\n]*"action": "{action}"[^\n]*\}}'
@@ -535,7 +545,7 @@ STEPS = [
     Step("floodwall shadow bigcorp", shows=(SHADOWED,)),
     Step(
         "floodwall default-limit --rate 5 --burst 10",
-        shows=(then_audit_line(r"5/s, burst 10\n", "set-default-limit"),),
+        shows=(then_audit_line(default_limit_is("5/s, burst 10"), "set-default-limit"),),
     ),
     Step(
         METRICS + "grep floodwall_shadow_refusals_total",
@@ -555,7 +565,7 @@ STEPS = [
     ),
     Step(
         "floodwall default-limit --rate 10 --burst 10",
-        shows=(then_audit_line(r"10/s, burst 10\n", "set-default-limit"),),
+        shows=(then_audit_line(default_limit_is("10/s, burst 10"), "set-default-limit"),),
     ),
     Step(
         f'curl -s {AS_ADMIN} "$APP/admin/limits/default"',

@@ -27,6 +27,7 @@ from floodwall.actions import OperatorActions
 from floodwall.admin_openapi import openapi_document
 from floodwall.admin_routes import SPECS, Call, Services, Spec
 from floodwall.errors import StoreCommandError, StoreUnavailable
+from floodwall.naming import id_from_bytes
 from floodwall.offenders import Offenders
 from floodwall.responses import PROBLEM_TYPE_BASE
 
@@ -118,16 +119,35 @@ class _Auth:
         return actor
 
 
-def _user_id(request: Request, suffix: str) -> str:
-    """The user id, read from the raw path so ids that are not UTF-8 survive
-    (surrogateescape) instead of collapsing into U+FFFD.
+QUERY_FORM = b"-"
+"""The path segment that says the user id is in the ``user_id`` query parameter."""
 
-    The route matched the *decoded* path; the raw one must agree, or ``alice%2Fblock``
-    (the user ``alice/block``) would act on ``alice``.
+
+def _user_id(request: Request, suffix: str) -> str:
+    """The user id: from the path (percent-encoded), or from the ``user_id`` query
+    parameter when the path names ``-`` (ids a path cannot hold: the empty one).
+
+    Both are read raw, so the bytes name the id as ``floodwall.naming`` says (UTF-8 with
+    surrogates passed through, else ``surrogateescape``) instead of collapsing into
+    U+FFFD. The route matched the *decoded* path; the raw one must agree, or
+    ``alice%2Fblock`` (the user ``alice/block``) would act on ``alice``.
     """
+    in_path = _path_id(request, suffix)
+    in_query = _query_id(request)
+    if in_query is None:
+        return id_from_bytes(in_path)
+    if in_path != QUERY_FORM:
+        raise _invalid(
+            "Name the user once: in the path, or as /users/-/...?user_id=<percent-encoded id>."
+        )
+    return in_query
+
+
+def _path_id(request: Request, suffix: str) -> bytes:
     raw = request.scope.get("raw_path")
     if not isinstance(raw, bytes):
-        return str(request.path_params["user_id"])
+        # No raw path from this server: the decoded one is all there is.
+        return str(request.path_params["user_id"]).encode("utf-8", "surrogatepass")
     raw = raw.partition(b"?")[0]
     # Skip the mount prefix by its segments: percent-encoding never adds a literal "/".
     start = 0
@@ -142,7 +162,26 @@ def _user_id(request: Request, suffix: str) -> str:
     encoded_id = relative[7 : len(relative) - len(encoded_suffix)]
     if not encoded_id:
         raise _not_found()
-    return unquote_to_bytes(encoded_id).decode("utf-8", "surrogateescape")
+    return unquote_to_bytes(encoded_id)
+
+
+def _query_id(request: Request) -> str | None:
+    """The ``user_id`` query parameter (form-encoded: ``+`` is a space), if given."""
+    query = request.scope.get("query_string", b"")
+    values = [
+        value
+        for name, _, value in (part.partition(b"=") for part in query.split(b"&"))
+        if _form_bytes(name) == b"user_id"
+    ]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _invalid("user_id is given more than once.")
+    return id_from_bytes(_form_bytes(values[0]))
+
+
+def _form_bytes(text: bytes) -> bytes:
+    return unquote_to_bytes(text.replace(b"+", b" "))
 
 
 def _not_found() -> _Refused:

@@ -13,6 +13,7 @@ __all__ = [
     "AuditRecordOut",
     "BlockBody",
     "BlockedPage",
+    "DefaultLimitChangeOut",
     "DefaultLimitOut",
     "LimitBody",
     "LimitOut",
@@ -21,6 +22,7 @@ __all__ = [
     "ReasonBody",
     "RevokeBody",
     "TopOut",
+    "UserChangeOut",
     "UserStatusOut",
 ]
 
@@ -120,6 +122,22 @@ class UserStatusOut(BaseModel):
     limit: LimitOut
 
 
+ReceivedBy = Annotated[
+    int,
+    Field(
+        description="How many app workers follow changes on this store and key prefix, and so "
+        "received this one. 0: the change is stored, but no running app has received it "
+        "(an admin app outside a started app, or another key prefix).",
+    ),
+]
+
+
+class UserChangeOut(UserStatusOut):
+    """The user's status after a change, and how many app workers received the change."""
+
+    received_by: ReceivedBy
+
+
 class BlockedPage(BaseModel):
     """A page of blocked users; pass ``next_cursor`` as ``cursor`` for the next one."""
 
@@ -167,6 +185,12 @@ class DefaultLimitOut(BaseModel):
 
     rate: float
     burst: int
+
+
+class DefaultLimitChangeOut(DefaultLimitOut):
+    """The default limit after a change, and how many app workers received the change."""
+
+    received_by: ReceivedBy
 
 
 class Problem(BaseModel):

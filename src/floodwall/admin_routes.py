@@ -18,11 +18,13 @@ from floodwall.admin_models import (
     AuditPage,
     BlockBody,
     BlockedPage,
+    DefaultLimitChangeOut,
     DefaultLimitOut,
     LimitBody,
     ReasonBody,
     RevokeBody,
     TopOut,
+    UserChangeOut,
     UserStatusOut,
 )
 from floodwall.offenders import Offenders
@@ -73,9 +75,20 @@ class Spec:
     def has_user(self) -> bool:
         return "{user_id}" in self.path
 
+    @property
+    def query_form(self) -> str:
+        """The path that names the user in the ``user_id`` query parameter instead."""
+        return self.path.replace("{user_id}", "-")
+
 
 def _status_out(status: UserStatus) -> UserStatusOut:
     return UserStatusOut.model_validate(status.to_json())
+
+
+async def _changed(on: Services, status: UserStatus) -> UserChangeOut:
+    # Asked after the change: a worker that subscribes in between reloads it anyway.
+    received_by = await on.actions.listeners()
+    return UserChangeOut.model_validate(status.to_json() | {"received_by": received_by})
 
 
 async def _get_status(on: Services, call: Call) -> BaseModel:
@@ -88,7 +101,7 @@ async def _block(on: Services, call: Call) -> BaseModel:
     status = await on.actions.block(
         call.user_id, reason=body.reason, ttl_seconds=body.ttl_seconds, actor=call.actor
     )
-    return _status_out(status)
+    return await _changed(on, status)
 
 
 def _reason(call: Call) -> str | None:
@@ -96,8 +109,8 @@ def _reason(call: Call) -> str | None:
 
 
 async def _unblock(on: Services, call: Call) -> BaseModel:
-    return _status_out(
-        await on.actions.unblock(call.user_id, actor=call.actor, reason=_reason(call))
+    return await _changed(
+        on, await on.actions.unblock(call.user_id, actor=call.actor, reason=_reason(call))
     )
 
 
@@ -109,18 +122,18 @@ async def _revoke(on: Services, call: Call) -> BaseModel:
         )
     else:
         status = await on.actions.revoke(call.user_id, actor=call.actor, reason=body.reason)
-    return _status_out(status)
+    return await _changed(on, status)
 
 
 async def _require_reset(on: Services, call: Call) -> BaseModel:
     status = await on.actions.require_password_reset(
         call.user_id, actor=call.actor, reason=_reason(call)
     )
-    return _status_out(status)
+    return await _changed(on, status)
 
 
 async def _clear_reset(on: Services, call: Call) -> BaseModel:
-    return _status_out(await on.actions.clear_password_reset(call.user_id, actor=call.actor))
+    return await _changed(on, await on.actions.clear_password_reset(call.user_id, actor=call.actor))
 
 
 async def _set_limit(on: Services, call: Call) -> BaseModel:
@@ -128,11 +141,11 @@ async def _set_limit(on: Services, call: Call) -> BaseModel:
     status = await on.actions.set_limit(
         call.user_id, rate=call.body.rate, burst=call.body.burst, actor=call.actor
     )
-    return _status_out(status)
+    return await _changed(on, status)
 
 
 async def _clear_limit(on: Services, call: Call) -> BaseModel:
-    return _status_out(await on.actions.clear_limit(call.user_id, actor=call.actor))
+    return await _changed(on, await on.actions.clear_limit(call.user_id, actor=call.actor))
 
 
 async def _set_default(on: Services, call: Call) -> BaseModel:
@@ -140,7 +153,8 @@ async def _set_default(on: Services, call: Call) -> BaseModel:
     rate, burst = await on.actions.set_default_limit(
         call.body.rate, call.body.burst, actor=call.actor
     )
-    return DefaultLimitOut(rate=rate, burst=burst)
+    received_by = await on.actions.listeners()
+    return DefaultLimitChangeOut(rate=rate, burst=burst, received_by=received_by)
 
 
 async def _get_default(on: Services, call: Call) -> BaseModel:
@@ -149,11 +163,11 @@ async def _get_default(on: Services, call: Call) -> BaseModel:
 
 
 async def _shadow_on(on: Services, call: Call) -> BaseModel:
-    return _status_out(await on.actions.set_shadow(call.user_id, True, actor=call.actor))
+    return await _changed(on, await on.actions.set_shadow(call.user_id, True, actor=call.actor))
 
 
 async def _shadow_off(on: Services, call: Call) -> BaseModel:
-    return _status_out(await on.actions.set_shadow(call.user_id, False, actor=call.actor))
+    return await _changed(on, await on.actions.set_shadow(call.user_id, False, actor=call.actor))
 
 
 async def _top(on: Services, call: Call) -> BaseModel:
@@ -188,13 +202,13 @@ async def _audit(on: Services, call: Call) -> BaseModel:
 
 SPECS = [
     Spec("GET", "/users/{user_id}", "A user's status", UserStatusOut, _get_status),
-    Spec("PUT", "/users/{user_id}/block", "Block a user", UserStatusOut, _block, BlockBody, True),
-    Spec("DELETE", "/users/{user_id}/block", "Unblock a user", UserStatusOut, _unblock, ReasonBody),
+    Spec("PUT", "/users/{user_id}/block", "Block a user", UserChangeOut, _block, BlockBody, True),
+    Spec("DELETE", "/users/{user_id}/block", "Unblock a user", UserChangeOut, _unblock, ReasonBody),
     Spec(
         "POST",
         "/users/{user_id}/revoke",
         "Revoke a user's credentials",
-        UserStatusOut,
+        UserChangeOut,
         _revoke,
         RevokeBody,
     ),
@@ -202,7 +216,7 @@ SPECS = [
         "POST",
         "/users/{user_id}/password-reset",
         "Require a password reset (revokes too)",
-        UserStatusOut,
+        UserChangeOut,
         _require_reset,
         ReasonBody,
     ),
@@ -210,14 +224,14 @@ SPECS = [
         "DELETE",
         "/users/{user_id}/password-reset",
         "Clear a required password reset",
-        UserStatusOut,
+        UserChangeOut,
         _clear_reset,
     ),
     Spec(
         "PUT",
         "/users/{user_id}/limit",
         "Give a user a limit of their own",
-        UserStatusOut,
+        UserChangeOut,
         _set_limit,
         LimitBody,
         True,
@@ -226,21 +240,21 @@ SPECS = [
         "DELETE",
         "/users/{user_id}/limit",
         "Put a user back on the default limit",
-        UserStatusOut,
+        UserChangeOut,
         _clear_limit,
     ),
     Spec(
         "PUT",
         "/users/{user_id}/shadow",
         "Observe a user's limit without enforcing it",
-        UserStatusOut,
+        UserChangeOut,
         _shadow_on,
     ),
     Spec(
         "DELETE",
         "/users/{user_id}/shadow",
         "Enforce a user's limit again",
-        UserStatusOut,
+        UserChangeOut,
         _shadow_off,
     ),
     Spec("GET", "/limits/default", "The default per-user limit", DefaultLimitOut, _get_default),
@@ -248,7 +262,7 @@ SPECS = [
         "PUT",
         "/limits/default",
         "Change the default per-user limit on every worker",
-        DefaultLimitOut,
+        DefaultLimitChangeOut,
         _set_default,
         LimitBody,
         True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -43,7 +43,7 @@ class AuditRecord:
             time_ms=stored_int(fields.get("time")),
             actor=fields.get("actor", ""),
             action=fields.get("action", ""),
-            user_id=fields.get("user_id") or None,
+            user_id=_user_id(fields),
             reason=fields.get("reason") or None,
             expires_ms=stored_int(fields.get("expires") or None),
             detail=fields.get("detail") or None,
@@ -61,6 +61,17 @@ class AuditRecord:
             "expires": iso_time(self.expires_ms),
             "detail": self.detail,
         }
+
+
+# Before the empty id could be named, actions on no user stored an empty user_id.
+_NO_USER_ACTIONS: Final = frozenset({"set-default-limit", "clear-default-limit"})
+
+
+def _user_id(fields: Mapping[str, str]) -> str | None:
+    user_id = fields.get("user_id")
+    if user_id == "" and fields.get("action") in _NO_USER_ACTIONS:
+        return None
+    return user_id
 
 
 def log_action(record: AuditRecord) -> None:
@@ -105,11 +116,13 @@ class AuditLog:
             "time": str(now_ms),
             "actor": actor,
             "action": action,
-            "user_id": user_id or "",
             "reason": reason or "",
             "expires": "" if expires_ms is None else str(expires_ms),
             "detail": detail or "",
         }
+        if user_id is not None:
+            # Absent for actions on no user, so the empty id reads back as itself.
+            fields["user_id"] = user_id
         entry_id = await self._store.append_audit(fields, max_entries=MAX_ENTRIES)
         record = AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, detail)
         log_action(record)

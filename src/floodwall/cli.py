@@ -1,8 +1,11 @@
 """The ``floodwall`` command: serve the demo, and act on users from a terminal.
 
 Operator commands act on the store named by ``FLOODWALL_REDIS_URL`` (or ``--redis-url``)
-through the same service as the admin API, and are audited the same way. Output is
-readable by default and JSON with ``--json``; bad input exits non-zero with one line.
+under ``FLOODWALL_KEY_PREFIX`` (or ``--key-prefix``), through the same service as the admin
+API, and are audited the same way. An action that no running app received (none follows
+that store and prefix) is stored, and says so in a warning on stderr. Output is readable by
+default, with every id, reason and actor escaped (``floodwall.display``), and exact JSON
+with ``--json``; bad input exits non-zero with one line.
 """
 
 from __future__ import annotations
@@ -17,14 +20,18 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
-from floodwall import rules
-from floodwall.audit import audit_logger
+from floodwall import __version__, rules
+from floodwall.audit import AuditRecord, audit_logger
+from floodwall.display import shell_word, shown
 from floodwall.errors import ConfigurationError, FloodwallError, StorageError
+from floodwall.live_limits import Limit
+from floodwall.naming import id_from_argument
 from floodwall.request_log import JsonFormatter
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings, settings_error
@@ -97,6 +104,10 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--redis-url", help="the store (default: FLOODWALL_REDIS_URL)")
+    common.add_argument(
+        "--key-prefix",
+        help="the app's key prefix in the store (default: FLOODWALL_KEY_PREFIX, or floodwall)",
+    )
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
     # Only commands that change something take --actor: on a read it would pass for a filter.
     acting = _Parser(add_help=False)
@@ -107,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="floodwall", description="Per-user rate limits and an account kill switch."
     )
+    parser.add_argument("--version", action="version", version=f"floodwall {__version__}")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
@@ -119,7 +131,12 @@ def _parser() -> argparse.ArgumentParser:
     def user_command(name: str, text: str, *, acts: bool = True) -> argparse.ArgumentParser:
         parents = [common, acting] if acts else [common]
         sub = commands.add_parser(name, help=text, parents=parents)
-        sub.add_argument("user", help="the user id")
+        sub.add_argument(
+            "user",
+            type=id_from_argument,
+            help="the user id: '' for the empty one, $'a\\nb' for one with a newline "
+            "(bash); after -- when it starts with -",
+        )
         return sub
 
     block = user_command("block", "refuse every request of a user (403)")
@@ -174,9 +191,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> FloodwallSettings:
-    settings = FloodwallSettings()
+    # Given to the constructor, so an option is validated as the variable would be.
+    options: dict[str, Any] = {}
     if args.redis_url:
-        settings = settings.model_copy(update={"redis_url": SecretStr(args.redis_url)})
+        options["redis_url"] = args.redis_url
+    if args.key_prefix is not None:
+        options["key_prefix"] = args.key_prefix
+    settings = FloodwallSettings(**options)
     if settings.redis_url is None:
         raise UsageError(
             "no store: set FLOODWALL_REDIS_URL or pass --redis-url (an in-memory store lives "
@@ -186,29 +207,72 @@ def _settings(args: argparse.Namespace) -> FloodwallSettings:
     return settings.model_copy(update={"redis_timeout": max(settings.redis_timeout, 2.0)})
 
 
-def _describe(status: UserStatus) -> str:
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What a command found or did, and what the operator needs to judge it: the store it
+    read, the default limits there, and (for an action) how many app workers received it."""
+
+    result: Any
+    store: str
+    prefix: str
+    configured: Limit
+    live: Limit | None
+    received_by: int | None = None
+
+
+def _limit(limit: Limit) -> str:
+    return f"{limit[0]:g}/s, burst {limit[1]}"
+
+
+def _limit_json(limit: Limit | None) -> dict[str, Any] | None:
+    return None if limit is None else {"rate": limit[0], "burst": limit[1]}
+
+
+def _defaults(answer: _Answer) -> list[tuple[str, str]]:
+    live = (
+        f"{_limit(answer.live)} (set by an operator: every app applies it)"
+        if answer.live is not None
+        else "none (each app applies its configured default)"
+    )
+    return [
+        ("live default limit", live),
+        ("configured default limit", f"{_limit(answer.configured)} (this shell's settings)"),
+        ("store", answer.store),
+    ]
+
+
+def _lines(rows: list[tuple[str, str]]) -> str:
+    return "\n".join(f"{name:<26}{shown(value)}" for name, value in rows)
+
+
+def _describe(status: UserStatus, answer: _Answer) -> str:
     data = status.to_json()
     if status.blocked:
         until = data["blocked_until"] or "no end"
         blocked = f"yes, until {until}, by {status.blocked_by}: {status.reason}"
     else:
         blocked = "no"
-    limit = f"{status.rate:g}/s, burst {status.burst}"
+    limit = _limit((status.rate, status.burst))
     limit += " (custom)" if status.limit_overridden else " (default)"
     limit += ", shadow: observed, not enforced" if status.shadow else ""
-    lines = [
+    rows = [
         ("user", status.user_id),
         ("blocked", blocked),
         ("credentials not before", data["credentials_not_before"] or "-"),
         ("password reset required", "yes" if status.password_reset_required else "no"),
         ("limit", limit),
     ]
-    return "\n".join(f"{name:<26}{value}" for name, value in lines)
+    return _lines(rows + _defaults(answer))
 
 
-async def _run(args: argparse.Namespace) -> Any:
+def _acts(args: argparse.Namespace) -> bool:
+    if args.command == "default-limit":
+        return bool(args.rate is not None or args.burst is not None or args.clear)
+    return args.command not in {"status", "top", "blocked", "audit"}
+
+
+async def _run(args: argparse.Namespace) -> _Answer:
     floodwall = Floodwall(_settings(args))
-    command: str = args.command
     try:
         await floodwall.store.start()
         # Users without a limit of their own are on the live default kept in the store, not
@@ -216,54 +280,73 @@ async def _run(args: argparse.Namespace) -> Any:
         # one-shot command needs neither every user's state nor the change feed, and start()
         # swallows a store error, so this shell's default would pass for the live one.
         await floodwall.feed.refresh_limits()
-        if command == "status":
-            return await floodwall.status(args.user)
-        if command == "top":
-            return await _top(floodwall, args)
-        if command == "blocked":
-            return await floodwall.blocked(after=args.cursor, limit=args.limit)
-        if command == "audit":
-            return await floodwall.audit_log(before=args.cursor, limit=args.limit)
-        if command == "default-limit" and args.rate is args.burst is None and not args.clear:
-            return floodwall.default_limit
-        actor = args.actor or f"cli:{getpass.getuser()}"
-        if command == "default-limit" and args.clear:
-            if args.rate is not None or args.burst is not None:
-                raise UsageError("default-limit takes --clear, or --rate and --burst")
-            return await floodwall.clear_default_limit(actor=actor)
-        if command == "block":
-            return await floodwall.block(
-                args.user, reason=args.reason, ttl_seconds=args.ttl, actor=actor
-            )
-        if command == "unblock":
-            return await floodwall.unblock(args.user, actor=actor, reason=args.reason)
-        if command == "revoke" and args.credential_id:
-            return await floodwall.revoke_credential(
-                args.user, args.credential_id, actor=actor, reason=args.reason
-            )
-        if command == "revoke":
-            return await floodwall.revoke(args.user, actor=actor, reason=args.reason)
-        if command == "reset-password":
-            return await floodwall.require_password_reset(
-                args.user, actor=actor, reason=args.reason
-            )
-        if command == "clear-reset":
-            return await floodwall.clear_password_reset(args.user, actor=actor)
-        if command == "limit":
-            if args.clear:
-                return await floodwall.clear_limit(args.user, actor=actor)
-            if args.rate is None or args.burst is None:
-                raise UsageError("limit needs --rate and --burst, or --clear")
-            return await floodwall.set_limit(
-                args.user, rate=args.rate, burst=args.burst, actor=actor
-            )
-        if command == "shadow":
-            return await floodwall.set_shadow(args.user, not args.off, actor=actor)
-        if args.rate is None or args.burst is None:
-            raise UsageError("default-limit needs both --rate and --burst to change it")
-        return await floodwall.set_default_limit(args.rate, args.burst, actor=actor)
+        received_by = None
+        if _acts(args):
+            result = await _act(floodwall, args)
+            # Asked after the change: an app that subscribes later reloads it at start.
+            received_by = await floodwall.actions.listeners()
+        else:
+            result = await _read(floodwall, args)
+        actions = floodwall.actions
+        return _Answer(
+            result,
+            actions.store_description,
+            floodwall.settings.key_prefix,
+            actions.configured_default_limit,
+            actions.live_default_limit,
+            received_by,
+        )
     finally:
         await floodwall.stop()
+
+
+async def _read(floodwall: Floodwall, args: argparse.Namespace) -> Any:
+    command: str = args.command
+    if command == "status":
+        return await floodwall.status(args.user)
+    if command == "top":
+        return await _top(floodwall, args)
+    if command == "blocked":
+        return await floodwall.blocked(after=args.cursor, limit=args.limit)
+    if command == "audit":
+        return await floodwall.audit_log(before=args.cursor, limit=args.limit)
+    return floodwall.default_limit
+
+
+async def _act(floodwall: Floodwall, args: argparse.Namespace) -> Any:
+    command: str = args.command
+    actor = args.actor or f"cli:{getpass.getuser()}"
+    if command == "default-limit" and args.clear:
+        if args.rate is not None or args.burst is not None:
+            raise UsageError("default-limit takes --clear, or --rate and --burst")
+        return await floodwall.clear_default_limit(actor=actor)
+    if command == "block":
+        return await floodwall.block(
+            args.user, reason=args.reason, ttl_seconds=args.ttl, actor=actor
+        )
+    if command == "unblock":
+        return await floodwall.unblock(args.user, actor=actor, reason=args.reason)
+    if command == "revoke" and args.credential_id:
+        return await floodwall.revoke_credential(
+            args.user, args.credential_id, actor=actor, reason=args.reason
+        )
+    if command == "revoke":
+        return await floodwall.revoke(args.user, actor=actor, reason=args.reason)
+    if command == "reset-password":
+        return await floodwall.require_password_reset(args.user, actor=actor, reason=args.reason)
+    if command == "clear-reset":
+        return await floodwall.clear_password_reset(args.user, actor=actor)
+    if command == "limit":
+        if args.clear:
+            return await floodwall.clear_limit(args.user, actor=actor)
+        if args.rate is None or args.burst is None:
+            raise UsageError("limit needs --rate and --burst, or --clear")
+        return await floodwall.set_limit(args.user, rate=args.rate, burst=args.burst, actor=actor)
+    if command == "shadow":
+        return await floodwall.set_shadow(args.user, not args.off, actor=actor)
+    if args.rate is None or args.burst is None:
+        raise UsageError("default-limit needs both --rate and --burst to change it")
+    return await floodwall.set_default_limit(args.rate, args.burst, actor=actor)
 
 
 def _top_table(offenders: list[Offender], window: int) -> str:
@@ -271,7 +354,7 @@ def _top_table(offenders: list[Offender], window: int) -> str:
     lines.append(f"{'refusals':>10}  {'kind':<9}  subject")
     for entry in offenders:
         kind = "address" if entry.anonymous else "user"
-        lines.append(f"{entry.refusals:>10}  {kind:<9}  {entry.subject}")
+        lines.append(f"{entry.refusals:>10}  {kind:<9}  {shown(entry.subject)}")
     if not offenders:
         lines.append("  (no refusals)")
     return "\n".join(lines)
@@ -288,49 +371,91 @@ async def _top(floodwall: Floodwall, args: argparse.Namespace) -> list[Offender]
         await asyncio.sleep(args.interval)
 
 
-def _print(args: argparse.Namespace, result: Any) -> None:
+def _json(data: Any) -> str:
+    # ASCII only: ids with lone surrogates are \udXXX escapes, still valid JSON, and the
+    # output survives any terminal or pipe encoding.
+    return json.dumps(data, ensure_ascii=True)
+
+
+def _columns(*values: str) -> str:
+    """One tab-separated row; tabs and newlines inside a value are escaped."""
+    return "\t".join(shown(value) for value in values)
+
+
+def _audit_row(record: AuditRecord) -> str:
+    data = record.to_json()
+    parts = [data["time"] or "-", record.actor, record.action, record.user_id or "-"]
+    parts += [f"reason: {record.reason}"] if record.reason else []
+    parts += [f"expires {data['expires']}"] if record.expires_ms else []
+    parts += [record.detail] if record.detail else []
+    return _columns(*parts)
+
+
+def _print(args: argparse.Namespace, answer: _Answer) -> None:
+    result = answer.result
+    extra: dict[str, Any] = {}
+    if answer.received_by is not None:
+        extra["received_by"] = answer.received_by
+    defaults: dict[str, Any] = {
+        "store": answer.store,
+        "default_limit": {
+            "live": _limit_json(answer.live),
+            "configured": _limit_json(answer.configured),
+        },
+    }
     if isinstance(result, UserStatus):
-        print(json.dumps(result.to_json()) if args.json else _describe(result))
+        print(
+            _json(result.to_json() | defaults | extra) if args.json else _describe(result, answer)
+        )
     elif args.command == "top":
         if args.json:
             rows = [
                 {"subject": o.subject, "anonymous": o.anonymous, "refusals": o.refusals}
                 for o in result
             ]
-            print(json.dumps({"window_seconds": args.window, "items": rows}))
+            print(_json({"window_seconds": args.window, "items": rows}))
         else:
             print(_top_table(result, args.window))
     elif args.command == "default-limit":
-        rate, burst = result
-        print(
-            json.dumps({"rate": rate, "burst": burst})
-            if args.json
-            else f"{rate:g}/s, burst {burst}"
-        )
+        if args.json:
+            print(_json({"rate": result[0], "burst": result[1]} | defaults | extra))
+        else:
+            print(_lines(_defaults(answer)))
     elif args.command == "blocked":
         statuses, cursor = result
         if args.json:
-            print(json.dumps({"items": [s.to_json() for s in statuses], "next_cursor": cursor}))
+            print(_json({"items": [s.to_json() for s in statuses], "next_cursor": cursor}))
             return
         for status in statuses:
             until = status.to_json()["blocked_until"] or "no end"
-            print(f"{status.user_id}\tuntil {until}\tby {status.blocked_by}\t{status.reason}")
-        if cursor:
-            print(f"more: --cursor {cursor}")
+            print(
+                _columns(
+                    status.user_id, f"until {until}", f"by {status.blocked_by}", status.reason or ""
+                )
+            )
+        if cursor is not None:
+            print(f"more: --cursor={shell_word(cursor)}")
     else:
         records, cursor = result
         if args.json:
-            print(json.dumps({"items": [r.to_json() for r in records], "next_cursor": cursor}))
+            print(_json({"items": [r.to_json() for r in records], "next_cursor": cursor}))
             return
         for record in records:
-            data = record.to_json()
-            parts = [data["time"], record.actor, record.action, record.user_id or "-"]
-            parts += [f"reason: {record.reason}"] if record.reason else []
-            parts += [f"expires {data['expires']}"] if record.expires_ms else []
-            parts += [record.detail] if record.detail else []
-            print("\t".join(str(part) for part in parts))
-        if cursor:
-            print(f"more: --cursor {cursor}")
+            print(_audit_row(record))
+        if cursor is not None:
+            print(f"more: --cursor={shell_word(cursor)}")
+
+
+def _warn(answer: _Answer) -> None:
+    """One line on stderr when no running app received an action."""
+    if answer.received_by != 0:
+        return
+    where = answer.store.removesuffix(f", key prefix {answer.prefix}")
+    print(
+        f"floodwall: warning: no running app follows key prefix {json.dumps(answer.prefix)} "
+        f"on {shown(where)}: the change is stored, but no worker has received it",
+        file=sys.stderr,
+    )
 
 
 @contextmanager
@@ -373,26 +498,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(args.host, args.port, args.workers)
             return 0
         with _audit_lines_to_stderr():
-            result = asyncio.run(_run(args))
+            answer = asyncio.run(_run(args))
     except UsageError as exc:
-        print(f"floodwall: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc, 2)
     except (ValidationError, ConfigurationError) as exc:
-        print(f"floodwall: error: {settings_error(exc)}", file=sys.stderr)
-        return 2
+        return _error(settings_error(exc), 2)
     except StorageError as exc:
-        print(f"floodwall: error: the store did not answer: {exc}", file=sys.stderr)
-        return 1
+        return _error(f"the store did not answer: {exc}", 1)
     except rules.RuleError as exc:
-        print(f"floodwall: error: {exc}", file=sys.stderr)
-        return 2
+        return _error(exc, 2)
     except (FloodwallError, ValueError) as exc:
-        print(f"floodwall: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(exc, 1)
     except KeyboardInterrupt:
         return 130
-    _print(args, result)
+    _print(args, answer)
+    _warn(answer)
     return 0
+
+
+def _error(message: object, status: int) -> int:
+    print(f"floodwall: error: {shown(str(message))}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

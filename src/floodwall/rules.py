@@ -135,7 +135,7 @@ WINDOW_SECONDS: Final = Bound("window", 1, 3600, whole=True, unit="of seconds")
 ROUTE_LIMIT: Final = Bound("a route limit", 1, 10_000, whole=True, unit="of requests")
 ROUTE_PERIOD: Final = Bound("a route limit's period", 1, 86_400, whole=False, unit="of seconds")
 REASON: Final = Text("reason", 1, 500)
-USER_ID: Final = Text("user_id", 1, 16_384)
+USER_ID: Final = Text("user_id", 0, 16_384)
 CREDENTIAL_ID: Final = Text("credential_id", 1, 256)
 
 _REFILL_MESSAGE: Final = (

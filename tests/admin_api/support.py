@@ -114,6 +114,16 @@ def json_body(response: httpx.Response) -> Any:
     return response.json()
 
 
+def change_body(response: httpx.Response, received_by: int = 0) -> Any:
+    """A write route's answer: the status (or default limit) it changed, without the
+    ``received_by`` count, which is checked (no app follows a Floodwall not started)."""
+    body = json_body(response)
+    assert response.status_code == 200, response.text
+    assert type(body["received_by"]) is int
+    assert body.pop("received_by") == received_by, response.text
+    return body
+
+
 def assert_problem(response: httpx.Response, status: int, kind: str | None = None) -> Any:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM_JSON
