@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 from floodwall.breaker import BreakerState, CircuitBreaker
@@ -20,10 +20,11 @@ from floodwall.fallback import Fallback
 from floodwall.identity import Identity
 from floodwall.ids import is_long
 from floodwall.keys import SubjectKeys
-from floodwall.live_limits import LiveLimits
+from floodwall.live_limits import ROUTE_FIELD, LiveLimits
 from floodwall.metrics import RESULTS, Metrics
 from floodwall.offenders import Offenders
-from floodwall.stores.base import Store
+from floodwall.routes import RouteLimit
+from floodwall.stores.base import Store, Window
 
 __all__ = ["Checker"]
 
@@ -90,19 +91,52 @@ class Checker:
                 cache[identity.user_id] = keys
         return keys
 
+    def windows(
+        self,
+        identity: Identity,
+        keys: SubjectKeys,
+        routes: Sequence[RouteLimit],
+        address: Identity | None,
+    ) -> tuple[Window, ...]:
+        """The moving windows of a request's route limits, at their live limits."""
+        found = []
+        live = self._limits.routes
+        for route in routes:
+            by_address = route.by == "address" and address is not None and not identity.anonymous
+            subject = self.subject_keys(address) if by_address and address else keys
+            limit, period_us = live.get(route.id) or (route.limit, round(route.period * 1e6))
+            # An operator's limit for one user lives in the user's state.
+            own = "" if identity.anonymous or by_address else ROUTE_FIELD + route.id
+            found.append(Window(subject.window(route.id), limit, period_us, own))
+        return tuple(found)
+
     async def check(
-        self, identity: Identity, cost: int = 1, *, reset_exempt: bool = False
+        self,
+        identity: Identity,
+        cost: int = 1,
+        *,
+        reset_exempt: bool = False,
+        routes: Sequence[RouteLimit] = (),
+        address: Identity | None = None,
     ) -> Decision:
         """Decide one request of ``identity`` costing ``cost`` tokens; ``reset_exempt``
-        marks the password-reset flow."""
+        marks the password-reset flow; ``routes`` are the request's route limits, counted
+        for the user, or for ``address`` (the client's anonymous identity) where they say
+        so. A refusal by a route limit has ``policy`` ``i`` for ``routes[i - 1]``."""
         if self.before_first is not None:
             await self.before_first()
         keys = self.subject_keys(identity)
         bucket = keys.bucket
         denials = self._denials
+        windows = self.windows(identity, keys, routes, address) if routes else ()
 
         # 1. A refusal that is certain: no round trip.
         known = denials.lookup(bucket, cost)
+        for policy, window in enumerate(windows, start=1):
+            if known is not None:
+                break
+            if (refused := denials.lookup_window(bucket, window.key)) is not None:
+                known = refused._replace(policy=policy)
         probing = False
         while known is None and bucket in denials.probes:
             # The subject's refusal just lapsed: one request asks the store for them all,
@@ -135,6 +169,7 @@ class Checker:
                         issued_at_ms=None if issued_at is None else int(issued_at * 1000),
                         credential_id=identity.credential_id,
                         reset_exempt=reset_exempt,
+                        windows=windows,
                     )
                 except StoreUnavailable as exc:
                     self._store_failed(exc)
@@ -144,7 +179,10 @@ class Checker:
                     self._hot.observe_check(self._clock.monotonic() - started)
                     if breaker.state is not BreakerState.CLOSED:
                         self._store_recovered()
-                    if decision.outcome is not Outcome.ALLOWED or not decision.remaining:
+                    if decision.policy:
+                        refused_by = windows[decision.policy - 1].key
+                        denials.remember_window(bucket, refused_by, decision, started)
+                    elif decision.outcome is not Outcome.ALLOWED or not decision.remaining:
                         denials.remember(bucket, decision, started)
                     self._tally(identity, decision, _RESULT[decision.outcome])
                     return decision

@@ -52,6 +52,7 @@ class DenyCache:
         "_forgotten",
         "_max_entries",
         "_wall",
+        "_windows",
         "probes",
     )
 
@@ -69,6 +70,10 @@ class DenyCache:
         self._max_entries = max_entries
         self._clock = clock
         self._wall = wall_clock
+        # Route limits' refusals: subject's bucket key → window key → (refusal, asked at).
+        # A moving window's refusal is certain until its oldest request leaves it: other
+        # workers can only add requests.
+        self._windows: dict[str, dict[str, tuple[Decision, float]]] = {}
         # When each subject, and everything, was last changed by an operator (our clock).
         self._forgotten: dict[str, float] = {}
         self._cleared_at = -float("inf")
@@ -126,6 +131,32 @@ class DenyCache:
             self.probes.setdefault(key, None)
         return None
 
+    def remember_window(
+        self, bucket: str, window: str, decision: Decision, asked_at: float
+    ) -> None:
+        """Keep a route limit's refusal of the subject of ``bucket``."""
+        if asked_at <= self._cleared_at or asked_at <= self._forgotten.get(bucket, -1.0):
+            return
+        windows = self._windows.get(bucket)
+        if windows is None:
+            if len(self._windows) >= self._max_entries:
+                del self._windows[next(iter(self._windows))]
+            windows = self._windows[bucket] = {}
+        windows[window] = (decision, asked_at)
+
+    def lookup_window(self, bucket: str, window: str) -> Decision | None:
+        """The route limit's refusal this request is certain to get, or ``None``."""
+        windows = self._windows.get(bucket)
+        if windows is None or (entry := windows.get(window)) is None:
+            return None
+        decision, since = entry
+        elapsed = self._clock() - since
+        left = decision.retry_after - elapsed
+        if left > _ROUNDING_SECONDS + max(0.0, _DRIFT * elapsed - _LATE_SECONDS):
+            return decision._replace(retry_after=left, reset_after=left)
+        del windows[window]
+        return None
+
     def claim(self, key: str) -> asyncio.Future[None] | None:
         """For a key in ``probes``: ``None`` when this request is the one to ask the store
         (it must call ``settle`` after), else the future to wait on before looking again."""
@@ -144,6 +175,7 @@ class DenyCache:
         """An operator changed this subject: ask the store next time, and keep no answer
         the store gave before now."""
         self._entries.pop(key, None)
+        self._windows.pop(key, None)
         now = self._clock()
         forgotten = self._forgotten
         if len(forgotten) >= self._max_entries:
@@ -159,4 +191,5 @@ class DenyCache:
         """The default limit changed, or everything was reloaded: every kept refusal may
         be stale, and so is every answer the store gave before now."""
         self._entries.clear()
+        self._windows.clear()
         self._cleared_at = self._clock()

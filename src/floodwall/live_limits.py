@@ -14,18 +14,39 @@ from floodwall.settings import FloodwallSettings
 from floodwall.stored import stored_limit
 from floodwall.stores.base import Store
 
-__all__ = ["Limit", "LiveLimits"]
+__all__ = ["ROUTE_FIELD", "Limit", "LiveLimits", "WindowLimit", "window_limit"]
 
 logger = logging.getLogger("floodwall")
 
 Limit = tuple[float, int]
 """(rate in requests per second, burst in requests)."""
 
+WindowLimit = tuple[int, int]
+"""A route limit: (requests, period in µs)."""
+
+ROUTE_FIELD = "route:"
+"""Prefix of the field, in the config hash or a user's state, overriding a route limit."""
+
+
+def window_limit(text: str | None) -> WindowLimit | None:
+    """A stored route limit, ``"limit:period_us"``, within the rule book; else ``None``."""
+    if text is None:
+        return None
+    count, sep, period = text.partition(":")
+    if not (sep and count.isdigit() and period.isdigit()):
+        return None
+    try:
+        rules.ROUTE_LIMIT.check(int(count))
+        rules.ROUTE_PERIOD.check(int(period) / 1_000_000)
+    except rules.RuleError:
+        return None
+    return int(count), int(period)
+
 
 class LiveLimits:
     """This worker's default limits for users and anonymous clients."""
 
-    __slots__ = ("_settings", "anonymous", "configured", "live", "user")
+    __slots__ = ("_settings", "anonymous", "configured", "live", "routes", "user")
 
     def __init__(self, settings: FloodwallSettings) -> None:
         self._settings = settings
@@ -35,6 +56,8 @@ class LiveLimits:
         """An operator's default, shared by every worker through the store, if set."""
         self.user: Limit = self.configured
         self.anonymous: Limit = self.configured
+        self.routes: dict[str, WindowLimit] = {}
+        """Route limits changed live by an operator, by ``RouteLimit.id``."""
         self._apply(None)
 
     def _apply(self, live: Limit | None) -> bool:
@@ -55,7 +78,14 @@ class LiveLimits:
         live = stored_limit(config.get("rate"), config.get("burst"))
         if live is None and ("rate" in config or "burst" in config):
             logger.warning("floodwall: the stored default limit is unreadable; using the settings")
-        return self._apply(live)
+        routes = {
+            name.removeprefix(ROUTE_FIELD): limit
+            for name, value in config.items()
+            if name.startswith(ROUTE_FIELD) and (limit := window_limit(value)) is not None
+        }
+        changed = routes != self.routes
+        self.routes = routes
+        return self._apply(live) or changed
 
     async def set(self, store: Store, rate: float, burst: int) -> Limit:
         """Store a live default (within the rule book) and apply it here."""
@@ -63,6 +93,20 @@ class LiveLimits:
         await store.write_config({"rate": repr(limit[0]), "burst": str(limit[1])})
         self._apply(limit)
         return limit
+
+    async def set_route(self, store: Store, route_id: str, limit: int, period: float) -> None:
+        """Store a route's live limit (within the rule book) and apply it here."""
+        stored = (
+            rules.ROUTE_LIMIT.whole_number(limit),
+            round(rules.ROUTE_PERIOD.number(period) * 1e6),
+        )
+        await store.write_config({ROUTE_FIELD + route_id: f"{stored[0]}:{stored[1]}"})
+        self.routes[route_id] = stored
+
+    async def clear_route(self, store: Store, route_id: str) -> None:
+        """Forget a route's live limit: every worker goes back to the app's."""
+        await store.write_config({}, delete=(ROUTE_FIELD + route_id,))
+        self.routes.pop(route_id, None)
 
     async def clear(self, store: Store) -> Limit:
         """Forget the live default: every worker goes back to its settings."""

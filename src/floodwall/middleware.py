@@ -25,7 +25,9 @@ from floodwall.ids import held
 from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
 from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds
+from floodwall.routes import RouteTable, declared_limits
 from floodwall.service import Floodwall
+from floodwall.stores.redis import RedisStore
 from floodwall.telemetry import decision_telemetry
 from floodwall.top import member
 
@@ -59,6 +61,7 @@ class FloodwallMiddleware:
         identify: Identify | None = None,
         exempt_paths: Iterable[str] = (),
         route_costs: Mapping[str, int] | None = None,
+        route_limits: Mapping[str, str] | None = None,
         password_reset_paths: Iterable[str] = (),
     ) -> None:
         settings = floodwall.settings
@@ -82,6 +85,11 @@ class FloodwallMiddleware:
         self._exempt = PathTable.of([*settings.exempt_paths, *exempt_paths], True)
         costs = {path: rules.COST.whole_number(cost) for path, cost in (route_costs or {}).items()}
         self._costs = PathTable(costs)
+        self._routes = self._fit(RouteTable.of(route_limits, settings.parsed_route_limits()))
+        # Limits declared on the app's routes are found at start, or the first request:
+        # routes may be added after the middleware is.
+        self._routes_found = False
+        self._any_routes = bool(self._routes)
         self._reset_paths = PathTable.of(
             [*settings.password_reset_paths, *password_reset_paths], True
         )
@@ -128,6 +136,7 @@ class FloodwallMiddleware:
         async def receive_and_start() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._find_declared_routes()
                 await self.floodwall.start()
             return message
 
@@ -147,12 +156,20 @@ class FloodwallMiddleware:
         resolve = self._resolve
         found = resolve(scope) if resolve is not None else await self._identify(scope)  # type: ignore[misc]
         identity = found or client_identity(scope)
+        if not self._routes_found:
+            self._find_declared_routes()
+        routes = self._routes.match(scope.get("method", "GET"), path) if self._any_routes else ()
         decision = await self._check(
             identity,
-            self._costs.get(path, 1) if self._any_costs else 1,
+            self._costs.get(path, 1, scope.get("method")) if self._any_costs else 1,
             reset_exempt=self._any_reset_paths and self._reset_paths.get(path, False),
+            routes=routes,
+            address=client_identity(scope) if routes and not identity.anonymous else None,
         )
-        policy = "anonymous" if identity.anonymous else "user"
+        if decision.policy:
+            policy = routes[decision.policy - 1].policy
+        else:
+            policy = "anonymous" if identity.anonymous else "user"
         if self._telemetry is not None:
             self._telemetry(decision, policy)
         id_header = self._request_id_header
@@ -178,6 +195,22 @@ class FloodwallMiddleware:
         if request_id is not None and id_header is not None:
             extra.append((id_header, request_id.encode()))
         await self._refuse(scope, receive, send, decision, policy, extra)
+
+    def _find_declared_routes(self) -> None:
+        declared = declared_limits(self.app)
+        if declared:
+            self._routes = self._fit(RouteTable([*self._routes.limits, *declared]))
+            self._any_routes = True
+        self._routes_found = True
+
+    def _fit(self, table: RouteTable) -> RouteTable:
+        store = self.floodwall.store
+        by_address = any(route.by == "address" for route in table.limits)
+        if by_address and isinstance(store, RedisStore) and store.cluster:
+            # A user's keys and an address's live in different slots: one script cannot
+            # count both.
+            raise ConfigurationError("route limits by address need one Redis, not a Redis Cluster")
+        return table
 
     def _given_request_id(self, scope: Scope) -> str | None:
         # Honour the caller's id when it is sane; a hostile one must not reach the logs.
@@ -235,7 +268,7 @@ class FloodwallMiddleware:
         policy: str,
         extra: list[tuple[bytes, bytes]],
     ) -> None:
-        answer = refusal(decision)
+        answer = refusal(decision, policy)
         headers = [*answer.headers, *extra]
         if self._headers and decision.outcome is Outcome.LIMITED:
             headers += rate_limit_headers(policy, decision)

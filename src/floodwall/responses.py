@@ -55,9 +55,17 @@ def rate_limit_headers(name: str, decision: Decision) -> Headers:
     ]
 
 
-def _problem(status: int, kind: str, title: str, detail: str, headers: Headers) -> Refusal:
+def _problem(
+    status: int, kind: str, title: str, detail: str, headers: Headers, **extra: str
+) -> Refusal:
     body = json.dumps(
-        {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
+        {
+            "type": PROBLEM_TYPE_BASE + kind,
+            "title": title,
+            "status": status,
+            "detail": detail,
+            **extra,
+        }
     ).encode()
     return Refusal(
         status,
@@ -71,13 +79,14 @@ def _problem(status: int, kind: str, title: str, detail: str, headers: Headers) 
 
 
 @functools.lru_cache(maxsize=1024)
-def _limited(retry_after: int) -> Refusal:
+def _limited(retry_after: int, policy: str) -> Refusal:
     return _problem(
         429,
         "quota-exceeded",
         "Too Many Requests",
         f"The request quota of this client is used up; retry after {retry_after} seconds.",
         [(b"retry-after", str(retry_after).encode())],
+        policy=policy,
     )
 
 
@@ -105,11 +114,12 @@ _UNAVAILABLE = _problem(
 )
 
 
-def refusal(decision: Decision) -> Refusal:
-    """The response for a decision that refuses the request."""
+def refusal(decision: Decision, policy: str = "user") -> Refusal:
+    """The response for a decision that refuses the request; a limited one names the
+    ``policy`` that refused it (``user``, ``anonymous`` or a route limit's key)."""
     outcome = decision.outcome
     if outcome is Outcome.LIMITED:
-        return _limited(whole_seconds(decision.retry_after))
+        return _limited(whole_seconds(decision.retry_after), policy)
     if outcome is Outcome.BLOCKED:
         return _BLOCKED
     if outcome is Outcome.REVOKED:

@@ -12,18 +12,27 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import limits
-from starlette.routing import compile_path
+from starlette.routing import Mount, compile_path
 
 from floodwall import rules
 
-__all__ = ["RouteLimit", "RouteTable", "parse_route_limits", "route_limit"]
+__all__ = [
+    "RateLimit",
+    "RouteLimit",
+    "RouteTable",
+    "declared_limits",
+    "limit",
+    "parse_route_limits",
+    "route_limit",
+]
 
 By = Literal["user", "address"]
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 _METHOD: Final = re.compile(r"[A-Z]+")
 
 
@@ -130,3 +139,83 @@ class RouteTable:
             for item in group
             if item.pattern.fullmatch(path)
         )
+
+
+_MARK: Final = "__floodwall_limits__"
+
+
+def limit(rate: str, *, by: By = "user") -> Callable[[Endpoint], Endpoint]:
+    """Declare a route's limit beside it, on a Starlette endpoint::
+
+        @limit("5/minute", by="address")
+        async def login(request): ...
+
+    The middleware finds it among the app's routes and checks it in its one round trip.
+    """
+    route_limit("/", rate, by=by)  # refuse a bad limit where it is written
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        declared = getattr(endpoint, _MARK, ())
+        setattr(endpoint, _MARK, (*declared, (rate, by)))
+        return endpoint
+
+    return mark
+
+
+class RateLimit:
+    """Declare a route's limit as a FastAPI dependency::
+
+        @app.post("/login", dependencies=[Depends(RateLimit("5/minute", by="address"))])
+
+    It does nothing when FastAPI calls it: the middleware found it among the app's routes
+    and checked it, with the global limit, in its one round trip.
+    """
+
+    __slots__ = ("by", "rate")
+
+    def __init__(self, rate: str, *, by: By = "user") -> None:
+        route_limit("/", rate, by=by)
+        self.rate = rate
+        self.by: By = by
+
+    async def __call__(self) -> None:
+        """Nothing to do: the request was checked before it reached the route."""
+
+
+def declared_limits(app: object) -> list[RouteLimit]:
+    """The limits declared on the routes of ``app`` (the app below a middleware): by
+    ``limit`` on endpoints and ``RateLimit`` dependencies, under mounts too."""
+    while not hasattr(app, "routes") and hasattr(app, "app"):
+        app = app.app
+    found: list[RouteLimit] = []
+    _collect(getattr(app, "routes", ()), "", found)
+    return found
+
+
+def _collect(routes: Iterable[object], prefix: str, found: list[RouteLimit]) -> None:
+    for route in routes:
+        path = prefix + str(getattr(route, "path", ""))
+        if isinstance(route, Mount) or (
+            not hasattr(route, "endpoint") and hasattr(route, "routes")
+        ):
+            _collect(getattr(route, "routes", ()), path, found)
+            continue
+        declared = list(getattr(getattr(route, "endpoint", None), _MARK, ()))
+        declared += [(d.rate, d.by) for d in _dependencies(route)]
+        if not declared:
+            continue
+        methods = set(getattr(route, "methods", None) or ()) - {"HEAD"}
+        method = f"{next(iter(methods))} " if len(methods) == 1 else ""
+        found += [route_limit(method + path, rate, by=by) for rate, by in declared]
+
+
+def _dependencies(route: object) -> Iterator[RateLimit]:
+    # FastAPI keeps a route's dependencies, its own and its parameters', in a tree.
+    pending = [getattr(route, "dependant", None)]
+    while pending:
+        dependant = pending.pop()
+        if dependant is None:
+            continue
+        if isinstance(getattr(dependant, "call", None), RateLimit):
+            yield dependant.call
+        pending += list(getattr(dependant, "dependencies", ()))

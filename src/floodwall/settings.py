@@ -34,6 +34,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from floodwall import rules
 from floodwall.errors import FloodwallError
+from floodwall.routes import RouteLimit, parse_route_limits
 
 __all__ = ["FloodwallSettings", "settings_error"]
 
@@ -238,6 +239,8 @@ class FloodwallSettings(BaseSettings):
 
     exempt_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     password_reset_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    route_limits: str = ""
+    """``POST /login=5/minute@address;GET /items/{item_id}/export=1/second``."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -283,6 +286,15 @@ class FloodwallSettings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("route_limits")
+    @classmethod
+    def _route_limits(cls, value: str) -> str:
+        try:
+            parse_route_limits(value)
+        except rules.RuleError as exc:
+            raise ValueError(f"FLOODWALL_ROUTE_LIMITS: {exc}") from None
+        return value
 
     @field_validator("jwt_algorithms")
     @classmethod
@@ -551,6 +563,10 @@ class FloodwallSettings(BaseSettings):
     def effective_anonymous_burst(self) -> int:
         """The anonymous burst, falling back to the per-user burst."""
         return self.anonymous_burst if self.anonymous_burst is not None else self.burst
+
+    def parsed_route_limits(self) -> list[RouteLimit]:
+        """``route_limits`` as route limits (validated when the settings were made)."""
+        return parse_route_limits(self.route_limits)
 
     def named_admin_tokens(self) -> dict[str, str]:
         """Actor name → token; ``FLOODWALL_ADMIN_TOKEN`` acts as ``admin``."""

@@ -195,6 +195,11 @@ class RedisStore:
         return cls(client, prefix=prefix, wire=wire, clock=clock)
 
     @property
+    def cluster(self) -> bool:
+        """Whether the store is a Redis Cluster: one command touches one slot."""
+        return isinstance(self._client, RedisCluster)
+
+    @property
     def client(self) -> RedisClient:
         """The redis-py client this store uses."""
         return self._client
