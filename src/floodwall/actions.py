@@ -15,8 +15,9 @@ from typing import Final
 from floodwall import rules
 from floodwall.audit import AuditLog, AuditRecord
 from floodwall.change_feed import ChangeFeed
-from floodwall.live_limits import Limit, LiveLimits
+from floodwall.live_limits import ROUTE_FIELD, Limit, LiveLimits, WindowLimit
 from floodwall.reset_hook import ResetNotifier
+from floodwall.routes import window_of
 from floodwall.status import UserStatus
 from floodwall.stored import BLOCK_FIELDS
 from floodwall.stores.base import StateSnapshot, Store
@@ -293,7 +294,61 @@ class OperatorActions:
             return await self._change(user_id, "shadow-on", actor, assign={"shadow": "1"})
         return await self._change(user_id, "shadow-off", actor, delete=("shadow",))
 
-    # -- the default limit ----------------------------------------------------------------
+    async def set_route_limit(
+        self, user_id: str, route: str, limit: str, *, actor: str = PYTHON_ACTOR
+    ) -> UserStatus:
+        """Give the user a limit of their own on one route (``"POST /login"``,
+        ``"10/minute"``), in place of the app's."""
+        key, (count, period_us) = window_of(route, limit)
+        return await self._change(
+            user_id,
+            "set-route-limit",
+            actor,
+            assign={ROUTE_FIELD + key: f"{count}:{period_us}"},
+            detail=f"route={key} limit={limit}",
+        )
+
+    async def clear_route_limit(
+        self, user_id: str, route: str, *, actor: str = PYTHON_ACTOR
+    ) -> UserStatus:
+        """Put the user back on the app's limit of one route."""
+        key, _ = window_of(route, "1/second")
+        return await self._change(
+            user_id,
+            "clear-route-limit",
+            actor,
+            delete=(ROUTE_FIELD + key,),
+            detail=f"route={key}",
+        )
+
+    # -- the default limits ---------------------------------------------------------------
+
+    @property
+    def live_route_limits(self) -> dict[str, WindowLimit]:
+        """Route limits an operator changed for everyone: route → (requests, period µs)."""
+        return dict(self._limits.routes)
+
+    async def set_route_default(
+        self, route: str, limit: str, *, actor: str = PYTHON_ACTOR
+    ) -> dict[str, WindowLimit]:
+        """Change one route's limit for everyone, on every worker, kept across restarts."""
+        key, window = window_of(route, limit)
+        await self._limits.set_route(self._store, key, window)
+        await self._feed.config_changed()
+        await self.audit.record(
+            actor, "set-route-default", None, detail=f"route={key} limit={limit}"
+        )
+        return self.live_route_limits
+
+    async def clear_route_default(
+        self, route: str, *, actor: str = PYTHON_ACTOR
+    ) -> dict[str, WindowLimit]:
+        """Put every worker back on the app's own limit of one route."""
+        key, _ = window_of(route, "1/second")
+        await self._limits.clear_route(self._store, key)
+        await self._feed.config_changed()
+        await self.audit.record(actor, "clear-route-default", None, detail=f"route={key}")
+        return self.live_route_limits
 
     async def set_default_limit(
         self, rate: float, burst: int, *, actor: str = PYTHON_ACTOR

@@ -21,9 +21,14 @@ __all__ = [
     "Problem",
     "ReasonBody",
     "RevokeBody",
+    "RouteBody",
+    "RouteDefaultsChangeOut",
+    "RouteDefaultsOut",
+    "RouteLimitBody",
     "TopOut",
     "UserChangeOut",
     "UserStatusOut",
+    "WindowOut",
 ]
 
 # Inputs are never echoed in errors: a body may hold a token pasted in the wrong place.
@@ -108,8 +113,38 @@ class LimitOut(BaseModel):
     shadow: bool
 
 
+class WindowOut(BaseModel):
+    """A route limit: at most ``limit`` requests in any ``period_seconds``."""
+
+    limit: int
+    period_seconds: float
+
+
+class RouteLimitBody(BaseModel):
+    """A route's limit: ``route`` as the app names it (``POST /login``), ``limit`` such as
+    ``10/minute``."""
+
+    model_config = _BODY
+    route: str = Field(min_length=1, max_length=1000)
+    limit: str = Field(min_length=1, max_length=100)
+
+
+class RouteBody(BaseModel):
+    """A route as the app names it (``POST /login``)."""
+
+    model_config = _BODY
+    route: str = Field(min_length=1, max_length=1000)
+
+
+class RouteDefaultsOut(BaseModel):
+    """Route limits an operator changed for everyone, by route."""
+
+    routes: dict[str, WindowOut]
+
+
 class UserStatusOut(BaseModel):
-    """A user's status; times are ISO 8601 UTC or null."""
+    """A user's status; times are ISO 8601 UTC or null; ``route_limits`` are the user's own
+    limits of routes, in place of the app's."""
 
     user_id: str
     blocked: bool
@@ -120,6 +155,7 @@ class UserStatusOut(BaseModel):
     credentials_not_before: str | None
     password_reset_required: bool
     limit: LimitOut
+    route_limits: dict[str, WindowOut] = Field(default_factory=dict)
 
 
 ReceivedBy = Annotated[
@@ -189,6 +225,12 @@ class DefaultLimitOut(BaseModel):
 
 class DefaultLimitChangeOut(DefaultLimitOut):
     """The default limit after a change, and how many app workers received the change."""
+
+    received_by: ReceivedBy
+
+
+class RouteDefaultsChangeOut(RouteDefaultsOut):
+    """The route limits after a change, and how many app workers received the change."""
 
     received_by: ReceivedBy
 

@@ -23,12 +23,16 @@ from floodwall.admin_models import (
     LimitBody,
     ReasonBody,
     RevokeBody,
+    RouteBody,
+    RouteDefaultsChangeOut,
+    RouteDefaultsOut,
+    RouteLimitBody,
     TopOut,
     UserChangeOut,
     UserStatusOut,
 )
 from floodwall.offenders import Offenders
-from floodwall.status import UserStatus
+from floodwall.status import UserStatus, windows_json
 
 __all__ = ["SPECS", "Call", "Services", "Spec"]
 
@@ -162,6 +166,42 @@ async def _get_default(on: Services, call: Call) -> BaseModel:
     return DefaultLimitOut(rate=rate, burst=burst)
 
 
+async def _set_route_limit(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, RouteLimitBody)
+    status = await on.actions.set_route_limit(
+        call.user_id, call.body.route, call.body.limit, actor=call.actor
+    )
+    return await _changed(on, status)
+
+
+async def _clear_route_limit(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, RouteBody)
+    status = await on.actions.clear_route_limit(call.user_id, call.body.route, actor=call.actor)
+    return await _changed(on, status)
+
+
+async def _get_route_defaults(on: Services, call: Call) -> BaseModel:
+    return RouteDefaultsOut.model_validate({"routes": windows_json(on.actions.live_route_limits)})
+
+
+async def _set_route_default(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, RouteLimitBody)
+    routes = await on.actions.set_route_default(call.body.route, call.body.limit, actor=call.actor)
+    received_by = await on.actions.listeners()
+    return RouteDefaultsChangeOut.model_validate(
+        {"routes": windows_json(routes), "received_by": received_by}
+    )
+
+
+async def _clear_route_default(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, RouteBody)
+    routes = await on.actions.clear_route_default(call.body.route, actor=call.actor)
+    received_by = await on.actions.listeners()
+    return RouteDefaultsChangeOut.model_validate(
+        {"routes": windows_json(routes), "received_by": received_by}
+    )
+
+
 async def _shadow_on(on: Services, call: Call) -> BaseModel:
     return await _changed(on, await on.actions.set_shadow(call.user_id, True, actor=call.actor))
 
@@ -265,6 +305,49 @@ SPECS = [
         DefaultLimitChangeOut,
         _set_default,
         LimitBody,
+        True,
+    ),
+    Spec(
+        "PUT",
+        "/users/{user_id}/route-limit",
+        "Give a user a limit of their own on one route",
+        UserChangeOut,
+        _set_route_limit,
+        RouteLimitBody,
+        True,
+    ),
+    Spec(
+        "DELETE",
+        "/users/{user_id}/route-limit",
+        "Put a user back on the app's limit of one route",
+        UserChangeOut,
+        _clear_route_limit,
+        RouteBody,
+        True,
+    ),
+    Spec(
+        "GET",
+        "/limits/routes",
+        "Route limits changed for everyone",
+        RouteDefaultsOut,
+        _get_route_defaults,
+    ),
+    Spec(
+        "PUT",
+        "/limits/routes",
+        "Change one route's limit on every worker",
+        RouteDefaultsChangeOut,
+        _set_route_default,
+        RouteLimitBody,
+        True,
+    ),
+    Spec(
+        "DELETE",
+        "/limits/routes",
+        "Put every worker back on the app's limit of one route",
+        RouteDefaultsChangeOut,
+        _clear_route_default,
+        RouteBody,
         True,
     ),
     Spec("GET", "/blocked", "Blocked users, in id order", BlockedPage, _blocked, paged=True),

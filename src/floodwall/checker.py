@@ -104,9 +104,9 @@ class Checker:
         for route in routes:
             by_address = route.by == "address" and address is not None and not identity.anonymous
             subject = self.subject_keys(address) if by_address and address else keys
-            limit, period_us = live.get(route.id) or (route.limit, round(route.period * 1e6))
+            limit, period_us = live.get(route.key) or (route.limit, round(route.period * 1e6))
             # An operator's limit for one user lives in the user's state.
-            own = "" if identity.anonymous or by_address else ROUTE_FIELD + route.id
+            own = "" if identity.anonymous or by_address else ROUTE_FIELD + route.key
             found.append(Window(subject.window(route.id), limit, period_us, own))
         return tuple(found)
 

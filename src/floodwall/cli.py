@@ -35,7 +35,7 @@ from floodwall.naming import id_from_argument
 from floodwall.request_log import JsonFormatter
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings, settings_error
-from floodwall.status import UserStatus
+from floodwall.status import UserStatus, windows_json
 from floodwall.top import Offender
 
 __all__ = ["main"]
@@ -179,6 +179,16 @@ def _parser() -> argparse.ArgumentParser:
         "--clear", action="store_true", help="back to each app's configured default"
     )
 
+    route = commands.add_parser(
+        "route-limit",
+        help="show or change a route's limit, for everyone or for one user",
+        parents=[common, acting],
+    )
+    route.add_argument("route", nargs="?", help="the route as the app names it: 'POST /login'")
+    route.add_argument("limit", nargs="?", help="e.g. 10/minute")
+    route.add_argument("--user", help="only this user's limit of the route")
+    route.add_argument("--clear", action="store_true", help="back to the app's limit")
+
     blocked = commands.add_parser("blocked", help="list blocked users", parents=[common])
     blocked.add_argument("--limit", type=_whole(rules.PAGE_SIZE), default=100)
     blocked.add_argument("--cursor")
@@ -262,12 +272,18 @@ def _describe(status: UserStatus, answer: _Answer) -> str:
         ("password reset required", "yes" if status.password_reset_required else "no"),
         ("limit", limit),
     ]
+    rows += [
+        ("route limit", f"{route}: {count} per {period_us / 1_000_000:g}s (custom)")
+        for route, (count, period_us) in sorted(status.route_limits.items())
+    ]
     return _lines(rows + _defaults(answer))
 
 
 def _acts(args: argparse.Namespace) -> bool:
     if args.command == "default-limit":
         return bool(args.rate is not None or args.burst is not None or args.clear)
+    if args.command == "route-limit":
+        return args.route is not None
     return args.command not in {"status", "top", "blocked", "audit"}
 
 
@@ -310,6 +326,8 @@ async def _read(floodwall: Floodwall, args: argparse.Namespace) -> Any:
         return await floodwall.blocked(after=args.cursor, limit=args.limit)
     if command == "audit":
         return await floodwall.audit_log(before=args.cursor, limit=args.limit)
+    if command == "route-limit":
+        return floodwall.actions.live_route_limits
     return floodwall.default_limit
 
 
@@ -344,9 +362,33 @@ async def _act(floodwall: Floodwall, args: argparse.Namespace) -> Any:
         return await floodwall.set_limit(args.user, rate=args.rate, burst=args.burst, actor=actor)
     if command == "shadow":
         return await floodwall.set_shadow(args.user, not args.off, actor=actor)
+    if command == "route-limit":
+        return await _route_limit(floodwall, args, actor)
     if args.rate is None or args.burst is None:
         raise UsageError("default-limit needs both --rate and --burst to change it")
     return await floodwall.set_default_limit(args.rate, args.burst, actor=actor)
+
+
+async def _route_limit(floodwall: Floodwall, args: argparse.Namespace, actor: str) -> Any:
+    if args.clear == (args.limit is not None):
+        raise UsageError("route-limit takes ROUTE LIMIT, or ROUTE --clear")
+    user = None if args.user is None else id_from_argument(args.user)
+    if user is not None and args.clear:
+        return await floodwall.clear_route_limit(user, args.route, actor=actor)
+    if user is not None:
+        return await floodwall.set_route_limit(user, args.route, args.limit, actor=actor)
+    if args.clear:
+        return await floodwall.clear_route_default(args.route, actor=actor)
+    return await floodwall.set_route_default(args.route, args.limit, actor=actor)
+
+
+def _route_lines(routes: dict[str, tuple[int, int]]) -> str:
+    if not routes:
+        return "no route limit changed: every app applies its own"
+    return "\n".join(
+        f"{shown(route)}\t{limit} per {period_us / 1_000_000:g}s"
+        for route, (limit, period_us) in sorted(routes.items())
+    )
 
 
 def _top_table(offenders: list[Offender], window: int) -> str:
@@ -416,6 +458,11 @@ def _print(args: argparse.Namespace, answer: _Answer) -> None:
             print(_json({"window_seconds": args.window, "items": rows}))
         else:
             print(_top_table(result, args.window))
+    elif args.command == "route-limit":
+        if args.json:
+            print(_json({"routes": windows_json(result)} | extra))
+        else:
+            print(_route_lines(result))
     elif args.command == "default-limit":
         if args.json:
             print(_json({"rate": result[0], "burst": result[1]} | defaults | extra))

@@ -57,7 +57,7 @@ class LiveLimits:
         self.user: Limit = self.configured
         self.anonymous: Limit = self.configured
         self.routes: dict[str, WindowLimit] = {}
-        """Route limits changed live by an operator, by ``RouteLimit.id``."""
+        """Route limits changed live by an operator, by ``RouteLimit.key``."""
         self._apply(None)
 
     def _apply(self, live: Limit | None) -> bool:
@@ -94,19 +94,15 @@ class LiveLimits:
         self._apply(limit)
         return limit
 
-    async def set_route(self, store: Store, route_id: str, limit: int, period: float) -> None:
-        """Store a route's live limit (within the rule book) and apply it here."""
-        stored = (
-            rules.ROUTE_LIMIT.whole_number(limit),
-            round(rules.ROUTE_PERIOD.number(period) * 1e6),
-        )
-        await store.write_config({ROUTE_FIELD + route_id: f"{stored[0]}:{stored[1]}"})
-        self.routes[route_id] = stored
+    async def set_route(self, store: Store, route: str, limit: WindowLimit) -> None:
+        """Store a route's live limit and apply it here."""
+        await store.write_config({ROUTE_FIELD + route: f"{limit[0]}:{limit[1]}"})
+        self.routes[route] = limit
 
-    async def clear_route(self, store: Store, route_id: str) -> None:
+    async def clear_route(self, store: Store, route: str) -> None:
         """Forget a route's live limit: every worker goes back to the app's."""
-        await store.write_config({}, delete=(ROUTE_FIELD + route_id,))
-        self.routes.pop(route_id, None)
+        await store.write_config({}, delete=(ROUTE_FIELD + route,))
+        self.routes.pop(route, None)
 
     async def clear(self, store: Store) -> Limit:
         """Forget the live default: every worker goes back to its settings."""

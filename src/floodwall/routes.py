@@ -29,6 +29,7 @@ __all__ = [
     "limit",
     "parse_route_limits",
     "route_limit",
+    "window_of",
 ]
 
 By = Literal["user", "address"]
@@ -84,6 +85,13 @@ def route_limit(key: str, limit: str, *, by: By = "user") -> RouteLimit:
     name = f"{method} {template}" if method else template
     digest = hashlib.sha256(name.encode()).hexdigest()[:16]
     return RouteLimit(name, method, template, count, period, by, pattern, digest)
+
+
+def window_of(key: str, limit: str) -> tuple[str, tuple[int, int]]:
+    """An operator's route limit: the route's key as the app writes it (``POST /login``) and
+    (requests, period in µs), within the rule book."""
+    parsed = route_limit(key, limit)
+    return parsed.key, (parsed.limit, round(parsed.period * 1_000_000))
 
 
 def parse_route_limits(text: str) -> list[RouteLimit]:

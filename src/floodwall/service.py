@@ -288,6 +288,30 @@ class Floodwall:
         """Put the user back on the default limit."""
         return await self.actions.clear_limit(user_id, actor=actor)
 
+    async def set_route_limit(
+        self, user_id: str, route: str, limit: str, *, actor: str = "python"
+    ) -> UserStatus:
+        """Give the user a limit of their own on one route (``"POST /login"``, ``"10/minute"``)."""
+        return await self.actions.set_route_limit(user_id, route, limit, actor=actor)
+
+    async def clear_route_limit(
+        self, user_id: str, route: str, *, actor: str = "python"
+    ) -> UserStatus:
+        """Put the user back on the app's limit of one route."""
+        return await self.actions.clear_route_limit(user_id, route, actor=actor)
+
+    async def set_route_default(
+        self, route: str, limit: str, *, actor: str = "python"
+    ) -> dict[str, tuple[int, int]]:
+        """Change one route's limit for everyone, on every worker within a second."""
+        return await self.actions.set_route_default(route, limit, actor=actor)
+
+    async def clear_route_default(
+        self, route: str, *, actor: str = "python"
+    ) -> dict[str, tuple[int, int]]:
+        """Put every worker back on the app's own limit of one route."""
+        return await self.actions.clear_route_default(route, actor=actor)
+
     async def set_shadow(self, user_id: str, enabled: bool, *, actor: str = "python") -> UserStatus:
         """Observe this user's limit without enforcing it (to roll out a limit safely)."""
         return await self.actions.set_shadow(user_id, enabled, actor=actor)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from floodwall.live_limits import ROUTE_FIELD, window_limit
 from floodwall.stored import iso_time, stored_int, stored_limit
 from floodwall.stores.base import StateSnapshot
 
-__all__ = ["UserStatus"]
+__all__ = ["UserStatus", "windows_json"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,8 @@ class UserStatus:
     burst: int
     limit_overridden: bool
     shadow: bool = False
+    route_limits: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    """The user's own route limits: route → (requests, period in µs)."""
 
     @classmethod
     def from_snapshot(
@@ -56,6 +60,11 @@ class UserStatus:
             burst=burst,
             limit_overridden=own_limit is not None,
             shadow=fields.get("shadow") == "1",
+            route_limits={
+                name.removeprefix(ROUTE_FIELD): window
+                for name, value in fields.items()
+                if name.startswith(ROUTE_FIELD) and (window := window_limit(value)) is not None
+            },
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -75,4 +84,13 @@ class UserStatus:
                 "custom": self.limit_overridden,
                 "shadow": self.shadow,
             },
+            "route_limits": windows_json(self.route_limits),
         }
+
+
+def windows_json(windows: Mapping[str, tuple[int, int]]) -> dict[str, dict[str, float]]:
+    """Route limits as the admin API and ``--json`` show them."""
+    return {
+        route: {"limit": limit, "period_seconds": period_us / 1_000_000}
+        for route, (limit, period_us) in sorted(windows.items())
+    }

@@ -50,6 +50,10 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/users/{user_id}/block"): {"reason": "flooding"},
     ("PUT", "/users/{user_id}/limit"): {"rate": 1.0, "burst": 2},
     ("PUT", "/limits/default"): {"rate": 1.0, "burst": 2},
+    ("PUT", "/users/{user_id}/route-limit"): {"route": "POST /login", "limit": "10/minute"},
+    ("DELETE", "/users/{user_id}/route-limit"): {"route": "POST /login"},
+    ("PUT", "/limits/routes"): {"route": "POST /login", "limit": "10/minute"},
+    ("DELETE", "/limits/routes"): {"route": "POST /login"},
 }
 Route = tuple[str, str, dict[str, Any] | None]
 
