@@ -18,6 +18,7 @@ from floodwall.errors import (
 )
 from floodwall.identity import HeaderIdentity, Identify, Identity, JwksIdentity, JwtIdentity
 from floodwall.middleware import FloodwallMiddleware
+from floodwall.routes import RateLimit, limit
 from floodwall.rules import RuleError
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings
@@ -40,6 +41,7 @@ __all__ = [
     "JwtIdentity",
     "MemoryStore",
     "Outcome",
+    "RateLimit",
     "RedisStore",
     "RuleError",
     "StorageError",
@@ -47,4 +49,5 @@ __all__ = [
     "StoreCommandError",
     "StoreUnavailable",
     "__version__",
+    "limit",
 ]

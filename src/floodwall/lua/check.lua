@@ -105,8 +105,8 @@ end
 local counted = {}
 for i = 1, windows do
   local key = KEYS[3 + i]
-  local limit = tonumber(ARGV[6 + 3 * i])
-  local period = tonumber(ARGV[7 + 3 * i])
+  local limit = tonumber(ARGV[5 + 3 * i])
+  local period = tonumber(ARGV[6 + 3 * i])
   local own = state[6 + i]
   if own then
     local own_limit, own_period = string.match(own, "^(%d+):(%d+)$")

@@ -1,0 +1,307 @@
+"""Per-endpoint limits on real Starlette and FastAPI apps: route templates as the router
+matches them, methods, several limits in the one EVALSHA, limits by client address, exact
+across two instances on a real Redis and the real Cluster, and changed live."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio
+from fastapi import Depends, FastAPI
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Mount, Route
+
+from floodwall import (
+    ConfigurationError,
+    Floodwall,
+    FloodwallMiddleware,
+    FloodwallSettings,
+    Identity,
+    RedisStore,
+    RuleError,
+)
+from floodwall.routes import RateLimit, RouteTable, limit, parse_route_limits
+from harness import RedisCluster, RedisServer, client_commands, wait_until_async
+
+HIGH: dict[str, Any] = {"rate": 1000, "burst": 1000}
+
+
+async def ok(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def starlette_app(floodwall: Floodwall, **options: Any) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/items/{item_id}", ok),
+            Route("/items/{item_id}/export", ok, methods=["GET", "POST"]),
+            Route("/items/{item_id}/export/raw", ok),
+            Route("/login", ok, methods=["POST"]),
+            Route("/files/{path:path}", ok),
+        ]
+    )
+    app.add_middleware(FloodwallMiddleware, floodwall=floodwall, **options)
+    return app
+
+
+def client(app: Any, address: str = "127.0.0.1") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 1234))
+    return httpx.AsyncClient(transport=transport, base_url="http://app")
+
+
+async def statuses(
+    http: httpx.AsyncClient, method: str, path: str, count: int, user: str | None = None
+) -> list[int]:
+    headers = {"x-user": user} if user else {}
+    return [(await http.request(method, path, headers=headers)).status_code for _ in range(count)]
+
+
+@pytest.fixture
+async def memory() -> AsyncIterator[Floodwall]:
+    floodwall = Floodwall(FloodwallSettings(user_header="x-user", **HIGH))
+    yield floodwall
+    await floodwall.stop()
+
+
+async def test_a_template_matches_what_the_router_matches_not_a_prefix(
+    memory: Floodwall,
+) -> None:
+    app = starlette_app(memory, route_limits={"GET /items/{item_id}/export": "2/minute"})
+    async with client(app) as http:
+        assert await statuses(http, "GET", "/items/7/export", 3, "alice") == [200, 200, 429]
+        # Another item is the same route: one window per user and route.
+        assert await statuses(http, "GET", "/items/8/export", 1, "alice") == [429]
+        assert await statuses(http, "GET", "/items/7/export/raw", 3, "alice") == [200] * 3
+        assert await statuses(http, "GET", "/items/7", 3, "alice") == [200] * 3
+        # Another method, another user: not this limit.
+        assert await statuses(http, "POST", "/items/7/export", 3, "alice") == [200] * 3
+        assert await statuses(http, "GET", "/items/7/export", 2, "bob") == [200, 200]
+
+
+async def test_a_refusal_names_the_routes_policy(memory: Floodwall) -> None:
+    app = starlette_app(memory, route_limits={"/files/{path:path}": "1/minute"})
+    async with client(app) as http:
+        assert (await http.get("/files/a/b/c", headers={"x-user": "a"})).status_code == 200
+        refused = await http.get("/files/x", headers={"x-user": "a"})
+    assert refused.status_code == 429
+    assert refused.headers["ratelimit-policy"] == '"/files/{path:path}";q=1;w=60'
+    assert refused.json()["policy"] == "/files/{path:path}"
+    assert 55 <= int(refused.headers["retry-after"]) <= 60
+
+
+async def test_routes_limited_by_address_count_every_user_behind_it() -> None:
+    settings = FloodwallSettings(
+        user_header="x-user", route_limits="POST /login=3/minute@address", **HIGH
+    )
+    floodwall = Floodwall(settings)
+    app = starlette_app(floodwall)
+    try:
+        async with client(app, "198.51.100.7") as office:
+            tries = [await statuses(office, "POST", "/login", 1, f"user-{n}") for n in range(5)]
+        assert [t[0] for t in tries] == [200, 200, 200, 429, 429]
+        # One user from many addresses: each address has its own window.
+        for n in range(5):
+            async with client(app, f"203.0.113.{n}") as elsewhere:
+                assert await statuses(elsewhere, "POST", "/login", 1, "mallory") == [200]
+    finally:
+        await floodwall.stop()
+
+
+async def test_limits_declared_on_starlette_endpoints_and_fastapi_routes() -> None:
+    @limit("2/minute")
+    async def export(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("exported")
+
+    starlette = Starlette(
+        routes=[Mount("/api", routes=[Route("/export/{item}", export, methods=["POST"])])]
+    )
+    floodwall = Floodwall(FloodwallSettings(user_header="x-user", **HIGH))
+    starlette.add_middleware(FloodwallMiddleware, floodwall=floodwall)
+
+    fastapi = FastAPI()
+
+    @fastapi.post("/login", dependencies=[Depends(RateLimit("1/minute", by="address"))])
+    async def login() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    @fastapi.get("/report/{name}")
+    async def report(name: str, _: None = Depends(RateLimit("2/minute"))) -> dict[str, str]:
+        return {"report": name}
+
+    other = Floodwall(FloodwallSettings(user_header="x-user", **HIGH))
+    fastapi.add_middleware(FloodwallMiddleware, floodwall=other)
+    try:
+        async with client(starlette) as http:
+            assert await statuses(http, "POST", "/api/export/1", 3, "a") == [200, 200, 429]
+        async with client(fastapi) as http:
+            assert await statuses(http, "POST", "/login", 2, "a") == [200, 429]
+            assert await statuses(http, "POST", "/login", 1, "b") == [429]  # same address
+            assert await statuses(http, "GET", "/report/x", 3, "a") == [200, 200, 429]
+    finally:
+        await floodwall.stop()
+        await other.stop()
+
+
+async def test_route_costs_can_be_templates(memory: Floodwall) -> None:
+    settings = FloodwallSettings(user_header="x-user", rate=0.001, burst=10)
+    floodwall = Floodwall(settings)
+    app = starlette_app(floodwall, route_costs={"GET /items/{item_id}/export": 5})
+    try:
+        async with client(app) as http:
+            assert await statuses(http, "GET", "/items/1/export", 3, "a") == [200, 200, 429]
+            assert await statuses(http, "GET", "/items/1/export/raw", 1, "b") == [200]
+    finally:
+        await floodwall.stop()
+
+
+def test_bad_route_limits_are_refused_in_one_line() -> None:
+    for text, message in [
+        ("POST /login", "FLOODWALL_ROUTE_LIMITS is 'METHOD /path=N/period;...'"),
+        ("login=5/minute", "a route is 'METHOD /path/{param}' or '/path/{param}'"),
+        ("/login=0/minute", "a route limit is a whole number of requests from 1 to 10000"),
+        ("/login=5/fortnight", "a route limit is 'N/period', such as 5/minute (route /login)"),
+    ]:
+        with pytest.raises(RuleError, match=f"^{_escape(message)}$"):
+            parse_route_limits(text)
+    with pytest.raises(RuleError, match=r"^the route /a has two limits$"):
+        RouteTable(parse_route_limits("/a=1/second;/a=2/second"))
+    with pytest.raises(ValueError, match="FLOODWALL_ROUTE_LIMITS"):
+        FloodwallSettings(route_limits="/x=0/minute")
+
+
+def _escape(text: str) -> str:
+    return "".join("\\" + c if c in "^$.*+?()[]{}|\\" else c for c in text)
+
+
+async def test_several_limits_cost_one_evalsha(redis_server: RedisServer) -> None:
+    floodwall = Floodwall(
+        FloodwallSettings(redis_url=redis_server.url, user_header="x-user", redis_timeout=2, **HIGH)
+    )
+    app = starlette_app(
+        floodwall,
+        route_limits={
+            "GET /items/{item_id}/export": "100/minute",
+            "/items/{item_id}/export": "200/hour",
+            "GET /items/{id}/export": "300/day",
+        },
+    )
+    raw = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async with client(app) as http:
+            assert await statuses(http, "GET", "/items/1/export", 1, "warm-up") == [200]
+            await asyncio.wait_for(floodwall.following.wait(), 10)
+            with client_commands(redis_server.port) as seen:
+                got = [
+                    await statuses(http, "GET", "/items/1/export", 1, f"u{n}") for n in range(20)
+                ]
+        assert got == [[200]] * 20
+        assert seen.count("EVALSHA") == 20
+        keys = await raw.keys("floodwall:{u:u3}:route:*")
+        assert len(keys) == 3
+    finally:
+        await raw.aclose()
+        await floodwall.stop()
+
+
+async def _exact_across_two(settings: FloodwallSettings, user: str) -> list[int]:
+    instances = [Floodwall(settings), Floodwall(settings)]
+    apps = [starlette_app(f, route_limits={"POST /login": "7/minute"}) for f in instances]
+    try:
+        async with client(apps[0]) as first, client(apps[1]) as second:
+            # Connected first: redis-py's cluster client races opening its first
+            # connections under concurrent commands (an AttributeError of its own).
+            for floodwall in instances:
+                await floodwall.start()
+                await floodwall.check(Identity("warm-up"))
+
+            async def one(n: int) -> int:
+                http = first if n % 2 else second
+                response = await http.post("/login", headers={"x-user": user})
+                return response.status_code
+
+            return list(await asyncio.gather(*(one(n) for n in range(40))))
+    finally:
+        for floodwall in instances:
+            await floodwall.stop()
+
+
+async def test_exact_across_two_instances_on_redis(redis_server: RedisServer) -> None:
+    settings = FloodwallSettings(
+        redis_url=redis_server.url,
+        user_header="x-user",
+        key_prefix="exact",
+        redis_timeout=2,
+        **HIGH,
+    )
+    got = await _exact_across_two(settings, "one-user")
+    assert got.count(200) == 7
+    assert got.count(429) == 33
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: RedisCluster) -> str:
+    return f"redis://127.0.0.1:{redis_cluster.ports[0]}"
+
+
+async def test_exact_across_two_instances_on_the_cluster(cluster_url: str) -> None:
+    settings = FloodwallSettings(
+        redis_url=cluster_url,
+        redis_cluster=True,
+        user_header="x-user",
+        key_prefix="exact-cluster",
+        redis_timeout=2,
+        **HIGH,
+    )
+    got = await _exact_across_two(settings, "cluster-user")
+    assert got.count(200) == 7
+    # A limit by address would need two slots in one script: refused where it is set.
+    by_address = settings.model_copy(update={"route_limits": "/login=1/second@address"})
+    floodwall = Floodwall(by_address)
+    assert isinstance(floodwall.store, RedisStore)
+    with pytest.raises(ConfigurationError, match="by address need one Redis"):
+        FloodwallMiddleware(Starlette(), floodwall=floodwall)
+    await floodwall.stop()
+
+
+async def test_a_routes_limit_changes_live_on_every_worker(redis_server: RedisServer) -> None:
+    settings = FloodwallSettings(
+        redis_url=redis_server.url, user_header="x-user", key_prefix="live-routes", **HIGH
+    )
+    acting, serving = Floodwall(settings), Floodwall(settings)
+    app = starlette_app(serving, route_limits={"POST /login": "2/minute"})
+    await serving.start()
+    await asyncio.wait_for(serving.following.wait(), 5)
+    try:
+        await acting.set_route_default("post /login", "4/minute")
+        await wait_until_async(
+            lambda: "POST /login" in serving.limits.routes, "the change arrives", within=1
+        )
+        async with client(app) as http:
+            assert await statuses(http, "POST", "/login", 5, "a") == [200] * 4 + [429]
+            # One user's own limit wins over everyone's.
+            await acting.set_route_limit("b", "POST /login", "1/minute")
+            assert await statuses(http, "POST", "/login", 2, "b") == [200, 429]
+            status = await acting.status("b")
+            assert status.route_limits == {"POST /login": (1, 60_000_000)}
+            await acting.clear_route_default("POST /login")
+            await wait_until_async(
+                lambda: "POST /login" not in serving.limits.routes, "the clear arrives", within=1
+            )
+            assert await statuses(http, "POST", "/login", 3, "c") == [200, 200, 429]
+        records, _ = await acting.audit_log()
+        assert [r.action for r in records[:3]] == [
+            "clear-route-default",
+            "set-route-limit",
+            "set-route-default",
+        ]
+        assert records[1].user_id == "b"
+        assert records[0].user_id is None
+    finally:
+        await acting.stop()
+        await serving.stop()
