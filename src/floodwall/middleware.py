@@ -25,7 +25,7 @@ from floodwall.ids import held
 from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
 from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds
-from floodwall.routes import RouteTable, declared_limits
+from floodwall.routes import RouteLimit, RouteTable, declared_limits
 from floodwall.service import Floodwall
 from floodwall.stores.redis import RedisStore
 from floodwall.telemetry import decision_telemetry
@@ -164,7 +164,11 @@ class FloodwallMiddleware:
             self._costs.get(path, 1, scope.get("method")) if self._any_costs else 1,
             reset_exempt=self._any_reset_paths and self._reset_paths.get(path, False),
             routes=routes,
-            address=client_identity(scope) if routes and not identity.anonymous else None,
+            address=(
+                client_identity(scope)
+                if routes and not identity.anonymous and _by_address(routes)
+                else None
+            ),
         )
         if decision.policy:
             policy = routes[decision.policy - 1].policy
@@ -310,6 +314,10 @@ def _log(
         **extra,
     }
     request_logger.log(level, "floodwall: %s", fields["decision"], extra={"fields": fields})
+
+
+def _by_address(routes: tuple[RouteLimit, ...]) -> bool:
+    return any(route.by == "address" for route in routes)
 
 
 def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:

@@ -114,8 +114,13 @@ for i = 1, windows do
       limit, period = tonumber(own_limit), tonumber(own_period)
     end
   end
-  redis.call("ZREMRANGEBYSCORE", key, "-inf", string.format("%.17g", now - period))
+  -- Requests older than the period only make the count larger: they are dropped when
+  -- the count would refuse, not on every request.
   local count = redis.call("ZCARD", key)
+  if count >= limit then
+    redis.call("ZREMRANGEBYSCORE", key, "-inf", string.format("%.17g", now - period))
+    count = redis.call("ZCARD", key)
+  end
   if count >= limit then
     local oldest = tonumber(redis.call("ZRANGE", key, 0, 0, "WITHSCORES")[2])
     local wait = math.max(1, math.ceil(oldest + period - now))
