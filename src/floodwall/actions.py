@@ -321,6 +321,24 @@ class OperatorActions:
             detail=f"route={key}",
         )
 
+    async def set_concurrency(
+        self, user_id: str, *, limit: int, actor: str = PYTHON_ACTOR
+    ) -> UserStatus:
+        """Give the user a concurrency limit of their own (requests in flight at once), in
+        place of FLOODWALL_CONCURRENCY, which must be set for any to apply."""
+        limit = rules.CONCURRENCY.whole_number(limit)
+        return await self._change(
+            user_id,
+            "set-concurrency",
+            actor,
+            assign={"concurrency": str(limit)},
+            detail=f"concurrency={limit}",
+        )
+
+    async def clear_concurrency(self, user_id: str, *, actor: str = PYTHON_ACTOR) -> UserStatus:
+        """Put the user back on FLOODWALL_CONCURRENCY."""
+        return await self._change(user_id, "clear-concurrency", actor, delete=("concurrency",))
+
     # -- the default limits ---------------------------------------------------------------
 
     @property

@@ -13,6 +13,7 @@ __all__ = [
     "AuditRecordOut",
     "BlockBody",
     "BlockedPage",
+    "ConcurrencyBody",
     "DefaultLimitChangeOut",
     "DefaultLimitOut",
     "LimitBody",
@@ -129,6 +130,18 @@ class RouteLimitBody(BaseModel):
     limit: str = Field(min_length=1, max_length=100)
 
 
+class ConcurrencyBody(BaseModel):
+    """A user's own limit of requests in flight at once."""
+
+    model_config = _BODY
+    limit: Annotated[
+        int,
+        _INTEGRAL,
+        AfterValidator(rules.CONCURRENCY.whole_number),
+        _bounded(rules.CONCURRENCY),
+    ]
+
+
 class RouteBody(BaseModel):
     """A route as the app names it (``POST /login``)."""
 
@@ -156,6 +169,7 @@ class UserStatusOut(BaseModel):
     password_reset_required: bool
     limit: LimitOut
     route_limits: dict[str, WindowOut] = Field(default_factory=dict)
+    concurrency: int | None = None
 
 
 ReceivedBy = Annotated[

@@ -18,6 +18,7 @@ from floodwall.admin_models import (
     AuditPage,
     BlockBody,
     BlockedPage,
+    ConcurrencyBody,
     DefaultLimitChangeOut,
     DefaultLimitOut,
     LimitBody,
@@ -202,6 +203,16 @@ async def _clear_route_default(on: Services, call: Call) -> BaseModel:
     )
 
 
+async def _set_concurrency(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, ConcurrencyBody)
+    status = await on.actions.set_concurrency(call.user_id, limit=call.body.limit, actor=call.actor)
+    return await _changed(on, status)
+
+
+async def _clear_concurrency(on: Services, call: Call) -> BaseModel:
+    return await _changed(on, await on.actions.clear_concurrency(call.user_id, actor=call.actor))
+
+
 async def _shadow_on(on: Services, call: Call) -> BaseModel:
     return await _changed(on, await on.actions.set_shadow(call.user_id, True, actor=call.actor))
 
@@ -324,6 +335,22 @@ SPECS = [
         _clear_route_limit,
         RouteBody,
         True,
+    ),
+    Spec(
+        "PUT",
+        "/users/{user_id}/concurrency",
+        "Give a user a limit of requests in flight of their own",
+        UserChangeOut,
+        _set_concurrency,
+        ConcurrencyBody,
+        True,
+    ),
+    Spec(
+        "DELETE",
+        "/users/{user_id}/concurrency",
+        "Put a user back on the configured limit of requests in flight",
+        UserChangeOut,
+        _clear_concurrency,
     ),
     Spec(
         "GET",

@@ -7,7 +7,9 @@ when the store cannot answer, the fail mode decides. Every decision is tallied o
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
@@ -15,7 +17,7 @@ from floodwall.breaker import BreakerState, CircuitBreaker
 from floodwall.clock import Clock
 from floodwall.decision import Decision, Outcome
 from floodwall.deny_cache import DenyCache
-from floodwall.errors import StoreCommandError, StoreUnavailable
+from floodwall.errors import StorageError, StoreCommandError, StoreUnavailable
 from floodwall.fallback import Fallback
 from floodwall.identity import Identity
 from floodwall.ids import is_long
@@ -24,21 +26,24 @@ from floodwall.live_limits import ROUTE_FIELD, LiveLimits
 from floodwall.metrics import RESULTS, Metrics
 from floodwall.offenders import Offenders
 from floodwall.routes import RouteLimit
-from floodwall.stores.base import Store, Window
+from floodwall.stores.base import Slot, Store, Window
 
 __all__ = ["Checker"]
 
 logger = logging.getLogger("floodwall")
 
 KEYS_CACHE_SIZE: Final = 65_536
+LEASE_SECONDS: Final = 60.0
+"""How long a concurrency slot is leased: a crashed worker's slots are free after this."""
+RENEW_SECONDS: Final = LEASE_SECONDS / 3
 _ALLOWED: Final = RESULTS.index("allowed")
 _FALLBACK: Final = RESULTS.index("fallback")
 # No subject's doing: neither counts for top or auto-block.
 _NOT_REFUSALS: Final = (Outcome.ALLOWED, Outcome.UNAVAILABLE)
 # Where each outcome is tallied; a store failure in closed mode counts as "error".
-_RESULT: Final = [
-    RESULTS.index("error" if o is Outcome.UNAVAILABLE else o.name.lower()) for o in Outcome
-]
+_RESULT: Final = {
+    o: RESULTS.index("error" if o is Outcome.UNAVAILABLE else o.name.lower()) for o in Outcome
+}
 
 
 class Checker:
@@ -56,6 +61,7 @@ class Checker:
         metrics: Metrics,
         clock: Clock,
         shadow: bool,
+        concurrency: int | None = None,
     ) -> None:
         self._store = store
         self._keys = store.keys
@@ -72,6 +78,12 @@ class Checker:
         self._user_keys: dict[str, SubjectKeys] = {}
         self._anonymous_keys: dict[str, SubjectKeys] = {}
         self._failing_subjects: set[str] = set()
+        self._concurrency = concurrency
+        # This worker's requests holding a concurrency slot: token → the subject's keys.
+        self._leases: dict[str, SubjectKeys] = {}
+        self._lease_prefix = os.urandom(6).hex()
+        self._lease_counter = itertools.count()
+        self._releases: set[asyncio.Task[None]] = set()
         self.before_first: Callable[[], Awaitable[None]] | None = None
         """Awaited by the next check when set (the service starts on first use)."""
 
@@ -159,6 +171,10 @@ class Checker:
             breaker = self._breaker
             if breaker.state is BreakerState.CLOSED or breaker.allow():
                 issued_at = identity.issued_at
+                slot = None
+                if self._concurrency is not None and not identity.anonymous:
+                    token = f"{self._lease_prefix}{next(self._lease_counter):x}"
+                    slot = Slot(self._concurrency, token, int(LEASE_SECONDS * 1000))
                 started = self._clock.monotonic()
                 try:
                     decision = await self._store.check(
@@ -170,6 +186,7 @@ class Checker:
                         credential_id=identity.credential_id,
                         reset_exempt=reset_exempt,
                         windows=windows,
+                        slot=slot,
                     )
                 except StoreUnavailable as exc:
                     self._store_failed(exc)
@@ -179,6 +196,9 @@ class Checker:
                     self._hot.observe_check(self._clock.monotonic() - started)
                     if breaker.state is not BreakerState.CLOSED:
                         self._store_recovered()
+                    if slot is not None and decision.outcome is Outcome.ALLOWED:
+                        self._leases[slot.token] = keys
+                        decision = decision._replace(lease=slot.token)
                     if decision.policy:
                         refused_by = windows[decision.policy - 1].key
                         denials.remember_window(bucket, refused_by, decision, started)
@@ -196,6 +216,39 @@ class Checker:
         finally:
             if probing:
                 denials.settle(bucket)
+
+    def release(self, decision: Decision) -> None:
+        """The request that held ``decision.lease`` has ended: give its slot back, without
+        making the response wait for the round trip."""
+        keys = self._leases.pop(decision.lease, None)
+        if keys is None:
+            return
+        task = asyncio.ensure_future(self._release(keys, decision.lease))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _release(self, keys: SubjectKeys, token: str) -> None:
+        try:
+            await self._store.release(keys, token)
+        except StorageError as exc:
+            # The lease ends on its own within LEASE_SECONDS.
+            logger.debug("floodwall: releasing a concurrency slot failed: %s", exc)
+
+    async def renew_leases(self) -> None:
+        """Keep the slots of this worker's requests in flight, every RENEW_SECONDS, until
+        cancelled: a request may run longer than a lease, a crashed worker's may not."""
+        while True:
+            await asyncio.sleep(RENEW_SECONDS)
+            try:
+                leases = [(keys, token) for token, keys in self._leases.items()]
+                await self._store.renew(leases, int(LEASE_SECONDS * 1000))
+            except StorageError as exc:
+                logger.warning("floodwall: renewing concurrency slots failed: %s", exc)
+
+    async def settle_releases(self) -> None:
+        """Wait for slots being given back (at stop)."""
+        if self._releases:
+            await asyncio.gather(*self._releases, return_exceptions=True)
 
     def _tally(self, identity: Identity, decision: Decision, result: int) -> None:
         self._hot.results[result] += 1

@@ -154,6 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     limit.add_argument("--rate", type=_rate, help="requests per second, or e.g. 600/minute")
     limit.add_argument("--burst", type=_whole(rules.BURST))
     limit.add_argument("--clear", action="store_true", help="back to the default limit")
+    concurrency = user_command("concurrency", "give a user a limit of requests in flight")
+    concurrency.add_argument("limit", nargs="?", type=_whole(rules.CONCURRENCY))
+    concurrency.add_argument("--clear", action="store_true", help="back to the configured one")
     user_command("status", "show a user's status", acts=False)
     shadow = user_command("shadow", "observe a user's limit without enforcing it")
     shadow.add_argument("--off", action="store_true", help="enforce the limit again")
@@ -272,6 +275,8 @@ def _describe(status: UserStatus, answer: _Answer) -> str:
         ("password reset required", "yes" if status.password_reset_required else "no"),
         ("limit", limit),
     ]
+    if status.concurrency is not None:
+        rows.append(("requests in flight", f"at most {status.concurrency} (custom)"))
     rows += [
         ("route limit", f"{route}: {count} per {period_us / 1_000_000:g}s (custom)")
         for route, (count, period_us) in sorted(status.route_limits.items())
@@ -364,6 +369,12 @@ async def _act(floodwall: Floodwall, args: argparse.Namespace) -> Any:
         return await floodwall.set_shadow(args.user, not args.off, actor=actor)
     if command == "route-limit":
         return await _route_limit(floodwall, args, actor)
+    if command == "concurrency":
+        if args.clear == (args.limit is not None):
+            raise UsageError("concurrency takes USER LIMIT, or USER --clear")
+        if args.clear:
+            return await floodwall.clear_concurrency(args.user, actor=actor)
+        return await floodwall.set_concurrency(args.user, limit=args.limit, actor=actor)
     if args.rate is None or args.burst is None:
         raise UsageError("default-limit needs both --rate and --burst to change it")
     return await floodwall.set_default_limit(args.rate, args.burst, actor=actor)

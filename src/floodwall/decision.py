@@ -19,6 +19,8 @@ class Outcome(enum.IntEnum):
     RESET_REQUIRED = 4
     UNAVAILABLE = 5
     """The store failed and the fail mode is ``closed``."""
+    CONCURRENCY_EXCEEDED = 8
+    """The subject has as many requests in flight as it may (the check script's code 8)."""
 
 
 class Decision(NamedTuple):
@@ -27,7 +29,8 @@ class Decision(NamedTuple):
     ``retry_after`` is how long until the request could pass (0 when allowed);
     ``reset_after`` how long until the bucket is full again; ``blocked_until`` the end of a
     block in seconds since the epoch, ``None`` when the block has no end or there is none;
-    ``shadow`` that this subject's limit is observed, not enforced; ``policy`` which limit
+    ``shadow`` that this subject's limit is observed, not enforced; ``lease`` the token of
+    the concurrency slot an allowed request holds until it ends; ``policy`` which limit
     decided: 0 the per-user (or anonymous) bucket, ``i`` the request's ``i``-th route limit
     (then ``rate`` and ``burst`` are that limit's requests per second and requests).
     """
@@ -42,6 +45,7 @@ class Decision(NamedTuple):
     blocked_until: float | None = None
     shadow: bool = False
     policy: int = 0
+    lease: str = ""
 
     @property
     def allowed(self) -> bool:
@@ -49,7 +53,7 @@ class Decision(NamedTuple):
         return self.outcome is Outcome.ALLOWED
 
 
-_OUTCOMES: Final = tuple(Outcome)
+_OUTCOMES: Final = {outcome.value: outcome for outcome in Outcome}
 
 
 def decision_from_reply(reply: Sequence[Any]) -> Decision:

@@ -47,10 +47,12 @@ class SubjectKeys:
     bucket: str
     state: str
     revoked: str
+    inflight: str
     packed: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "packed", pack_parts((self.bucket, self.state, self.revoked)))
+        packed = pack_parts((self.bucket, self.state, self.revoked, self.inflight))
+        object.__setattr__(self, "packed", packed)
 
     def window(self, route_id: str) -> str:
         """The moving window of one route limit (``RouteLimit.id``) for this subject."""
@@ -87,4 +89,4 @@ class Keys:
 
     def _subject(self, kind: str, raw: str) -> SubjectKeys:
         base = f"{self.prefix}:{{{kind}:{encode_id(raw)}}}"
-        return SubjectKeys(f"{base}:bucket", f"{base}:state", f"{base}:jti")
+        return SubjectKeys(f"{base}:bucket", f"{base}:state", f"{base}:jti", f"{base}:inflight")

@@ -53,6 +53,7 @@ RESULTS: Final = (
     "reset_required",
     "fallback",
     "error",
+    "concurrency_exceeded",
 )
 CHECK_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 _DECISIONS_HELP: Final = (

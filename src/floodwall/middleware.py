@@ -70,6 +70,7 @@ class FloodwallMiddleware:
         # The checker, not the facade: one coroutine less on every request.
         self._check = floodwall.checker.check
         self._enforces = floodwall.checker.enforces
+        self._release = floodwall.checker.release
         # Decided once: a plain resolver needs no coroutine per request.
         found = identify if identify is not None else default_identify(settings)
         self._resolve: Callable[[Scope], Identity | None] | None = None
@@ -191,7 +192,14 @@ class FloodwallMiddleware:
                     headers.append((id_header, request_id.encode()))
                 if headers:
                     send = _with_headers(send, headers)
-            await self.app(scope, receive, send)
+            if not decision.lease:
+                await self.app(scope, receive, send)
+                return
+            # The request holds a concurrency slot until it ends (a websocket, while open).
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self._release(decision)
             return
         request_id = self._request_id(request_id)
         self._log_refusal(scope, identity, decision, policy, request_id, enforced=True)

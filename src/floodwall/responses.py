@@ -105,6 +105,13 @@ _RESET_REQUIRED = _problem(
     "This account must set a new password before it can continue.",
     [],
 )
+_CONCURRENCY_EXCEEDED = _problem(
+    429,
+    "concurrency-exceeded",
+    "Too Many Requests In Flight",
+    "This client has as many requests in flight as it may; retry when one has finished.",
+    [(b"retry-after", b"1")],
+)
 _UNAVAILABLE = _problem(
     503,
     "rate-limiter-unavailable",
@@ -128,4 +135,6 @@ def refusal(decision: Decision, policy: str = "user") -> Refusal:
         return _RESET_REQUIRED
     if outcome is Outcome.UNAVAILABLE:
         return _UNAVAILABLE
+    if outcome is Outcome.CONCURRENCY_EXCEEDED:
+        return _CONCURRENCY_EXCEEDED
     raise ValueError(f"{outcome!r} does not refuse")

@@ -21,6 +21,7 @@ import limits
 
 __all__ = [
     "BURST",
+    "CONCURRENCY",
     "COST",
     "CREDENTIAL_ID",
     "MAX_SECONDS",
@@ -134,6 +135,7 @@ PAGE_SIZE: Final = Bound("limit", 1, 1000, whole=True, unit="of items")
 WINDOW_SECONDS: Final = Bound("window", 1, 3600, whole=True, unit="of seconds")
 ROUTE_LIMIT: Final = Bound("a route limit", 1, 10_000, whole=True, unit="of requests")
 ROUTE_PERIOD: Final = Bound("a route limit's period", 1, 86_400, whole=False, unit="of seconds")
+CONCURRENCY: Final = Bound("concurrency", 1, 100_000, whole=True, unit="of requests in flight")
 REASON: Final = Text("reason", 1, 500)
 USER_ID: Final = Text("user_id", 0, 16_384)
 CREDENTIAL_ID: Final = Text("credential_id", 1, 256)

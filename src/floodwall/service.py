@@ -130,6 +130,7 @@ class Floodwall:
             metrics=self.metrics,
             clock=clock,
             shadow=settings.shadow,
+            concurrency=settings.concurrency,
         )
         self.checker.before_first = self.start
         self.metrics.watch_blocked(lambda: self.mirror.blocked_count(int(clock.wall() * 1000)))
@@ -177,6 +178,8 @@ class Floodwall:
                 asyncio.create_task(self.feed.follow_events()),
                 asyncio.create_task(self.offenders.run_flushes()),
             ]
+            if self.settings.concurrency is not None:
+                self._tasks.append(asyncio.create_task(self.checker.renew_leases()))
             self._started = True
 
     async def stop(self) -> None:
@@ -185,6 +188,7 @@ class Floodwall:
         self._started = False
         self.checker.before_first = self.start
         await self.offenders.stop()
+        await self.checker.settle_releases()
         pending = set(self._tasks)
         self._tasks = []
         while pending:
@@ -287,6 +291,16 @@ class Floodwall:
     async def clear_limit(self, user_id: str, *, actor: str = "python") -> UserStatus:
         """Put the user back on the default limit."""
         return await self.actions.clear_limit(user_id, actor=actor)
+
+    async def set_concurrency(
+        self, user_id: str, *, limit: int, actor: str = "python"
+    ) -> UserStatus:
+        """Give the user a limit of requests in flight of their own."""
+        return await self.actions.set_concurrency(user_id, limit=limit, actor=actor)
+
+    async def clear_concurrency(self, user_id: str, *, actor: str = "python") -> UserStatus:
+        """Put the user back on FLOODWALL_CONCURRENCY."""
+        return await self.actions.clear_concurrency(user_id, actor=actor)
 
     async def set_route_limit(
         self, user_id: str, route: str, limit: str, *, actor: str = "python"

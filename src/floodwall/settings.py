@@ -239,6 +239,8 @@ class FloodwallSettings(BaseSettings):
 
     exempt_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     password_reset_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    concurrency: int | None = None
+    """Requests of one user in flight at once, across every worker; unset: no limit."""
     route_limits: str = ""
     """``POST /login=5/minute@address;GET /items/{item_id}/export=1/second``."""
 
@@ -286,6 +288,16 @@ class FloodwallSettings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _concurrency(cls, value: object) -> int | None:
+        if value is None or value == "":
+            return None
+        try:
+            return rules.CONCURRENCY.whole_number(_whole_number(value))
+        except rules.RuleError as exc:
+            raise ValueError(f"FLOODWALL_CONCURRENCY: {exc}") from None
 
     @field_validator("route_limits")
     @classmethod

@@ -35,6 +35,8 @@ class UserStatus:
     shadow: bool = False
     route_limits: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     """The user's own route limits: route → (requests, period in µs)."""
+    concurrency: int | None = None
+    """The user's own limit of requests in flight, if any."""
 
     @classmethod
     def from_snapshot(
@@ -60,6 +62,7 @@ class UserStatus:
             burst=burst,
             limit_overridden=own_limit is not None,
             shadow=fields.get("shadow") == "1",
+            concurrency=stored_int(fields.get("concurrency")),
             route_limits={
                 name.removeprefix(ROUTE_FIELD): window
                 for name, value in fields.items()
@@ -85,6 +88,7 @@ class UserStatus:
                 "shadow": self.shadow,
             },
             "route_limits": windows_json(self.route_limits),
+            "concurrency": self.concurrency,
         }
 
 

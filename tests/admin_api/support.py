@@ -51,6 +51,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/users/{user_id}/limit"): {"rate": 1.0, "burst": 2},
     ("PUT", "/limits/default"): {"rate": 1.0, "burst": 2},
     ("PUT", "/users/{user_id}/route-limit"): {"route": "POST /login", "limit": "10/minute"},
+    ("PUT", "/users/{user_id}/concurrency"): {"limit": 3},
     ("DELETE", "/users/{user_id}/route-limit"): {"route": "POST /login"},
     ("PUT", "/limits/routes"): {"route": "POST /login", "limit": "10/minute"},
     ("DELETE", "/limits/routes"): {"route": "POST /login"},

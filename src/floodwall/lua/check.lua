@@ -1,14 +1,16 @@
 -- check.lua: the whole decision for one request, in one round trip.
 -- Reads the subject's kill-switch state, then takes tokens from its bucket (GCRA, which is
--- a token bucket of capacity `burst` refilled at `rate` tokens per second), and counts the
--- request in each route limit's moving window: all or nothing.
+-- a token bucket of capacity `burst` refilled at `rate` tokens per second), counts the
+-- request in each route limit's moving window, and takes one of the subject's concurrency
+-- slots: all or nothing.
 --
 -- KEYS[1] bucket: theoretical arrival time of the next request, µs since the epoch
 -- KEYS[2] state: hash of blocked_until (ms, 0 = no end), not_before (ms),
 --         reset_required ("1"), rate (tokens/s), burst (tokens), shadow ("1": the limit
 --         is only observed, never enforced, for this subject)
 -- KEYS[3] revoked credential ids: sorted set, member = credential id, score = expiry (ms)
--- KEYS[4 ...] one moving window per route limit on this request: sorted set of the
+-- KEYS[4] requests in flight: sorted set, member = request token, score = lease end (ms)
+-- KEYS[5 ...] one moving window per route limit on this request: sorted set of the
 --         requests admitted in the last period, score = when (µs)
 -- ARGV[1] default rate, tokens per second (may be fractional)
 -- ARGV[2] default burst, tokens
@@ -18,13 +20,19 @@
 -- ARGV[6] "1" if the path belongs to the password-reset flow, else "0"
 -- ARGV[7] now, µs since the epoch, or "" for Redis TIME (tests inject time; apps never do;
 --         injected time keeps keys a minute longer, as Redis expires them on its own clock)
--- ARGV[8 ...] per window, three: its limit (requests), its period (µs), and the name of the
---         state field that overrides both for this subject ("limit:period_us"), or ""
+-- ARGV[8] requests of one subject in flight at once, or "" (no concurrency limit; the
+--         state's "concurrency" field overrides it, when it is set)
+-- ARGV[9] how long a slot is leased, ms (the worker renews the leases of its requests;
+--         a crashed worker's slots end with their lease)
+-- ARGV[10] this request's token, or "" when ARGV[8] is ""
+-- ARGV[11 ...] per window, three: its limit (requests), its period (µs), and the name of
+--         the state field that overrides both for this subject ("limit:period_us"), or ""
 -- Returns {code, remaining, retry_after_us, reset_after_us, rate, burst, blocked_until_ms,
 --          shadow, policy}
---   code: 0 allowed, 1 limited, 2 blocked, 3 revoked, 4 password reset required
+--   code: 0 allowed, 1 limited, 2 blocked, 3 revoked, 4 password reset required,
+--         8 too many requests in flight
 --   rate is returned as a string: Redis truncates Lua numbers in replies to integers.
---   policy: 0 the bucket, i the window KEYS[3 + i] (for a window, rate and burst are its
+--   policy: 0 the bucket, i the window KEYS[4 + i] (for a window, rate and burst are its
 --   limit per second and its limit)
 
 -- Timestamps near 1.7e15 µs are exact to about 0.25 µs as doubles; allow that much slack,
@@ -48,11 +56,13 @@ local function expiry_ms(ahead_us)
   return string.format("%d", math.max(1, math.ceil(ahead_us / 1000)) + keep_ms)
 end
 
-local fields = {"blocked_until", "not_before", "reset_required", "rate", "burst", "shadow"}
-local windows = #KEYS - 3
+local fields = {
+  "blocked_until", "not_before", "reset_required", "rate", "burst", "shadow", "concurrency"
+}
+local windows = #KEYS - 4
 for i = 1, windows do
-  local field = ARGV[7 + 3 * i]
-  fields[6 + i] = field ~= "" and field or "-"
+  local field = ARGV[10 + 3 * i]
+  fields[7 + i] = field ~= "" and field or "-"
 end
 local state = redis.call("HMGET", KEYS[2], unpack(fields))
 local shadow = state[6] == "1" and 1 or 0
@@ -104,10 +114,10 @@ end
 -- fewer than `limit` were admitted in the period up to now.
 local counted = {}
 for i = 1, windows do
-  local key = KEYS[3 + i]
-  local limit = tonumber(ARGV[5 + 3 * i])
-  local period = tonumber(ARGV[6 + 3 * i])
-  local own = state[6 + i]
+  local key = KEYS[4 + i]
+  local limit = tonumber(ARGV[8 + 3 * i])
+  local period = tonumber(ARGV[9 + 3 * i])
+  local own = state[7 + i]
   if own then
     local own_limit, own_period = string.match(own, "^(%d+):(%d+)$")
     if own_limit then
@@ -130,6 +140,15 @@ for i = 1, windows do
   counted[i] = {key, count, period}
 end
 
+-- A slot of the subject's requests in flight: leases that ended were a crashed worker's.
+local concurrency = ARGV[8] ~= "" and tonumber(state[7] or ARGV[8]) or nil
+if concurrency then
+  redis.call("ZREMRANGEBYSCORE", KEYS[4], "-inf", now_ms)
+  if redis.call("ZCARD", KEYS[4]) >= concurrency then
+    return {8, 0, 1000000, 1000000, rate_text, burst, 0, shadow, 0}
+  end
+end
+
 -- The key lives exactly until the bucket is full again, so idle subjects cost no memory.
 redis.call("SET", KEYS[1], string.format("%.17g", now + new_ahead), "PX", expiry_ms(new_ahead))
 for i = 1, windows do
@@ -137,6 +156,11 @@ for i = 1, windows do
   -- The count makes the member unique among requests of the same µs.
   redis.call("ZADD", key, now, string.format("%.17g:%d", now, count))
   redis.call("PEXPIRE", key, expiry_ms(period))
+end
+if concurrency then
+  local lease = tonumber(ARGV[9])
+  redis.call("ZADD", KEYS[4], now_ms + lease, ARGV[10])
+  redis.call("PEXPIRE", KEYS[4], string.format("%d", lease + keep_ms))
 end
 -- Counted by the admission rule above, slack included: the requests that would still pass.
 local remaining = math.floor((capacity + slack - new_ahead) / interval)

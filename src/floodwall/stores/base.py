@@ -11,7 +11,7 @@ from typing import NamedTuple, Protocol
 from floodwall.decision import Decision
 from floodwall.keys import Keys, SubjectKeys
 
-__all__ = ["AuditEntry", "StateSnapshot", "Store", "Subscription", "Window"]
+__all__ = ["AuditEntry", "Slot", "StateSnapshot", "Store", "Subscription", "Window"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,16 @@ class Window(NamedTuple):
     limit: int
     period_us: int
     override: str = ""
+
+
+class Slot(NamedTuple):
+    """A concurrency slot to take: at most ``limit`` requests of the subject in flight (the
+    subject's own limit in its state wins), this one known by ``token``, leased for
+    ``lease_ms`` and renewed by the worker until it ends."""
+
+    limit: int
+    token: str
+    lease_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,7 @@ class Store(Protocol):
         credential_id: str | None = None,
         reset_exempt: bool = False,
         windows: Sequence[Window] = (),
+        slot: Slot | None = None,
     ) -> Decision:
         """Decide one request: kill-switch state first, then take ``cost`` tokens and count
         the request in every route limit's window, all or nothing.
@@ -87,9 +98,16 @@ class Store(Protocol):
         ``rate`` and ``burst`` are the default limit; a per-subject override in the state
         wins. ``issued_at_ms`` and ``credential_id`` describe the request's credential;
         ``reset_exempt`` marks the password-reset flow. A refusal's ``policy`` is 0 for the
-        bucket, ``i`` for ``windows[i - 1]``.
+        bucket, ``i`` for ``windows[i - 1]``. With ``slot``, an allowed request holds one of
+        the subject's concurrency slots (``Decision.lease``) until ``release``.
         """
         ...
+
+    async def release(self, keys: SubjectKeys, token: str) -> None:
+        """Give a concurrency slot back."""
+
+    async def renew(self, leases: Sequence[tuple[SubjectKeys, str]], lease_ms: int) -> None:
+        """Extend the leases of requests still in flight, in one round trip."""
 
     async def now_ms(self) -> int:
         """The store's clock, ms since the epoch."""

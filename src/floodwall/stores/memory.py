@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
-from floodwall.stores.base import AuditEntry, StateSnapshot, Window
+from floodwall.stores.base import AuditEntry, Slot, StateSnapshot, Window
 
 __all__ = ["MemoryStore"]
 
@@ -36,6 +36,8 @@ class MemoryStore:
         self.keys = Keys(prefix)
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
+        # Requests in flight per subject: token → lease end (ms).
+        self._inflight: dict[str, dict[str, int]] = {}
         # Route limits' moving windows: admitted requests' times (µs), oldest first, and the
         # period (µs) they count over.
         self._windows: dict[str, tuple[deque[float], float]] = {}
@@ -74,6 +76,7 @@ class MemoryStore:
         credential_id: str | None = None,
         reset_exempt: bool = False,
         windows: Sequence[Window] = (),
+        slot: Slot | None = None,
     ) -> Decision:
         """Decide one request exactly as ``check.lua`` does."""
         now = float(self._now_us())
@@ -158,7 +161,26 @@ class MemoryStore:
                     policy=policy,
                 )
             counted.append((window.key, times, period))
+        leases = None
+        if slot is not None:
+            concurrency = _number(state.get("concurrency"))
+            limit_in_flight = slot.limit if concurrency is None else concurrency
+            leases = self._inflight.setdefault(keys.inflight, {})
+            for token in [t for t, end in leases.items() if end <= now_ms]:
+                del leases[token]
+            if len(leases) >= limit_in_flight:
+                return Decision(
+                    outcome=Outcome.CONCURRENCY_EXCEEDED,
+                    rate=rate_value,
+                    burst=capacity_tokens,
+                    remaining=0,
+                    retry_after=1.0,
+                    reset_after=1.0,
+                    shadow=shadow,
+                )
         self._store_bucket(keys.bucket, now, new_ahead)
+        if slot is not None and leases is not None:
+            leases[slot.token] = now_ms + slot.lease_ms
         for key, times, period in counted:
             times.append(now)
             self._windows[key] = (times, period)
@@ -174,6 +196,22 @@ class MemoryStore:
             reset_after=math.ceil(new_ahead) / 1_000_000,
             shadow=shadow,
         )
+
+    async def release(self, keys: SubjectKeys, token: str) -> None:
+        """Give a concurrency slot back."""
+        leases = self._inflight.get(keys.inflight)
+        if leases is not None:
+            leases.pop(token, None)
+            if not leases:
+                del self._inflight[keys.inflight]
+
+    async def renew(self, leases: Sequence[tuple[SubjectKeys, str]], lease_ms: int) -> None:
+        """Extend the leases of requests still in flight."""
+        now_ms = await self.now_ms()
+        for keys, token in leases:
+            held = self._inflight.get(keys.inflight)
+            if held is not None and token in held:
+                held[token] = now_ms + lease_ms
 
     def _store_bucket(self, key: str, now: float, ahead: float) -> None:
         expires_at = now + max(1, math.ceil(ahead / 1000)) * 1000

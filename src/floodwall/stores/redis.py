@@ -27,14 +27,14 @@ from floodwall.errors import StorageError, StoreCommandError, StoreUnavailable
 from floodwall.keys import Keys, SubjectKeys
 from floodwall.resp import array_header, pack_parts
 from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
-from floodwall.stores.base import AuditEntry, StateSnapshot, Window
+from floodwall.stores.base import AuditEntry, Slot, StateSnapshot, Window
 
 __all__ = ["RedisStore"]
 
 RedisClient = redis.asyncio.Redis | RedisCluster
 _NO_RETRY = Retry(NoBackoff(), 0)
 _RESP_CACHE_SIZE = 65_536
-_CHECK_KEYS = 3
+_CHECK_KEYS = 4
 
 
 def _script(name: str) -> str:
@@ -112,8 +112,10 @@ def _check_args(
     credential_id: str | None,
     reset_exempt: bool,
     now_us: int | None,
+    slot: Slot | None,
 ) -> tuple[str | bytes | int, ...]:
-    # The ARGV of check.lua, in its order. repr keeps every digit of a fractional rate.
+    # The ARGV of check.lua but the last (the slot's token), in its order. repr keeps every
+    # digit of a fractional rate.
     return (
         repr(float(rate)),
         burst,
@@ -122,10 +124,13 @@ def _check_args(
         _encode(credential_id) if credential_id else "",
         "1" if reset_exempt else "0",
         "" if now_us is None else now_us,
+        "" if slot is None else slot.limit,
+        "" if slot is None else slot.lease_ms,
     )
 
 
-_CHECK_ARGC: Final = len(_check_args(1.0, 1, 1, None, None, False, None))
+_CHECK_ARGC: Final = len(_check_args(1.0, 1, 1, None, None, False, None, None)) + 1
+_NO_TOKEN: Final = pack_parts(("",))
 
 
 def _window_args(windows: Sequence[Window]) -> list[str | int]:
@@ -160,7 +165,7 @@ class RedisStore:
         self._evalsha_head = array_header(3 + _CHECK_KEYS + _CHECK_ARGC) + pack_parts(
             ("EVALSHA", self._check.sha, _CHECK_KEYS)
         )
-        self._limit_resp: dict[tuple[float, int, int, bool], bytes] = {}
+        self._limit_resp: dict[tuple[float, int, int, bool, int, int], bytes] = {}
         self._update = client.register_script(_script("update_state.lua"))
         self._revoke = client.register_script(_script("revoke.lua"))
         self._claim_reset = client.register_script(_script("claim_reset.lua"))
@@ -245,6 +250,7 @@ class RedisStore:
         credential_id: str | None = None,
         reset_exempt: bool = False,
         windows: Sequence[Window] = (),
+        slot: Slot | None = None,
     ) -> Decision:
         """One ``EVALSHA`` of ``check.lua``."""
         wire = self._wire
@@ -263,13 +269,23 @@ class RedisStore:
                 else:
                     command = self._evalsha_head + keys.packed
                 if issued_at_ms is None and credential_id is None and now_us is None:
-                    limit = (rate, burst, cost, reset_exempt)
+                    taking = (slot.limit, slot.lease_ms) if slot else (0, 0)
+                    limit = (rate, burst, cost, reset_exempt, *taking)
                     command += self._limit_resp.get(limit) or self._packed_limit(limit)
                 else:
-                    args = _check_args(
-                        rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us
+                    command += pack_parts(
+                        _check_args(
+                            rate,
+                            burst,
+                            cost,
+                            issued_at_ms,
+                            credential_id,
+                            reset_exempt,
+                            now_us,
+                            slot,
+                        )
                     )
-                    command += pack_parts(args)
+                command += _NO_TOKEN if slot is None else pack_parts((slot.token,))
                 if windows:
                     command += pack_parts(_window_args(windows))
                 try:
@@ -278,22 +294,47 @@ class RedisStore:
                     reply = await self._wire_recheck(wire, command, exc)
             else:
                 args = _check_args(
-                    rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us
+                    rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us, slot
                 )
                 reply = await self._check(
-                    keys=(keys.bucket, keys.state, keys.revoked, *(w.key for w in windows)),
-                    args=(*args, *_window_args(windows)),
+                    keys=(
+                        keys.bucket,
+                        keys.state,
+                        keys.revoked,
+                        keys.inflight,
+                        *(w.key for w in windows),
+                    ),
+                    args=(*args, "" if slot is None else slot.token, *_window_args(windows)),
                 )
             return decision_from_reply(reply)
         except (*_STORAGE_ERRORS, ValueError, TypeError, IndexError) as exc:
             raise _translate(exc) from exc
 
-    def _packed_limit(self, limit: tuple[float, int, int, bool]) -> bytes:
+    async def release(self, keys: SubjectKeys, token: str) -> None:
+        """ZREM of the slot's token."""
+        with _storage_errors():
+            await self._client.zrem(keys.inflight, token)
+
+    async def renew(self, leases: Sequence[tuple[SubjectKeys, str]], lease_ms: int) -> None:
+        """ZADD XX of each lease's new end, and PEXPIRE, pipelined."""
+        if not leases:
+            return
+        # The clock the check leased them on: Redis's, or a test's.
+        now = round(self._clock() * 1000) if self._clock is not None else await self.now_ms()
+        with _storage_errors():
+            async with self._client.pipeline(transaction=False) as pipe:
+                for keys, token in leases:
+                    pipe.zadd(keys.inflight, {token: now + lease_ms}, xx=True)
+                    pipe.pexpire(keys.inflight, lease_ms)
+                await pipe.execute()
+
+    def _packed_limit(self, limit: tuple[float, int, int, bool, int, int]) -> bytes:
         cache = self._limit_resp
         if len(cache) >= _RESP_CACHE_SIZE:
             cache.clear()
-        rate, burst, cost, reset_exempt = limit
-        packed = pack_parts(_check_args(rate, burst, cost, None, None, reset_exempt, None))
+        rate, burst, cost, reset_exempt, concurrency, lease_ms = limit
+        slot = Slot(concurrency, "", lease_ms) if concurrency else None
+        packed = pack_parts(_check_args(rate, burst, cost, None, None, reset_exempt, None, slot))
         cache[limit] = packed
         return packed
 

@@ -1,0 +1,244 @@
+"""Per-user concurrency: at most N requests of one user in flight across every worker,
+taken in the check's one round trip, given back when a request ends, and never leaked by a
+crashed worker. On the memory store, fakeredis and a real redis-server alike."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from conftest import FakeClock
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, Outcome
+from floodwall.keys import Keys
+from floodwall.stores import Store
+from floodwall.stores.base import Slot
+from harness import RedisServer
+
+KEYS = Keys("floodwall")
+ALICE = KEYS.user("alice")
+LEASE_MS = 60_000
+
+
+async def take(store: Store, token: str, limit: int = 2) -> Outcome:
+    decision = await store.check(ALICE, rate=1000, burst=1000, slot=Slot(limit, token, LEASE_MS))
+    return decision.outcome
+
+
+async def test_at_most_n_in_flight_and_a_release_frees_one(store: Store) -> None:
+    assert await take(store, "a") is Outcome.ALLOWED
+    assert await take(store, "b") is Outcome.ALLOWED
+    refused = await store.check(ALICE, rate=1000, burst=1000, slot=Slot(2, "c", LEASE_MS))
+    assert refused.outcome is Outcome.CONCURRENCY_EXCEEDED
+    assert refused.retry_after == 1.0
+    # A refused request took no token either: all or nothing.
+    assert refused.remaining == 0
+    await store.release(ALICE, "a")
+    assert await take(store, "d") is Outcome.ALLOWED
+    # Another user has slots of their own.
+    bob = await store.check(KEYS.user("bob"), rate=1000, burst=1000, slot=Slot(2, "e", LEASE_MS))
+    assert bob.allowed
+
+
+async def test_a_users_own_limit_wins(store: Store) -> None:
+    await store.update_state(ALICE, user_id="alice", assign={"concurrency": "1"})
+    assert await take(store, "a", limit=5) is Outcome.ALLOWED
+    assert await take(store, "b", limit=5) is Outcome.CONCURRENCY_EXCEEDED
+
+
+async def test_a_lease_not_renewed_ends_and_a_renewed_one_holds(
+    clocked_store: Store, clock: FakeClock
+) -> None:
+    assert await take(clocked_store, "held") is Outcome.ALLOWED
+    assert await take(clocked_store, "crashed") is Outcome.ALLOWED
+    clock.advance(40)
+    await clocked_store.renew([(ALICE, "held")], LEASE_MS)
+    clock.advance(30)  # the crashed worker's lease ended; the held one was renewed
+    assert await take(clocked_store, "next") is Outcome.ALLOWED
+    assert await take(clocked_store, "more") is Outcome.CONCURRENCY_EXCEEDED
+
+
+async def test_two_hundred_acquisitions_across_two_instances_admit_exactly_n(
+    redis_server: RedisServer,
+) -> None:
+    settings = FloodwallSettings(
+        redis_url=redis_server.url, key_prefix="conc-exact", concurrency=7, redis_timeout=2
+    )
+    instances = [Floodwall(settings), Floodwall(settings)]
+    for floodwall in instances:
+        await floodwall.start()
+    try:
+        decisions = await asyncio.gather(
+            *(instances[n % 2].check(Identity("crowd")) for n in range(200))
+        )
+        admitted = [d for d in decisions if d.allowed]
+        assert len(admitted) == 7
+        assert {d.outcome for d in decisions if not d.allowed} == {Outcome.CONCURRENCY_EXCEEDED}
+        for n, decision in enumerate(decisions):
+            if decision.allowed:
+                instances[n % 2].checker.release(decision)
+        for floodwall in instances:
+            await floodwall.checker.settle_releases()
+        assert (await instances[0].check(Identity("crowd"))).allowed
+    finally:
+        for floodwall in instances:
+            await floodwall.stop()
+
+
+# A worker that takes two slots and dies without giving them back (SIGKILL), on a lease of
+# one second so the test need not wait a minute.
+CRASHING_WORKER = """
+import asyncio, os, signal, sys
+import floodwall.checker
+from floodwall import Floodwall, FloodwallSettings, Identity
+
+floodwall.checker.LEASE_SECONDS = 1.0
+
+async def main(url):
+    fw = Floodwall(FloodwallSettings(redis_url=url, key_prefix="conc-crash", concurrency=2))
+    for _ in range(2):
+        assert (await fw.check(Identity("victim"))).allowed
+    print("holding", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+async def test_a_killed_workers_slots_end_with_their_lease(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
+    worker = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", CRASHING_WORKER, redis_server.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+        check=False,
+    )
+    assert worker.stdout.strip() == "holding", worker.stderr
+    assert worker.returncode == -9
+    survivor = Floodwall(
+        FloodwallSettings(redis_url=redis_server.url, key_prefix="conc-crash", concurrency=2)
+    )
+    try:
+        refused = await survivor.check(Identity("victim"))
+        assert refused.outcome is Outcome.CONCURRENCY_EXCEEDED
+        await asyncio.sleep(1.2)
+        assert (await survivor.check(Identity("victim"))).allowed
+    finally:
+        await survivor.stop()
+
+
+def _app(floodwall: Floodwall, started: asyncio.Event, finish: asyncio.Event) -> Any:
+    async def slow(request: Request) -> PlainTextResponse:
+        started.set()
+        await finish.wait()
+        if request.query_params.get("fail"):
+            raise RuntimeError("the handler failed")
+        return PlainTextResponse("done")
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await finish.wait()
+        await websocket.close()
+
+    app = Starlette(routes=[Route("/slow", slow), WebSocketRoute("/ws", socket)])
+    return FloodwallMiddleware(app, floodwall=floodwall)
+
+
+async def test_slots_are_held_for_the_whole_request_and_given_back_after_it() -> None:
+    floodwall = Floodwall(
+        FloodwallSettings(user_header="x-user", concurrency=2, rate=1000, burst=1000)
+    )
+    started, finish = asyncio.Event(), asyncio.Event()
+    app = _app(floodwall, started, finish)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    user = {"x-user": "slowpoke"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+        holding = [asyncio.create_task(http.get("/slow", headers=user)) for _ in range(2)]
+        await started.wait()
+        await asyncio.sleep(0.01)
+        refused = await http.get("/slow", headers=user)
+        assert refused.status_code == 429
+        assert refused.json()["type"] == "urn:floodwall:problem:concurrency-exceeded"
+        assert refused.headers["retry-after"] == "1"
+        # Another user has slots of their own.
+        other = asyncio.create_task(http.get("/slow", headers={"x-user": "other"}))
+        await asyncio.sleep(0.05)
+        finish.set()
+        assert [(await t).status_code for t in holding] == [200, 200]
+        assert (await other).status_code == 200
+        await floodwall.checker.settle_releases()
+        failing = await http.get("/slow?fail=1", headers=user)
+        assert failing.status_code == 500
+        await floodwall.checker.settle_releases()
+        # Both slots are free again, after a success and after a failure.
+        finish.clear()
+        again = [asyncio.create_task(http.get("/slow", headers=user)) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        finish.set()
+        assert [(await t).status_code for t in again] == [200, 200]
+    await floodwall.stop()
+
+
+async def test_an_open_websocket_holds_a_slot() -> None:
+    floodwall = Floodwall(FloodwallSettings(user_header="x-user", concurrency=1))
+    started, finish = asyncio.Event(), asyncio.Event()
+    app = _app(floodwall, started, finish)
+
+    async def connect() -> tuple[list[dict[str, Any]], Callable[[], Awaitable[None]]]:
+        sent: list[dict[str, Any]] = []
+        inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        await inbox.put({"type": "websocket.connect"})
+        scope = {
+            "type": "websocket",
+            "path": "/ws",
+            "raw_path": b"/ws",
+            "query_string": b"",
+            "headers": [(b"x-user", b"chatty")],
+            "client": ("10.0.0.1", 1),
+            "subprotocols": [],
+        }
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        task = asyncio.create_task(app(scope, inbox.get, send))
+
+        async def close() -> None:
+            await inbox.put({"type": "websocket.disconnect", "code": 1000})
+            await task
+
+        return sent, close
+
+    first, close_first = await connect()
+    await asyncio.sleep(0.05)
+    assert first[0]["type"] == "websocket.accept"
+    second, close_second = await connect()
+    await asyncio.sleep(0.05)
+    assert second[0] == {"type": "websocket.close", "code": 1008, "reason": ""}
+    await close_second()
+    finish.set()
+    await close_first()
+    await floodwall.checker.settle_releases()
+    finish.clear()
+    third, close_third = await connect()
+    await asyncio.sleep(0.05)
+    assert third[0]["type"] == "websocket.accept"
+    finish.set()
+    await close_third()
+    await floodwall.stop()
