@@ -19,6 +19,8 @@ class Outcome(enum.IntEnum):
     RESET_REQUIRED = 4
     UNAVAILABLE = 5
     """The store failed and the fail mode is ``closed``."""
+    OVERLOADED = 6
+    """Allowed by the limits, shed: the worker is at capacity (``floodwall.shedding``)."""
 
 
 class Decision(NamedTuple):

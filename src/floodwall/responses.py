@@ -103,6 +103,13 @@ _UNAVAILABLE = _problem(
     "The rate limiter cannot reach its store; retry shortly.",
     [(b"retry-after", b"1")],
 )
+_OVERLOADED = _problem(
+    503,
+    "overloaded",
+    "Service Unavailable",
+    "The server is at capacity and this client holds its fair share of it; retry shortly.",
+    [(b"retry-after", b"1")],
+)
 
 
 def refusal(decision: Decision) -> Refusal:
@@ -118,4 +125,6 @@ def refusal(decision: Decision) -> Refusal:
         return _RESET_REQUIRED
     if outcome is Outcome.UNAVAILABLE:
         return _UNAVAILABLE
+    if outcome is Outcome.OVERLOADED:
+        return _OVERLOADED
     raise ValueError(f"{outcome!r} does not refuse")
