@@ -17,7 +17,7 @@ it back when the app returns, raises or is cancelled. With ``limit`` slots:
   (503 ``overloaded``) at once. Refusing the heaviest before the worker is full is what
   keeps room for the others: a slot held by a long request may not come back for seconds.
 - **At the limit**, a request of a subject within its share waits at most ``max_wait``
-  seconds (50 ms by default) for a slot, in a queue of at most ``limit`` requests: a freed
+  seconds (100 ms by default) for a slot, in a queue of at most ``limit`` requests: a freed
   slot goes to the waiter whose subject holds the fewest slots, then has sent the fewest
   requests recently (a decayed count). A full queue refuses whoever ranks last. Waiting
   ends in a slot or a refusal, never in a slot lost.
@@ -43,7 +43,7 @@ from floodwall.settings import FloodwallSettings
 
 __all__ = ["MAX_WAIT_SECONDS", "Shedder", "Ticket", "shedder_from_settings"]
 
-MAX_WAIT_SECONDS: Final = 0.05
+MAX_WAIT_SECONDS: Final = 0.1
 """The longest a request within its share waits for a slot when the worker is full."""
 RECENT_SECONDS: Final = 2.0
 """How long a subject counts towards the fair share after its last request."""
