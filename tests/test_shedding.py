@@ -265,3 +265,25 @@ def test_settings_build_the_shedder_they_ask_for() -> None:
     assert auto is not None
     assert auto.usable(critical=False) == auto.limit
     assert heard == [12, auto.limit]
+
+
+async def test_a_flood_of_fresh_subjects_does_not_outrank_a_regular() -> None:
+    shed, clock = shedder(2, max_wait=5.0)
+    for _ in range(2):
+        ticket = await shed.acquire("regular")
+        assert ticket is not None
+        shed.release(ticket, completed=True)
+        clock.advance(1.0)
+    await take(shed, "a", 1)
+    await take(shed, "b", 1)
+    fresh = [asyncio.create_task(shed.acquire(f"fresh-{n}")) for n in range(2)]
+    await until_waiting(shed, 2)
+    # Each fresh subject counts as an average one, not as one that sent a single request:
+    # the regular, who sent less than the average lately, takes the last one's place.
+    regular = asyncio.create_task(shed.acquire("regular"))
+    assert await fresh[1] is None
+    await until_waiting(shed, 2)
+    assert [waiter.subject for waiter in shed._waiters] == ["regular", "fresh-0"]
+    for task in (fresh[0], regular):
+        task.cancel()
+    await asyncio.gather(fresh[0], regular, return_exceptions=True)

@@ -19,8 +19,10 @@ it back when the app returns, raises or is cancelled. With ``limit`` slots:
 - **At the limit**, a request of a subject within its share waits at most ``max_wait``
   seconds (100 ms by default) for a slot, in a queue of at most ``limit`` requests: a freed
   slot goes to the waiter whose subject holds the fewest slots, then has sent the fewest
-  requests recently (a decayed count). A full queue refuses whoever ranks last. Waiting
-  ends in a slot or a refusal, never in a slot lost.
+  requests recently (a decayed count). A subject never seen before counts as sending like
+  the average recent subject: otherwise a flood of fresh accounts, each on its first
+  request, would outrank every regular user. A full queue refuses whoever ranks last.
+  Waiting ends in a slot or a refusal, never in a slot lost.
 
 The limit is a number, or an ``AdaptiveLimit`` (``auto``) that learns it from the
 latencies this module reports (HTTP requests that completed; not websockets, errors or
@@ -92,6 +94,9 @@ class Shedder:
         self._held: dict[Hashable, int] = {}
         # subject -> (last seen, decayed count of its recent requests); oldest first.
         self._recent: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        # Every recent request, decayed like each subject's count: their sum, near enough.
+        self._total = 0.0
+        self._total_at = clock()
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
 
@@ -148,10 +153,14 @@ class Shedder:
 
     def _seen(self, subject: Hashable, now: float) -> float:
         recent = self._recent
+        total = self._total * 0.5 ** ((now - self._total_at) / HALF_LIFE_SECONDS)
         last = recent.pop(subject, None)
-        score = (
-            1.0 if last is None else 1.0 + last[1] * 0.5 ** ((now - last[0]) / HALF_LIFE_SECONDS)
-        )
+        if last is None:
+            score = 1.0 + (total / len(recent) if recent else 0.0)
+        else:
+            score = 1.0 + last[1] * 0.5 ** ((now - last[0]) / HALF_LIFE_SECONDS)
+        self._total = total + 1.0
+        self._total_at = now
         recent[subject] = (now, score)
         horizon = now - RECENT_SECONDS
         while len(recent) > 1:
