@@ -278,7 +278,12 @@ class UvicornServer:
 
 
 def wrk_command(
-    url: str, seconds: int, connections: int, threads: int = 1, timeout: float = 5.0
+    url: str,
+    seconds: int,
+    connections: int,
+    threads: int = 1,
+    timeout: float = 5.0,
+    path: str = PATH,
 ) -> list[str]:
     binary = shutil.which("wrk")
     if binary is None:
@@ -286,7 +291,7 @@ def wrk_command(
     return [
         binary,
         *(f"-t{threads}", f"-c{connections}", f"-d{seconds}s", f"--timeout={timeout:g}s"),
-        *("--latency", "-s", str(WRK_SCRIPT), url + PATH),
+        *("--latency", "-s", str(WRK_SCRIPT), url + path),
     ]
 
 

@@ -15,8 +15,12 @@ rate limiter, every limiter keyed by the same ``x-user`` header:
   ``RedisBackend``.
 
 For the benchmarks of the allowed path every limit is huge (every request is allowed). The
-incident drill uses ``handler="work"`` (``await asyncio.sleep(0.003)`` plus ~0.1 ms of CPU)
-and floodwall's default limit (10/s, burst 10).
+incident drill uses ``handler="pool"``: besides ``/api/hello``, ``GET /api/work?ms=N`` holds
+one connection of a simulated database pool of ``pool`` connections for N ms and answers
+503 after waiting ``POOL_TIMEOUT_SECONDS`` for one, the semantics of the demo's
+``/api/work`` (``floodwall.demo``); and floodwall's default limit (10/s, burst 10), with
+load shedding (``capacity``) and per-user concurrency (``concurrency``, once floodwall has
+it) as asked.
 
 ``uvicorn benchmarks.apps:uvicorn_app --factory`` builds the app named by ``BENCH_*``
 environment variables (see ``uvicorn_app``).
@@ -56,6 +60,9 @@ REDIS_TIMEOUT: Final = 1.0
 KEY_PREFIX: Final = "floodwall-bench"
 WORK_SLEEP: Final = 0.003
 WORK_CPU_LOOP: Final = 3000
+WORK_PATH: Final = "/api/work"
+POOL_SIZE: Final = 8
+POOL_TIMEOUT_SECONDS: Final = 2.0
 
 PEERS: Final = ("slowapi[decorator]", "slowapi[middleware]", "asgi-ratelimit[redis]")
 VARIANTS: Final = ("bare", "floodwall[memory]", "floodwall[redis]", *PEERS)
@@ -78,12 +85,56 @@ async def work(request: Request) -> Response:
 HANDLERS: Final[dict[str, Handler]] = {"hello": hello, "work": work}
 
 
+def pool_handler(size: int, timeout: float = POOL_TIMEOUT_SECONDS) -> Handler:
+    """``GET /api/work?ms=N``: a database pool in miniature, as in the demo."""
+    pool = asyncio.Semaphore(size)
+
+    async def work_in_pool(request: Request) -> Response:
+        ms = int(request.query_params.get("ms", "20"))
+        try:
+            async with asyncio.timeout(timeout):
+                await pool.acquire()
+        except TimeoutError:
+            return JSONResponse(
+                {"detail": f"no connection free within {timeout:g} s"},
+                status_code=503,
+                headers={"retry-after": "1"},
+            )
+        try:
+            await asyncio.sleep(ms / 1000)
+        finally:
+            pool.release()
+        return JSONResponse({"held_ms": ms})
+
+    return work_in_pool
+
+
+def supports_concurrency() -> bool:
+    """Whether this floodwall has per-user concurrency (``FLOODWALL_CONCURRENCY``)."""
+    return "concurrency" in FloodwallSettings.model_fields
+
+
 def floodwall_settings(
-    redis_url: str | None, *, rate: float, burst: int, prefix: str = KEY_PREFIX
+    redis_url: str | None,
+    *,
+    rate: float,
+    burst: int,
+    prefix: str = KEY_PREFIX,
+    capacity: int | str | None = None,
+    concurrency: int | None = None,
 ) -> FloodwallSettings:
     # Everything that changes the hot path is explicit, so stray FLOODWALL_* variables in
     # the environment cannot turn this into a different benchmark.
+    extra: dict[str, Any] = {}
+    if concurrency is not None:
+        # The hook for per-user concurrency: passed only when asked, and refused by a
+        # floodwall without the setting rather than silently left out.
+        if not supports_concurrency():
+            raise ValueError("this floodwall has no FLOODWALL_CONCURRENCY setting yet")
+        extra["concurrency"] = concurrency
     return FloodwallSettings(
+        capacity=capacity,
+        **extra,
         redis_url=redis_url,
         redis_timeout=REDIS_TIMEOUT,
         key_prefix=prefix,
@@ -151,18 +202,33 @@ def build(
     rate: float = ALLOW_ALL_RATE,
     burst: int = ALLOW_ALL_BURST,
     prefix: str = KEY_PREFIX,
+    pool: int = POOL_SIZE,
+    capacity: int | str | None = None,
+    concurrency: int | None = None,
 ) -> Built:
-    """The app of ``variant``; ``rate``/``burst`` apply to floodwall only."""
-    endpoint = HANDLERS[handler]
+    """The app of ``variant``; ``rate``/``burst``/``capacity``/``concurrency`` apply to
+    floodwall only; ``pool`` to ``handler="pool"``."""
     if variant in REDIS_VARIANTS and redis_url is None:
         raise ValueError(f"{variant} needs a Redis URL")
+    endpoint = hello if handler == "pool" else HANDLERS[handler]
+    routes = [Route(PATH, endpoint, methods=["GET"])]
+    if handler == "pool":
+        routes.append(Route(WORK_PATH, pool_handler(pool), methods=["GET"]))
     if variant == "bare":
-        return Built(Starlette(routes=[Route(PATH, endpoint, methods=["GET"])]))
+        return Built(Starlette(routes=routes))
     if variant in ("floodwall[memory]", "floodwall[redis]"):
         url = redis_url if variant == "floodwall[redis]" else None
-        floodwall = Floodwall(floodwall_settings(url, rate=rate, burst=burst, prefix=prefix))
+        settings = floodwall_settings(
+            url,
+            rate=rate,
+            burst=burst,
+            prefix=prefix,
+            capacity=capacity,
+            concurrency=concurrency,
+        )
+        floodwall = Floodwall(settings)
         app = Starlette(
-            routes=[Route(PATH, endpoint, methods=["GET"])],
+            routes=routes,
             middleware=[Middleware(FloodwallMiddleware, floodwall=floodwall)],
         )
         return Built(app, floodwall)
@@ -205,10 +271,14 @@ def uvicorn_app() -> ASGIApp:
     """The app named by the environment, for ``uvicorn --factory``.
 
     ``BENCH_VARIANT`` (one of ``VARIANTS``), ``BENCH_REDIS_URL``, ``BENCH_HANDLER``
-    (``hello`` or ``work``), ``BENCH_RATE`` and ``BENCH_BURST`` (floodwall's limit, default
-    huge), ``BENCH_PREFIX`` (floodwall's key prefix).
+    (``hello``, ``work`` or ``pool``), ``BENCH_RATE`` and ``BENCH_BURST`` (floodwall's limit,
+    default huge), ``BENCH_PREFIX`` (floodwall's key prefix), ``BENCH_POOL`` (the pool's
+    connections), ``BENCH_CAPACITY`` (floodwall's load shedding: a number or ``auto``) and
+    ``BENCH_CONCURRENCY`` (per-user concurrency).
     """
     env = os.environ
+    capacity = env.get("BENCH_CAPACITY") or None
+    concurrency = env.get("BENCH_CONCURRENCY") or None
     built = build(
         env["BENCH_VARIANT"],
         env.get("BENCH_REDIS_URL") or None,
@@ -216,6 +286,9 @@ def uvicorn_app() -> ASGIApp:
         rate=float(env.get("BENCH_RATE", ALLOW_ALL_RATE)),
         burst=int(env.get("BENCH_BURST", ALLOW_ALL_BURST)),
         prefix=env.get("BENCH_PREFIX", KEY_PREFIX),
+        pool=int(env.get("BENCH_POOL", POOL_SIZE)),
+        capacity=capacity if capacity in (None, "auto") else int(capacity),
+        concurrency=None if concurrency is None else int(concurrency),
     )
     # floodwall starts and stops with the lifespan; the peers' clients die with the process.
     return built.app

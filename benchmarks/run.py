@@ -1,12 +1,14 @@
 """floodwall's benchmarks, one command: floodwall against its peers, and the incident drill.
 
-Run from the repository root with the project's Python, the ``bench`` extra installed,
-``redis-server``, ``redis-cli`` and ``wrk`` on ``PATH``::
+Run from the repository root with the project's Python, the ``bench`` extra installed
+(``scripts/test`` installs it into ``.venv``: slowapi, asgi-ratelimit, uvloop, httptools,
+matplotlib), ``redis-server``, ``redis-cli`` and ``wrk`` on ``PATH`` (Debian/Ubuntu:
+``apt-get install redis-server wrk``; the test command never needs wrk)::
 
-    python benchmarks/run.py              # the full run, about 5 minutes
-    python benchmarks/run.py --quick      # shorter, about 2 minutes
-    python benchmarks/run.py --parts inprocess,drill
-    python benchmarks/run.py --quick --parts drill --attacker-connections 8
+    python benchmarks/run.py              # the full run, about 8 minutes (the drill: 4)
+    python benchmarks/run.py --quick      # shorter, about 2.5 minutes (the drill: 1)
+    python benchmarks/run.py --parts drill
+    python benchmarks/run.py --quick --parts drill --results /tmp/drill
 
 It starts its own ``redis-server`` on a free loopback port (no persistence, in a temporary
 directory) and stops it at the end; every server and load generator it starts listens and
@@ -14,11 +16,14 @@ sends on 127.0.0.1 only, and every load loop is bounded in count and time.
 
 1. ``inprocess``: the ASGI apps called directly (``inprocess.py``);
 2. ``http``: the same apps in uvicorn under ``wrk`` (``http_load.py``);
-3. ``drill``: one attacker and 50 genuine users, floodwall OFF and ON (``drill.py``).
+3. ``drill``: a backend with a pool of 8 connections, 30 genuine users and three attacks
+   (one account; 200 accounts under their limits; slow requests), each with floodwall off,
+   rate limit only, and rate limit + load shedding (``drill.py``).
 
 It prints a table per part, then every target with PASS or MISS next to what was
 measured, and writes ``benchmarks/results/{inprocess,http,drill,summary}.json`` (the
-summary holds the machine's facts, all targets and the printed report). The machine is
+summary holds the machine's facts, all targets and the printed report) and the drill's
+timelines ``benchmarks/results/drill-{a,b,c}.png``. The machine is
 shared and noisy: variants are compared within one run, interleaved; never compare
 absolute numbers across runs or machines.
 
@@ -31,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import pathlib
 import shutil
 import signal
@@ -85,19 +89,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--results", type=pathlib.Path, default=RESULTS_DIR, help="directory of the JSON files"
     )
-    parser.add_argument(
-        "--attacker-connections",
-        type=int,
-        default=drill.Config().attacker_connections,
-        help="the drill attacker's wrk connections (default %(default)s)",
-    )
     args = parser.parse_args(argv)
     args.parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = sorted(set(args.parts) - set(PARTS))
     if unknown or not args.parts:
         parser.error(f"unknown parts {unknown}; choose from {','.join(PARTS)}")
-    if not 1 <= args.attacker_connections <= 1000:
-        parser.error("--attacker-connections is from 1 to 1000")
     return args
 
 
@@ -171,13 +167,21 @@ def part_text(name: str, results: dict[str, Any]) -> str:
         )
         body = http_load.format_table(results["variants"])
     else:
-        title = (
-            f"3. Incident drill: {config['genuine_users']} genuine users at 1-2 req/s, attacker"
-            f" wrk -c{config['attacker_connections']} as one user; floodwall ON = Redis store,"
-            f" rate {config['rate']:g}/s, burst {config['burst']}; rounds: {config['rounds']} x"
-            f" {config['phase_seconds']} s per phase; handler: {config['handler']}"
+        attacks = "; ".join(
+            f"{a['key']}. {a['title']} (wrk -c{a['wrk_connections']} {a['path']})"
+            for a in config["attacks"]
         )
-        body = drill.format_table(results["phases"])
+        title = (
+            f"3. Incident drill: a pool of {config['pool']} connections (503 after"
+            f" {config['pool_timeout_s']:g} s); {config['genuine_users']} genuine users at 1-2"
+            f" req/s on {config['genuine_path']}; attacks: {attacks}; floodwall on Redis at"
+            f" {config['rate']:g}/s, burst {config['burst']}, shedding capacity"
+            f" {config['capacity']}; each run {config['lead_seconds']} s without then"
+            f" {config['attack_seconds']} s with the attacker"
+        )
+        body = drill.format_table(results["rows"])
+        if results.get("figures"):
+            body += "\n\ntimelines: " + ", ".join(results["figures"])
     return f"{title}\n\n{body}"
 
 
@@ -226,11 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     http_config = http_load.Config.quick() if args.quick else http_load.Config()
                     part = http_load.run(http_config, url, stop)
                 else:
-                    drill_config = dataclasses.replace(
-                        drill.Config.quick() if args.quick else drill.Config(),
-                        attacker_connections=args.attacker_connections,
-                    )
-                    part = runner.run(drill.run(drill_config, url, stop))
+                    drill_config = drill.Config.quick() if args.quick else drill.Config()
+                    part = runner.run(drill.run(drill_config, url, stop, args.results))
                 results[name] = part
                 text = part_text(name, part)
                 texts.append(text)

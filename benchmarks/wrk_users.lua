@@ -2,6 +2,9 @@
 --
 -- BENCH_USERS       size of the rotating pool of users "user-0" .. "user-<N-1>" (default 1000)
 -- BENCH_FIXED_USER  send every request as this one user instead (the drill's attacker)
+-- BENCH_USER_PREFIX name of the rotating users, "<prefix>0" .. (default "user-")
+-- BENCH_DELAY_MS    wait this long before each request of a connection (default none): the
+--                   drill's accounts that stay under their rate limit
 -- BENCH_COUNT_STATUS=1  count responses by status code (costs wrk a Lua call per response)
 --
 -- At the end it prints one line `WRKJSON {...}` with the totals, errors, latency
@@ -12,6 +15,8 @@ local fixed = os.getenv("BENCH_FIXED_USER")
 if fixed == "" then
   fixed = nil
 end
+local prefix = os.getenv("BENCH_USER_PREFIX") or "user-"
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "")
 
 local threads = {}
 local next_id = 0
@@ -30,8 +35,14 @@ end
 
 function request()
   counter = counter + 1
-  local user = fixed or ("user-" .. (counter % pool))
+  local user = fixed or (prefix .. (counter % pool))
   return wrk.format(nil, nil, { ["x-user"] = user })
+end
+
+if pause then
+  function delay()
+    return pause
+  end
 end
 
 if os.getenv("BENCH_COUNT_STATUS") == "1" then

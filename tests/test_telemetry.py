@@ -105,8 +105,10 @@ async def test_the_counter_and_the_span_tell_each_outcome_and_never_the_user(
         "blocked": 1,
         "revoked": 0,
         "reset_required": 0,
+        "overloaded": 0,
         "fallback": 0,
         "error": 0,
+        "concurrency_exceeded": 0,
     }
     finished = exporter.get_finished_spans()
     assert [dict(span.attributes or {}) for span in finished] == [

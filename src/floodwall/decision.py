@@ -19,6 +19,8 @@ class Outcome(enum.IntEnum):
     RESET_REQUIRED = 4
     UNAVAILABLE = 5
     """The store failed and the fail mode is ``closed``."""
+    OVERLOADED = 6
+    """Allowed by the limits, shed: the worker is at capacity (``floodwall.shedding``)."""
     CONCURRENCY_EXCEEDED = 8
     """The subject has as many requests in flight as it may (the check script's code 8)."""
 

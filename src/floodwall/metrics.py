@@ -51,6 +51,7 @@ RESULTS: Final = (
     "blocked",
     "revoked",
     "reset_required",
+    "overloaded",
     "fallback",
     "error",
     "concurrency_exceeded",
@@ -58,7 +59,8 @@ RESULTS: Final = (
 CHECK_BUCKETS: Final = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 _DECISIONS_HELP: Final = (
     "Requests checked, by result (fallback: decided without the store; error: refused with "
-    "503 in closed fail mode)."
+    "503 in closed fail mode; overloaded: shed at capacity after the limits allowed it, so "
+    "also counted as allowed or fallback)."
 )
 _SHADOW_HELP: Final = "Requests shadow mode let through that would have been refused."
 _LOCAL_HELP: Final = "Refusals answered in-process, without a store round trip."
@@ -238,6 +240,7 @@ class Metrics:
             ["action"],
             registry=self.registry,
         )
+        self._capacity: Gauge | None = None
         self._blocked = _BlockedUsers()
         self.registry.register(self._blocked)
         self.auto_blocks = Counter(
@@ -253,6 +256,20 @@ class Metrics:
     def watch_blocked(self, count: Callable[[], float]) -> None:
         """Read the blocked-users gauge from ``count`` at every scrape."""
         self._blocked.count = count
+
+    def capacity_limit(self, limit: int) -> None:
+        """Report the current in-flight limit of load shedding (``FLOODWALL_CAPACITY``);
+        the gauge exists once shedding is on."""
+        if self._capacity is None:
+            self._capacity = Gauge(
+                "floodwall_capacity_limit",
+                "Requests a worker may have in flight now under load shedding "
+                "(FLOODWALL_CAPACITY, or what auto learnt; in multi-process mode: the sum of "
+                "the live workers).",
+                registry=self.registry,
+                multiprocess_mode="livesum",
+            )
+        self._capacity.set(limit)
 
     def asgi_app(self) -> MetricsApp:
         """An ASGI app serving these metrics: ``Route("/metrics", metrics.asgi_app())``

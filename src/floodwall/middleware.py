@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from floodwall import rules
 from floodwall._types import ASGIApp, Message, Receive, Scope, Send
+from floodwall.clock import SYSTEM_CLOCK
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import ConfigurationError
 from floodwall.identity import (
@@ -22,11 +23,13 @@ from floodwall.identity import (
     default_identify,
 )
 from floodwall.ids import held
+from floodwall.metrics import RESULTS
 from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
 from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds
 from floodwall.routes import RouteLimit, RouteTable, declared_limits
 from floodwall.service import Floodwall
+from floodwall.shedding import Shedder, shedder_from_settings
 from floodwall.stores.redis import RedisStore
 from floodwall.telemetry import decision_telemetry
 from floodwall.top import member
@@ -34,6 +37,8 @@ from floodwall.top import member
 __all__ = ["FloodwallMiddleware"]
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_OVERLOADED_RESULT = RESULTS.index("overloaded")
+_OVERLOADED = Decision(Outcome.OVERLOADED, 0.0, 0, 0, 1.0, 0.0)
 
 
 class FloodwallMiddleware:
@@ -49,6 +54,10 @@ class FloodwallMiddleware:
     - ``route_costs``: tokens a request costs by path (longest match wins); others cost 1.
     - ``password_reset_paths``: the app's reset flow, open to users who must reset their
       password; added to ``FLOODWALL_PASSWORD_RESET_PATHS``.
+    - ``critical_paths``: paths that keep reserved capacity under load shedding; added to
+      ``FLOODWALL_CRITICAL_PATHS``.
+    - ``shedder``: the load shedder to use instead of the one ``FLOODWALL_CAPACITY`` asks
+      for (tests pass one with a clock they move).
 
     The service starts and stops with the app's lifespan events.
     """
@@ -63,6 +72,8 @@ class FloodwallMiddleware:
         route_costs: Mapping[str, int] | None = None,
         route_limits: Mapping[str, str] | None = None,
         password_reset_paths: Iterable[str] = (),
+        critical_paths: Iterable[str] = (),
+        shedder: Shedder | None = None,
     ) -> None:
         settings = floodwall.settings
         self.app = app
@@ -97,6 +108,17 @@ class FloodwallMiddleware:
         self._any_exempt = bool(self._exempt)
         self._any_costs = bool(self._costs)
         self._any_reset_paths = bool(self._reset_paths)
+        self._critical = PathTable.of([*settings.critical_paths, *critical_paths], True)
+        self._any_critical = bool(self._critical)
+        # None unless FLOODWALL_CAPACITY is set: then a request pays one `is None` test.
+        if shedder is None:
+            shedder = shedder_from_settings(
+                settings,
+                clock=SYSTEM_CLOCK.monotonic,
+                on_limit=floodwall.metrics.capacity_limit,
+                critical_paths=self._any_critical,
+            )
+        self._shedder = shedder
         self._headers = settings.rate_limit_headers
         header = settings.request_id_header
         self._request_id_header = header.encode("latin-1") if header else None
@@ -193,11 +215,11 @@ class FloodwallMiddleware:
                 if headers:
                     send = _with_headers(send, headers)
             if not decision.lease:
-                await self.app(scope, receive, send)
+                await self._forward(scope, receive, send, identity, policy, request_id)
                 return
             # The request holds a concurrency slot until it ends (a websocket, while open).
             try:
-                await self.app(scope, receive, send)
+                await self._forward(scope, receive, send, identity, policy, request_id)
             finally:
                 self._release(decision)
             return
@@ -223,6 +245,66 @@ class FloodwallMiddleware:
             # count both.
             raise ConfigurationError("route limits by address need one Redis, not a Redis Cluster")
         return table
+
+    async def _forward(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        identity: Identity,
+        policy: str,
+        request_id: str | None,
+    ) -> None:
+        if self._shedder is None:
+            await self.app(scope, receive, send)
+        else:
+            await self._shed(scope, receive, send, identity, policy, request_id)
+
+    async def _shed(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        identity: Identity,
+        policy: str,
+        request_id: str | None,
+    ) -> None:
+        # Load shedding: a slot for the whole request (a websocket: while open), given back
+        # however the app ends, a client's disconnect (cancellation) included.
+        shedder = cast(Shedder, self._shedder)
+        subject = (identity.anonymous, identity.user_id)
+        critical = self._any_critical and self._critical.get(scope["path"], False)
+        ticket = await shedder.acquire(subject, critical=critical)
+        if ticket is None:
+            await self._overloaded(scope, receive, send, identity, policy, request_id)
+            return
+        completed = False
+        try:
+            await self.app(scope, receive, send)
+            completed = scope["type"] == "http"
+        finally:
+            shedder.release(ticket, completed=completed)
+
+    async def _overloaded(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        identity: Identity,
+        policy: str,
+        request_id: str | None,
+    ) -> None:
+        self.floodwall.metrics.hot.results[_OVERLOADED_RESULT] += 1
+        if self._telemetry is not None:
+            self._telemetry(_OVERLOADED, policy)
+        # `send` already adds an id it was given; one made now is added here.
+        extra = []
+        if request_id is None:
+            request_id = self._request_id(None)
+            if request_id is not None and self._request_id_header is not None:
+                extra.append((self._request_id_header, request_id.encode()))
+        self._log_refusal(scope, identity, _OVERLOADED, policy, request_id, enforced=True)
+        await self._refuse(scope, receive, send, _OVERLOADED, policy, extra)
 
     def _given_request_id(self, scope: Scope) -> str | None:
         # Honour the caller's id when it is sane; a hostile one must not reach the logs.

@@ -119,6 +119,13 @@ _UNAVAILABLE = _problem(
     "The rate limiter cannot reach its store; retry shortly.",
     [(b"retry-after", b"1")],
 )
+_OVERLOADED = _problem(
+    503,
+    "overloaded",
+    "Service Unavailable",
+    "The server is at capacity and this client holds its fair share of it; retry shortly.",
+    [(b"retry-after", b"1")],
+)
 
 
 def refusal(decision: Decision, policy: str = "user") -> Refusal:
@@ -137,4 +144,6 @@ def refusal(decision: Decision, policy: str = "user") -> Refusal:
         return _UNAVAILABLE
     if outcome is Outcome.CONCURRENCY_EXCEEDED:
         return _CONCURRENCY_EXCEEDED
+    if outcome is Outcome.OVERLOADED:
+        return _OVERLOADED
     raise ValueError(f"{outcome!r} does not refuse")

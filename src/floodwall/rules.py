@@ -21,6 +21,7 @@ import limits
 
 __all__ = [
     "BURST",
+    "CAPACITY",
     "CONCURRENCY",
     "COST",
     "CREDENTIAL_ID",
@@ -130,6 +131,8 @@ RATE: Final = Bound(
 )
 BURST: Final = Bound("burst", 1, 1_000_000, whole=True, unit="of requests")
 COST: Final = Bound("cost", 1, 1000, whole=True, unit="of tokens")
+CAPACITY: Final = Bound("capacity", 1, 100_000, whole=True, unit="of requests in flight")
+"""One worker's in-flight requests under load shedding (``FLOODWALL_CAPACITY``)."""
 TTL_SECONDS: Final = Bound("ttl_seconds", 1, MAX_SECONDS, whole=False, unit="of seconds")
 PAGE_SIZE: Final = Bound("limit", 1, 1000, whole=True, unit="of items")
 WINDOW_SECONDS: Final = Bound("window", 1, 3600, whole=True, unit="of seconds")

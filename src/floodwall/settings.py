@@ -244,6 +244,12 @@ class FloodwallSettings(BaseSettings):
     route_limits: str = ""
     """``POST /login=5/minute@address;GET /items/{item_id}/export=1/second``."""
 
+    capacity: int | Literal["auto"] | None = None
+    """Load shedding (``floodwall.shedding``): requests one worker may have in flight, or
+    ``auto`` to learn it from latency; unset, nothing is shed."""
+    critical_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Paths that keep a reserved part of ``capacity`` when everything else is shed."""
+
     @model_validator(mode="wrap")
     @classmethod
     def _refuse_without_inputs(
@@ -282,8 +288,25 @@ class FloodwallSettings(BaseSettings):
         except rules.RuleError as exc:
             raise ValueError(f"{_variable(str(info.field_name))}: {exc}") from None
 
+    @field_validator("capacity", mode="before")
+    @classmethod
+    def _capacity(cls, value: object) -> int | str | None:
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            return rules.CAPACITY.whole_number(_whole_number(value))
+        except rules.RuleError as exc:
+            raise ValueError(f"FLOODWALL_CAPACITY: {exc}, or auto") from None
+
     @field_validator(
-        "jwt_algorithms", "trusted_proxies", "exempt_paths", "password_reset_paths", mode="before"
+        "jwt_algorithms",
+        "trusted_proxies",
+        "exempt_paths",
+        "password_reset_paths",
+        "critical_paths",
+        mode="before",
     )
     @classmethod
     def _csv(cls, value: object) -> object:
@@ -376,7 +399,19 @@ class FloodwallSettings(BaseSettings):
             *self._admin_token_conflicts(),
             *self._jwt_conflicts(),
             *self._proxy_conflicts(),
+            *self._shedding_conflicts(),
         ]
+
+    def _shedding_conflicts(self) -> list[tuple[str, str]]:
+        if self.critical_paths and self.capacity is None:
+            return [
+                (
+                    "critical_paths",
+                    "FLOODWALL_CRITICAL_PATHS reserves part of FLOODWALL_CAPACITY, which is not "
+                    "set (a number of requests in flight per worker, or auto)",
+                )
+            ]
+        return []
 
     def _limit_conflicts(self) -> list[tuple[str, str]]:
         pairs = [("rate", "burst", self.rate, self.burst)]

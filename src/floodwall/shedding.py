@@ -1,0 +1,247 @@
+"""Fair load shedding: a worker's in-flight requests, bounded and shared fairly among
+subjects (``FLOODWALL_CAPACITY``, ``FLOODWALL_CRITICAL_PATHS``). Per worker, no store.
+
+A request allowed by the rate limit takes a *slot* for as long as the app runs it and gives
+it back when the app returns, raises or is cancelled. With ``limit`` slots:
+
+- **Critical paths** may use every slot; other requests ``limit - reserve`` of them, where
+  ``reserve`` is a tenth of the limit (at least 1) when critical paths are configured, so
+  they are still served while everything else is shed.
+- **The fair share** of a subject is the usable slots divided among the subjects seen in
+  the last ``RECENT_SECONDS`` (at least one slot each). It counts recent subjects, not only
+  those holding slots: a few subjects holding long requests are otherwise "the only active
+  ones" and their share is the whole worker, while the many subjects sending short
+  requests, who hold nothing between them, are locked out.
+- **Under half the slots in use**, every request is admitted.
+- **Over half**, a request that would take its subject beyond its fair share is refused
+  (503 ``overloaded``) at once. Refusing the heaviest before the worker is full is what
+  keeps room for the others: a slot held by a long request may not come back for seconds.
+- **At the limit**, a request of a subject within its share waits at most ``max_wait``
+  seconds (100 ms by default) for a slot, in a queue of at most ``limit`` requests: a freed
+  slot goes to the waiter whose subject holds the fewest slots, then has sent the fewest
+  requests recently (a decayed count). A subject never seen before counts as sending like
+  the average recent subject: otherwise a flood of fresh accounts, each on its first
+  request, would outrank every regular user. A full queue refuses whoever ranks last.
+  Waiting ends in a slot or a refusal, never in a slot lost.
+
+The limit is a number, or an ``AdaptiveLimit`` (``auto``) that learns it from the
+latencies this module reports (HTTP requests that completed; not websockets, errors or
+cancellations). Subjects are remembered for ``RECENT_SECONDS`` in at most
+``MAX_RECENT`` entries (a flood of ever-new addresses evicts the oldest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import math
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Final, NamedTuple
+
+from floodwall.adaptive import AdaptiveLimit
+from floodwall.settings import FloodwallSettings
+
+__all__ = ["MAX_WAIT_SECONDS", "Shedder", "Ticket", "shedder_from_settings"]
+
+MAX_WAIT_SECONDS: Final = 0.1
+"""The longest a request within its share waits for a slot when the worker is full."""
+RECENT_SECONDS: Final = 2.0
+"""How long a subject counts towards the fair share after its last request."""
+MAX_RECENT: Final = 10_000
+HALF_LIFE_SECONDS: Final = 1.0
+"""Of the recent-request count that orders waiters."""
+BUSY_FRACTION: Final = 0.5
+CRITICAL_FRACTION: Final = 0.1
+
+
+class Ticket(NamedTuple):
+    """A held slot: give it back with ``Shedder.release``."""
+
+    subject: Hashable
+    started: float
+    critical: bool
+
+
+class _Waiter(NamedTuple):
+    # Ordered by these four; ``seq`` is unique, so the rest is never compared.
+    rank: int  # 0 critical, 1 regular
+    held: int
+    score: float
+    seq: int
+    future: asyncio.Future[Ticket | None]
+    subject: Hashable
+
+
+class Shedder:
+    """The slots of one worker. ``clock`` is monotonic seconds (tests move it by hand)."""
+
+    def __init__(
+        self,
+        limit: int | AdaptiveLimit,
+        *,
+        critical_paths: bool = False,
+        max_wait: float = MAX_WAIT_SECONDS,
+        clock: Callable[[], float],
+    ) -> None:
+        self._adaptive = limit if isinstance(limit, AdaptiveLimit) else None
+        self._fixed = limit if isinstance(limit, int) else 0
+        self._reserve = critical_paths
+        self._max_wait = max_wait
+        self._clock = clock
+        self.in_flight = 0
+        self._held: dict[Hashable, int] = {}
+        # subject -> (last seen, decayed count of its recent requests); oldest first.
+        self._recent: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
+        # Every recent request, decayed like each subject's count: their sum, near enough.
+        self._total = 0.0
+        self._total_at = clock()
+        self._waiters: list[_Waiter] = []
+        self._seq = itertools.count()
+
+    @property
+    def limit(self) -> int:
+        """The current limit of in-flight requests."""
+        adaptive = self._adaptive
+        return self._fixed if adaptive is None else adaptive.limit
+
+    def usable(self, critical: bool) -> int:
+        """The slots a request may use: all of them on a critical path."""
+        limit = self.limit
+        if critical or not self._reserve:
+            return limit
+        return max(1, limit - max(1, math.ceil(limit * CRITICAL_FRACTION)))
+
+    def held(self, subject: Hashable) -> int:
+        """Slots ``subject`` holds now."""
+        return self._held.get(subject, 0)
+
+    async def acquire(self, subject: Hashable, *, critical: bool = False) -> Ticket | None:
+        """A slot for one request of ``subject``, or ``None``: refuse it (overloaded)."""
+        now = self._clock()
+        score = self._seen(subject, now)
+        usable = self.usable(critical)
+        held = self._held.get(subject, 0)
+        total = self.in_flight
+        # Each recent subject's part of the usable slots, at least one.
+        within_share = held + 1 <= max(1.0, usable / len(self._recent))
+        if total < usable and (critical or within_share or total < usable * BUSY_FRACTION):
+            return self._take(subject, now, critical)
+        if not (critical or within_share):
+            return None
+        return await self._wait(subject, critical, held, score)
+
+    def release(self, ticket: Ticket, *, completed: bool) -> None:
+        """Give a slot back; ``completed``: the request ran to its end, so its latency
+        teaches an ``auto`` limit."""
+        subject = ticket.subject
+        held = self._held[subject] - 1
+        if held:
+            self._held[subject] = held
+        else:
+            del self._held[subject]
+        in_flight = self.in_flight
+        self.in_flight = in_flight - 1
+        if completed and self._adaptive is not None:
+            now = self._clock()
+            self._adaptive.observe(now - ticket.started, now, in_flight)
+        if self._waiters:
+            self._grant()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _seen(self, subject: Hashable, now: float) -> float:
+        recent = self._recent
+        total = self._total * 0.5 ** ((now - self._total_at) / HALF_LIFE_SECONDS)
+        last = recent.pop(subject, None)
+        if last is None:
+            score = 1.0 + (total / len(recent) if recent else 0.0)
+        else:
+            score = 1.0 + last[1] * 0.5 ** ((now - last[0]) / HALF_LIFE_SECONDS)
+        self._total = total + 1.0
+        self._total_at = now
+        recent[subject] = (now, score)
+        horizon = now - RECENT_SECONDS
+        while len(recent) > 1:
+            oldest = next(iter(recent.values()))
+            if oldest[0] >= horizon and len(recent) <= MAX_RECENT:
+                break
+            recent.popitem(last=False)
+        return score
+
+    def _take(self, subject: Hashable, now: float, critical: bool) -> Ticket:
+        self.in_flight += 1
+        self._held[subject] = self._held.get(subject, 0) + 1
+        return Ticket(subject, now, critical)
+
+    async def _wait(
+        self, subject: Hashable, critical: bool, held: int, score: float
+    ) -> Ticket | None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Ticket | None] = loop.create_future()
+        waiter = _Waiter(0 if critical else 1, held, score, next(self._seq), future, subject)
+        waiters = self._waiters
+        if len(waiters) >= self.limit:
+            if waiters[-1] < waiter:
+                return None
+            # The last-ranked waiter makes room.
+            waiters.pop().future.set_result(None)
+        bisect.insort(waiters, waiter)
+        timer = loop.call_later(self._max_wait, self._expire, waiter)
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                ticket = future.result()
+                if ticket is not None:
+                    self.release(ticket, completed=False)
+            else:
+                self._drop(waiter)
+            raise
+        finally:
+            timer.cancel()
+
+    def _expire(self, waiter: _Waiter) -> None:
+        if not waiter.future.done():
+            self._drop(waiter)
+            waiter.future.set_result(None)
+
+    def _drop(self, waiter: _Waiter) -> None:
+        waiters = self._waiters
+        index = bisect.bisect_left(waiters, waiter)
+        if index < len(waiters) and waiters[index] is waiter:
+            del waiters[index]
+
+    def _grant(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters[0]
+            if waiter.future.done():
+                # Cancelled with its task; its entry was left behind.
+                del waiters[0]
+                continue
+            if self.in_flight >= self.usable(waiter.rank == 0):
+                return
+            del waiters[0]
+            waiter.future.set_result(self._take(waiter.subject, self._clock(), waiter.rank == 0))
+
+
+def shedder_from_settings(
+    settings: FloodwallSettings,
+    *,
+    clock: Callable[[], float],
+    on_limit: Callable[[int], object] | None = None,
+    critical_paths: bool = False,
+) -> Shedder | None:
+    """The shedder ``FLOODWALL_CAPACITY`` asks for, or ``None`` when it is not set.
+    ``on_limit`` hears the current limit (at start, and as ``auto`` moves it)."""
+    capacity = settings.capacity
+    if capacity is None:
+        return None
+    critical = critical_paths or bool(settings.critical_paths)
+    if capacity == "auto":
+        return Shedder(AdaptiveLimit(on_change=on_limit), critical_paths=critical, clock=clock)
+    if on_limit is not None:
+        on_limit(capacity)
+    return Shedder(capacity, critical_paths=critical, clock=clock)

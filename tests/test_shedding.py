@@ -1,0 +1,289 @@
+"""The load shedder on its own: slots, fair shares, the bounded wait, critical paths."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from conftest import FakeClock
+
+from floodwall import shedding
+from floodwall.adaptive import AdaptiveLimit
+from floodwall.settings import FloodwallSettings
+from floodwall.shedding import Shedder, Ticket, shedder_from_settings
+
+
+def shedder(limit: int = 4, **options: object) -> tuple[Shedder, FakeClock]:
+    clock = FakeClock(100.0)
+    return Shedder(limit, clock=clock, **options), clock  # type: ignore[arg-type]
+
+
+async def take(shed: Shedder, subject: str, count: int) -> list[Ticket]:
+    tickets = []
+    for _ in range(count):
+        ticket = await shed.acquire(subject)
+        assert ticket is not None
+        tickets.append(ticket)
+    return tickets
+
+
+async def until_waiting(shed: Shedder, count: int) -> None:
+    for _ in range(100):
+        if len(shed._waiters) == count:
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"{len(shed._waiters)} waiting, not {count}")
+
+
+async def test_a_lone_subject_may_use_every_slot_and_no_more() -> None:
+    shed, _ = shedder(4, max_wait=0.01)
+    held = await take(shed, "hog", 4)
+    assert shed.in_flight == 4
+    assert shed.held("hog") == 4
+    assert await shed.acquire("hog") is None
+    for ticket in held:
+        shed.release(ticket, completed=True)
+    assert shed.in_flight == 0
+    assert shed.held("hog") == 0
+
+
+async def test_over_half_full_a_subject_beyond_its_share_is_refused_before_the_others() -> None:
+    shed, _ = shedder(4)
+    await take(shed, "hog", 2)
+    # Two recent subjects: two slots each. Half the slots are in use, so the hog's third
+    # would go beyond its share while the worker is busy.
+    assert await shed.acquire("alice") is not None
+    assert await shed.acquire("hog") is None
+    assert await shed.acquire("alice") is not None
+    assert shed.in_flight == 4
+
+
+async def test_under_half_full_everyone_is_admitted() -> None:
+    shed, _ = shedder(8)
+    await take(shed, "alice", 1)
+    await take(shed, "hog", 3)
+    # Two subjects, four slots each; the hog's fourth is within its share anyway, and with
+    # three of eight in use nothing is refused.
+    assert shed.in_flight == 4
+
+
+async def test_at_capacity_a_subject_within_its_share_waits_for_the_next_slot() -> None:
+    shed, _ = shedder(4, max_wait=5.0)
+    hog = await take(shed, "hog", 3)
+    alice = await take(shed, "alice", 1)
+    waiting = asyncio.create_task(shed.acquire("alice"))
+    await until_waiting(shed, 1)
+    # The hog is over its share: refused at once, it cannot take the slot alice waits for.
+    assert await shed.acquire("hog") is None
+    shed.release(hog[0], completed=True)
+    ticket = await waiting
+    assert ticket is not None
+    assert shed.held("alice") == 2
+    assert shed.in_flight == 4
+    for held in [*hog[1:], *alice, ticket]:
+        shed.release(held, completed=True)
+    assert shed.in_flight == 0
+
+
+async def test_the_wait_is_bounded() -> None:
+    shed, _ = shedder(2, max_wait=0.01)
+    await take(shed, "hog", 2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await shed.acquire("alice") is None
+    assert loop.time() - started < 1.0
+    assert shed._waiters == []
+    assert shed.in_flight == 2
+
+
+async def test_a_freed_slot_goes_to_the_subject_that_sent_the_fewest_requests() -> None:
+    shed, _ = shedder(2, max_wait=5.0)
+    for _ in range(3):
+        ticket = await shed.acquire("busy")
+        assert ticket is not None
+        shed.release(ticket, completed=True)
+    held = [await shed.acquire("a"), await shed.acquire("b")]
+    busy = asyncio.create_task(shed.acquire("busy"))
+    await until_waiting(shed, 1)
+    calm = asyncio.create_task(shed.acquire("calm"))
+    await until_waiting(shed, 2)
+    first, second = held
+    assert first is not None
+    assert second is not None
+    shed.release(first, completed=True)
+    assert await calm is not None
+    assert not busy.done()
+    shed.release(second, completed=True)
+    assert await busy is not None
+
+
+async def test_a_full_queue_refuses_whoever_ranks_last() -> None:
+    shed, _ = shedder(2, max_wait=5.0)
+    for _ in range(3):
+        ticket = await shed.acquire("noisy")
+        assert ticket is not None
+        shed.release(ticket, completed=True)
+    await take(shed, "a", 1)
+    await take(shed, "b", 1)
+    # Five recent subjects, less than a slot each: a subject holding nothing may wait.
+    noisy = asyncio.create_task(shed.acquire("noisy"))
+    other = asyncio.create_task(shed.acquire("other"))
+    await until_waiting(shed, 2)
+    # Beyond its share: refused at once, whatever the queue.
+    assert await shed.acquire("b") is None
+    # The queue holds `limit` waiters. A newcomer ranking last is refused...
+    assert await shed.acquire("noisy") is None
+    # ...one ranking better pushes the last out: noisy has sent the most.
+    quiet = asyncio.create_task(shed.acquire("quiet"))
+    assert await noisy is None
+    await until_waiting(shed, 2)
+    other.cancel()
+    quiet.cancel()
+    await asyncio.gather(other, quiet, return_exceptions=True)
+    assert shed._waiters == []
+    assert shed.in_flight == 2
+
+
+async def test_cancelled_waiters_leave_no_trace_and_granted_ones_give_back() -> None:
+    shed, _ = shedder(2, max_wait=5.0)
+    hog = await take(shed, "hog", 2)
+    waiting = asyncio.create_task(shed.acquire("alice"))
+    await until_waiting(shed, 1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert shed._waiters == []
+    # Granted, then cancelled before it ran: the slot comes back.
+    granted = asyncio.create_task(shed.acquire("bob"))
+    await until_waiting(shed, 1)
+    shed.release(hog[0], completed=True)
+    assert shed.in_flight == 2
+    granted.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await granted
+    assert shed.in_flight == 1
+    assert shed.held("bob") == 0
+
+
+async def test_a_waiter_cancelled_without_being_dropped_is_skipped() -> None:
+    shed, _ = shedder(2, max_wait=5.0)
+    hog = await take(shed, "hog", 2)
+    waiting = asyncio.create_task(shed.acquire("alice"))
+    await until_waiting(shed, 1)
+    shed._waiters[0].future.cancel()
+    shed.release(hog[0], completed=True)
+    assert shed._waiters == []
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert shed.in_flight == 1
+
+
+async def test_critical_paths_keep_a_reserve() -> None:
+    shed, _ = shedder(10, critical_paths=True, max_wait=0.01)
+    assert shed.usable(critical=False) == 9
+    assert shed.usable(critical=True) == 10
+    regular = [await shed.acquire(f"user-{n}") for n in range(9)]
+    assert all(ticket is not None for ticket in regular)
+    assert await shed.acquire("late") is None
+    critical = await shed.acquire("late", critical=True)
+    assert critical is not None
+    assert critical.critical
+    # A critical request waits too once every slot is taken, and goes first.
+    assert await shed.acquire("later", critical=True) is None
+
+
+async def test_a_slot_given_back_on_the_reserve_goes_to_a_critical_waiter_only() -> None:
+    shed, _ = shedder(2, critical_paths=True, max_wait=5.0)
+    assert shed.usable(critical=False) == 1
+    regular = await shed.acquire("a")
+    critical = await shed.acquire("b", critical=True)
+    assert regular is not None
+    assert critical is not None
+    waiting_regular = asyncio.create_task(shed.acquire("c"))
+    await until_waiting(shed, 1)
+    shed.release(critical, completed=True)
+    # The freed slot is the reserve: the regular waiter keeps waiting.
+    await asyncio.sleep(0)
+    assert not waiting_regular.done()
+    shed.release(regular, completed=True)
+    assert await waiting_regular is not None
+
+
+async def test_subjects_are_forgotten_after_a_while_and_in_bounded_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    shed, clock = shedder(100)
+    for n in range(5):
+        ticket = await shed.acquire(f"old-{n}")
+        assert ticket is not None
+        shed.release(ticket, completed=True)
+    clock.advance(shedding.RECENT_SECONDS + 1)
+    await shed.acquire("new")
+    assert list(shed._recent) == ["new"]
+    monkeypatch.setattr(shedding, "MAX_RECENT", 3)
+    for n in range(5):
+        await shed.acquire(f"flood-{n}")
+    assert len(shed._recent) == 3
+
+
+async def test_an_auto_limit_learns_from_completed_requests_only() -> None:
+    clock = FakeClock(0.0)
+    limit = AdaptiveLimit(initial=8, minimum=2, interval=0.0, min_samples=4)
+    shed = Shedder(limit, clock=clock)
+    assert shed.limit == 8
+    for _ in range(4):
+        tickets = await take(shed, "a", 8)
+        clock.advance(0.01)
+        for ticket in tickets[:4]:
+            shed.release(ticket, completed=False)
+        for ticket in tickets[4:]:
+            shed.release(ticket, completed=True)
+    baseline = shed.limit
+    assert limit.no_load_latency == pytest.approx(0.01)
+    for _ in range(4):
+        tickets = await take(shed, "a", shed.limit)
+        clock.advance(0.1)
+        for ticket in tickets:
+            shed.release(ticket, completed=True)
+    assert shed.limit < baseline
+
+
+def test_settings_build_the_shedder_they_ask_for() -> None:
+    heard: list[int] = []
+    assert shedder_from_settings(FloodwallSettings(), clock=FakeClock()) is None
+    fixed = shedder_from_settings(
+        FloodwallSettings(capacity=12, critical_paths=["/pay"]),
+        clock=FakeClock(),
+        on_limit=heard.append,
+    )
+    assert fixed is not None
+    assert fixed.limit == 12
+    assert fixed.usable(critical=False) == 10
+    auto = shedder_from_settings(
+        FloodwallSettings(capacity="auto"), clock=FakeClock(), on_limit=heard.append
+    )
+    assert auto is not None
+    assert auto.usable(critical=False) == auto.limit
+    assert heard == [12, auto.limit]
+
+
+async def test_a_flood_of_fresh_subjects_does_not_outrank_a_regular() -> None:
+    shed, clock = shedder(2, max_wait=5.0)
+    for _ in range(2):
+        ticket = await shed.acquire("regular")
+        assert ticket is not None
+        shed.release(ticket, completed=True)
+        clock.advance(1.0)
+    await take(shed, "a", 1)
+    await take(shed, "b", 1)
+    fresh = [asyncio.create_task(shed.acquire(f"fresh-{n}")) for n in range(2)]
+    await until_waiting(shed, 2)
+    # Each fresh subject counts as an average one, not as one that sent a single request:
+    # the regular, who sent less than the average lately, takes the last one's place.
+    regular = asyncio.create_task(shed.acquire("regular"))
+    assert await fresh[1] is None
+    await until_waiting(shed, 2)
+    assert [waiter.subject for waiter in shed._waiters] == ["regular", "fresh-0"]
+    for task in (fresh[0], regular):
+        task.cancel()
+    await asyncio.gather(fresh[0], regular, return_exceptions=True)
