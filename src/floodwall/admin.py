@@ -4,6 +4,10 @@ Every route needs ``Authorization: Bearer <token>`` matching one of the configur
 tokens (compared in constant time); the token's name is the actor in the audit log. With
 no token configured every request is refused. Bad input gets 422 problem+json and changes
 nothing; a failing store gets 503, never a stack trace.
+
+Its length is the HTTP edge's: authentication, two ways of naming a user, body and
+query parsing and problem responses, each small; the routes themselves are in
+``admin_routes``.
 """
 
 from __future__ import annotations

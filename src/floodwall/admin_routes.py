@@ -2,6 +2,9 @@
 
 Handlers call the operator actions and the offenders; the table also builds the OpenAPI
 document (``admin_openapi``).
+
+Its length is the route table's: one small handler and one table row per route; each
+handler only calls an operator action.
 """
 
 from __future__ import annotations

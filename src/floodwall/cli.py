@@ -6,6 +6,9 @@ API, and are audited the same way. An action that no running app received (none 
 that store and prefix) is stored, and says so in a warning on stderr. Output is readable by
 default, with every id, reason and actor escaped (``floodwall.display``), and exact JSON
 with ``--json``; bad input exits non-zero with one line.
+
+Its length is one command-line surface: the parser of every command and the readable
+and JSON forms of each answer; every action is the service's.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Who sent a request: the ``Identity`` and the built-in ways to find it."""
+"""Who sent a request: the ``Identity`` and the built-in ways to find it.
+
+Its length is the built-in resolvers' (JWT with a shared secret or an identity
+provider's keys, Starlette's user, a gateway header, the client address), each
+independent and small.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""``FloodwallMiddleware``: the per-request check, as a plain ASGI middleware."""
+"""``FloodwallMiddleware``: the per-request check, as a plain ASGI middleware.
+
+Its length is the request's whole path read top to bottom (exempt, identify, check,
+forward or refuse, shed) plus the small helpers of its answers and logs; the decisions
+themselves are the checker's and the shedder's.
+"""
 
 from __future__ import annotations
 

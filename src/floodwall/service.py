@@ -4,6 +4,9 @@ It wires the store to the hot-path checker, the live limits, the change feed wit
 kill-switch mirror, the fallback, the operator actions, the audit log and the offenders,
 and runs their background tasks between ``start`` and ``stop``. Nothing but the store
 talks to Redis.
+
+Its length is the facade's: one short delegate per public operator action, so the
+public API stays on the one object an app builds; the work is in the parts.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 It serves one process (the demo, tests, single-worker apps). Its clock is injectable so
 refill can be tested without sleeping.
+
+Its length mirrors ``RedisStore`` method for method (the Store protocol): the same
+semantics, proven by one shared test suite.
 """
 
 from __future__ import annotations

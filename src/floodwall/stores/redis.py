@@ -5,6 +5,9 @@ The check is one ``EVALSHA`` of ``lua/check.lua``, reloaded when Redis answers N
 goes through ``WireClient``, which pipelines concurrent checks on one connection at a
 fraction of redis-py's cost per command; everything else, and every check on a cluster or
 over TLS, uses redis-py.
+
+Its length is the Store protocol's, method for method, plus the wire fast path of the
+check; the scripts themselves are in ``lua/``.
 """
 
 from __future__ import annotations
