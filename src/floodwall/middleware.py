@@ -219,14 +219,7 @@ class FloodwallMiddleware:
                     headers.append((id_header, request_id.encode()))
                 if headers:
                     send = _with_headers(send, headers)
-            if not decision.lease:
-                await self._forward(scope, receive, send, identity, policy, request_id)
-                return
-            # The request holds a concurrency slot until it ends (a websocket, while open).
-            try:
-                await self._forward(scope, receive, send, identity, policy, request_id)
-            finally:
-                self._release(decision)
+            await self._forward(scope, receive, send, identity, decision, policy, request_id)
             return
         request_id = self._request_id(request_id)
         self._log_refusal(scope, identity, decision, policy, request_id, enforced=True)
@@ -257,13 +250,20 @@ class FloodwallMiddleware:
         receive: Receive,
         send: Send,
         identity: Identity,
+        decision: Decision,
         policy: str,
         request_id: str | None,
     ) -> None:
-        if self._shedder is None:
-            await self.app(scope, receive, send)
-        else:
-            await self._shed(scope, receive, send, identity, policy, request_id)
+        # The request holds its concurrency slot (and its shedding slot) until it ends (a
+        # websocket: while open); try/finally costs nothing until something is raised.
+        try:
+            if self._shedder is None:
+                await self.app(scope, receive, send)
+            else:
+                await self._shed(scope, receive, send, identity, policy, request_id)
+        finally:
+            if decision.lease:
+                self._release(decision)
 
     async def _shed(
         self,
