@@ -19,6 +19,10 @@ class Outcome(enum.IntEnum):
     RESET_REQUIRED = 4
     UNAVAILABLE = 5
     """The store failed and the fail mode is ``closed``."""
+    # 6 is kept for OVERLOADED (fair load shedding, built in parallel).
+    NETWORK_BLOCKED = 7
+    """The client address is inside a blocked network; decided by each worker's mirror of
+    network blocks, never by the store."""
 
 
 class Decision(NamedTuple):

@@ -51,6 +51,7 @@ RESULTS: Final = (
     "blocked",
     "revoked",
     "reset_required",
+    "network_blocked",
     "fallback",
     "error",
 )

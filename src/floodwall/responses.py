@@ -96,6 +96,13 @@ _RESET_REQUIRED = _problem(
     "This account must set a new password before it can continue.",
     [],
 )
+_NETWORK_BLOCKED = _problem(
+    403,
+    "network-blocked",
+    "Network Blocked",
+    "Requests from this client's network are blocked.",
+    [],
+)
 _UNAVAILABLE = _problem(
     503,
     "rate-limiter-unavailable",
@@ -116,6 +123,8 @@ def refusal(decision: Decision) -> Refusal:
         return _REVOKED
     if outcome is Outcome.RESET_REQUIRED:
         return _RESET_REQUIRED
+    if outcome is Outcome.NETWORK_BLOCKED:
+        return _NETWORK_BLOCKED
     if outcome is Outcome.UNAVAILABLE:
         return _UNAVAILABLE
     raise ValueError(f"{outcome!r} does not refuse")
