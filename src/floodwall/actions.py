@@ -318,8 +318,9 @@ class OperatorActions:
 
     async def unblock_network(
         self, cidr: str, *, actor: str = PYTHON_ACTOR, reason: str | None = None
-    ) -> None:
-        """Lift a network block; lifting one that does not exist changes nothing."""
+    ) -> str:
+        """Lift a network block; lifting one that does not exist changes nothing. Returns
+        the network as stored (``10.0.0.0/8``)."""
         network = str(rules.network(cidr, force=True))
         rules.REASON.optional(reason)
         await self._store.write_network(network, None)
@@ -327,6 +328,7 @@ class OperatorActions:
         await self.audit.record(
             actor, "unblock-network", None, reason=reason, detail=f"network={network}"
         )
+        return network
 
     async def unblock(
         self, user_id: str, *, actor: str = PYTHON_ACTOR, reason: str | None = None

@@ -277,9 +277,9 @@ class Floodwall:
 
     async def unblock_network(
         self, cidr: str, *, actor: str = "python", reason: str | None = None
-    ) -> None:
-        """Lift a network block (idempotent)."""
-        await self.actions.unblock_network(cidr, actor=actor, reason=reason)
+    ) -> str:
+        """Lift a network block (idempotent); returns the network as stored."""
+        return await self.actions.unblock_network(cidr, actor=actor, reason=reason)
 
     async def blocked_networks(self) -> list[NetworkBlock]:
         """The network blocks that hold now."""
