@@ -60,7 +60,7 @@ class SubjectKeys:
 class Keys:
     """Builds every key floodwall uses under one prefix."""
 
-    __slots__ = ("audit", "config", "events", "networks", "prefix", "top_scratch")
+    __slots__ = ("audit", "config", "events", "networks", "prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -69,8 +69,6 @@ class Keys:
         self.events = f"{prefix}:events"
         self.networks = f"{prefix}:networks"
         """A hash: blocked network (CIDR) → its block (JSON)."""
-        self.top_scratch = f"{prefix}:{{top}}:scratch"
-        """Where reading ``top`` adds the slices up (in the slices' slot), then deletes."""
 
     def top_slice(self, slice_id: int, board: str = "subjects") -> str:
         """Refusal counts of one time slice of a board (``subjects``, ``networks``); all

@@ -12,7 +12,24 @@ from floodwall.decision import Decision
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
 
-__all__ = ["AuditEntry", "StateSnapshot", "Store", "Subscription", "Window"]
+__all__ = [
+    "TOP_READ_BUDGET",
+    "AuditEntry",
+    "StateSnapshot",
+    "Store",
+    "Subscription",
+    "Window",
+    "per_slice",
+]
+
+TOP_READ_BUDGET = 10_000
+"""Members one ``top_refusals`` reads at most, over all its slices (a few ms of Redis)."""
+
+
+def per_slice(slices: int) -> int:
+    """How many of each slice's largest members ``top_refusals`` adds up: all a slice keeps
+    (500) for a few minutes' window, the 27 largest of each for an hour's 361 slices."""
+    return max(1, TOP_READ_BUDGET // max(1, slices))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,8 +193,9 @@ class Store(Protocol):
     async def top_refusals(
         self, slice_ids: Sequence[int], *, count: int, board: str = "subjects"
     ) -> list[tuple[str, int]]:
-        """The ``count`` most refused members over the slices, most refused first; the
-        cost depends on the slices and their size, not on the members returned."""
+        """The ``count`` most refused members over the slices, most refused first, adding
+        up each slice's ``per_slice(len(slice_ids))`` largest members only: the cost is
+        bounded by ``TOP_READ_BUDGET``, whatever was refused."""
         ...
 
     async def read_networks(self) -> dict[str, str]:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
-from floodwall.stores.base import AuditEntry, StateSnapshot, Window
+from floodwall.stores.base import AuditEntry, StateSnapshot, Window, per_slice
 
 __all__ = ["MemoryStore"]
 
@@ -342,8 +342,11 @@ class MemoryStore:
     ) -> list[tuple[str, int]]:
         """Sum the slices and rank, as ``top.lua`` does."""
         totals: dict[str, int] = {}
+        read = per_slice(len(slice_ids))
         for slice_id in slice_ids:
-            for name, refusals in self._top.get((board, slice_id), ({}, 0.0))[0].items():
+            counts = self._top.get((board, slice_id), ({}, 0.0))[0]
+            ranked = sorted(counts.items(), key=lambda item: (item[1], item[0]), reverse=True)
+            for name, refusals in ranked[:read]:
                 totals[name] = totals.get(name, 0) + refusals
         ranked = sorted(totals.items(), key=lambda item: (item[1], item[0]), reverse=True)
         return ranked[:count]

@@ -27,7 +27,7 @@ from floodwall.errors import StorageError, StoreCommandError, StoreUnavailable
 from floodwall.keys import Keys, SubjectKeys
 from floodwall.resp import array_header, pack_parts
 from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
-from floodwall.stores.base import AuditEntry, StateSnapshot, Window
+from floodwall.stores.base import AuditEntry, StateSnapshot, Window, per_slice
 
 __all__ = ["RedisStore"]
 
@@ -529,9 +529,11 @@ class RedisStore:
         self, slice_ids: Sequence[int], *, count: int, board: str = "subjects"
     ) -> list[tuple[str, int]]:
         """One ``EVALSHA`` of ``top.lua`` (one slot: the slices share a hash tag)."""
-        keys = [self.keys.top_scratch, *(self.keys.top_slice(s, board) for s in slice_ids)]
+        if not slice_ids:
+            return []
+        keys = [self.keys.top_slice(s, board) for s in slice_ids]
         with _storage_errors():
-            flat: Any = await self._top(keys=keys, args=(count,))
+            flat: Any = await self._top(keys=keys, args=(count, per_slice(len(keys))))
         return [(_decode(flat[i]), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
 
     async def read_networks(self) -> dict[str, str]:
