@@ -138,15 +138,14 @@ async def floodwall() -> AsyncIterator[Floodwall]:
 
 
 async def test_a_blocked_network_is_refused_before_anyone_is_identified(
-    floodwall: Floodwall,
+    floodwall: Floodwall, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await floodwall.block_network("203.0.113.0/24", reason="stuffing", actor="ops")
 
     async def no_check(*args: object, **kwargs: object) -> None:
         raise AssertionError("a blocked network must not reach the store")
 
-    checks = floodwall.checker.check
-    floodwall.checker.check = no_check  # type: ignore[method-assign]
+    monkeypatch.setattr(floodwall.checker, "check", no_check)
     async with guarded(floodwall, "203.0.113.9") as inside:
         for headers in ({}, {"x-user": "alice"}, {"x-request-id": "req-7"}):
             refused = await inside.get("/", headers=headers)
@@ -156,12 +155,12 @@ async def test_a_blocked_network_is_refused_before_anyone_is_identified(
             assert "stuffing" not in refused.text
         assert refused.headers["x-request-id"] == "req-7"
         assert (await inside.get("/health")).status_code == 404  # exempt: not refused
-    floodwall.checker.check = checks  # type: ignore[method-assign]
+    monkeypatch.undo()
     async with guarded(floodwall, "203.0.114.9") as outside:
         assert (await outside.get("/", headers={"x-user": "alice"})).status_code == 200
     results = floodwall.metrics.hot.results
     assert results[RESULTS.index("network_blocked")] == 3
-    assert Outcome.NETWORK_BLOCKED == 7
+    assert Outcome.NETWORK_BLOCKED.value == 7
     # Counted for top by address and by network.
     networks = await floodwall.top_networks()
     assert [(n.network, n.refusals) for n in networks] == [("203.0.113.0/24", 3)]
