@@ -105,6 +105,7 @@ async def test_the_counter_and_the_span_tell_each_outcome_and_never_the_user(
         "blocked": 1,
         "revoked": 0,
         "reset_required": 0,
+        "network_blocked": 0,
         "fallback": 0,
         "error": 0,
     }

@@ -37,7 +37,8 @@ MAX_BODY_BYTES = 16 * 1024
 
 
 class _UserIdConvertor(Convertor[str]):
-    # User ids are any string, "/" and newlines included (percent-encoded in the path).
+    # User ids are any string, "/" and newlines included (percent-encoded in the path); a
+    # network's CIDR holds a "/" too.
     regex = r"[\s\S]+"
 
     def convert(self, value: str) -> str:
@@ -322,6 +323,6 @@ def create_admin_app(
         # A CIDR holds a "/": percent-encoded (10.0.0.0%2F8) or not, it reaches the route
         # decoded.
         path = spec.path.replace("{user_id}", "{user_id:floodwall_user}")
-        path = path.replace("{cidr}", "{cidr:path}")
+        path = path.replace("{cidr}", "{cidr:floodwall_user}")
         routes.append(Route(path, _endpoint(services, auth, spec), methods=[spec.method]))
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -14,7 +14,7 @@ __all__ = [
     "BlockBody",
     "BlockedPage",
     "BulkBlockBody",
-    "BulkBlockOut",
+    "BulkBlockChangeOut",
     "BulkBlockResultOut",
     "DefaultLimitChangeOut",
     "DefaultLimitOut",
@@ -246,7 +246,7 @@ class BulkBlockResultOut(BaseModel):
     error: str | None
 
 
-class BulkBlockOut(BaseModel):
+class BulkBlockChangeOut(BaseModel):
     """One result per id asked for, how many were blocked and failed, and how many app
     workers received the change."""
 

@@ -19,7 +19,7 @@ from floodwall.admin_models import (
     BlockBody,
     BlockedPage,
     BulkBlockBody,
-    BulkBlockOut,
+    BulkBlockChangeOut,
     DefaultLimitChangeOut,
     DefaultLimitOut,
     LimitBody,
@@ -205,7 +205,7 @@ async def _bulk_block(on: Services, call: Call) -> BaseModel:
         body.user_ids, reason=body.reason, ttl_seconds=body.ttl_seconds, actor=call.actor
     )
     blocked = sum(1 for result in results if result.blocked)
-    return BulkBlockOut.model_validate(
+    return BulkBlockChangeOut.model_validate(
         {
             "items": [result.to_json() for result in results],
             "blocked": blocked,
@@ -336,7 +336,7 @@ SPECS = [
         "POST",
         "/blocks",
         "Block up to 1,000 users at once",
-        BulkBlockOut,
+        BulkBlockChangeOut,
         _bulk_block,
         BulkBlockBody,
         True,

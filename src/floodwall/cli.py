@@ -439,7 +439,7 @@ def _top_table(offenders: list[Offender], window: int) -> str:
 def _networks_table(networks: list[RefusingNetwork]) -> str:
     lines = ["", "most refused networks (anonymous clients by /24 or /64)"]
     lines.append(f"{'refusals':>10}  network")
-    lines += [f"{entry.refusals:>10}  {entry.network}" for entry in networks]
+    lines += [f"{entry.refusals:>10}  {shown(entry.network)}" for entry in networks]
     if not networks:
         lines.append("  (no refusals)")
     return "\n".join(lines)

@@ -84,10 +84,10 @@ def network_of(address: str) -> str | None:
     String work only, on the request path: ``client_identity`` wrote the address in its
     canonical form.
     """
-    if address.endswith("/64"):
+    if address.endswith("/64") and ":" in address:
         return address
     head, dot, _ = address.rpartition(".")
-    if dot and ":" not in address:
+    if dot and head.replace(".", "").isdigit():
         return head + ".0/24"
     return None
 
