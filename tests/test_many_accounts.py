@@ -365,3 +365,19 @@ async def test_top_json_piped_into_block_from_file_blocks_the_flooders(
             assert (await checker.status(user)).blocked
     finally:
         await checker.stop()
+
+
+async def test_networks_that_ran_out_make_room_at_the_limit(
+    floodwall: Floodwall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("floodwall.rules.MAX_NETWORK_BLOCKS", 2)
+    store = floodwall.store
+    await store.write_network("192.0.2.0/24", NetworkBlock("192.0.2.0/24", "r", "a", 1, 2).stored())
+    await floodwall.block_network("198.51.100.0/24", reason="r")
+    await floodwall.block_network("203.0.113.0/24", reason="r")
+    with pytest.raises(RuleError, match="at most 2 networks are blocked at once"):
+        await floodwall.block_network("10.0.0.0/8", reason="r")
+    assert [b.network for b in await floodwall.blocked_networks()] == [
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+    ]

@@ -295,12 +295,19 @@ class OperatorActions:
         rules.REASON.check(reason)
         ttl_ms = _ttl_ms(ttl_seconds)
         stored = await self._store.read_networks()
+        now_ms = await self._store.now_ms()
+        if network not in stored and len(stored) >= rules.MAX_NETWORK_BLOCKS:
+            # Blocks that ran out stay stored until lifted: make room from them first.
+            for cidr, text in list(stored.items()):
+                block = NetworkBlock.from_stored(cidr, text)
+                if block is None or not block.active(now_ms):
+                    await self._store.write_network(cidr, None)
+                    del stored[cidr]
         if network not in stored and len(stored) >= rules.MAX_NETWORK_BLOCKS:
             raise rules.RuleError(
                 f"at most {rules.MAX_NETWORK_BLOCKS} networks are blocked at once: "
                 "lift some, or block a broader network"
             )
-        now_ms = await self._store.now_ms()
         until = None if ttl_ms is None else now_ms + ttl_ms
         block = NetworkBlock(network, reason, actor, now_ms, until)
         await self._store.write_network(network, block.stored())
