@@ -134,6 +134,8 @@ class World:
             "FLOODWALL_ANONYMOUS_BURST": "100",
             "FLOODWALL_AUTO_BLOCK_REFUSALS": "100",
             "FLOODWALL_BREAKER_COOLDOWN": "0.5",
+            # The hooks speak from other networks through X-Forwarded-For.
+            "FLOODWALL_TRUSTED_PROXIES": "127.0.0.1",
         }
         self._process: subprocess.Popen[bytes] | None = None
         self.log_path = tmp_path / "demo.log"
@@ -206,9 +208,12 @@ class World:
         claims = {"sub": user, "iat": now, "exp": int(now) + 600, "jti": uuid.uuid4().hex}
         return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
 
-    def hammer(self, user: str | None, count: int) -> list[int]:
-        """``count`` requests to /api/hello as ``user`` (anonymous for ``None``)."""
+    def hammer(self, user: str | None, count: int, address: str | None = None) -> list[int]:
+        """``count`` requests to /api/hello as ``user`` (anonymous for ``None``), from
+        ``address`` when given (X-Forwarded-For: the demo trusts 127.0.0.1)."""
         headers = {} if user is None else {"authorization": f"Bearer {self.token(user)}"}
+        if address is not None:
+            headers["x-forwarded-for"] = address
         with httpx.Client(base_url=self.url, timeout=5) as client:
             return [client.get("/api/hello", headers=headers).status_code for _ in range(count)]
 
@@ -311,6 +316,42 @@ def bigcorp_goes_over_the_new_limit(world: World) -> None:
 
 def a_second_passes(world: World) -> None:
     time.sleep(1.0)
+
+
+STUFFED = [f"stuffed-{index:02d}" for index in range(1, 13)]
+
+
+def stuffing_happens(world: World) -> None:
+    # Twelve taken-over accounts, each a little over its limit (10/s, burst 10 by now), and
+    # two /24s of anonymous clients hammering the login.
+    for user in STUFFED:
+        assert 429 in world.hammer(user, 15, address="192.0.2.77")
+    for address in ("203.0.113.5", "203.0.113.6", "198.51.100.9"):
+        assert 429 in world.hammer(None, 250, address=address)
+
+    def networks_show() -> bool:
+        top = world.admin("GET", "/admin/top?window=300&limit=50").json()
+        return {"203.0.113.0/24", "198.51.100.0/24"} <= {n["network"] for n in top["networks"]}
+
+    wait_until(networks_show, "the networks show in top", within=WAIT, interval=POLL)
+
+
+def network_refused(world: World, result: Result) -> None:
+    for address in ("198.51.100.1", "198.51.100.254"):
+        assert world.hammer(None, 1, address=address) == [403]
+    assert world.hammer("alice", 1, address="198.51.100.9") == [403]
+    assert world.hammer(None, 1, address="198.51.101.1") == [200]
+
+
+def accounts_listed(world: World, result: Result) -> None:
+    listed = (world.tmp / "accounts.txt").read_text().splitlines()
+    assert set(STUFFED) <= set(listed)
+    assert not any(line[0].isdigit() for line in listed)  # no addresses
+
+
+def accounts_refused(world: World, result: Result) -> None:
+    for user in STUFFED:
+        assert world.hammer(user, 1) == [403]
 
 
 def token_exported(world: World, result: Result) -> None:
@@ -572,6 +613,62 @@ STEPS = [
         shows=(r'\A\{"rate": 10\.0, "burst": 10\}\Z',),
         # "every worker applies it within a second"
         before=a_second_passes,
+    ),
+    # Many accounts at once
+    Step(
+        "floodwall top --once --window 300 --limit 50",
+        shows=(r"^\s+\d+\s+user\s+stuffed-01$", r"^\s+\d+\s+203\.0\.113\.0/24$"),
+        before=stuffing_happens,
+    ),
+    Step(
+        "floodwall top --once --window 300 --json | jq -c '.networks[]'",
+        shows=(r'^\{"network":"203\.0\.113\.0/24","refusals":[1-9]\d*\}$',),
+    ),
+    Step(
+        'floodwall block-network 203.0.113.0/24 --reason "credential stuffing, INC-1300" --ttl 2h',
+        shows=(r"^203\.0\.113\.0/24\tuntil 20\S+\tby cli:\S+\tcredential stuffing, INC-1300$",),
+    ),
+    Step(
+        f'curl -s -XPUT "$APP/admin/networks/198.51.100.0%2F24/block" {AS_ADMIN} '
+        """-H 'content-type: application/json' """
+        """-d '{"reason": "credential stuffing, INC-1300", "ttl_seconds": 7200}'""",
+        shows=(r'"network": "198\.51\.100\.0/24", "blocked": true, "reason": "credential stuff',),
+        after=network_refused,
+    ),
+    Step(
+        "floodwall blocked --networks",
+        shows=(r"\A198\.51\.100\.0/24\tuntil 20\S+\tby oncall\t.*\n203\.0\.113\.0/24\t",),
+    ),
+    Step(
+        "floodwall top --once --window 300 --limit 1000 --json | "
+        "jq -r '.items[] | select(.anonymous | not) | .subject' > accounts.txt",
+        after=accounts_listed,
+    ),
+    Step("cat accounts.txt", shows=(r"^stuffed-01$", r"^stuffed-12$")),
+    Step(
+        'floodwall block --from-file accounts.txt --reason "credential stuffing, INC-1300" '
+        "--ttl 1d",
+        shows=(r"^stuffed-07\tblocked until 20", r"^blocked (\d+) of \1 users$"),
+        after=accounts_refused,
+    ),
+    Step(
+        f'curl -s -XPOST "$APP/admin/blocks" {AS_ADMIN} '
+        """-H 'content-type: application/json' """
+        """-d '{"user_ids": ["stuffed-01", "stuffed-02"], "reason": "credential stuffing, """
+        """INC-1300", "ttl_seconds": 86400}'""",
+        shows=(r'"blocked": 2, "failed": 0, "received_by": 1\}$',),
+    ),
+    Step(
+        METRICS + """grep 'floodwall_decisions_total{result="network_blocked"}'""",
+        shows=(r'^floodwall_decisions_total\{result="network_blocked"\} [1-9]',),
+    ),
+    Step(
+        "floodwall audit --limit 3",
+        shows=(r"\toncall\tblock\tstuffed-02\treason: credential stuffing, INC-1300\texpires 20",),
+    ),
+    Step(
+        'floodwall unblock-network 203.0.113.0/24 --reason "INC-1300: over"',
+        shows=(r"\A203\.0\.113\.0/24\tnot blocked\n",),
     ),
 ]
 

@@ -106,6 +106,7 @@ async def test_the_counter_and_the_span_tell_each_outcome_and_never_the_user(
         "revoked": 0,
         "reset_required": 0,
         "overloaded": 0,
+        "network_blocked": 0,
         "fallback": 0,
         "error": 0,
         "concurrency_exceeded": 0,

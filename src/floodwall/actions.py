@@ -1,5 +1,6 @@
-"""Operator actions: block, revoke, reset, limits; each checked against the rule book,
-applied in the store, published to every worker and audited.
+"""Operator actions: block (one user, many at once, a network), revoke, reset, limits; each
+checked against the rule book, applied in the store, published to every worker and
+audited.
 
 The admin API, the CLI and Python callers all come through here, so they accept and refuse
 the same values with the same message.
@@ -13,24 +14,64 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 from floodwall import rules
 from floodwall.audit import AuditLog, AuditRecord
 from floodwall.change_feed import ChangeFeed
+from floodwall.errors import StoreCommandError
 from floodwall.live_limits import ROUTE_FIELD, Limit, LiveLimits, WindowLimit
+from floodwall.networks import NetworkBlock, NetworkBlocks
 from floodwall.reset_hook import ResetNotifier
 from floodwall.routes import window_of
 from floodwall.status import UserStatus
-from floodwall.stored import BLOCK_FIELDS
+from floodwall.stored import BLOCK_FIELDS, iso_time, stored_int
 from floodwall.stores.base import StateSnapshot, Store
 
-__all__ = ["OperatorActions"]
+__all__ = ["BulkBlockResult", "OperatorActions"]
 
 PYTHON_ACTOR: Final = "python"
 # Revoked credential ids with no known expiry are remembered this long.
 DEFAULT_CREDENTIAL_LIFETIME_MS: Final = 7 * 24 * 3600 * 1000
 _RESET_FIELDS: Final = ("reset_required", "reset_id", "reset_notified")
+
+
+@dataclass(frozen=True, slots=True)
+class BulkBlockResult:
+    """What a bulk block did to one user: blocked (until when, ms on the store's clock;
+    ``None`` for no end), or the error that one user's update met."""
+
+    user_id: str
+    blocked: bool
+    blocked_until_ms: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The admin API's and ``--json``'s shape of a result."""
+        return {
+            "user_id": self.user_id,
+            "blocked": self.blocked,
+            "blocked_until": iso_time(self.blocked_until_ms),
+            "error": self.error,
+        }
+
+
+def _block_fields(
+    reason: str, actor: str, ttl_ms: int | None, extra: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], dict[str, int]]:
+    """A block's fields: those set as given, and those set to the store's now plus ms."""
+    assign = {"reason": reason, "blocked_by": actor, **(extra or {})}
+    if ttl_ms is None:
+        assign["blocked_until"] = "0"
+    now_plus = {"blocked_at": 0} | ({} if ttl_ms is None else {"blocked_until": ttl_ms})
+    return assign, now_plus
+
+
+def _ttl_ms(ttl_seconds: float | None) -> int | None:
+    if ttl_seconds is None:
+        return None
+    return math.ceil(rules.TTL_SECONDS.number(ttl_seconds) * 1000)
 
 
 class OperatorActions:
@@ -44,8 +85,10 @@ class OperatorActions:
         limits: LiveLimits,
         audit: AuditLog,
         resets: ResetNotifier,
+        networks: NetworkBlocks,
     ) -> None:
         self._store = store
+        self._networks = networks
         self._keys = store.keys
         self._feed = feed
         self._limits = limits
@@ -173,21 +216,130 @@ class OperatorActions:
         ``extra`` fields are stored with the block (auto-block keeps its count there).
         """
         rules.REASON.check(reason)
-        ttl_ms = None
-        if ttl_seconds is not None:
-            ttl_ms = math.ceil(rules.TTL_SECONDS.number(ttl_seconds) * 1000)
+        ttl_ms = _ttl_ms(ttl_seconds)
+        assign, now_plus = _block_fields(reason, actor, ttl_ms, extra)
         status = await self._change(
             user_id,
             "block",
             actor,
             reason=reason,
-            assign={"reason": reason, "blocked_by": actor, **(extra or {})}
-            | ({"blocked_until": "0"} if ttl_ms is None else {}),
-            now_plus_ms={"blocked_at": 0} | ({} if ttl_ms is None else {"blocked_until": ttl_ms}),
+            assign=assign,
+            now_plus_ms=now_plus,
             expires_in_ms=ttl_ms,
         )
         await self._store.set_index("blocked", user_id, present=True)
         return status
+
+    async def block_many(
+        self,
+        user_ids: Sequence[str],
+        *,
+        reason: str,
+        ttl_seconds: float | None = None,
+        actor: str = PYTHON_ACTOR,
+    ) -> list[BulkBlockResult]:
+        """Block up to ``rules.BULK_USER_IDS`` users at once, as ``block`` does each: the
+        store's writes pipelined, the change published in a few messages, one audit entry
+        per user. The input is checked whole first (nothing is done if any id is refused);
+        a user whose update fails is reported in its result, the others are blocked."""
+        rules.BULK_USER_IDS.whole_number(len(user_ids))
+        for user_id in user_ids:
+            rules.USER_ID.check(user_id)
+        rules.REASON.check(reason)
+        ttl_ms = _ttl_ms(ttl_seconds)
+        unique = list(dict.fromkeys(user_ids))
+        assign, now_plus = _block_fields(reason, actor, ttl_ms)
+        outcomes = await self._store.update_states(
+            [(self._keys.user(user_id), user_id) for user_id in unique],
+            assign=assign,
+            assign_now_plus_ms=now_plus,
+            indexes=("users", "blocked"),
+        )
+        done: dict[str, StateSnapshot] = {}
+        results: dict[str, BulkBlockResult] = {}
+        for user_id, outcome in zip(unique, outcomes, strict=True):
+            if isinstance(outcome, StoreCommandError):
+                results[user_id] = BulkBlockResult(user_id, False, error=str(outcome))
+                continue
+            done[user_id] = outcome
+            until = stored_int(outcome.fields.get("blocked_until"))
+            results[user_id] = BulkBlockResult(user_id, True, until or None)
+        await self._feed.users_changed(done)
+        await self.audit.record_many(
+            actor,
+            "block",
+            [
+                (user_id, None if ttl_ms is None else snapshot.now_ms + ttl_ms, snapshot.now_ms)
+                for user_id, snapshot in done.items()
+            ],
+            reason=reason,
+        )
+        return [results[user_id] for user_id in user_ids]
+
+    # -- networks -------------------------------------------------------------------------
+
+    async def networks(self) -> list[NetworkBlock]:
+        """The network blocks that hold now, as stored, in address order."""
+        self._networks.replace(await self._store.read_networks())
+        return self._networks.blocks()
+
+    async def block_network(
+        self,
+        cidr: str,
+        *,
+        reason: str,
+        ttl_seconds: float | None = None,
+        force: bool = False,
+        actor: str = PYTHON_ACTOR,
+    ) -> NetworkBlock:
+        """Refuse (403) every request from inside ``cidr`` on every worker, from its next
+        request and with no round trip, for ``ttl_seconds`` or until lifted; networks
+        broader than a /8 (IPv4) or /32 (IPv6) only with ``force``."""
+        network = str(rules.network(cidr, force=force))
+        rules.REASON.check(reason)
+        ttl_ms = _ttl_ms(ttl_seconds)
+        stored = await self._store.read_networks()
+        now_ms = await self._store.now_ms()
+        if network not in stored and len(stored) >= rules.MAX_NETWORK_BLOCKS:
+            # Blocks that ran out stay stored until lifted: make room from them first.
+            for cidr, text in list(stored.items()):
+                block = NetworkBlock.from_stored(cidr, text)
+                if block is None or not block.active(now_ms):
+                    await self._store.write_network(cidr, None)
+                    del stored[cidr]
+        if network not in stored and len(stored) >= rules.MAX_NETWORK_BLOCKS:
+            raise rules.RuleError(
+                f"at most {rules.MAX_NETWORK_BLOCKS} networks are blocked at once: "
+                "lift some, or block a broader network"
+            )
+        until = None if ttl_ms is None else now_ms + ttl_ms
+        block = NetworkBlock(network, reason, actor, now_ms, until)
+        await self._store.write_network(network, block.stored())
+        await self._feed.networks_changed()
+        await self.audit.record(
+            actor,
+            "block-network",
+            None,
+            reason=reason,
+            expires_ms=until,
+            detail=f"network={network}",
+            now_ms=now_ms,
+        )
+        return block
+
+    async def unblock_network(
+        self, cidr: str, *, actor: str = PYTHON_ACTOR, reason: str | None = None
+    ) -> str:
+        """Lift a network block; lifting one that does not exist changes nothing. Returns
+        the network as stored (``10.0.0.0/8``)."""
+        network = str(rules.network(cidr, force=True))
+        rules.REASON.optional(reason)
+        await self._store.write_network(network, None)
+        await self._feed.networks_changed()
+        await self.audit.record(
+            actor, "unblock-network", None, reason=reason, detail=f"network={network}"
+        )
+        return network
 
     async def unblock(
         self, user_id: str, *, actor: str = PYTHON_ACTOR, reason: str | None = None

@@ -41,7 +41,8 @@ MAX_BODY_BYTES = 16 * 1024
 
 
 class _UserIdConvertor(Convertor[str]):
-    # User ids are any string, "/" and newlines included (percent-encoded in the path).
+    # User ids are any string, "/" and newlines included (percent-encoded in the path); a
+    # network's CIDR holds a "/" too.
     regex = r"[\s\S]+"
 
     def convert(self, value: str) -> str:
@@ -192,17 +193,19 @@ def _not_found() -> _Refused:
     return _Refused(problem(404, "http-error", "Not Found", "No such route."))
 
 
-async def _read_body(request: Request, model: type[BaseModel], required: bool) -> BaseModel | None:
+async def _read_body(
+    request: Request, model: type[BaseModel], required: bool, limit: int = MAX_BODY_BYTES
+) -> BaseModel | None:
     data = b""
     async for chunk in request.stream():
         data += chunk
-        if len(data) > MAX_BODY_BYTES:
+        if len(data) > limit:
             raise _Refused(
                 problem(
                     413,
                     "body-too-large",
                     "Content Too Large",
-                    f"Bodies are limited to {MAX_BODY_BYTES} bytes.",
+                    f"Bodies of this route are limited to {limit} bytes.",
                 )
             )
     if not data.strip():
@@ -255,7 +258,7 @@ def _endpoint(
         try:
             actor = auth.actor(request)
             body = (
-                await _read_body(request, spec.body, spec.body_required)
+                await _read_body(request, spec.body, spec.body_required, spec.max_body)
                 if spec.body is not None
                 else None
             )
@@ -265,6 +268,7 @@ def _endpoint(
                 body,
                 _user_id(request, spec.suffix) if spec.has_user else "",
                 _query(request, spec),
+                str(request.path_params.get("cidr", "")),
             )
             result = await spec.handler(services, call)
         except _Refused as refused:
@@ -320,6 +324,9 @@ def create_admin_app(
 
     routes = [Route("/openapi.json", openapi, methods=["GET"])]
     for spec in SPECS:
+        # A CIDR holds a "/": percent-encoded (10.0.0.0%2F8) or not, it reaches the route
+        # decoded.
         path = spec.path.replace("{user_id}", "{user_id:floodwall_user}")
+        path = path.replace("{cidr}", "{cidr:floodwall_user}")
         routes.append(Route(path, _endpoint(services, auth, spec), methods=[spec.method]))
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error})

@@ -24,6 +24,14 @@ PATH_FORM: Final[dict[str, Any]] = {
     "segment '-' is the user '-' unless a user_id query parameter is given.",
     "schema": {"type": "string", "minLength": 1, "maxLength": rules.USER_ID.high},
 }
+NETWORK: Final[dict[str, Any]] = {
+    "name": "cidr",
+    "in": "path",
+    "required": True,
+    "description": "An IPv4 or IPv6 network in CIDR form, its '/' percent-encoded "
+    "(10.0.0.0%2F8, 2001:db8::%2F32); a bare address is its /32 or /128.",
+    "schema": {"type": "string", "minLength": rules.CIDR.low, "maxLength": rules.CIDR.high},
+}
 QUERY_FORM: Final[dict[str, Any]] = {
     "name": "user_id",
     "in": "query",
@@ -43,6 +51,8 @@ def _operation(
     problem_response: Callable[[str], dict[str, Any]],
 ) -> dict[str, Any]:
     parameters: list[dict[str, Any]] = [] if user_parameter is None else [user_parameter]
+    if spec.has_network:
+        parameters.append(NETWORK)
     if spec.paged:
         parameters += [
             {
@@ -90,7 +100,7 @@ def _operation(
         "responses": responses,
         "security": [{"bearer": []}],
     }
-    if spec.body is not None or spec.paged or spec.windowed or spec.has_user:
+    if spec.body is not None or spec.paged or spec.windowed or spec.has_user or spec.has_network:
         responses["422"] = problem_response("The request is not valid.")
     if spec.body is not None:
         responses["413"] = problem_response("The body is too large.")

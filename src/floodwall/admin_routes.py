@@ -21,10 +21,15 @@ from floodwall.admin_models import (
     AuditPage,
     BlockBody,
     BlockedPage,
+    BulkBlockBody,
+    BulkBlockChangeOut,
     ConcurrencyBody,
     DefaultLimitChangeOut,
     DefaultLimitOut,
     LimitBody,
+    NetworkBlockBody,
+    NetworkChangeOut,
+    NetworksOut,
     ReasonBody,
     RevokeBody,
     RouteBody,
@@ -58,6 +63,7 @@ class Call:
     body: BaseModel | None
     user_id: str = ""
     query: dict[str, Any] = field(default_factory=dict)
+    network: str = ""
 
 
 Handler = Callable[[Services, Call], Awaitable[BaseModel]]
@@ -74,6 +80,7 @@ class Spec:
     body_required: bool = False
     paged: bool = False
     windowed: bool = False
+    max_body: int = 16 * 1024
 
     @property
     def suffix(self) -> str:
@@ -82,6 +89,10 @@ class Spec:
     @property
     def has_user(self) -> bool:
         return "{user_id}" in self.path
+
+    @property
+    def has_network(self) -> bool:
+        return "{cidr}" in self.path
 
     @property
     def query_form(self) -> str:
@@ -226,7 +237,9 @@ async def _shadow_off(on: Services, call: Call) -> BaseModel:
 
 async def _top(on: Services, call: Call) -> BaseModel:
     window = call.query["window"]
-    offenders = await on.offenders.top(window_seconds=window, limit=call.query["limit"])
+    limit = call.query["limit"]
+    offenders = await on.offenders.top(window_seconds=window, limit=limit)
+    networks = await on.offenders.top_networks(window_seconds=window, limit=limit)
     return TopOut.model_validate(
         {
             "window_seconds": window,
@@ -234,8 +247,60 @@ async def _top(on: Services, call: Call) -> BaseModel:
                 {"subject": o.subject, "anonymous": o.anonymous, "refusals": o.refusals}
                 for o in offenders
             ],
+            "networks": [{"network": n.network, "refusals": n.refusals} for n in networks],
         }
     )
+
+
+async def _bulk_block(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, BulkBlockBody)
+    body = call.body
+    results = await on.actions.block_many(
+        body.user_ids, reason=body.reason, ttl_seconds=body.ttl_seconds, actor=call.actor
+    )
+    blocked = sum(1 for result in results if result.blocked)
+    return BulkBlockChangeOut.model_validate(
+        {
+            "items": [result.to_json() for result in results],
+            "blocked": blocked,
+            "failed": len(results) - blocked,
+            "received_by": await on.actions.listeners(),
+        }
+    )
+
+
+async def _block_network(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, NetworkBlockBody)
+    body = call.body
+    block = await on.actions.block_network(
+        call.network,
+        reason=body.reason,
+        ttl_seconds=body.ttl_seconds,
+        force=body.force,
+        actor=call.actor,
+    )
+    received_by = await on.actions.listeners()
+    return NetworkChangeOut.model_validate(
+        block.to_json() | {"blocked": True, "received_by": received_by}
+    )
+
+
+async def _unblock_network(on: Services, call: Call) -> BaseModel:
+    network = await on.actions.unblock_network(call.network, actor=call.actor, reason=_reason(call))
+    return NetworkChangeOut(
+        network=network,
+        blocked=False,
+        reason=None,
+        blocked_by=None,
+        blocked_at=None,
+        blocked_until=None,
+        received_by=await on.actions.listeners(),
+    )
+
+
+async def _networks(on: Services, call: Call) -> BaseModel:
+    blocks = await on.actions.networks()
+    return NetworksOut.model_validate({"items": [block.to_json() for block in blocks]})
 
 
 async def _blocked(on: Services, call: Call) -> BaseModel:
@@ -380,6 +445,34 @@ SPECS = [
         RouteBody,
         True,
     ),
+    Spec(
+        "POST",
+        "/blocks",
+        "Block up to 1,000 users at once",
+        BulkBlockChangeOut,
+        _bulk_block,
+        BulkBlockBody,
+        True,
+        max_body=1024 * 1024,
+    ),
+    Spec(
+        "PUT",
+        "/networks/{cidr}/block",
+        "Block a network (CIDR, percent-encoded: 10.0.0.0%2F8)",
+        NetworkChangeOut,
+        _block_network,
+        NetworkBlockBody,
+        True,
+    ),
+    Spec(
+        "DELETE",
+        "/networks/{cidr}/block",
+        "Lift a network block",
+        NetworkChangeOut,
+        _unblock_network,
+        ReasonBody,
+    ),
+    Spec("GET", "/networks", "Blocked networks, in address order", NetworksOut, _networks),
     Spec("GET", "/blocked", "Blocked users, in id order", BlockedPage, _blocked, paged=True),
     Spec("GET", "/audit", "Operator actions, newest first", AuditPage, _audit, paged=True),
     Spec("GET", "/top", "The most refused users and clients recently", TopOut, _top, windowed=True),

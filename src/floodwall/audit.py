@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -127,6 +127,37 @@ class AuditLog:
         record = AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, detail)
         log_action(record)
         return record
+
+    async def record_many(
+        self,
+        actor: str,
+        action: str,
+        entries: Sequence[tuple[str, int | None, int]],
+        *,
+        reason: str | None = None,
+    ) -> list[AuditRecord]:
+        """Audit one action on many users at once (a bulk block): one record per
+        (user id, expiry ms, store time ms), appended in a few round trips."""
+        fields = [
+            {
+                "time": str(now_ms),
+                "actor": actor,
+                "action": action,
+                "reason": reason or "",
+                "expires": "" if expires_ms is None else str(expires_ms),
+                "detail": "",
+                "user_id": user_id,
+            }
+            for user_id, expires_ms, now_ms in entries
+        ]
+        ids = await self._store.append_audits(fields, max_entries=MAX_ENTRIES)
+        records = []
+        for entry_id, (user_id, expires_ms, now_ms) in zip(ids, entries, strict=True):
+            self._on_action(action)
+            record = AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, None)
+            log_action(record)
+            records.append(record)
+        return records
 
     async def page(
         self, *, before: str | None = None, limit: int = 100

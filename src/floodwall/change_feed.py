@@ -1,9 +1,11 @@
 """The change feed: operator changes reach every worker's local state.
 
 An operator action publishes what changed; each worker follows the feed and updates its
-kill-switch mirror, forgets cached refusals of that subject, and reloads the live default
-limit. Pub/sub drops messages across disconnects, so each worker also reloads everything
-when it (re)subscribes, polls the live default every second and resyncs periodically.
+kill-switch mirror, forgets cached refusals of that subject, reloads its copy of the
+network blocks, and reloads the live default limit. A bulk block publishes its users in a
+few messages, each reloaded by every worker in one round trip. Pub/sub drops messages
+across disconnects, so each worker also reloads everything when it (re)subscribes, polls
+the live default every second and resyncs periodically.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from floodwall.deny_cache import DenyCache
 from floodwall.errors import StorageError
 from floodwall.live_limits import LiveLimits
 from floodwall.mirror import KillSwitchMirror
+from floodwall.networks import NetworkBlocks
 from floodwall.reset_hook import ResetNotifier
 from floodwall.stored import BLOCK_FIELDS, stored_int
 from floodwall.stores.base import StateSnapshot, Store
@@ -30,6 +33,9 @@ logger = logging.getLogger("floodwall")
 POLL_SECONDS: Final = 1.0
 RESUBSCRIBE_SECONDS: Final = 1.0
 INDEX_PAGE: Final = 500
+# Users named by one message of a bulk change, and the bytes their ids may take in it.
+USERS_PER_MESSAGE: Final = 200
+MESSAGE_ID_BYTES: Final = 64 * 1024
 
 
 class ChangeFeed:
@@ -40,6 +46,7 @@ class ChangeFeed:
         store: Store,
         *,
         mirror: KillSwitchMirror,
+        networks: NetworkBlocks,
         denials: DenyCache,
         limits: LiveLimits,
         resets: ResetNotifier,
@@ -50,6 +57,7 @@ class ChangeFeed:
         self._store = store
         self._keys = store.keys
         self._mirror = mirror
+        self._networks = networks
         self._denials = denials
         self._limits = limits
         self._resets = resets
@@ -70,6 +78,31 @@ class ChangeFeed:
         self._mirror.update(user_id, snapshot, revoked_read=revoked_read)
         self._denials.forget(self._keys.user(user_id).bucket)
         await self._publish({"user": user_id})
+
+    async def users_changed(self, snapshots: Mapping[str, StateSnapshot]) -> None:
+        """Many users' new states (a bulk block): applied here, published in a few
+        messages rather than one per user."""
+        batch: list[str] = []
+        size = 0
+        for user_id, snapshot in snapshots.items():
+            self._mirror.update(user_id, snapshot, revoked_read=False)
+            self._denials.forget(self._keys.user(user_id).bucket)
+            if batch and (len(batch) >= USERS_PER_MESSAGE or size > MESSAGE_ID_BYTES):
+                await self._publish({"users": batch})
+                batch, size = [], 0
+            batch.append(user_id)
+            size += len(user_id)
+        if batch:
+            await self._publish({"users": batch})
+
+    async def networks_changed(self) -> None:
+        """The network blocks changed: reload them here, and tell every other worker."""
+        await self.reload_networks()
+        await self._publish({"networks": True})
+
+    async def reload_networks(self) -> None:
+        """Mirror the stored network blocks; on a store error the last copy keeps holding."""
+        self._networks.replace(await self._store.read_networks())
 
     async def config_changed(self) -> None:
         """The live default changed here; tell every other worker."""
@@ -103,6 +136,7 @@ class ChangeFeed:
                 break
             after = page[-1]
         self._mirror.replace(users)
+        await self.reload_networks()
         # A lost unblock message must not leave a cached block behind for good.
         self._denials.clear()
 
@@ -179,6 +213,21 @@ class ChangeFeed:
             snapshot = await self._store.read_state(keys)
             self._mirror.update(user_id, snapshot)
             await self._resets.consider(user_id, snapshot.fields)
+        elif isinstance(users := event.get("users"), list):
+            await self._users_changed_elsewhere([u for u in users if isinstance(u, str)])
+        elif event.get("networks"):
+            await self.reload_networks()
         elif event.get("config"):
             self._denials.clear()
             await self.refresh_limits()
+
+    async def _users_changed_elsewhere(self, user_ids: list[str]) -> None:
+        for start in range(0, len(user_ids), INDEX_PAGE):
+            page = user_ids[start : start + INDEX_PAGE]
+            keys = [self._keys.user(user_id) for user_id in page]
+            for subject in keys:
+                self._denials.forget(subject.bucket)
+            snapshots = await self._store.read_states(keys)
+            for user_id, snapshot in zip(page, snapshots, strict=True):
+                self._mirror.update(user_id, snapshot)
+                await self._resets.consider(user_id, snapshot.fields)

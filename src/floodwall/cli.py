@@ -1,4 +1,4 @@
-"""The ``floodwall`` command: serve the demo, and act on users from a terminal.
+"""The ``floodwall`` command: serve the demo, and act on users and networks from a terminal.
 
 Operator commands act on the store named by ``FLOODWALL_REDIS_URL`` (or ``--redis-url``)
 under ``FLOODWALL_KEY_PREFIX`` (or ``--key-prefix``), through the same service as the admin
@@ -30,16 +30,18 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from floodwall import __version__, rules
+from floodwall.actions import BulkBlockResult
 from floodwall.audit import AuditRecord, audit_logger
 from floodwall.display import shell_word, shown
 from floodwall.errors import ConfigurationError, FloodwallError, StorageError
 from floodwall.live_limits import Limit
-from floodwall.naming import id_from_argument
+from floodwall.naming import id_from_argument, id_from_bytes
+from floodwall.networks import NetworkBlock
 from floodwall.request_log import JsonFormatter
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings, settings_error
 from floodwall.status import UserStatus, windows_json
-from floodwall.top import Offender
+from floodwall.top import Offender, RefusingNetwork
 
 __all__ = ["main"]
 
@@ -142,9 +144,44 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    block = user_command("block", "refuse every request of a user (403)")
+    block = commands.add_parser(
+        "block", help="refuse every request of a user, or of many (403)", parents=[common, acting]
+    )
+    block.add_argument(
+        "users",
+        nargs="*",
+        type=id_from_argument,
+        metavar="USER",
+        help="user ids: '' for the empty one, $'a\\nb' for one with a newline (bash); after "
+        "-- when one starts with -",
+    )
+    block.add_argument(
+        "--from-file",
+        metavar="F",
+        help="also block the ids in F, one per line ('-': standard input), up to "
+        f"{int(rules.BULK_USER_IDS.high)} per store call",
+    )
     block.add_argument("--reason", required=True)
     block.add_argument("--ttl", type=_ttl, help="block for this long (90s, 15m, 1h, 2d)")
+    block_network = commands.add_parser(
+        "block-network",
+        help="refuse every request from inside a network (403), on every worker",
+        parents=[common, acting],
+    )
+    block_network.add_argument("cidr", help="an IPv4 or IPv6 network: 10.0.0.0/8, 2001:db8::/32")
+    block_network.add_argument("--reason", required=True)
+    block_network.add_argument("--ttl", type=_ttl, help="block for this long (90s, 15m, 1h, 2d)")
+    block_network.add_argument(
+        "--force",
+        action="store_true",
+        help=f"allow networks broader than a /{rules.MIN_PREFIX_IPV4} (IPv4) or "
+        f"/{rules.MIN_PREFIX_IPV6} (IPv6)",
+    )
+    unblock_network = commands.add_parser(
+        "unblock-network", help="lift a network block", parents=[common, acting]
+    )
+    unblock_network.add_argument("cidr")
+    unblock_network.add_argument("--reason")
     unblock = user_command("unblock", "lift a block")
     unblock.add_argument("--reason")
     revoke = user_command("revoke", "refuse every credential issued up to now (401)")
@@ -196,8 +233,12 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--clear", action="store_true", help="back to the app's limit")
 
     blocked = commands.add_parser("blocked", help="list blocked users", parents=[common])
+    blocked = commands.add_parser(
+        "blocked", help="list blocked users (or networks)", parents=[common]
+    )
     blocked.add_argument("--limit", type=_whole(rules.PAGE_SIZE), default=100)
     blocked.add_argument("--cursor")
+    blocked.add_argument("--networks", action="store_true", help="list blocked networks")
     audit = commands.add_parser(
         "audit", help="show operator actions, newest first", parents=[common]
     )
@@ -330,6 +371,8 @@ async def _read(floodwall: Floodwall, args: argparse.Namespace) -> Any:
         return await floodwall.status(args.user)
     if command == "top":
         return await _top(floodwall, args)
+    if command == "blocked" and args.networks:
+        return await floodwall.blocked_networks()
     if command == "blocked":
         return await floodwall.blocked(after=args.cursor, limit=args.limit)
     if command == "audit":
@@ -347,9 +390,28 @@ async def _act(floodwall: Floodwall, args: argparse.Namespace) -> Any:
             raise UsageError("default-limit takes --clear, or --rate and --burst")
         return await floodwall.clear_default_limit(actor=actor)
     if command == "block":
-        return await floodwall.block(
-            args.user, reason=args.reason, ttl_seconds=args.ttl, actor=actor
+        users: list[str] = args.users
+        if args.from_file is not None:
+            users = users + _ids_from_file(args.from_file)
+        elif len(users) == 1:
+            return await floodwall.block(
+                users[0], reason=args.reason, ttl_seconds=args.ttl, actor=actor
+            )
+        if not users:
+            raise UsageError("block needs a USER, several, or --from-file F with ids in it")
+        results: list[BulkBlockResult] = []
+        step = int(rules.BULK_USER_IDS.high)
+        for start in range(0, len(users), step):
+            results += await floodwall.block_many(
+                users[start : start + step], reason=args.reason, ttl_seconds=args.ttl, actor=actor
+            )
+        return results
+    if command == "block-network":
+        return await floodwall.block_network(
+            args.cidr, reason=args.reason, ttl_seconds=args.ttl, force=args.force, actor=actor
         )
+    if command == "unblock-network":
+        return await floodwall.unblock_network(args.cidr, actor=actor, reason=args.reason)
     if command == "unblock":
         return await floodwall.unblock(args.user, actor=actor, reason=args.reason)
     if command == "revoke" and args.credential_id:
@@ -405,6 +467,21 @@ def _route_lines(routes: dict[str, tuple[int, int]]) -> str:
     )
 
 
+def _ids_from_file(name: str) -> list[str]:
+    """One id per line (``\\n`` or ``\\r\\n``); empty lines are skipped (block the empty
+    id with ``floodwall block ''``). Bytes name ids as in a URL (``floodwall.naming``)."""
+    try:
+        if name == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(name, "rb") as file:
+                data = file.read()
+    except OSError as exc:
+        raise UsageError(f"--from-file: {exc.strerror}: {name}") from None
+    lines = (line.removesuffix(b"\r") for line in data.split(b"\n"))
+    return [id_from_bytes(line) for line in lines if line]
+
+
 def _top_table(offenders: list[Offender], window: int) -> str:
     lines = [f"most refused over the last {window}s ({datetime.now(UTC):%H:%M:%S} UTC)"]
     lines.append(f"{'refusals':>10}  {'kind':<9}  subject")
@@ -416,14 +493,28 @@ def _top_table(offenders: list[Offender], window: int) -> str:
     return "\n".join(lines)
 
 
-async def _top(floodwall: Floodwall, args: argparse.Namespace) -> list[Offender]:
-    """Print the table every ``--interval`` until Ctrl-C; ``--once`` returns it instead."""
+def _networks_table(networks: list[RefusingNetwork]) -> str:
+    lines = ["", "most refused networks (anonymous clients by /24 or /64)"]
+    lines.append(f"{'refusals':>10}  network")
+    lines += [f"{entry.refusals:>10}  {shown(entry.network)}" for entry in networks]
+    if not networks:
+        lines.append("  (no refusals)")
+    return "\n".join(lines)
+
+
+_Top = tuple[list[Offender], list[RefusingNetwork]]
+
+
+async def _top(floodwall: Floodwall, args: argparse.Namespace) -> _Top:
+    """Print the tables every ``--interval`` until Ctrl-C; ``--once`` returns them instead."""
     while True:
         offenders = await floodwall.top(window_seconds=args.window, limit=args.limit)
+        networks = await floodwall.top_networks(window_seconds=args.window, limit=args.limit)
         if args.once or args.json:
-            return offenders
+            return offenders, networks
         clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
-        print(clear + _top_table(offenders, args.window), flush=True)
+        tables = _top_table(offenders, args.window) + "\n" + _networks_table(networks)
+        print(clear + tables, flush=True)
         await asyncio.sleep(args.interval)
 
 
@@ -464,19 +555,36 @@ def _print(args: argparse.Namespace, answer: _Answer) -> None:
             _json(result.to_json() | defaults | extra) if args.json else _describe(result, answer)
         )
     elif args.command == "top":
+        offenders, networks = result
         if args.json:
             rows = [
                 {"subject": o.subject, "anonymous": o.anonymous, "refusals": o.refusals}
-                for o in result
+                for o in offenders
             ]
-            print(_json({"window_seconds": args.window, "items": rows}))
+            nets = [{"network": n.network, "refusals": n.refusals} for n in networks]
+            print(_json({"window_seconds": args.window, "items": rows, "networks": nets}))
         else:
-            print(_top_table(result, args.window))
+            print(_top_table(offenders, args.window) + "\n" + _networks_table(networks))
     elif args.command == "route-limit":
         if args.json:
             print(_json({"routes": windows_json(result)} | extra))
         else:
             print(_route_lines(result))
+    elif args.command == "block":
+        _print_bulk(args, result, extra)
+    elif args.command == "block-network":
+        assert isinstance(result, NetworkBlock)
+        data = result.to_json() | {"blocked": True}
+        print(_json(data | extra) if args.json else _network_row(result))
+    elif args.command == "unblock-network":
+        data = {"network": result, "blocked": False}
+        print(_json(data | extra) if args.json else _columns(result, "not blocked"))
+    elif args.command == "blocked" and args.networks:
+        if args.json:
+            print(_json({"items": [block.to_json() for block in result]}))
+        else:
+            for block in result:
+                print(_network_row(block))
     elif args.command == "default-limit":
         if args.json:
             print(_json({"rate": result[0], "burst": result[1]} | defaults | extra))
@@ -505,6 +613,27 @@ def _print(args: argparse.Namespace, answer: _Answer) -> None:
             print(_audit_row(record))
         if cursor is not None:
             print(f"more: --cursor={shell_word(cursor)}")
+
+
+def _network_row(block: NetworkBlock) -> str:
+    until = block.to_json()["blocked_until"] or "no end"
+    return _columns(block.network, f"until {until}", f"by {block.blocked_by}", block.reason or "")
+
+
+def _print_bulk(args: argparse.Namespace, results: list[BulkBlockResult], extra: Any) -> None:
+    blocked = sum(1 for result in results if result.blocked)
+    if args.json:
+        items = [result.to_json() for result in results]
+        summary = {"blocked": blocked, "failed": len(results) - blocked}
+        print(_json({"items": items} | summary | extra))
+        return
+    for result in results:
+        if result.blocked:
+            until = result.to_json()["blocked_until"] or "no end"
+            print(_columns(result.user_id, f"blocked until {until}"))
+        else:
+            print(_columns(result.user_id, f"not blocked: {result.error}"))
+    print(f"blocked {blocked} of {len(results)} users")
 
 
 def _warn(answer: _Answer) -> None:
@@ -574,6 +703,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     _print(args, answer)
     _warn(answer)
+    if isinstance(answer.result, list) and args.command == "block":
+        # A bulk block that left anyone out is not done.
+        return 0 if all(result.blocked for result in answer.result) else 1
     return 0
 
 

@@ -21,6 +21,9 @@ class Outcome(enum.IntEnum):
     """The store failed and the fail mode is ``closed``."""
     OVERLOADED = 6
     """Allowed by the limits, shed: the worker is at capacity (``floodwall.shedding``)."""
+    NETWORK_BLOCKED = 7
+    """The client address is inside a blocked network; decided by each worker's mirror of
+    network blocks, never by the store."""
     CONCURRENCY_EXCEEDED = 8
     """The subject has as many requests in flight as it may (the check script's code 8)."""
 

@@ -62,18 +62,22 @@ class SubjectKeys:
 class Keys:
     """Builds every key floodwall uses under one prefix."""
 
-    __slots__ = ("audit", "config", "events", "prefix")
+    __slots__ = ("audit", "config", "events", "networks", "prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.audit = f"{prefix}:audit"
         self.config = f"{prefix}:config"
         self.events = f"{prefix}:events"
+        self.networks = f"{prefix}:networks"
+        """A hash: blocked network (CIDR) → its block (JSON)."""
 
-    def top_slice(self, slice_id: int) -> str:
-        """Refusal counts of one time slice; all slices share a hash tag so one command
-        can add them up on a cluster."""
-        return f"{self.prefix}:{{top}}:{slice_id}"
+    def top_slice(self, slice_id: int, board: str = "subjects") -> str:
+        """Refusal counts of one time slice of a board (``subjects``, ``networks``); all
+        slices share a hash tag so one command can add them up on a cluster."""
+        if board == "subjects":
+            return f"{self.prefix}:{{top}}:{slice_id}"
+        return f"{self.prefix}:{{top}}:{board}:{slice_id}"
 
     def index(self, name: str) -> str:
         """A sorted set of user ids: ``blocked``, or ``users`` (any kill-switch state)."""

@@ -52,6 +52,7 @@ RESULTS: Final = (
     "revoked",
     "reset_required",
     "overloaded",
+    "network_blocked",
     "fallback",
     "error",
     "concurrency_exceeded",

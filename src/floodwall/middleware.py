@@ -44,6 +44,7 @@ __all__ = ["FloodwallMiddleware"]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OVERLOADED_RESULT = RESULTS.index("overloaded")
 _OVERLOADED = Decision(Outcome.OVERLOADED, 0.0, 0, 0, 1.0, 0.0)
+_NETWORK_BLOCKED = RESULTS.index("network_blocked")
 
 
 class FloodwallMiddleware:
@@ -87,6 +88,7 @@ class FloodwallMiddleware:
         self._check = floodwall.checker.check
         self._enforces = floodwall.checker.enforces
         self._release = floodwall.checker.release
+        self._networks = floodwall.networks
         # Decided once: a plain resolver needs no coroutine per request.
         found = identify if identify is not None else default_identify(settings)
         self._resolve: Callable[[Scope], Identity | None] | None = None
@@ -181,6 +183,13 @@ class FloodwallMiddleware:
         if self._any_exempt and self._exempt.get(path, False):
             await self.app(scope, receive, send)
             return
+        if self._networks.any:
+            # Before identifying anyone: a blocked network's requests cost no token check,
+            # and no round trip (every worker mirrors the blocks).
+            client = scope.get("client")
+            if client and self._networks.match(str(client[0])) is not None:
+                await self._refuse_network(scope, receive, send)
+                return
         resolve = self._resolve
         found = resolve(scope) if resolve is not None else await self._identify(scope)  # type: ignore[misc]
         identity = found or client_identity(scope)
@@ -310,6 +319,23 @@ class FloodwallMiddleware:
                 extra.append((self._request_id_header, request_id.encode()))
         self._log_refusal(scope, identity, _OVERLOADED, policy, request_id, enforced=True)
         await self._refuse(scope, receive, send, _OVERLOADED, policy, extra)
+
+    async def _refuse_network(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Counted as the client address (and its network) for top: who the sender claims
+        # to be is not asked.
+        decision = Decision(Outcome.NETWORK_BLOCKED, 0.0, 0, 0, 0.0, 0.0)
+        identity = client_identity(scope)
+        self.floodwall.metrics.hot.results[_NETWORK_BLOCKED] += 1
+        self.floodwall.offenders.count(identity, decision, enforced=True)
+        if self._telemetry is not None:
+            self._telemetry(decision, "network")
+        id_header = self._request_id_header
+        request_id = self._request_id(None if id_header is None else self._given_request_id(scope))
+        self._log_refusal(scope, identity, decision, "network", request_id, enforced=True)
+        extra = []
+        if request_id is not None and id_header is not None:
+            extra.append((id_header, request_id.encode()))
+        await self._refuse(scope, receive, send, decision, "network", extra)
 
     def _given_request_id(self, scope: Scope) -> str | None:
         # Honour the caller's id when it is sane; a hostile one must not reach the logs.

@@ -1,7 +1,10 @@
 """Offenders: refusals counted for ``top``, and auto-block of users who keep being limited.
 
-Counting costs a dict increment on the request path and no round trip; a background task
-adds the counts to the store's current time slice every second. Auto-block blocks a user
+Counting costs a dict increment or two on the request path (a heavy-hitter summary per
+subject, and one per network for anonymous clients) and no round trip; a background task
+adds the top of each summary to the store's current time slice every second. See
+``floodwall.top`` for the error bound of the counts and the memory bound in Redis.
+Auto-block blocks a user
 refused more than ``auto_block_refusals`` times within ``auto_block_window`` seconds on
 this worker, for a time that doubles with each offence.
 """
@@ -23,7 +26,16 @@ from floodwall.metrics import Metrics
 from floodwall.settings import FloodwallSettings
 from floodwall.stored import stored_int
 from floodwall.stores.base import Store
-from floodwall.top import SLICE_SECONDS, Offender, RefusalCounter, member, offender
+from floodwall.top import (
+    KEPT,
+    PUBLISHED,
+    SLICE_SECONDS,
+    HeavyHitters,
+    Offender,
+    RefusingNetwork,
+    network_of,
+    offender,
+)
 
 __all__ = ["Offenders"]
 
@@ -51,7 +63,10 @@ class Offenders:
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
-        self.refusals = RefusalCounter()
+        self.refusals = HeavyHitters()
+        """Refusals per subject (``member``) since the last flush."""
+        self.networks = HeavyHitters()
+        """Refusals of anonymous clients per network since the last flush."""
         # Refusals per user in the current window: [start, count], per worker; long ids by
         # their digest (a tuple: no short id can equal it).
         self._offences: dict[str | tuple[str, str], list[float]] = {}
@@ -59,7 +74,13 @@ class Offenders:
 
     def count(self, identity: Identity, decision: Decision, *, enforced: bool) -> None:
         """Count one refusal; an enforced limit may lead to an auto-block."""
-        self.refusals.add(member(identity.user_id, identity.anonymous))
+        if identity.anonymous:
+            self.refusals.add("a:" + held(identity.user_id))
+            network = network_of(identity.user_id)
+            if network is not None:
+                self.networks.add(network)
+        else:
+            self.refusals.add("u:" + held(identity.user_id))
         threshold = self._settings.auto_block_refusals
         if (
             threshold is not None
@@ -78,27 +99,41 @@ class Offenders:
             await self.flush()
 
     async def flush(self) -> None:
-        """Add the refusals counted since the last flush to the store's current slice."""
-        counts = self.refusals.take()
-        if not counts:
+        """Add the largest counts since the last flush to the store's current slices."""
+        counts = self.refusals.take(PUBLISHED)
+        networks = self.networks.take(PUBLISHED)
+        if not counts and not networks:
             return
         slice_id = int(self._clock.wall()) // SLICE_SECONDS
+        ttl = int(rules.WINDOW_SECONDS.high)
         try:
-            await self._store.add_refusals(
-                slice_id, counts, ttl_seconds=int(rules.WINDOW_SECONDS.high)
-            )
+            await self._store.add_refusals(slice_id, counts, ttl_seconds=ttl, keep=KEPT)
+            if networks:
+                await self._store.add_refusals(
+                    slice_id, networks, ttl_seconds=ttl, keep=KEPT, board="networks"
+                )
         except StorageError as exc:
             logger.debug("floodwall: flushing refusal counts failed: %s", exc)
 
     async def top(self, *, window_seconds: int = 60, limit: int = 10) -> list[Offender]:
         """The most refused subjects over the last ``window_seconds``, across workers."""
+        rows = await self._top("subjects", window_seconds, limit)
+        return [offender(name, refusals) for name, refusals in rows]
+
+    async def top_networks(
+        self, *, window_seconds: int = 60, limit: int = 10
+    ) -> list[RefusingNetwork]:
+        """The networks (/24, /64) whose anonymous clients were refused most."""
+        rows = await self._top("networks", window_seconds, limit)
+        return [RefusingNetwork(name, int(refusals)) for name, refusals in rows]
+
+    async def _top(self, board: str, window_seconds: int, limit: int) -> list[tuple[str, int]]:
         window_seconds = rules.WINDOW_SECONDS.whole_number(window_seconds)
         limit = rules.PAGE_SIZE.whole_number(limit)
         await self.flush()
         now = int(self._clock.wall())
         slices = list(range((now - window_seconds) // SLICE_SECONDS, now // SLICE_SECONDS + 1))
-        rows = await self._store.top_refusals(slices, count=limit)
-        return [offender(name, refusals) for name, refusals in rows]
+        return await self._store.top_refusals(slices, count=limit, board=board)
 
     # -- auto-block -----------------------------------------------------------------------
 

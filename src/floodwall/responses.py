@@ -112,6 +112,13 @@ _CONCURRENCY_EXCEEDED = _problem(
     "This client has as many requests in flight as it may; retry when one has finished.",
     [(b"retry-after", b"1")],
 )
+_NETWORK_BLOCKED = _problem(
+    403,
+    "network-blocked",
+    "Network Blocked",
+    "Requests from this client's network are blocked.",
+    [],
+)
 _UNAVAILABLE = _problem(
     503,
     "rate-limiter-unavailable",
@@ -140,6 +147,8 @@ def refusal(decision: Decision, policy: str = "user") -> Refusal:
         return _REVOKED
     if outcome is Outcome.RESET_REQUIRED:
         return _RESET_REQUIRED
+    if outcome is Outcome.NETWORK_BLOCKED:
+        return _NETWORK_BLOCKED
     if outcome is Outcome.UNAVAILABLE:
         return _UNAVAILABLE
     if outcome is Outcome.CONCURRENCY_EXCEEDED:

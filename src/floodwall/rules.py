@@ -13,6 +13,7 @@ request's cost (``MAX_COST / MIN_RATE``): about 3.2e16 µs, far below 2**63 ≈ 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 from typing import Final
@@ -20,12 +21,18 @@ from typing import Final
 import limits
 
 __all__ = [
+    "BULK_USER_IDS",
     "BURST",
     "CAPACITY",
+    "CIDR",
     "CONCURRENCY",
     "COST",
     "CREDENTIAL_ID",
+    "MAX_NETWORK_BLOCKS",
     "MAX_SECONDS",
+    "MIN_PREFIX_FORCED",
+    "MIN_PREFIX_IPV4",
+    "MIN_PREFIX_IPV6",
     "MIN_RATE",
     "PAGE_SIZE",
     "RATE",
@@ -39,6 +46,7 @@ __all__ = [
     "RuleError",
     "Text",
     "limit",
+    "network",
     "rate",
 ]
 
@@ -143,6 +151,17 @@ REASON: Final = Text("reason", 1, 500)
 USER_ID: Final = Text("user_id", 0, 16_384)
 CREDENTIAL_ID: Final = Text("credential_id", 1, 256)
 
+BULK_USER_IDS: Final = Bound("user_ids", 1, 1000, whole=True, unit="of ids a call")
+CIDR: Final = Text("cidr", 1, 64)
+MIN_PREFIX_IPV4: Final = 8
+"""IPv4 networks broader than a /8 (16.7 million addresses) are refused unless forced."""
+MIN_PREFIX_IPV6: Final = 32
+"""IPv6 networks broader than a /32 (a whole provider's allocation) are refused unless forced."""
+MIN_PREFIX_FORCED: Final = 1
+"""Even forced, /0 (every address) is refused: that is an outage, not a block."""
+MAX_NETWORK_BLOCKS: Final = 10_000
+"""Network blocks at once: every worker mirrors them all and reloads them on each change."""
+
 _REFILL_MESSAGE: Final = (
     f"burst / rate (the seconds an empty bucket takes to refill) is at most {MAX_SECONDS:.0f}"
 )
@@ -172,3 +191,32 @@ def limit(rate_value: object, burst_value: object) -> tuple[float, int]:
     if checked_burst / checked_rate > MAX_SECONDS:
         raise RuleError(_REFILL_MESSAGE)
     return checked_rate, checked_burst
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def network(value: object, *, force: bool = False) -> Network:
+    """A network to block, from CIDR text (``10.0.0.0/8``, ``2001:db8::/32``; a bare
+    address is its /32 or /128): no host bits set, and no broader than a /8 (IPv4) or a /32
+    (IPv6) unless ``force``; never /0."""
+    text = CIDR.check(value).strip()
+    try:
+        parsed = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise RuleError(
+            "cidr is an IPv4 or IPv6 network such as 10.0.0.0/8 or 2001:db8::/32"
+        ) from None
+    if parsed.network_address != ipaddress.ip_interface(text).ip:
+        raise RuleError("cidr has host bits set: name the network (10.0.0.0/8, not 10.1.2.3/8)")
+    if isinstance(parsed, ipaddress.IPv6Network) and parsed.network_address.ipv4_mapped:
+        raise RuleError("cidr: name an IPv4-mapped network in IPv4 form (such as 10.0.0.0/8)")
+    floor = MIN_PREFIX_IPV4 if parsed.version == 4 else MIN_PREFIX_IPV6
+    if parsed.prefixlen < MIN_PREFIX_FORCED:
+        raise RuleError("cidr /0 would refuse every client: that is an outage, not a block")
+    if parsed.prefixlen < floor and not force:
+        raise RuleError(
+            f"cidr is broader than a /{floor} (IPv{parsed.version}): refused unless forced "
+            '(--force, or "force": true)'
+        )
+    return parsed

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from floodwall.actions import OperatorActions
+from floodwall.actions import BulkBlockResult, OperatorActions
 from floodwall.audit import AuditLog, AuditRecord
 from floodwall.breaker import CircuitBreaker
 from floodwall.change_feed import ChangeFeed
@@ -30,6 +31,7 @@ from floodwall.keys import SubjectKeys
 from floodwall.live_limits import Limit, LiveLimits
 from floodwall.metrics import Metrics
 from floodwall.mirror import KillSwitchMirror
+from floodwall.networks import NetworkBlock, NetworkBlocks
 from floodwall.offenders import Offenders
 from floodwall.reset_hook import PasswordResetHook, ResetNotifier
 from floodwall.settings import FloodwallSettings
@@ -37,7 +39,7 @@ from floodwall.status import UserStatus
 from floodwall.stores.base import Store
 from floodwall.stores.memory import MemoryStore
 from floodwall.stores.redis import RedisStore
-from floodwall.top import Offender
+from floodwall.top import Offender, RefusingNetwork
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -86,11 +88,13 @@ class Floodwall:
         self.limits = LiveLimits(settings)
         # Each worker's copy of the kill switch: it holds while the store is down.
         self.mirror = KillSwitchMirror()
+        self.networks = NetworkBlocks(wall=clock.wall)
         self.denials = DenyCache(clock=clock.monotonic, wall_clock=clock.wall)
         resets = ResetNotifier(self.store, on_password_reset)
         self.feed = ChangeFeed(
             self.store,
             mirror=self.mirror,
+            networks=self.networks,
             denials=self.denials,
             limits=self.limits,
             resets=resets,
@@ -105,6 +109,7 @@ class Floodwall:
             limits=self.limits,
             audit=self.audit,
             resets=resets,
+            networks=self.networks,
         )
         self.offenders = Offenders(
             self.store,
@@ -249,6 +254,44 @@ class Floodwall:
             user_id, reason=reason, ttl_seconds=ttl_seconds, actor=actor
         )
 
+    async def block_many(
+        self,
+        user_ids: Sequence[str],
+        *,
+        reason: str,
+        ttl_seconds: float | None = None,
+        actor: str = "python",
+    ) -> list[BulkBlockResult]:
+        """Block up to 1,000 users at once (pipelined; one audit entry each)."""
+        return await self.actions.block_many(
+            user_ids, reason=reason, ttl_seconds=ttl_seconds, actor=actor
+        )
+
+    async def block_network(
+        self,
+        cidr: str,
+        *,
+        reason: str,
+        ttl_seconds: float | None = None,
+        force: bool = False,
+        actor: str = "python",
+    ) -> NetworkBlock:
+        """Refuse (403) every request from inside ``cidr``, on every worker, with no round
+        trip; networks broader than a /8 or /32 only with ``force``."""
+        return await self.actions.block_network(
+            cidr, reason=reason, ttl_seconds=ttl_seconds, force=force, actor=actor
+        )
+
+    async def unblock_network(
+        self, cidr: str, *, actor: str = "python", reason: str | None = None
+    ) -> str:
+        """Lift a network block (idempotent); returns the network as stored."""
+        return await self.actions.unblock_network(cidr, actor=actor, reason=reason)
+
+    async def blocked_networks(self) -> list[NetworkBlock]:
+        """The network blocks that hold now."""
+        return await self.actions.networks()
+
     async def unblock(
         self, user_id: str, *, actor: str = "python", reason: str | None = None
     ) -> UserStatus:
@@ -356,6 +399,12 @@ class Floodwall:
     async def top(self, *, window_seconds: int = 60, limit: int = 10) -> list[Offender]:
         """The most refused subjects over the last ``window_seconds``, across workers."""
         return await self.offenders.top(window_seconds=window_seconds, limit=limit)
+
+    async def top_networks(
+        self, *, window_seconds: int = 60, limit: int = 10
+    ) -> list[RefusingNetwork]:
+        """The networks (/24, /64) whose anonymous clients were refused most."""
+        return await self.offenders.top_networks(window_seconds=window_seconds, limit=limit)
 
     async def flush_refusals(self) -> None:
         """Add the refusals counted since the last flush to the store's current slice."""

@@ -55,14 +55,21 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("DELETE", "/users/{user_id}/route-limit"): {"route": "POST /login"},
     ("PUT", "/limits/routes"): {"route": "POST /login", "limit": "10/minute"},
     ("DELETE", "/limits/routes"): {"route": "POST /login"},
+    ("POST", "/blocks"): {"user_ids": ["alice", "bob"], "reason": "stuffing"},
+    ("PUT", "/networks/{cidr}/block"): {"reason": "stuffing"},
 }
+NETWORK = "203.0.113.0%2F24"
 Route = tuple[str, str, dict[str, Any] | None]
 
 
 def requests_for(routes: Iterable[tuple[str, str]]) -> list[Route]:
     """One valid request per route, on the user ``alice``."""
     return [
-        (method, path.replace("{user_id}", "alice"), VALID_BODIES.get((method, path)))
+        (
+            method,
+            path.replace("{user_id}", "alice").replace("{cidr}", NETWORK),
+            VALID_BODIES.get((method, path)),
+        )
         for method, path in sorted(routes)
     ]
 

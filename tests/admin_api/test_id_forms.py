@@ -227,7 +227,7 @@ async def test_a_write_answer_counts_the_workers_that_received_it(
         for spec in SPECS:
             if spec.method == "GET":
                 continue
-            target = spec.path.replace("{user_id}", "alice")
+            target = spec.path.replace("{user_id}", "alice").replace("{cidr}", "10.0.0.0%2F8")
             response = await client.request(
                 spec.method, target, json=VALID_BODIES.get((spec.method, spec.path))
             )

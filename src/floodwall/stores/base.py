@@ -9,9 +9,28 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 from floodwall.decision import Decision
+from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
 
 __all__ = ["AuditEntry", "Slot", "StateSnapshot", "Store", "Subscription", "Window"]
+__all__ = [
+    "TOP_READ_BUDGET",
+    "AuditEntry",
+    "StateSnapshot",
+    "Store",
+    "Subscription",
+    "Window",
+    "per_slice",
+]
+
+TOP_READ_BUDGET = 10_000
+"""Members one ``top_refusals`` reads at most, over all its slices (a few ms of Redis)."""
+
+
+def per_slice(slices: int) -> int:
+    """How many of each slice's largest members ``top_refusals`` adds up: all a slice keeps
+    (500) for a few minutes' window, the 27 largest of each for an hour's 361 slices."""
+    return max(1, TOP_READ_BUDGET // max(1, slices))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +198,50 @@ class Store(Protocol):
         ...
 
     async def add_refusals(
-        self, slice_id: int, counts: Mapping[str, int], *, ttl_seconds: int
+        self,
+        slice_id: int,
+        counts: Mapping[str, int],
+        *,
+        ttl_seconds: int,
+        keep: int,
+        board: str = "subjects",
     ) -> None:
-        """Add refusal counts to a time slice that expires after ``ttl_seconds``."""
+        """Add refusal counts to a time slice of a board (``subjects``, ``networks``) that
+        expires after ``ttl_seconds``, then keep only its ``keep`` largest members."""
 
-    async def top_refusals(self, slice_ids: Sequence[int], *, count: int) -> list[tuple[str, int]]:
-        """The ``count`` most refused members over the slices, most refused first."""
+    async def top_refusals(
+        self, slice_ids: Sequence[int], *, count: int, board: str = "subjects"
+    ) -> list[tuple[str, int]]:
+        """The ``count`` most refused members over the slices, most refused first, adding
+        up each slice's ``per_slice(len(slice_ids))`` largest members only: the cost is
+        bounded by ``TOP_READ_BUDGET``, whatever was refused."""
+        ...
+
+    async def read_networks(self) -> dict[str, str]:
+        """Every network block: CIDR → its stored block (JSON)."""
+        ...
+
+    async def write_network(self, cidr: str, block: str | None) -> None:
+        """Store a network block (JSON), or delete it (``None``)."""
+
+    async def update_states(
+        self,
+        subjects: Sequence[tuple[SubjectKeys, str]],
+        *,
+        assign: Mapping[str, str] | None = None,
+        assign_now_plus_ms: Mapping[str, int] | None = None,
+        indexes: Sequence[str] = (),
+    ) -> list[StateSnapshot | StoreCommandError]:
+        """``update_state`` of many (keys, user id) with one change, and each user added to
+        ``indexes``, in as few round trips as the backend allows; a subject whose update
+        failed gets its error in place of its snapshot. ``StoreUnavailable`` when the store
+        does not answer (some may be done: every update is idempotent)."""
+        ...
+
+    async def append_audits(
+        self, records: Sequence[Mapping[str, str]], *, max_entries: int
+    ) -> list[str]:
+        """``append_audit`` of many records, in order, in as few round trips as possible."""
         ...
 
     async def read_config(self) -> dict[str, str]:

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
-from floodwall.stores.base import AuditEntry, Slot, StateSnapshot, Window
+from floodwall.stores.base import AuditEntry, Slot, StateSnapshot, Window, per_slice
 
 __all__ = ["MemoryStore"]
 
@@ -52,7 +52,8 @@ class MemoryStore:
         self._audit: deque[AuditEntry] = deque()
         self._audit_ids = itertools.count(1)
         self._config: dict[str, str] = {}
-        self._top: dict[int, tuple[dict[str, int], float]] = {}
+        self._top: dict[tuple[str, int], tuple[dict[str, int], float]] = {}
+        self._networks: dict[str, str] = {}
 
     async def start(self) -> None:
         """Nothing to connect."""
@@ -356,25 +357,77 @@ class MemoryStore:
             self._subscribers.discard(queue)
 
     async def add_refusals(
-        self, slice_id: int, counts: Mapping[str, int], *, ttl_seconds: int
+        self,
+        slice_id: int,
+        counts: Mapping[str, int],
+        *,
+        ttl_seconds: int,
+        keep: int,
+        board: str = "subjects",
     ) -> None:
-        """Add to an in-memory slice; slices older than the TTL are dropped."""
-        expires = self._clock() + ttl_seconds
-        slice_counts, _ = self._top.get(slice_id, ({}, expires))
+        """Add to an in-memory slice and keep its largest members (ties: the greater
+        member, as Redis ranks them); slices older than the TTL are dropped."""
+        now = self._clock()
+        slice_counts, _ = self._top.get((board, slice_id), ({}, 0.0))
         for name, count in counts.items():
             slice_counts[name] = slice_counts.get(name, 0) + count
-        self._top[slice_id] = (slice_counts, expires)
-        now = self._clock()
-        for stale in [sid for sid, (_, until) in self._top.items() if until <= now]:
+        if len(slice_counts) > keep:
+            ranked = sorted(slice_counts.items(), key=lambda item: (item[1], item[0]))
+            slice_counts = dict(ranked[len(ranked) - keep :])
+        self._top[(board, slice_id)] = (slice_counts, now + ttl_seconds)
+        for stale in [key for key, (_, until) in self._top.items() if until <= now]:
             del self._top[stale]
 
-    async def top_refusals(self, slice_ids: Sequence[int], *, count: int) -> list[tuple[str, int]]:
-        """Sum the slices and rank."""
+    async def top_refusals(
+        self, slice_ids: Sequence[int], *, count: int, board: str = "subjects"
+    ) -> list[tuple[str, int]]:
+        """Sum the slices and rank, as ``top.lua`` does."""
         totals: dict[str, int] = {}
+        read = per_slice(len(slice_ids))
         for slice_id in slice_ids:
-            for name, refusals in self._top.get(slice_id, ({}, 0.0))[0].items():
+            counts = self._top.get((board, slice_id), ({}, 0.0))[0]
+            ranked = sorted(counts.items(), key=lambda item: (item[1], item[0]), reverse=True)
+            for name, refusals in ranked[:read]:
                 totals[name] = totals.get(name, 0) + refusals
-        return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:count]
+        ranked = sorted(totals.items(), key=lambda item: (item[1], item[0]), reverse=True)
+        return ranked[:count]
+
+    async def read_networks(self) -> dict[str, str]:
+        """Every network block."""
+        return dict(self._networks)
+
+    async def write_network(self, cidr: str, block: str | None) -> None:
+        """Store or delete a network block."""
+        if block is None:
+            self._networks.pop(cidr, None)
+        else:
+            self._networks[cidr] = block
+
+    async def update_states(
+        self,
+        subjects: Sequence[tuple[SubjectKeys, str]],
+        *,
+        assign: Mapping[str, str] | None = None,
+        assign_now_plus_ms: Mapping[str, int] | None = None,
+        indexes: Sequence[str] = (),
+    ) -> list[StateSnapshot | StoreCommandError]:
+        """``update_state`` and ``set_index`` of each subject."""
+        results: list[StateSnapshot | StoreCommandError] = []
+        for keys, user_id in subjects:
+            results.append(
+                await self.update_state(
+                    keys, user_id=user_id, assign=assign, assign_now_plus_ms=assign_now_plus_ms
+                )
+            )
+            for index in indexes:
+                await self.set_index(index, user_id, present=True)
+        return results
+
+    async def append_audits(
+        self, records: Sequence[Mapping[str, str]], *, max_entries: int
+    ) -> list[str]:
+        """``append_audit`` of each record."""
+        return [await self.append_audit(fields, max_entries=max_entries) for fields in records]
 
     async def read_config(self) -> dict[str, str]:
         """Run-time settings."""

@@ -30,7 +30,7 @@ from floodwall.errors import StorageError, StoreCommandError, StoreUnavailable
 from floodwall.keys import Keys, SubjectKeys
 from floodwall.resp import array_header, pack_parts
 from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
-from floodwall.stores.base import AuditEntry, Slot, StateSnapshot, Window
+from floodwall.stores.base import AuditEntry, Slot, StateSnapshot, Window, per_slice
 
 __all__ = ["RedisStore"]
 
@@ -38,6 +38,9 @@ RedisClient = redis.asyncio.Redis | RedisCluster
 _NO_RETRY = Retry(NoBackoff(), 0)
 _RESP_CACHE_SIZE = 65_536
 _CHECK_KEYS = 4
+_CHECK_KEYS = 3
+# Subjects per pipeline of a bulk update: 200 scripts and their replies are about 100 KB.
+_BULK_BATCH = 200
 
 
 def _script(name: str) -> str:
@@ -141,6 +144,25 @@ def _window_args(windows: Sequence[Window]) -> list[str | int]:
     return [part for w in windows for part in (w.limit, w.period_us, w.override)]
 
 
+def _update_args(
+    assign: Mapping[str, str], assign_now_plus_ms: Mapping[str, int], delete: Sequence[str]
+) -> list[bytes | str | int]:
+    # ARGV[2 ...] of update_state.lua (ARGV[1] is the user id).
+    args: list[bytes | str | int] = [len(assign), len(assign_now_plus_ms)]
+    for field, value in assign.items():
+        args += [field, _encode(value)]
+    for field, offset in assign_now_plus_ms.items():
+        args += [field, offset]
+    return args + list(delete)
+
+
+def _snapshot_of(reply: Any) -> StateSnapshot:
+    # update_state.lua's reply: now (ms), then the hash's fields and values.
+    now_ms, *flat = reply
+    fields = {_decode(flat[i]): _decode(flat[i + 1]) for i in range(0, len(flat), 2)}
+    return StateSnapshot(fields, int(now_ms))
+
+
 class RedisStore:
     """A ``Store`` on a redis-py asyncio client (``Redis`` or ``RedisCluster``).
 
@@ -173,6 +195,7 @@ class RedisStore:
         self._revoke = client.register_script(_script("revoke.lua"))
         self._claim_reset = client.register_script(_script("claim_reset.lua"))
         self._lapse_block = client.register_script(_script("lapse_block.lua"))
+        self._top = client.register_script(_script("top.lua"))
 
     @classmethod
     def from_url(
@@ -424,20 +447,11 @@ class RedisStore:
         reset_bucket: bool = False,
     ) -> StateSnapshot:
         """One ``EVALSHA`` of ``update_state.lua``."""
-        assign = assign or {}
-        assign_now_plus_ms = assign_now_plus_ms or {}
-        args: list[bytes | str | int] = [_encode(user_id), len(assign), len(assign_now_plus_ms)]
-        for field, value in assign.items():
-            args += [field, _encode(value)]
-        for field, offset in assign_now_plus_ms.items():
-            args += [field, offset]
-        args += list(delete)
+        args = [_encode(user_id), *_update_args(assign or {}, assign_now_plus_ms or {}, delete)]
         with _storage_errors():
             touched = (keys.state, keys.bucket) if reset_bucket else (keys.state,)
             reply = await self._update(keys=touched, args=args)
-        now_ms, *flat = reply
-        fields = {_decode(flat[i]): _decode(flat[i + 1]) for i in range(0, len(flat), 2)}
-        return StateSnapshot(fields, int(now_ms))
+        return _snapshot_of(reply)
 
     async def revoke_credential(
         self, keys: SubjectKeys, *, credential_id: str, expires_at_ms: int
@@ -542,24 +556,100 @@ class RedisStore:
         )
 
     async def add_refusals(
-        self, slice_id: int, counts: Mapping[str, int], *, ttl_seconds: int
+        self,
+        slice_id: int,
+        counts: Mapping[str, int],
+        *,
+        ttl_seconds: int,
+        keep: int,
+        board: str = "subjects",
     ) -> None:
-        """ZINCRBY each count and EXPIRE the slice, in one pipelined round trip."""
-        key = self.keys.top_slice(slice_id)
+        """ZINCRBY each count, trim the slice to its ``keep`` largest (ZREMRANGEBYRANK) and
+        EXPIRE it, in one pipelined round trip."""
+        key = self.keys.top_slice(slice_id, board)
         with _storage_errors():
             async with self._client.pipeline(transaction=False) as pipe:
                 for name, count in counts.items():
                     pipe.zincrby(key, count, _encode(name))
+                pipe.zremrangebyrank(key, 0, -(keep + 1))
                 pipe.expire(key, ttl_seconds)
                 await pipe.execute()
 
-    async def top_refusals(self, slice_ids: Sequence[int], *, count: int) -> list[tuple[str, int]]:
-        """ZUNION of the slices (one slot: they share a hash tag)."""
-        keys = [self.keys.top_slice(slice_id) for slice_id in slice_ids]
+    async def top_refusals(
+        self, slice_ids: Sequence[int], *, count: int, board: str = "subjects"
+    ) -> list[tuple[str, int]]:
+        """One ``EVALSHA`` of ``top.lua`` (one slot: the slices share a hash tag)."""
+        if not slice_ids:
+            return []
+        keys = [self.keys.top_slice(s, board) for s in slice_ids]
         with _storage_errors():
-            rows: Any = await self._client.zunion(keys, withscores=True)
-        totals = [(_decode(name), int(score)) for name, score in rows]
-        return sorted(totals, key=lambda item: (-item[1], item[0]))[:count]
+            flat: Any = await self._top(keys=keys, args=(count, per_slice(len(keys))))
+        return [(_decode(flat[i]), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+
+    async def read_networks(self) -> dict[str, str]:
+        """HGETALL of the network blocks."""
+        with _storage_errors():
+            raw = await self._client.hgetall(self.keys.networks)
+        return {_decode(k): _decode(v) for k, v in raw.items()}
+
+    async def write_network(self, cidr: str, block: str | None) -> None:
+        """HSET or HDEL one network block."""
+        with _storage_errors():
+            if block is None:
+                await self._client.hdel(self.keys.networks, cidr)
+            else:
+                await self._client.hset(self.keys.networks, cidr, _encode(block))
+
+    async def update_states(
+        self,
+        subjects: Sequence[tuple[SubjectKeys, str]],
+        *,
+        assign: Mapping[str, str] | None = None,
+        assign_now_plus_ms: Mapping[str, int] | None = None,
+        indexes: Sequence[str] = (),
+    ) -> list[StateSnapshot | StoreCommandError]:
+        """``update_state.lua`` of each subject and one ZADD per index, pipelined in
+        batches of ``_BULK_BATCH`` subjects: 1,000 users in a few round trips."""
+        args = _update_args(assign or {}, assign_now_plus_ms or {}, ())
+        results: list[StateSnapshot | StoreCommandError] = []
+        with _storage_errors():
+            # The script is loaded first: a pipeline cannot reload it halfway.
+            await self._client.script_load(self._update.script)
+            for start in range(0, len(subjects), _BULK_BATCH):
+                batch = subjects[start : start + _BULK_BATCH]
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for keys, user_id in batch:
+                        pipe.evalsha(self._update.sha, 1, keys.state, _encode(user_id), *args)
+                    for index in indexes:
+                        members: dict[Any, Any] = {_encode(user_id): 0 for _, user_id in batch}
+                        pipe.zadd(self.keys.index(index), members)
+                    replies = await pipe.execute(raise_on_error=False)
+                for reply in replies[len(batch) :]:
+                    if isinstance(reply, Exception):
+                        raise reply
+                for reply in replies[: len(batch)]:
+                    if not isinstance(reply, Exception):
+                        results.append(_snapshot_of(reply))
+                        continue
+                    error = _translate(reply)
+                    if not isinstance(error, StoreCommandError):
+                        raise error from reply
+                    results.append(error)
+        return results
+
+    async def append_audits(
+        self, records: Sequence[Mapping[str, str]], *, max_entries: int
+    ) -> list[str]:
+        """XADD each record to the capped stream, pipelined."""
+        ids: list[str] = []
+        with _storage_errors():
+            for start in range(0, len(records), _BULK_BATCH):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for fields in records[start : start + _BULK_BATCH]:
+                        encoded: dict[Any, Any] = {k: _encode(v) for k, v in fields.items()}
+                        pipe.xadd(self.keys.audit, encoded, maxlen=max_entries, approximate=True)
+                    ids += [_decode(entry_id) for entry_id in await pipe.execute()]
+        return ids
 
     async def read_config(self) -> dict[str, str]:
         """HGETALL of the config hash."""

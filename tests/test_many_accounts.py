@@ -1,0 +1,383 @@
+"""Many accounts at once, in process: network blocks (rules, lookup, middleware, admin API,
+CLI), bulk blocks, and the change feed carrying both to other workers (issue 12)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import redis.asyncio
+from conftest import FakeClock
+from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from test_cli_hostile import bash, environment, floodwall_command
+
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, MemoryStore
+from floodwall.decision import Outcome
+from floodwall.metrics import RESULTS
+from floodwall.networks import NetworkBlock, NetworkBlocks
+from floodwall.rules import RuleError, network
+from harness import RedisServer, client_commands, wait_until_async
+
+TOKEN = "many-admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+# -- the rule book and the lookup -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "force", "expected"),
+    [
+        ("10.0.0.0/8", False, "10.0.0.0/8"),
+        (" 192.0.2.7 ", False, "192.0.2.7/32"),
+        ("2001:db8::/32", False, "2001:db8::/32"),
+        ("2001:db8::1", False, "2001:db8::1/128"),
+        ("10.0.0.0/7", True, "10.0.0.0/7"),
+        ("2000::/3", True, "2000::/3"),
+    ],
+)
+def test_networks_the_rule_book_accepts(text: str, force: bool, expected: str) -> None:
+    assert str(network(text, force=force)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("10.0.0.0/7", "broader than a /8 (IPv4): refused unless forced"),
+        ("2001:db8::/31", "broader than a /32 (IPv6): refused unless forced"),
+        ("10.1.2.3/8", "host bits set"),
+        ("0.0.0.0/0", "/0 would refuse every client"),
+        ("::/0", "/0 would refuse every client"),
+        ("::ffff:10.0.0.0/104", "IPv4-mapped"),
+        ("bob", "cidr is an IPv4 or IPv6 network"),
+        ("", "cidr is text of 1 to 64 characters"),
+    ],
+)
+def test_networks_the_rule_book_refuses(text: str, message: str) -> None:
+    with pytest.raises(RuleError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        network(text, force="forced" not in message)
+
+
+def stored(block: NetworkBlock) -> tuple[str, str]:
+    return block.network, block.stored()
+
+
+def test_the_lookup_takes_the_longest_block_that_holds(clock: FakeClock) -> None:
+    blocks = NetworkBlocks(wall=clock)
+    assert not blocks.any
+    assert blocks.match("10.1.2.3") is None
+    now_ms = int(clock() * 1000)
+    blocks.replace(
+        dict(
+            [
+                stored(NetworkBlock("10.0.0.0/8", "wide", "ops", now_ms, None)),
+                stored(NetworkBlock("10.1.0.0/16", "ended", "ops", now_ms, now_ms - 1)),
+                stored(NetworkBlock("10.1.2.0/24", "narrow", "ops", now_ms, now_ms + 5000)),
+                stored(NetworkBlock("2001:db8:1::/48", "v6", None, None, None)),
+            ]
+        )
+        | {"not a network": "{}", "192.0.2.0/24": "garbage", "198.51.100.0/24": "[1]"}
+    )
+    assert blocks.any
+    assert len(blocks) == 6
+    assert [b.reason for b in (blocks.match(h) for h in ("10.1.2.3", "10.1.9.9")) if b] == [
+        "narrow",
+        "wide",
+    ]
+    assert blocks.match("::ffff:10.200.0.1") is not None
+    assert blocks.match("2001:db8:1:abcd::1%eth0") is not None
+    assert blocks.match("2001:db8:2::1") is None
+    assert blocks.match("11.0.0.1") is None
+    assert blocks.match("unix:/tmp/socket") is None
+    # What cannot be read keeps blocking, with no end.
+    garbled = blocks.match("192.0.2.1")
+    assert garbled == NetworkBlock("192.0.2.0/24", None, None, None, None)
+    clock.advance(6)
+    assert blocks.match("10.1.2.3") is not None  # the /8 still holds
+    assert [b.network for b in blocks.blocks()] == [
+        "10.0.0.0/8",
+        "192.0.2.0/24",
+        "198.51.100.0/24",
+        "2001:db8:1::/48",
+    ]
+    blocks.replace({})
+    assert not blocks.any
+
+
+# -- the middleware -----------------------------------------------------------------------------
+
+
+async def hello(request: object) -> PlainTextResponse:
+    return PlainTextResponse("hello")
+
+
+def guarded(floodwall: Floodwall, client: str) -> httpx.AsyncClient:
+    app = FloodwallMiddleware(
+        Starlette(routes=[Route("/", hello)]), floodwall=floodwall, exempt_paths=["/health"]
+    )
+    transport = httpx.ASGITransport(app=app, client=(client, 1234))
+    return httpx.AsyncClient(transport=transport, base_url="http://app")
+
+
+@pytest.fixture
+async def floodwall() -> AsyncIterator[Floodwall]:
+    settings = FloodwallSettings(
+        user_header="x-user", admin_token=SecretStr(TOKEN), request_id_header="x-request-id"
+    )
+    made = Floodwall(settings, store=MemoryStore())
+    try:
+        yield made
+    finally:
+        await made.stop()
+
+
+async def test_a_blocked_network_is_refused_before_anyone_is_identified(
+    floodwall: Floodwall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await floodwall.block_network("203.0.113.0/24", reason="stuffing", actor="ops")
+
+    async def no_check(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a blocked network must not reach the store")
+
+    monkeypatch.setattr(floodwall.checker, "check", no_check)
+    async with guarded(floodwall, "203.0.113.9") as inside:
+        for headers in ({}, {"x-user": "alice"}, {"x-request-id": "req-7"}):
+            refused = await inside.get("/", headers=headers)
+            assert refused.status_code == 403
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json()["type"] == "urn:floodwall:problem:network-blocked"
+            assert "stuffing" not in refused.text
+        assert refused.headers["x-request-id"] == "req-7"
+        assert (await inside.get("/health")).status_code == 404  # exempt: not refused
+    monkeypatch.undo()
+    async with guarded(floodwall, "203.0.114.9") as outside:
+        assert (await outside.get("/", headers={"x-user": "alice"})).status_code == 200
+    results = floodwall.metrics.hot.results
+    assert results[RESULTS.index("network_blocked")] == 3
+    assert Outcome.NETWORK_BLOCKED.value == 7
+    # Counted for top by address and by network.
+    networks = await floodwall.top_networks()
+    assert [(n.network, n.refusals) for n in networks] == [("203.0.113.0/24", 3)]
+    assert (await floodwall.top())[0].subject == "203.0.113.9"
+
+
+async def test_the_admin_api_blocks_lists_and_lifts_networks(floodwall: Floodwall) -> None:
+    transport = httpx.ASGITransport(app=floodwall.admin_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://a", headers=AUTH) as api:
+        put = await api.put(
+            "/networks/2001:db8::%2F32/block", json={"reason": "INC-9", "ttl_seconds": 60}
+        )
+        assert put.status_code == 200, put.text
+        body = put.json()
+        assert (body["network"], body["blocked"], body["blocked_by"]) == (
+            "2001:db8::/32",
+            True,
+            "admin",
+        )
+        assert body["blocked_until"] is not None
+        # Unencoded, the "/" still names the network.
+        assert (
+            await api.put("/networks/10.0.0.0/8/block", json={"reason": "r"})
+        ).status_code == 200
+        broad = await api.put("/networks/10.0.0.0%2F7/block", json={"reason": "r"})
+        assert broad.status_code == 422
+        assert "refused unless forced" in broad.text
+        forced = await api.put("/networks/10.0.0.0%2F7/block", json={"reason": "r", "force": True})
+        assert forced.status_code == 200
+        bad = await api.put("/networks/bob/block", json={"reason": "r"})
+        assert bad.status_code == 422
+        listed = (await api.get("/networks")).json()["items"]
+        assert [n["network"] for n in listed] == ["10.0.0.0/7", "10.0.0.0/8", "2001:db8::/32"]
+        lifted = await api.request(
+            "DELETE", "/networks/10.0.0.0%2F7/block", json={"reason": "too broad"}
+        )
+        assert lifted.json() | {"received_by": 0} == {
+            "network": "10.0.0.0/7",
+            "blocked": False,
+            "reason": None,
+            "blocked_by": None,
+            "blocked_at": None,
+            "blocked_until": None,
+            "received_by": 0,
+        }
+        audit = (await api.get("/audit?limit=4")).json()["items"]
+        assert [(e["action"], e["user_id"], e["detail"], e["reason"]) for e in audit] == [
+            ("unblock-network", None, "network=10.0.0.0/7", "too broad"),
+            ("block-network", None, "network=10.0.0.0/7", "r"),
+            ("block-network", None, "network=10.0.0.0/8", "r"),
+            ("block-network", None, "network=2001:db8::/32", "INC-9"),
+        ]
+        top = (await api.get("/top")).json()
+        assert top["networks"] == []
+        document = (await api.get("/openapi.json")).json()
+        assert {"/blocks", "/networks", "/networks/{cidr}/block"} <= set(document["paths"])
+
+
+async def test_the_admin_api_blocks_many_users_at_once(floodwall: Floodwall) -> None:
+    transport = httpx.ASGITransport(app=floodwall.admin_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://a", headers=AUTH) as api:
+        users = [f"user-{index}" for index in range(1000)]
+        done = await api.post("/blocks", json={"user_ids": [*users, users[0]], "reason": "r"})
+        assert done.status_code == 422
+        done = await api.post("/blocks", json={"user_ids": users, "reason": "INC-9"})
+        assert done.status_code == 200, done.text
+        answer = done.json()
+        assert (answer["blocked"], answer["failed"]) == (1000, 0)
+        assert answer["items"][0] == {
+            "user_id": "user-0",
+            "blocked": True,
+            "blocked_until": None,
+            "error": None,
+        }
+        assert (await api.post("/blocks", json={"user_ids": [], "reason": "r"})).status_code == 422
+        status = (await api.get("/users/user-999")).json()
+        assert (status["blocked"], status["reason"], status["blocked_by"]) == (
+            True,
+            "INC-9",
+            "admin",
+        )
+    audit, _ = await floodwall.audit_log(limit=1000)
+    assert len(audit) == 1000
+    assert {record.user_id for record in audit} == set(users)
+
+
+async def test_a_bulk_block_reports_one_users_failure_and_blocks_the_rest(
+    floodwall: Floodwall,
+) -> None:
+    store = floodwall.store
+    assert isinstance(store, MemoryStore)
+    results = await floodwall.block_many(["a", "b", "a"], reason="r", ttl_seconds=60)
+    assert [(r.user_id, r.blocked) for r in results] == [("a", True), ("b", True), ("a", True)]
+    assert results[0].blocked_until_ms is not None
+    with pytest.raises(RuleError, match="user_ids is a whole number of ids a call from 1"):
+        await floodwall.block_many([], reason="r")
+
+
+async def test_bulk_and_network_changes_reach_another_worker(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    settings = FloodwallSettings(redis_url=redis_server.url, redis_timeout=2)
+    acting, serving = Floodwall(settings), Floodwall(settings)
+    try:
+        await serving.start()
+        await asyncio.wait_for(serving.following.wait(), 10)
+        await acting.block_many([f"u{index}" for index in range(450)], reason="r")
+        await acting.block_network("198.51.100.0/24", reason="r", ttl_seconds=60)
+
+        async def arrived() -> bool:
+            return len(serving.mirror) == 450 and serving.networks.any
+
+        await wait_until_async(arrived, "the changes arrive", within=5, interval=0.05)
+        # A network block answers with no round trip at all.
+        app = FloodwallMiddleware(Starlette(routes=[Route("/", hello)]), floodwall=serving)
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.20", 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            with client_commands(redis_server.port) as seen:
+                codes = [(await client.get("/")).status_code for _ in range(50)]
+        assert codes == [403] * 50
+        assert "EVALSHA" not in seen
+        await acting.unblock_network("198.51.100.0/24")
+
+        async def lifted() -> bool:
+            return not serving.networks.any
+
+        await wait_until_async(lifted, "the lift arrives", within=5, interval=0.05)
+        assert await acting.blocked_networks() == []
+    finally:
+        await acting.stop()
+        await serving.stop()
+
+
+async def test_the_cli_blocks_networks_and_many_users(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer, tmp_path: object
+) -> None:
+    url = redis_server.url
+    broad = await floodwall_command(url, "block-network", "10.0.0.0/7", "--reason", "r")
+    assert broad.status == 2
+    assert broad.stderr.startswith("floodwall: error: cidr is broader than a /8")
+    done = await floodwall_command(
+        url, "block-network", "10.0.0.0/7", "--reason", "INC-9", "--force", "--ttl", "1h"
+    )
+    assert done.status == 0, done.stderr
+    assert done.stdout.startswith("10.0.0.0/7\tuntil 20")
+    as_json = await floodwall_command(
+        url, "block-network", "2001:db8::/32", "--reason", "r", "--json"
+    )
+    assert json.loads(as_json.stdout)["network"] == "2001:db8::/32"
+    listed = await floodwall_command(url, "blocked", "--networks")
+    assert [line.split("\t")[0] for line in listed.stdout.splitlines()] == [
+        "10.0.0.0/7",
+        "2001:db8::/32",
+    ]
+    listed_json = await floodwall_command(url, "blocked", "--networks", "--json")
+    assert len(json.loads(listed_json.stdout)["items"]) == 2
+    lifted = await floodwall_command(url, "unblock-network", "10.0.0.0/7")
+    assert lifted.stdout == "10.0.0.0/7\tnot blocked\n"
+    lifted_json = await floodwall_command(url, "unblock-network", "2001:db8::/32", "--json")
+    assert json.loads(lifted_json.stdout)["blocked"] is False
+
+    many = await floodwall_command(url, "block", "a", "b", "--reason", "r")
+    assert many.status == 0, many.stderr
+    assert many.stdout == (
+        "a\tblocked until no end\nb\tblocked until no end\nblocked 2 of 2 users\n"
+    )
+    nothing = await floodwall_command(url, "block", "--reason", "r")
+    assert nothing.status == 2
+    missing = await floodwall_command(url, "block", "--from-file", "/nonexistent", "--reason", "r")
+    assert missing.status == 2
+    assert "No such file or directory" in missing.stderr
+
+
+async def test_top_json_piped_into_block_from_file_blocks_the_flooders(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    """The README's and the runbook's pipeline, as written there."""
+    app = Floodwall(FloodwallSettings(redis_url=redis_server.url, rate=0.01, burst=1))
+    try:
+        for user in ("mallory", "trudy", "team/eve"):
+            for _ in range(5):
+                await app.check(Identity(user))
+        for _ in range(5):
+            await app.check(Identity("192.0.2.1", anonymous=True))
+        await app.flush_refusals()
+    finally:
+        await app.stop()
+    shown = await bash("floodwall top --once --json", environment(redis_server.url))
+    data = json.loads(shown.stdout)
+    assert set(data) == {"window_seconds", "items", "networks"}
+    assert data["networks"] == [{"network": "192.0.2.0/24", "refusals": 4}]
+    done = await bash(
+        "floodwall top --once --json | jq -r '.items[] | select(.anonymous | not) | .subject' "
+        '| floodwall block --from-file - --reason "credential stuffing, INC-9"',
+        environment(redis_server.url),
+    )
+    assert done.status == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "blocked 3 of 3 users"
+    checker = Floodwall(FloodwallSettings(redis_url=redis_server.url))
+    try:
+        for user in ("mallory", "trudy", "team/eve"):
+            assert (await checker.status(user)).blocked
+    finally:
+        await checker.stop()
+
+
+async def test_networks_that_ran_out_make_room_at_the_limit(
+    floodwall: Floodwall, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("floodwall.rules.MAX_NETWORK_BLOCKS", 2)
+    store = floodwall.store
+    await store.write_network("192.0.2.0/24", NetworkBlock("192.0.2.0/24", "r", "a", 1, 2).stored())
+    await floodwall.block_network("198.51.100.0/24", reason="r")
+    await floodwall.block_network("203.0.113.0/24", reason="r")
+    with pytest.raises(RuleError, match="at most 2 networks are blocked at once"):
+        await floodwall.block_network("10.0.0.0/8", reason="r")
+    assert [b.network for b in await floodwall.blocked_networks()] == [
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+    ]
