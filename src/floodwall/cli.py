@@ -232,7 +232,6 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--user", help="only this user's limit of the route")
     route.add_argument("--clear", action="store_true", help="back to the app's limit")
 
-    blocked = commands.add_parser("blocked", help="list blocked users", parents=[common])
     blocked = commands.add_parser(
         "blocked", help="list blocked users (or networks)", parents=[common]
     )

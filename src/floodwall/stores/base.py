@@ -12,10 +12,10 @@ from floodwall.decision import Decision
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
 
-__all__ = ["AuditEntry", "Slot", "StateSnapshot", "Store", "Subscription", "Window"]
 __all__ = [
     "TOP_READ_BUDGET",
     "AuditEntry",
+    "Slot",
     "StateSnapshot",
     "Store",
     "Subscription",

@@ -38,7 +38,6 @@ RedisClient = redis.asyncio.Redis | RedisCluster
 _NO_RETRY = Retry(NoBackoff(), 0)
 _RESP_CACHE_SIZE = 65_536
 _CHECK_KEYS = 4
-_CHECK_KEYS = 3
 # Subjects per pipeline of a bulk update: 200 scripts and their replies are about 100 KB.
 _BULK_BATCH = 200
 
