@@ -238,7 +238,7 @@ def limited(reset_after: float = 10.0) -> Decision:
 
 def test_an_answer_given_before_an_operators_change_is_not_cached_after_it() -> None:
     clock = FakeClock(100.0)
-    cache = DenyCache(clock=clock, wall_clock=clock)
+    cache = DenyCache(clock=clock)
     asked_at = clock()
     clock.advance(0.01)
     cache.forget("k")  # the unblock's message arrives before the old answer
@@ -252,22 +252,30 @@ def test_an_answer_given_before_an_operators_change_is_not_cached_after_it() -> 
     assert cache.lookup("other", 1) is None
 
 
-def test_a_cached_block_is_asked_again_within_a_second() -> None:
+def test_a_block_without_end_is_kept_and_a_timed_one_ends_by_our_monotonic_clock() -> None:
     clock = FakeClock(100.0)
-    cache = DenyCache(clock=clock, wall_clock=clock)
-    block = Decision(
+    cache = DenyCache(clock=clock)
+    forever = Decision(
         outcome=Outcome.BLOCKED, rate=1.0, burst=1, remaining=0, retry_after=0, reset_after=0
     )
-    cache.remember("k", block, clock())
+    # Ends 1 s after the store answered, whatever this server's wall clock says.
+    timed = forever._replace(retry_after=1.0, blocked_until=5.0)
+    cache.remember("forever", forever, clock())
+    cache.remember("timed", timed, clock())
     clock.advance(0.9)
-    assert cache.lookup("k", 1) is block
+    assert cache.lookup("forever", 1) is forever
+    assert cache.lookup("timed", 1) is timed
     clock.advance(0.2)
-    assert cache.lookup("k", 1) is None
+    assert cache.lookup("timed", 1) is None
+    clock.advance(3600)
+    assert cache.lookup("forever", 1) is forever
+    cache.forget("forever")
+    assert cache.lookup("forever", 1) is None
 
 
 def test_a_refusal_lapses_before_a_fast_store_clock_would_end_it() -> None:
     clock = FakeClock(100.0)
-    cache = DenyCache(clock=clock, wall_clock=clock)
+    cache = DenyCache(clock=clock)
     cache.remember("k", limited(reset_after=1.0), clock())
     # The store's clock slewing 8 % fast ends the refusal after 0.926 s of ours.
     clock.advance(0.92)

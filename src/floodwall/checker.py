@@ -122,6 +122,13 @@ class Checker:
             found.append(Window(subject.window(route.id), limit, period_us, own))
         return tuple(found)
 
+    def _known_window_refusal(self, bucket: str, windows: Sequence[Window]) -> Decision | None:
+        for policy, window in enumerate(windows, start=1):
+            refused = self._denials.lookup_window(bucket, window.key)
+            if refused is not None:
+                return refused._replace(policy=policy)
+        return None
+
     async def check(
         self,
         identity: Identity,
@@ -144,11 +151,8 @@ class Checker:
 
         # 1. A refusal that is certain: no round trip.
         known = denials.lookup(bucket, cost)
-        for policy, window in enumerate(windows, start=1):
-            if known is not None:
-                break
-            if (refused := denials.lookup_window(bucket, window.key)) is not None:
-                known = refused._replace(policy=policy)
+        if windows and known is None:
+            known = self._known_window_refusal(bucket, windows)
         probing = False
         while known is None and bucket in denials.probes:
             # The subject's refusal just lapsed: one request asks the store for them all,

@@ -34,9 +34,6 @@ _ROUNDING_SECONDS = 2e-6
 # about two at 10/s (a margin of 10 % alone made it four or five, each a round trip).
 _DRIFT = 0.1
 _LATE_SECONDS = 1e-3
-# A block is asked again after this long: a lost unblock message, or a clock ahead of the
-# store's, can keep a lifted block in place no longer than this.
-_BLOCK_RECHECK_SECONDS = 1.0
 # How long a forget is remembered: longer than any store call can take (timeouts are at most
 # 30 s), so an answer the store gave before an operator's change is never cached after it.
 _FORGET_MEMORY_SECONDS = 60.0
@@ -51,7 +48,6 @@ class DenyCache:
         "_entries",
         "_forgotten",
         "_max_entries",
-        "_wall",
         "_windows",
         "probes",
     )
@@ -61,7 +57,6 @@ class DenyCache:
         max_entries: int = 100_000,
         *,
         clock: Callable[[], float] = time.perf_counter,
-        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._entries: dict[str, tuple[Decision, float]] = {}
         self.probes: dict[str, asyncio.Future[None] | None] = {}
@@ -69,7 +64,6 @@ class DenyCache:
         ``None`` until one claims it (``claim``). Empty but during such moments."""
         self._max_entries = max_entries
         self._clock = clock
-        self._wall = wall_clock
         # Route limits' refusals: subject's bucket key → window key → (refusal, asked at).
         # A moving window's refusal is certain until its oldest request leaves it: other
         # workers can only add requests.
@@ -122,9 +116,14 @@ class DenyCache:
             shortfall = ahead + (cost - decision.burst) / decision.rate
             if shortfall > _ROUNDING_SECONDS + max(0.0, _DRIFT * elapsed - _LATE_SECONDS):
                 return decision._replace(retry_after=shortfall, reset_after=ahead)
-        elif self._clock() - since < _BLOCK_RECHECK_SECONDS:
-            until = decision.blocked_until
-            if until is None or until > self._wall():
+        elif decision.blocked_until is None:
+            # A block with no end holds until an operator's change for the subject.
+            return decision
+        else:
+            # A timed block: how long it still lasted when the store answered, counted on
+            # our monotonic clock, early rather than late (as a limited refusal).
+            elapsed = self._clock() - since
+            if decision.retry_after - elapsed > max(0.0, _DRIFT * elapsed - _LATE_SECONDS):
                 return decision
         del self._entries[key]
         if outcome is Outcome.LIMITED:

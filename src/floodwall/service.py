@@ -89,7 +89,7 @@ class Floodwall:
         # Each worker's copy of the kill switch: it holds while the store is down.
         self.mirror = KillSwitchMirror()
         self.networks = NetworkBlocks(wall=clock.wall)
-        self.denials = DenyCache(clock=clock.monotonic, wall_clock=clock.wall)
+        self.denials = DenyCache(clock=clock.monotonic)
         resets = ResetNotifier(self.store, on_password_reset)
         self.feed = ChangeFeed(
             self.store,

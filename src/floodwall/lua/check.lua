@@ -29,6 +29,7 @@
 --         the state field that overrides both for this subject ("limit:period_us"), or ""
 -- Returns {code, remaining, retry_after_us, reset_after_us, rate, burst, blocked_until_ms,
 --          shadow, policy}
+--   retry_after_us: for a timed block, how long it still lasts
 --   code: 0 allowed, 1 limited, 2 blocked, 3 revoked, 4 password reset required,
 --         8 too many requests in flight
 --   rate is returned as a string: Redis truncates Lua numbers in replies to integers.
@@ -72,7 +73,9 @@ local burst = tonumber(state[5] or ARGV[2])
 
 local blocked_until = tonumber(state[1])
 if blocked_until and (blocked_until == 0 or blocked_until > now_ms) then
-  return {2, 0, 0, 0, rate_text, burst, blocked_until, shadow, 0}
+  -- retry_after: how long a timed block still lasts, on Redis's clock (0: no end).
+  local left_us = blocked_until > 0 and (blocked_until - now_ms) * 1000 or 0
+  return {2, 0, left_us, 0, rate_text, burst, blocked_until, shadow, 0}
 end
 
 local issued_at = tonumber(ARGV[4])

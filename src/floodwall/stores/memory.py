@@ -101,7 +101,7 @@ class MemoryStore:
                 rate=rate_value,
                 burst=capacity_tokens,
                 remaining=0,
-                retry_after=0.0,
+                retry_after=max(0, blocked_ms - now_ms) / 1000 if blocked_ms > 0 else 0.0,
                 reset_after=0.0,
                 blocked_until=blocked_ms / 1000 if blocked_ms > 0 else None,
                 shadow=shadow,

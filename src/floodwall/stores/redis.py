@@ -189,7 +189,7 @@ class RedisStore:
         self._evalsha_head = array_header(3 + _CHECK_KEYS + _CHECK_ARGC) + pack_parts(
             ("EVALSHA", self._check.sha, _CHECK_KEYS)
         )
-        self._limit_resp: dict[tuple[float, int, int, bool, int, int], bytes] = {}
+        self._limit_resp: dict[tuple[float, int, int, bool], bytes] = {}
         self._update = client.register_script(_script("update_state.lua"))
         self._revoke = client.register_script(_script("revoke.lua"))
         self._claim_reset = client.register_script(_script("claim_reset.lua"))
@@ -293,9 +293,14 @@ class RedisStore:
                     command += keys.packed + pack_parts([w.key for w in windows])
                 else:
                     command = self._evalsha_head + keys.packed
-                if issued_at_ms is None and credential_id is None and now_us is None:
-                    taking = (slot.limit, slot.lease_ms) if slot else (0, 0)
-                    limit = (rate, burst, cost, reset_exempt, *taking)
+                if (
+                    slot is None
+                    and issued_at_ms is None
+                    and credential_id is None
+                    and now_us is None
+                ):
+                    # The usual request: every argument, the empty token too, from the cache.
+                    limit = (rate, burst, cost, reset_exempt)
                     command += self._limit_resp.get(limit) or self._packed_limit(limit)
                 else:
                     command += pack_parts(
@@ -310,7 +315,7 @@ class RedisStore:
                             slot,
                         )
                     )
-                command += _NO_TOKEN if slot is None else pack_parts((slot.token,))
+                    command += _NO_TOKEN if slot is None else pack_parts((slot.token,))
                 if windows:
                     command += pack_parts(_window_args(windows))
                 try:
@@ -353,14 +358,13 @@ class RedisStore:
                     pipe.pexpire(keys.inflight, lease_ms)
                 await pipe.execute()
 
-    def _packed_limit(self, limit: tuple[float, int, int, bool, int, int]) -> bytes:
+    def _packed_limit(self, limit: tuple[float, int, int, bool]) -> bytes:
         cache = self._limit_resp
         if len(cache) >= _RESP_CACHE_SIZE:
             cache.clear()
-        rate, burst, cost, reset_exempt, concurrency, lease_ms = limit
-        slot = Slot(concurrency, "", lease_ms) if concurrency else None
-        packed = pack_parts(_check_args(rate, burst, cost, None, None, reset_exempt, None, slot))
-        cache[limit] = packed
+        rate, burst, cost, reset_exempt = limit
+        args = _check_args(rate, burst, cost, None, None, reset_exempt, None, None)
+        packed = cache[limit] = pack_parts(args) + _NO_TOKEN
         return packed
 
     async def _wire_recheck(
