@@ -86,39 +86,27 @@ class MemoryStore:
         now = float(self._now_us())
         now_ms = math.floor(now / 1000)
         self._expire(now)
-        state = self._states.get(keys.state, {})
-        try:
-            rate_value = float(state.get("rate", rate))
-            capacity_tokens = int(state.get("burst", burst))
-        except ValueError:
-            # check.lua fails on such a state too: the subject's problem, not the store's.
-            raise StoreCommandError("the subject's stored limit cannot be read") from None
-        shadow = state.get("shadow") == "1"
-
-        def refused(outcome: Outcome, blocked_ms: int = 0) -> Decision:
-            return Decision(
-                outcome=outcome,
-                rate=rate_value,
-                burst=capacity_tokens,
-                remaining=0,
-                retry_after=max(0, blocked_ms - now_ms) / 1000 if blocked_ms > 0 else 0.0,
-                reset_after=0.0,
-                blocked_until=blocked_ms / 1000 if blocked_ms > 0 else None,
-                shadow=shadow,
-            )
-
-        blocked_until = _number(state.get("blocked_until"))
-        if blocked_until is not None and (blocked_until == 0 or blocked_until > now_ms):
-            return refused(Outcome.BLOCKED, int(blocked_until))
-        not_before = _number(state.get("not_before"))
-        if issued_at_ms is not None and not_before is not None and issued_at_ms < not_before:
-            return refused(Outcome.REVOKED)
+        state = self._states.get(keys.state)
+        if state is None:
+            # Most subjects have no kill-switch state: nothing to read but the defaults.
+            rate_value, capacity_tokens, shadow = float(rate), burst, False
+        else:
+            try:
+                rate_value = float(state.get("rate", rate))
+                capacity_tokens = int(state.get("burst", burst))
+            except ValueError:
+                # check.lua fails on such a state too: the subject's problem, not the store's.
+                raise StoreCommandError("the subject's stored limit cannot be read") from None
+            shadow = state.get("shadow") == "1"
+            outcome, blocked_ms = _kill_switch(state, now_ms, issued_at_ms, reset_exempt)
+            if outcome is not None:
+                return _refused(outcome, rate_value, capacity_tokens, shadow, now_ms, blocked_ms)
         if credential_id:
             expiry = self._revoked.get(keys.revoked, {}).get(credential_id)
             if expiry is not None and expiry > now_ms:
-                return refused(Outcome.REVOKED)
-        if state.get("reset_required") == "1" and not reset_exempt:
-            return refused(Outcome.RESET_REQUIRED)
+                return _refused(Outcome.REVOKED, rate_value, capacity_tokens, shadow, now_ms)
+        if state is not None and state.get("reset_required") == "1" and not reset_exempt:
+            return _refused(Outcome.RESET_REQUIRED, rate_value, capacity_tokens, shadow, now_ms)
 
         interval = 1_000_000 / rate_value
         capacity = capacity_tokens * interval
@@ -145,7 +133,7 @@ class MemoryStore:
         counted = []
         for policy, window in enumerate(windows, start=1):
             limit, period = window.limit, float(window.period_us)
-            own = state.get(window.override, "") if window.override else ""
+            own = state.get(window.override, "") if state and window.override else ""
             own_limit, sep, own_period = own.partition(":")
             if sep and own_limit.isdigit() and own_period.isdigit():
                 limit, period = int(own_limit), float(own_period)
@@ -167,7 +155,7 @@ class MemoryStore:
             counted.append((window.key, times, period))
         leases = None
         if slot is not None:
-            concurrency = _number(state.get("concurrency"))
+            concurrency = _number(state.get("concurrency")) if state else None
             limit_in_flight = slot.limit if concurrency is None else concurrency
             leases = self._inflight.setdefault(keys.inflight, {})
             for token in [t for t, end in leases.items() if end <= now_ms]:
@@ -470,6 +458,35 @@ class _QueueSubscription:
             return await asyncio.wait_for(self._queue.get(), wait)
         except TimeoutError:
             return None
+
+
+def _kill_switch(
+    state: Mapping[str, str], now_ms: int, issued_at_ms: int | None, reset_exempt: bool
+) -> tuple[Outcome | None, int]:
+    # A block, then a revocation by time, as check.lua reads them (the rest is the caller's,
+    # in check.lua's order).
+    blocked_until = _number(state.get("blocked_until"))
+    if blocked_until is not None and (blocked_until == 0 or blocked_until > now_ms):
+        return Outcome.BLOCKED, int(blocked_until)
+    not_before = _number(state.get("not_before"))
+    if issued_at_ms is not None and not_before is not None and issued_at_ms < not_before:
+        return Outcome.REVOKED, 0
+    return None, 0
+
+
+def _refused(
+    outcome: Outcome, rate: float, burst: int, shadow: bool, now_ms: int, blocked_ms: int = 0
+) -> Decision:
+    return Decision(
+        outcome=outcome,
+        rate=rate,
+        burst=burst,
+        remaining=0,
+        retry_after=max(0, blocked_ms - now_ms) / 1000 if blocked_ms > 0 else 0.0,
+        reset_after=0.0,
+        blocked_until=blocked_ms / 1000 if blocked_ms > 0 else None,
+        shadow=shadow,
+    )
 
 
 def _number(value: str | None) -> float | None:
