@@ -4,17 +4,15 @@ calling ``main`` from a program."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import re
-import sys
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redis.asyncio
+from cli_process import Done
+from cli_process import floodwall_command as run_floodwall
 
 from floodwall import Floodwall, FloodwallSettings
 from floodwall.cli import main
@@ -36,28 +34,8 @@ ACTIONS = [
 READS = [["status", "alice"], ["top", "--once"], ["blocked"], ["audit"]]
 
 
-@dataclass(frozen=True)
-class Done:
-    status: int
-    stdout: str
-    stderr: str
-
-
 async def floodwall_command(redis_url: str, *args: str) -> Done:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
-    environment |= SHELL_DEFAULT | {"FLOODWALL_REDIS_URL": redis_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "floodwall.cli",
-        *args,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return Done(process.returncode, stdout.decode(), stderr.decode())
+    return await run_floodwall(redis_url, *args, **SHELL_DEFAULT)
 
 
 def limit_line(stdout: str) -> str:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 import redis.asyncio
+from cli_process import Done
+from cli_process import floodwall_command as run_floodwall
 
 from floodwall import Floodwall, FloodwallSettings, Identity, Outcome, __version__
 from floodwall.cli import main
@@ -22,32 +21,8 @@ from harness import RedisServer
 SHELL = {"FLOODWALL_RATE": "10", "FLOODWALL_BURST": "10"}
 
 
-@dataclass(frozen=True)
-class Done:
-    status: int
-    stdout: str
-    stderr: str
-
-    @property
-    def warnings(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if "warning" in line]
-
-
 async def floodwall_command(redis_url: str, *args: str, **env: str) -> Done:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
-    environment |= SHELL | {"FLOODWALL_REDIS_URL": redis_url} | env
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "floodwall.cli",
-        *args,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return Done(process.returncode, stdout.decode(), stderr.decode())
+    return await run_floodwall(redis_url, *args, **(SHELL | env))
 
 
 @pytest.fixture

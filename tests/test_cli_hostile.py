@@ -10,10 +10,10 @@ import os
 import re
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import pytest
 import redis.asyncio
+from cli_process import Done, environment, floodwall_command
 
 from floodwall import Floodwall, FloodwallSettings, Identity
 from harness import RedisServer
@@ -27,34 +27,6 @@ FORGER = "x\n2030-01-01T00:00:00.000+00:00\tadmin\tunblock\tmallory"
 # The bytes a shell gives for $'\xed\xa0\x80': the lone surrogate U+D800, as keys.py stores it.
 SURROGATE = "\ud800"
 SURROGATE_ARGUMENT = b"\xed\xa0\x80"
-
-
-@dataclass(frozen=True)
-class Done:
-    status: int
-    stdout: str
-    stderr: str
-
-
-def environment(redis_url: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
-    return base | {"FLOODWALL_REDIS_URL": redis_url, "PYTHONIOENCODING": "utf-8"}
-
-
-async def floodwall_command(redis_url: str, *args: str | bytes) -> Done:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "floodwall.cli",
-        *args,
-        env=environment(redis_url),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    # Strict: the command must write nothing a UTF-8 terminal cannot take.
-    return Done(process.returncode, stdout.decode(), stderr.decode())
 
 
 def assert_harmless(text: str) -> None:

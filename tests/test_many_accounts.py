@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import redis.asyncio
+from cli_process import environment, floodwall_command
 from conftest import FakeClock
 from pydantic import SecretStr
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from test_cli_hostile import bash, environment, floodwall_command
+from test_cli_hostile import bash
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, MemoryStore
 from floodwall.decision import Outcome
