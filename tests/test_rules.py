@@ -113,6 +113,13 @@ CASES = [
         ["unblock", "u", "--reason", "x" * 501],
     ),
     Case(
+        "route name too long",
+        rules.ROUTE.message,
+        lambda fw: fw.set_route_default("/" + "x" * 1000, "1/second"),
+        ("PUT", "/limits/routes", {"route": "/" + "x" * 1000, "limit": "1/second"}),
+        ["route-limit", "/" + "x" * 1000, "1/second"],
+    ),
+    Case(
         "window zero",
         rules.WINDOW_SECONDS.message,
         lambda fw: fw.top(window_seconds=0),

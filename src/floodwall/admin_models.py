@@ -73,6 +73,7 @@ Rate = Annotated[
     float, Field(allow_inf_nan=False), AfterValidator(rules.rate), _bounded(rules.RATE)
 ]
 Burst = Annotated[int, _INTEGRAL, AfterValidator(rules.BURST.whole_number), _bounded(rules.BURST)]
+RouteText = Annotated[str, AfterValidator(rules.ROUTE.check), _text(rules.ROUTE)]
 CredentialId = Annotated[str, AfterValidator(rules.CREDENTIAL_ID.check), _text(rules.CREDENTIAL_ID)]
 UserId = Annotated[str, AfterValidator(rules.USER_ID.check), _text(rules.USER_ID)]
 
@@ -171,8 +172,8 @@ class RouteLimitBody(BaseModel):
     ``10/minute``."""
 
     model_config = _BODY
-    route: str = Field(min_length=1, max_length=1000)
-    limit: str = Field(min_length=1, max_length=100)
+    route: RouteText
+    limit: Annotated[str, AfterValidator(rules.ROUTE_RATE.check), _text(rules.ROUTE_RATE)]
 
 
 class ConcurrencyBody(BaseModel):
@@ -191,7 +192,7 @@ class RouteBody(BaseModel):
     """A route as the app names it (``POST /login``)."""
 
     model_config = _BODY
-    route: str = Field(min_length=1, max_length=1000)
+    route: RouteText
 
 
 class RouteDefaultsOut(BaseModel):

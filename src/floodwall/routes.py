@@ -65,6 +65,8 @@ class RouteLimit:
 def route_limit(key: str, limit: str, *, by: By = "user") -> RouteLimit:
     """A route limit from its key and a ``limits`` rate string such as ``5/minute``; bounds
     come from the rule book."""
+    rules.ROUTE.check(key)
+    rules.ROUTE_RATE.check(limit)
     written, _, template = key.strip().rpartition(" ")
     method = written.strip().upper() or None
     if method is not None and _METHOD.fullmatch(method) is None:

@@ -37,8 +37,10 @@ __all__ = [
     "PAGE_SIZE",
     "RATE",
     "REASON",
+    "ROUTE",
     "ROUTE_LIMIT",
     "ROUTE_PERIOD",
+    "ROUTE_RATE",
     "TTL_SECONDS",
     "USER_ID",
     "WINDOW_SECONDS",
@@ -144,6 +146,8 @@ CAPACITY: Final = Bound("capacity", 1, 100_000, whole=True, unit="of requests in
 TTL_SECONDS: Final = Bound("ttl_seconds", 1, MAX_SECONDS, whole=False, unit="of seconds")
 PAGE_SIZE: Final = Bound("limit", 1, 1000, whole=True, unit="of items")
 WINDOW_SECONDS: Final = Bound("window", 1, 3600, whole=True, unit="of seconds")
+ROUTE: Final = Text("route", 1, 1000)
+ROUTE_RATE: Final = Text("a route limit's text", 1, 100)
 ROUTE_LIMIT: Final = Bound("a route limit", 1, 10_000, whole=True, unit="of requests")
 ROUTE_PERIOD: Final = Bound("a route limit's period", 1, 86_400, whole=False, unit="of seconds")
 CONCURRENCY: Final = Bound("concurrency", 1, 100_000, whole=True, unit="of requests in flight")
