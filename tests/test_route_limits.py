@@ -202,7 +202,7 @@ async def test_several_limits_cost_one_evalsha(redis_server: RedisServer) -> Non
                 ]
         assert got == [[200]] * 20
         assert seen.count("EVALSHA") == 20
-        keys = await raw.keys("floodwall:{u:u3}:route:*")
+        keys = await raw.keys("floodwall:{u:u3}:window:*")
         assert len(keys) == 3
     finally:
         await raw.aclose()

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from floodwall.decision import Decision, Outcome
+from floodwall.stores.base import Window
 
 __all__ = ["DenyCache"]
 
@@ -143,17 +144,22 @@ class DenyCache:
             windows = self._windows[bucket] = {}
         windows[window] = (decision, asked_at)
 
-    def lookup_window(self, bucket: str, window: str) -> Decision | None:
-        """The route limit's refusal this request is certain to get, or ``None``."""
-        windows = self._windows.get(bucket)
-        if windows is None or (entry := windows.get(window)) is None:
+    def lookup_window(self, bucket: str, windows: Sequence[Window]) -> Decision | None:
+        """The refusal by one of a request's route limits it is certain to get, its
+        ``policy`` the window's place from 1; or ``None``."""
+        held = self._windows.get(bucket)
+        if held is None:
             return None
-        decision, since = entry
-        elapsed = self._clock() - since
-        left = decision.retry_after - elapsed
-        if left > _ROUNDING_SECONDS + max(0.0, _DRIFT * elapsed - _LATE_SECONDS):
-            return decision._replace(retry_after=left, reset_after=left)
-        del windows[window]
+        for policy, window in enumerate(windows, start=1):
+            entry = held.get(window.key)
+            if entry is None:
+                continue
+            decision, since = entry
+            elapsed = self._clock() - since
+            left = decision.retry_after - elapsed
+            if left > _ROUNDING_SECONDS + max(0.0, _DRIFT * elapsed - _LATE_SECONDS):
+                return decision._replace(retry_after=left, reset_after=left, policy=policy)
+            del held[window.key]
         return None
 
     def claim(self, key: str) -> asyncio.Future[None] | None:

@@ -56,7 +56,7 @@ class SubjectKeys:
 
     def window(self, route_id: str) -> str:
         """The moving window of one route limit (``RouteLimit.id``) for this subject."""
-        return self.bucket.removesuffix(":bucket") + f":route:{route_id}"
+        return self.bucket.removesuffix(":bucket") + f":window:{route_id}"
 
 
 class Keys:

@@ -46,7 +46,7 @@ def window_limit(text: str | None) -> WindowLimit | None:
 class LiveLimits:
     """This worker's default limits for users and anonymous clients."""
 
-    __slots__ = ("_settings", "anonymous", "configured", "live", "routes", "user")
+    __slots__ = ("_settings", "anonymous", "configured", "live", "routes", "routes_version", "user")
 
     def __init__(self, settings: FloodwallSettings) -> None:
         self._settings = settings
@@ -58,6 +58,8 @@ class LiveLimits:
         self.anonymous: Limit = self.configured
         self.routes: dict[str, WindowLimit] = {}
         """Route limits changed live by an operator, by ``RouteLimit.key``."""
+        self.routes_version = 0
+        """Counts changes of ``routes``: what was worked out from them is stale."""
         self._apply(None)
 
     def _apply(self, live: Limit | None) -> bool:
@@ -84,7 +86,9 @@ class LiveLimits:
             if name.startswith(ROUTE_FIELD) and (limit := window_limit(value)) is not None
         }
         changed = routes != self.routes
-        self.routes = routes
+        if changed:
+            self.routes = routes
+            self.routes_version += 1
         return self._apply(live) or changed
 
     async def set(self, store: Store, rate: float, burst: int) -> Limit:
@@ -98,11 +102,13 @@ class LiveLimits:
         """Store a route's live limit and apply it here."""
         await store.write_config({ROUTE_FIELD + route: f"{limit[0]}:{limit[1]}"})
         self.routes[route] = limit
+        self.routes_version += 1
 
     async def clear_route(self, store: Store, route: str) -> None:
         """Forget a route's live limit: every worker goes back to the app's."""
         await store.write_config({}, delete=(ROUTE_FIELD + route,))
         self.routes.pop(route, None)
+        self.routes_version += 1
 
     async def clear(self, store: Store) -> Limit:
         """Forget the live default: every worker goes back to its settings."""

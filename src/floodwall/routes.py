@@ -37,7 +37,9 @@ Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 _METHOD: Final = re.compile(r"[A-Z]+")
 
 
-@dataclass(frozen=True, slots=True)
+# Compared by identity (each is made once, by its table): the hot path keys caches by a
+# request's route limits, and hashing every field, the regex too, cost 0.5 µs a request.
+@dataclass(frozen=True, slots=True, eq=False)
 class RouteLimit:
     """``limit`` requests per ``period`` seconds on the routes ``key`` names."""
 
@@ -114,10 +116,15 @@ def parse_route_limits(text: str) -> list[RouteLimit]:
     return found
 
 
+_MATCHES_HELD: Final = 4096
+_PATH_HELD: Final = 256
+"""Longer paths are matched every time: the cache holds at most 4096 x 256 characters."""
+
+
 class RouteTable:
     """The route limits of an app; finds those of a request."""
 
-    __slots__ = ("_by_method", "limits")
+    __slots__ = ("_by_method", "_matched", "limits")
 
     def __init__(self, route_limits: Iterable[RouteLimit]) -> None:
         self.limits: tuple[RouteLimit, ...] = tuple(route_limits)
@@ -129,6 +136,8 @@ class RouteTable:
         self._by_method: dict[str | None, tuple[RouteLimit, ...]] = {}
         for item in self.limits:
             self._by_method[item.method] = (*self._by_method.get(item.method, ()), item)
+        # Requests repeat their paths: matching 3 patterns took 1 µs, a lookup 0.05.
+        self._matched: dict[tuple[str, str], tuple[RouteLimit, ...]] = {}
 
     @classmethod
     def of(
@@ -143,12 +152,20 @@ class RouteTable:
 
     def match(self, method: str, path: str) -> tuple[RouteLimit, ...]:
         """The limits on this request, in the table's order."""
-        return tuple(
-            item
-            for group in (self._by_method.get(None, ()), self._by_method.get(method, ()))
-            for item in group
-            if item.pattern.fullmatch(path)
-        )
+        found = self._matched.get((method, path))
+        if found is None:
+            found = tuple(
+                item
+                for group in (self._by_method.get(None, ()), self._by_method.get(method, ()))
+                for item in group
+                if item.pattern.fullmatch(path)
+            )
+            if len(path) <= _PATH_HELD:
+                if len(self._matched) >= _MATCHES_HELD:
+                    # Paths with ids in them are many: held for the paths that repeat.
+                    self._matched.clear()
+                self._matched[method, path] = found
+        return found
 
 
 _MARK: Final = "__floodwall_limits__"

@@ -10,8 +10,8 @@
 --         is only observed, never enforced, for this subject)
 -- KEYS[3] revoked credential ids: sorted set, member = credential id, score = expiry (ms)
 -- KEYS[4] requests in flight: sorted set, member = request token, score = lease end (ms)
--- KEYS[5 ...] one moving window per route limit on this request: sorted set of the
---         requests admitted in the last period, score = when (µs)
+-- KEYS[5 ...] one moving window per route limit on this request: list of the times (µs) of
+--         the subject's last `limit` admitted requests, newest first
 -- ARGV[1] default rate, tokens per second (may be fractional)
 -- ARGV[2] default burst, tokens
 -- ARGV[3] cost of this request, tokens
@@ -127,20 +127,16 @@ for i = 1, windows do
       limit, period = tonumber(own_limit), tonumber(own_period)
     end
   end
-  -- Requests older than the period only make the count larger: they are dropped when
-  -- the count would refuse, not on every request.
-  local count = redis.call("ZCARD", key)
-  if count >= limit then
-    redis.call("ZREMRANGEBYSCORE", key, "-inf", string.format("%.17g", now - period))
-    count = redis.call("ZCARD", key)
-  end
-  if count >= limit then
-    local oldest = tonumber(redis.call("ZRANGE", key, 0, 0, "WITHSCORES")[2])
+  -- The list holds the times of the last `limit` admitted requests, newest first, so the
+  -- request passes when the limit-th newest is older than the period (or there is none):
+  -- one O(1) read, and a window never holds more than its limit.
+  local oldest = tonumber(redis.call("LINDEX", key, limit - 1))
+  if oldest and oldest > now - period then
     local wait = math.max(1, math.ceil(oldest + period - now))
     local per_second = string.format("%.17g", limit * 1000000 / period)
     return {1, 0, wait, wait, per_second, limit, 0, shadow, i}
   end
-  counted[i] = {key, count, period}
+  counted[i] = {key, limit, period, oldest}
 end
 
 -- A slot of the subject's requests in flight: leases that ended were a crashed worker's.
@@ -154,10 +150,14 @@ end
 
 -- The key lives exactly until the bucket is full again, so idle subjects cost no memory.
 redis.call("SET", KEYS[1], string.format("%.17g", now + new_ahead), "PX", expiry_ms(new_ahead))
+local now_text = string.format("%d", now)
 for i = 1, windows do
-  local key, count, period = counted[i][1], counted[i][2], counted[i][3]
-  -- The count makes the member unique among requests of the same µs.
-  redis.call("ZADD", key, now, string.format("%.17g:%d", now, count))
+  local key, limit, period, full = unpack(counted[i])
+  redis.call("LPUSH", key, now_text)
+  if full then
+    -- Keeps the last `limit` (a lowered limit trims the rest).
+    redis.call("LTRIM", key, 0, limit - 1)
+  end
   redis.call("PEXPIRE", key, expiry_ms(period))
 end
 if concurrency then

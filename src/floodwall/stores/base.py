@@ -108,7 +108,7 @@ class Store(Protocol):
         issued_at_ms: int | None = None,
         credential_id: str | None = None,
         reset_exempt: bool = False,
-        windows: Sequence[Window] = (),
+        windows: tuple[Window, ...] = (),
         slot: Slot | None = None,
     ) -> Decision:
         """Decide one request: kill-switch state first, then take ``cost`` tokens and count

@@ -79,7 +79,7 @@ class MemoryStore:
         issued_at_ms: int | None = None,
         credential_id: str | None = None,
         reset_exempt: bool = False,
-        windows: Sequence[Window] = (),
+        windows: tuple[Window, ...] = (),
         slot: Slot | None = None,
     ) -> Decision:
         """Decide one request exactly as ``check.lua`` does."""
@@ -152,7 +152,7 @@ class MemoryStore:
                     shadow=shadow,
                     policy=policy,
                 )
-            counted.append((window.key, times, period))
+            counted.append((window.key, times, period, limit))
         leases = None
         if slot is not None:
             concurrency = _number(state.get("concurrency")) if state else None
@@ -173,10 +173,16 @@ class MemoryStore:
         self._store_bucket(keys.bucket, now, new_ahead)
         if slot is not None and leases is not None:
             leases[slot.token] = now_ms + slot.lease_ms
-        for key, times, period in counted:
+        for key, times, period, limit in counted:
             times.append(now)
+            while len(times) > limit:
+                # A lowered limit keeps only the last `limit`, as check.lua's list does.
+                times.popleft()
+            if key not in self._windows:
+                # One expiry per window, moved on when it comes (see _expire): one per
+                # request would hold a day-long period's every request in the heap.
+                heapq.heappush(self._expiries, (now + period, key))
             self._windows[key] = (times, period)
-            heapq.heappush(self._expiries, (now + period, key))
         # Counted by the admission rule above, slack included, as check.lua does.
         remaining = max(0, math.floor((capacity + slack - new_ahead) / interval))
         return Decision(
@@ -218,9 +224,13 @@ class MemoryStore:
             if bucket is not None and bucket[1] <= now:
                 del self._buckets[key]
             window = self._windows.get(key)
-            if window is not None and window[0][-1] + window[1] <= now:
-                # The window's last request is older than its period: nothing left to count.
-                del self._windows[key]
+            if window is not None:
+                ends = window[0][-1] + window[1]
+                if ends <= now:
+                    # The window's last request is older than its period: nothing to count.
+                    del self._windows[key]
+                else:
+                    heapq.heappush(self._expiries, (ends, key))
 
     def bucket_count(self) -> int:
         """How many buckets are held (expired ones are dropped first)."""
