@@ -21,52 +21,83 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, Outcome
+from floodwall.decision import Decision
 from floodwall.keys import Keys
 from floodwall.stores import Store
-from floodwall.stores.base import Slot
+from floodwall.stores.base import LEASE_MS
 from harness import RedisServer
 
 KEYS = Keys("floodwall")
 ALICE = KEYS.user("alice")
-LEASE_MS = 60_000
 
 
-async def take(store: Store, token: str, limit: int = 2) -> Outcome:
-    decision = await store.check(ALICE, rate=1000, burst=1000, slot=Slot(limit, token, LEASE_MS))
-    return decision.outcome
+async def take(store: Store, limit: int | None = 2) -> Decision:
+    return await store.check(ALICE, rate=1000, burst=1000, concurrency=limit)
 
 
 async def test_at_most_n_in_flight_and_a_release_frees_one(store: Store) -> None:
-    assert await take(store, "a") is Outcome.ALLOWED
-    assert await take(store, "b") is Outcome.ALLOWED
-    refused = await store.check(ALICE, rate=1000, burst=1000, slot=Slot(2, "c", LEASE_MS))
+    first = await take(store)
+    second = await take(store)
+    assert (first.outcome, second.outcome) == (Outcome.ALLOWED, Outcome.ALLOWED)
+    # Each holds a slot of its own.
+    assert first.lease
+    assert second.lease
+    assert first.lease != second.lease
+    refused = await take(store)
     assert refused.outcome is Outcome.CONCURRENCY_EXCEEDED
     assert refused.retry_after == 1.0
+    assert refused.lease == ""
     # A refused request took no token either: all or nothing.
     assert refused.remaining == 0
-    await store.release(ALICE, "a")
-    assert await take(store, "d") is Outcome.ALLOWED
+    await store.release(ALICE, first.lease)
+    assert (await take(store)).allowed
     # Another user has slots of their own.
-    bob = await store.check(KEYS.user("bob"), rate=1000, burst=1000, slot=Slot(2, "e", LEASE_MS))
+    bob = await store.check(KEYS.user("bob"), rate=1000, burst=1000, concurrency=2)
     assert bob.allowed
 
 
-async def test_a_users_own_limit_wins(store: Store) -> None:
+async def test_no_limit_holds_no_slot(store: Store) -> None:
+    decisions = [await take(store, limit=None) for _ in range(5)]
+    assert [(d.allowed, d.lease) for d in decisions] == [(True, "")] * 5
+
+
+async def test_a_users_own_limit_wins_and_holds_without_a_default(store: Store) -> None:
     await store.update_state(ALICE, user_id="alice", assign={"concurrency": "1"})
-    assert await take(store, "a", limit=5) is Outcome.ALLOWED
-    assert await take(store, "b", limit=5) is Outcome.CONCURRENCY_EXCEEDED
+    held = await take(store, limit=5)
+    assert held.allowed
+    assert held.lease
+    assert (await take(store, limit=5)).outcome is Outcome.CONCURRENCY_EXCEEDED
+    # Where no default is configured, the user's own limit applies all the same.
+    assert (await take(store, limit=None)).outcome is Outcome.CONCURRENCY_EXCEEDED
+    await store.release(ALICE, held.lease)
+    assert (await take(store, limit=None)).allowed
 
 
 async def test_a_lease_not_renewed_ends_and_a_renewed_one_holds(
     clocked_store: Store, clock: FakeClock
 ) -> None:
-    assert await take(clocked_store, "held") is Outcome.ALLOWED
-    assert await take(clocked_store, "crashed") is Outcome.ALLOWED
+    held = await take(clocked_store)
+    assert held.allowed
+    assert (await take(clocked_store)).allowed  # a crashed worker's
     clock.advance(40)
-    await clocked_store.renew([(ALICE, "held")], LEASE_MS)
+    await clocked_store.renew([(ALICE, held.lease)], LEASE_MS)
     clock.advance(30)  # the crashed worker's lease ended; the held one was renewed
-    assert await take(clocked_store, "next") is Outcome.ALLOWED
-    assert await take(clocked_store, "more") is Outcome.CONCURRENCY_EXCEEDED
+    assert (await take(clocked_store)).allowed
+    assert (await take(clocked_store)).outcome is Outcome.CONCURRENCY_EXCEEDED
+
+
+async def test_requests_of_one_instant_hold_distinct_slots(
+    clocked_store: Store, clock: FakeClock
+) -> None:
+    # The store's clock stands still: the leases still differ, also after a release.
+    first, second = await take(clocked_store, 3), await take(clocked_store, 3)
+    await clocked_store.release(ALICE, first.lease)
+    third = await take(clocked_store, 3)
+    assert third.allowed
+    assert len({second.lease, third.lease}) == 2
+    await clocked_store.release(ALICE, second.lease)
+    await clocked_store.release(ALICE, third.lease)
+    assert [(await take(clocked_store, 3)).allowed for _ in range(4)] == [True] * 3 + [False]
 
 
 async def test_two_hundred_acquisitions_across_two_instances_admit_exactly_n(
@@ -103,7 +134,7 @@ import asyncio, os, signal, sys
 import floodwall.checker
 from floodwall import Floodwall, FloodwallSettings, Identity
 
-floodwall.checker.LEASE_SECONDS = 1.0
+floodwall.checker.LEASE_MS = 1000
 
 async def main(url):
     fw = Floodwall(FloodwallSettings(redis_url=url, key_prefix="conc-crash", concurrency=2))
@@ -193,6 +224,46 @@ async def test_slots_are_held_for_the_whole_request_and_given_back_after_it() ->
         finish.set()
         assert [(await t).status_code for t in again] == [200, 200]
     await floodwall.stop()
+
+
+async def test_a_users_own_limit_applies_where_no_default_is_set(
+    redis_server: RedisServer,
+) -> None:
+    # Two workers without FLOODWALL_CONCURRENCY; an operator gives one user a limit of 1.
+    settings = FloodwallSettings(
+        redis_url=redis_server.url, user_header="x-user", key_prefix="conc-own", redis_timeout=2
+    )
+    operator, worker = Floodwall(settings), Floodwall(settings)
+    await operator.start()
+    await operator.set_concurrency("slowpoke", limit=1)
+    started, finish = asyncio.Event(), asyncio.Event()
+    app = _app(worker, started, finish)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            holding = asyncio.create_task(http.get("/slow", headers={"x-user": "slowpoke"}))
+            await started.wait()
+            refused = await http.get("/slow", headers={"x-user": "slowpoke"})
+            assert refused.status_code == 429
+            assert refused.json()["type"] == "urn:floodwall:problem:concurrency-exceeded"
+            # Nobody else is limited in flight.
+            others = [
+                asyncio.create_task(http.get("/slow", headers={"x-user": "other"}))
+                for _ in range(3)
+            ]
+            await asyncio.sleep(0.05)
+            finish.set()
+            assert (await holding).status_code == 200
+            assert [(await t).status_code for t in others] == [200] * 3
+            await worker.checker.settle_releases()
+            finish.clear()
+            again = asyncio.create_task(http.get("/slow", headers={"x-user": "slowpoke"}))
+            await asyncio.sleep(0.05)
+            finish.set()
+            assert (await again).status_code == 200
+    finally:
+        await worker.stop()
+        await operator.stop()
 
 
 async def test_an_open_websocket_holds_a_slot() -> None:

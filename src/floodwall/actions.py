@@ -480,7 +480,7 @@ class OperatorActions:
         self, user_id: str, *, limit: int, actor: str = PYTHON_ACTOR
     ) -> UserStatus:
         """Give the user a concurrency limit of their own (requests in flight at once), in
-        place of FLOODWALL_CONCURRENCY, which must be set for any to apply."""
+        place of FLOODWALL_CONCURRENCY, set or not."""
         limit = rules.CONCURRENCY.whole_number(limit)
         return await self._change(
             user_id,

@@ -26,16 +26,15 @@ from floodwall.live_limits import ROUTE_FIELD, LiveLimits
 from floodwall.metrics import RESULTS, Metrics
 from floodwall.offenders import Offenders
 from floodwall.routes import RouteLimit
-from floodwall.stores.base import Slot, Store, Window
+from floodwall.stores.base import LEASE_MS, Store, Window
 
 __all__ = ["Checker"]
 
 logger = logging.getLogger("floodwall")
 
 KEYS_CACHE_SIZE: Final = 65_536
-LEASE_SECONDS: Final = 60.0
-"""How long a concurrency slot is leased: a crashed worker's slots are free after this."""
-RENEW_SECONDS: Final = LEASE_SECONDS / 3
+RENEW_SECONDS: Final = LEASE_MS / 1000 / 3
+"""How often the leases of this worker's requests in flight are renewed."""
 _ALLOWED: Final = RESULTS.index("allowed")
 _FALLBACK: Final = RESULTS.index("fallback")
 # No subject's doing: neither counts for top or auto-block.
@@ -85,8 +84,9 @@ class Checker:
         ] = {}
         self._windows_version = limits.routes_version
         self._concurrency = concurrency
-        # This worker's requests holding a concurrency slot: token → the subject's keys.
-        self._leases: dict[str, SubjectKeys] = {}
+        # This worker's requests holding a concurrency slot: lease → the subject's keys and
+        # the slot's member in the store (unique per subject only).
+        self._leases: dict[str, tuple[SubjectKeys, str]] = {}
         self._lease_prefix = os.urandom(6).hex()
         self._lease_counter = itertools.count()
         self._releases: set[asyncio.Task[None]] = set()
@@ -191,10 +191,6 @@ class Checker:
             breaker = self._breaker
             if breaker.state is BreakerState.CLOSED or breaker.allow():
                 issued_at = identity.issued_at
-                slot = None
-                if self._concurrency is not None and not identity.anonymous:
-                    token = f"{self._lease_prefix}{next(self._lease_counter):x}"
-                    slot = Slot(self._concurrency, token, int(LEASE_SECONDS * 1000))
                 started = self._clock.monotonic()
                 try:
                     decision = await self._store.check(
@@ -206,7 +202,8 @@ class Checker:
                         credential_id=identity.credential_id,
                         reset_exempt=reset_exempt,
                         windows=windows,
-                        slot=slot,
+                        concurrency=None if identity.anonymous else self._concurrency,
+                        lease_ms=LEASE_MS,
                     )
                 except StoreUnavailable as exc:
                     self._store_failed(exc)
@@ -216,9 +213,8 @@ class Checker:
                     self._hot.observe_check(self._clock.monotonic() - started)
                     if breaker.state is not BreakerState.CLOSED:
                         self._store_recovered()
-                    if slot is not None and decision.outcome is Outcome.ALLOWED:
-                        self._leases[slot.token] = keys
-                        decision = decision._replace(lease=slot.token)
+                    if decision.lease:
+                        decision = self._hold(keys, decision)
                     if decision.policy:
                         refused_by = windows[decision.policy - 1].key
                         denials.remember_window(bucket, refused_by, decision, started)
@@ -237,13 +233,20 @@ class Checker:
             if probing:
                 denials.settle(bucket)
 
+    def _hold(self, keys: SubjectKeys, decision: Decision) -> Decision:
+        # The store's member is unique among its subject's slots; this worker's leases are
+        # of many subjects.
+        lease = f"{self._lease_prefix}{next(self._lease_counter):x}"
+        self._leases[lease] = (keys, decision.lease)
+        return decision._replace(lease=lease)
+
     def release(self, decision: Decision) -> None:
         """The request that held ``decision.lease`` has ended: give its slot back, without
         making the response wait for the round trip."""
-        keys = self._leases.pop(decision.lease, None)
-        if keys is None:
+        held = self._leases.pop(decision.lease, None)
+        if held is None:
             return
-        task = asyncio.ensure_future(self._release(keys, decision.lease))
+        task = asyncio.ensure_future(self._release(*held))
         self._releases.add(task)
         task.add_done_callback(self._releases.discard)
 
@@ -251,7 +254,7 @@ class Checker:
         try:
             await self._store.release(keys, token)
         except StorageError as exc:
-            # The lease ends on its own within LEASE_SECONDS.
+            # The lease ends on its own within LEASE_MS.
             logger.debug("floodwall: releasing a concurrency slot failed: %s", exc)
 
     async def renew_leases(self) -> None:
@@ -260,8 +263,7 @@ class Checker:
         while True:
             await asyncio.sleep(RENEW_SECONDS)
             try:
-                leases = [(keys, token) for token, keys in self._leases.items()]
-                await self._store.renew(leases, int(LEASE_SECONDS * 1000))
+                await self._store.renew(list(self._leases.values()), LEASE_MS)
             except StorageError as exc:
                 logger.warning("floodwall: renewing concurrency slots failed: %s", exc)
 

@@ -65,9 +65,9 @@ def decision_from_reply(reply: Sequence[Any]) -> Decision:
     """Convert the check script's reply (see ``lua/check.lua``) into a ``Decision``.
 
     Every element is a Redis integer but the rate, a bulk string (Lua numbers would lose
-    the fraction).
+    the fraction), and the lease, a bulk string (bytes: no client here decodes replies).
     """
-    code, remaining, retry_us, reset_us, rate, burst, blocked_ms, shadow, policy = reply
+    code, remaining, retry_us, reset_us, rate, burst, blocked_ms, shadow, policy, lease = reply
     return Decision(
         outcome=_OUTCOMES[code],
         rate=float(rate),
@@ -78,4 +78,5 @@ def decision_from_reply(reply: Sequence[Any]) -> Decision:
         blocked_until=blocked_ms / 1000 if blocked_ms > 0 else None,
         shadow=shadow == 1,
         policy=policy,
+        lease=lease.decode() if lease else "",
     )

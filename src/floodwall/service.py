@@ -185,9 +185,9 @@ class Floodwall:
                 asyncio.create_task(self.feed.poll()),
                 asyncio.create_task(self.feed.follow_events()),
                 asyncio.create_task(self.offenders.run_flushes()),
+                # Also without FLOODWALL_CONCURRENCY: a user's own limit takes slots too.
+                asyncio.create_task(self.checker.renew_leases()),
             ]
-            if self.settings.concurrency is not None:
-                self._tasks.append(asyncio.create_task(self.checker.renew_leases()))
             self._started = True
 
     async def stop(self) -> None:
@@ -341,7 +341,8 @@ class Floodwall:
     async def set_concurrency(
         self, user_id: str, *, limit: int, actor: str = "python"
     ) -> UserStatus:
-        """Give the user a limit of requests in flight of their own."""
+        """Give the user a limit of requests in flight of their own (it applies whether
+        FLOODWALL_CONCURRENCY is set or not)."""
         return await self.actions.set_concurrency(user_id, limit=limit, actor=actor)
 
     async def clear_concurrency(self, user_id: str, *, actor: str = "python") -> UserStatus:

@@ -20,21 +20,21 @@
 -- ARGV[6] "1" if the path belongs to the password-reset flow, else "0"
 -- ARGV[7] now, µs since the epoch, or "" for Redis TIME (tests inject time; apps never do;
 --         injected time keeps keys a minute longer, as Redis expires them on its own clock)
--- ARGV[8] requests of one subject in flight at once, or "" (no concurrency limit; the
---         state's "concurrency" field overrides it, when it is set)
+-- ARGV[8] requests of one subject in flight at once, or "" (none); the state's
+--         "concurrency" field, when set, is the subject's own limit, either way
 -- ARGV[9] how long a slot is leased, ms (the worker renews the leases of its requests;
 --         a crashed worker's slots end with their lease)
--- ARGV[10] this request's token, or "" when ARGV[8] is ""
--- ARGV[11 ...] per window, three: its limit (requests), its period (µs), and the name of
+-- ARGV[10 ...] per window, three: its limit (requests), its period (µs), and the name of
 --         the state field that overrides both for this subject ("limit:period_us"), or ""
 -- Returns {code, remaining, retry_after_us, reset_after_us, rate, burst, blocked_until_ms,
---          shadow, policy}
+--          shadow, policy, lease}
 --   retry_after_us: for a timed block, how long it still lasts
 --   code: 0 allowed, 1 limited, 2 blocked, 3 revoked, 4 password reset required,
 --         8 too many requests in flight
 --   rate is returned as a string: Redis truncates Lua numbers in replies to integers.
 --   policy: 0 the bucket, i the window KEYS[4 + i] (for a window, rate and burst are its
 --   limit per second and its limit)
+--   lease: the slot an allowed request holds (its member of KEYS[4]), or ""
 
 -- Timestamps near 1.7e15 µs are exact to about 0.25 µs as doubles; allow that much slack,
 -- but never half a token (at a million requests a second a token is 1 µs).
@@ -62,7 +62,7 @@ local fields = {
 }
 local windows = #KEYS - 4
 for i = 1, windows do
-  local field = ARGV[10 + 3 * i]
+  local field = ARGV[9 + 3 * i]
   fields[7 + i] = field ~= "" and field or "-"
 end
 local state = redis.call("HMGET", KEYS[2], unpack(fields))
@@ -75,23 +75,23 @@ local blocked_until = tonumber(state[1])
 if blocked_until and (blocked_until == 0 or blocked_until > now_ms) then
   -- retry_after: how long a timed block still lasts, on Redis's clock (0: no end).
   local left_us = blocked_until > 0 and (blocked_until - now_ms) * 1000 or 0
-  return {2, 0, left_us, 0, rate_text, burst, blocked_until, shadow, 0}
+  return {2, 0, left_us, 0, rate_text, burst, blocked_until, shadow, 0, ""}
 end
 
 local issued_at = tonumber(ARGV[4])
 local not_before = tonumber(state[2])
 if issued_at and not_before and issued_at < not_before then
-  return {3, 0, 0, 0, rate_text, burst, 0, shadow, 0}
+  return {3, 0, 0, 0, rate_text, burst, 0, shadow, 0, ""}
 end
 if ARGV[5] ~= "" then
   local expiry = tonumber(redis.call("ZSCORE", KEYS[3], ARGV[5]))
   if expiry and expiry > now_ms then
-    return {3, 0, 0, 0, rate_text, burst, 0, shadow, 0}
+    return {3, 0, 0, 0, rate_text, burst, 0, shadow, 0, ""}
   end
 end
 
 if state[3] == "1" and ARGV[6] ~= "1" then
-  return {4, 0, 0, 0, rate_text, burst, 0, shadow, 0}
+  return {4, 0, 0, 0, rate_text, burst, 0, shadow, 0, ""}
 end
 
 local interval = 1000000 / rate
@@ -110,7 +110,7 @@ if tat and tat > now then
 end
 local new_ahead = ahead + tonumber(ARGV[3]) * interval
 if new_ahead > capacity + slack then
-  return {1, 0, math.ceil(new_ahead - capacity), math.ceil(ahead), rate_text, burst, 0, shadow, 0}
+  return {1, 0, math.ceil(new_ahead - capacity), math.ceil(ahead), rate_text, burst, 0, shadow, 0, ""}
 end
 
 -- Each window admits at most `limit` requests in any `period`: the request passes when
@@ -118,8 +118,8 @@ end
 local counted = {}
 for i = 1, windows do
   local key = KEYS[4 + i]
-  local limit = tonumber(ARGV[8 + 3 * i])
-  local period = tonumber(ARGV[9 + 3 * i])
+  local limit = tonumber(ARGV[7 + 3 * i])
+  local period = tonumber(ARGV[8 + 3 * i])
   local own = state[7 + i]
   if own then
     local own_limit, own_period = string.match(own, "^(%d+):(%d+)$")
@@ -134,17 +134,19 @@ for i = 1, windows do
   if oldest and oldest > now - period then
     local wait = math.max(1, math.ceil(oldest + period - now))
     local per_second = string.format("%.17g", limit * 1000000 / period)
-    return {1, 0, wait, wait, per_second, limit, 0, shadow, i}
+    return {1, 0, wait, wait, per_second, limit, 0, shadow, i, ""}
   end
   counted[i] = {key, limit, period, oldest}
 end
 
 -- A slot of the subject's requests in flight: leases that ended were a crashed worker's.
-local concurrency = ARGV[8] ~= "" and tonumber(state[7] or ARGV[8]) or nil
+local concurrency = tonumber(state[7] or ARGV[8])
+local in_flight
 if concurrency then
   redis.call("ZREMRANGEBYSCORE", KEYS[4], "-inf", now_ms)
-  if redis.call("ZCARD", KEYS[4]) >= concurrency then
-    return {8, 0, 1000000, 1000000, rate_text, burst, 0, shadow, 0}
+  in_flight = redis.call("ZCARD", KEYS[4])
+  if in_flight >= concurrency then
+    return {8, 0, 1000000, 1000000, rate_text, burst, 0, shadow, 0, ""}
   end
 end
 
@@ -160,14 +162,19 @@ for i = 1, windows do
   end
   redis.call("PEXPIRE", key, expiry_ms(period))
 end
+local lease = ""
 if concurrency then
-  local lease = tonumber(ARGV[9])
-  redis.call("ZADD", KEYS[4], now_ms + lease, ARGV[10])
-  redis.call("PEXPIRE", KEYS[4], string.format("%d", lease + keep_ms))
+  -- A member no slot of the subject has (NX): requests of one µs differ by their count.
+  local lease_ms = tonumber(ARGV[9])
+  repeat
+    lease = string.format("%d:%d", now, in_flight)
+    in_flight = in_flight + 1
+  until redis.call("ZADD", KEYS[4], "NX", now_ms + lease_ms, lease) == 1
+  redis.call("PEXPIRE", KEYS[4], string.format("%d", lease_ms + keep_ms))
 end
 -- Counted by the admission rule above, slack included: the requests that would still pass.
 local remaining = math.floor((capacity + slack - new_ahead) / interval)
 if remaining < 0 then
   remaining = 0
 end
-return {0, remaining, 0, math.ceil(new_ahead), rate_text, burst, 0, shadow, 0}
+return {0, remaining, 0, math.ceil(new_ahead), rate_text, burst, 0, shadow, 0, lease}

@@ -6,16 +6,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from floodwall.decision import Decision
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
 
 __all__ = [
+    "LEASE_MS",
     "TOP_READ_BUDGET",
     "AuditEntry",
-    "Slot",
     "StateSnapshot",
     "Store",
     "Subscription",
@@ -54,14 +54,9 @@ class Window(NamedTuple):
     override: str = ""
 
 
-class Slot(NamedTuple):
-    """A concurrency slot to take: at most ``limit`` requests of the subject in flight (the
-    subject's own limit in its state wins), this one known by ``token``, leased for
-    ``lease_ms`` and renewed by the worker until it ends."""
-
-    limit: int
-    token: str
-    lease_ms: int
+LEASE_MS: Final = 60_000
+"""How long a concurrency slot is leased: a crashed worker's slots are free after this (a
+live worker renews the leases of its requests)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +104,8 @@ class Store(Protocol):
         credential_id: str | None = None,
         reset_exempt: bool = False,
         windows: tuple[Window, ...] = (),
-        slot: Slot | None = None,
+        concurrency: int | None = None,
+        lease_ms: int = LEASE_MS,
     ) -> Decision:
         """Decide one request: kill-switch state first, then take ``cost`` tokens and count
         the request in every route limit's window, all or nothing.
@@ -117,8 +113,9 @@ class Store(Protocol):
         ``rate`` and ``burst`` are the default limit; a per-subject override in the state
         wins. ``issued_at_ms`` and ``credential_id`` describe the request's credential;
         ``reset_exempt`` marks the password-reset flow. A refusal's ``policy`` is 0 for the
-        bucket, ``i`` for ``windows[i - 1]``. With ``slot``, an allowed request holds one of
-        the subject's concurrency slots (``Decision.lease``) until ``release``.
+        bucket, ``i`` for ``windows[i - 1]``. Where the subject has a concurrency limit of its
+        own (in its state) or ``concurrency`` sets one, an allowed request holds one of its
+        slots, ``Decision.lease``, leased for ``lease_ms``, until ``release``.
         """
         ...
 

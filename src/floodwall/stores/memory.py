@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
-from floodwall.stores.base import AuditEntry, Slot, StateSnapshot, Window, per_slice
+from floodwall.stores.base import LEASE_MS, AuditEntry, StateSnapshot, Window, per_slice
 
 __all__ = ["MemoryStore"]
 
@@ -41,6 +41,7 @@ class MemoryStore:
         self._buckets: dict[str, tuple[float, float]] = {}
         # Requests in flight per subject: token → lease end (ms).
         self._inflight: dict[str, dict[str, int]] = {}
+        self._lease_numbers = itertools.count()
         # Route limits' moving windows: admitted requests' times (µs), oldest first, and the
         # period (µs) they count over.
         self._windows: dict[str, tuple[deque[float], float]] = {}
@@ -80,7 +81,8 @@ class MemoryStore:
         credential_id: str | None = None,
         reset_exempt: bool = False,
         windows: tuple[Window, ...] = (),
-        slot: Slot | None = None,
+        concurrency: int | None = None,
+        lease_ms: int = LEASE_MS,
     ) -> Decision:
         """Decide one request exactly as ``check.lua`` does."""
         now = float(self._now_us())
@@ -153,10 +155,10 @@ class MemoryStore:
                     policy=policy,
                 )
             counted.append((window.key, times, period, limit))
+        own_concurrency = _number(state.get("concurrency")) if state else None
+        limit_in_flight = concurrency if own_concurrency is None else own_concurrency
         leases = None
-        if slot is not None:
-            concurrency = _number(state.get("concurrency")) if state else None
-            limit_in_flight = slot.limit if concurrency is None else concurrency
+        if limit_in_flight is not None:
             leases = self._inflight.setdefault(keys.inflight, {})
             for token in [t for t, end in leases.items() if end <= now_ms]:
                 del leases[token]
@@ -171,8 +173,10 @@ class MemoryStore:
                     shadow=shadow,
                 )
         self._store_bucket(keys.bucket, now, new_ahead)
-        if slot is not None and leases is not None:
-            leases[slot.token] = now_ms + slot.lease_ms
+        lease = ""
+        if leases is not None:
+            lease = f"{now:.0f}:{next(self._lease_numbers)}"
+            leases[lease] = now_ms + lease_ms
         for key, times, period, limit in counted:
             times.append(now)
             while len(times) > limit:
@@ -193,6 +197,7 @@ class MemoryStore:
             retry_after=0.0,
             reset_after=math.ceil(new_ahead) / 1_000_000,
             shadow=shadow,
+            lease=lease,
         )
 
     async def release(self, keys: SubjectKeys, token: str) -> None:

@@ -30,7 +30,7 @@ from floodwall.errors import StorageError, StoreCommandError, StoreUnavailable
 from floodwall.keys import Keys, SubjectKeys
 from floodwall.resp import array_header, pack_parts
 from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
-from floodwall.stores.base import AuditEntry, Slot, StateSnapshot, Window, per_slice
+from floodwall.stores.base import LEASE_MS, AuditEntry, StateSnapshot, Window, per_slice
 
 __all__ = ["RedisStore"]
 
@@ -117,10 +117,11 @@ def _check_args(
     credential_id: str | None,
     reset_exempt: bool,
     now_us: int | None,
-    slot: Slot | None,
+    concurrency: int | None,
+    lease_ms: int,
 ) -> tuple[str | bytes | int, ...]:
-    # The ARGV of check.lua but the last (the slot's token), in its order. repr keeps every
-    # digit of a fractional rate.
+    # The ARGV of check.lua before the windows', in its order. repr keeps every digit of a
+    # fractional rate.
     return (
         repr(float(rate)),
         burst,
@@ -129,17 +130,18 @@ def _check_args(
         _encode(credential_id) if credential_id else "",
         "1" if reset_exempt else "0",
         "" if now_us is None else now_us,
-        "" if slot is None else slot.limit,
-        "" if slot is None else slot.lease_ms,
+        "" if concurrency is None else concurrency,
+        lease_ms,
     )
 
 
-_CHECK_ARGC: Final = len(_check_args(1.0, 1, 1, None, None, False, None, None)) + 1
-_NO_TOKEN: Final = pack_parts(("",))
+_CHECK_ARGC: Final = len(_check_args(1.0, 1, 1, None, None, False, None, None, 1))
+_UsualArgs = tuple[float, int, int, bool, int | None, int]
+"""The arguments of most checks: rate, burst, cost, reset_exempt, concurrency, lease_ms."""
 
 
 def _window_args(windows: Sequence[Window]) -> list[str | int]:
-    # ARGV[8 ...] of check.lua: three per window.
+    # ARGV[10 ...] of check.lua: three per window.
     return [part for w in windows for part in (w.limit, w.period_us, w.override)]
 
 
@@ -189,7 +191,7 @@ class RedisStore:
         self._evalsha_head = array_header(3 + _CHECK_KEYS + _CHECK_ARGC) + pack_parts(
             ("EVALSHA", self._check.sha, _CHECK_KEYS)
         )
-        self._limit_resp: dict[tuple[float, int, int, bool], bytes] = {}
+        self._limit_resp: dict[_UsualArgs, bytes] = {}
         # A subject's windows repeat as its limits do (packing three took 2.5 µs).
         self._window_resp: dict[tuple[Window, ...], tuple[bytes, bytes, bytes]] = {}
         self._update = client.register_script(_script("update_state.lua"))
@@ -277,7 +279,8 @@ class RedisStore:
         credential_id: str | None = None,
         reset_exempt: bool = False,
         windows: tuple[Window, ...] = (),
-        slot: Slot | None = None,
+        concurrency: int | None = None,
+        lease_ms: int = LEASE_MS,
     ) -> Decision:
         """One ``EVALSHA`` of ``check.lua``."""
         wire = self._wire
@@ -295,14 +298,9 @@ class RedisStore:
                     command = head + keys.packed + window_keys
                 else:
                     command = self._evalsha_head + keys.packed
-                if (
-                    slot is None
-                    and issued_at_ms is None
-                    and credential_id is None
-                    and now_us is None
-                ):
-                    # The usual request: every argument, the empty token too, from the cache.
-                    limit = (rate, burst, cost, reset_exempt)
+                if issued_at_ms is None and credential_id is None and now_us is None:
+                    # The usual request: every argument from the cache.
+                    limit = (rate, burst, cost, reset_exempt, concurrency, lease_ms)
                     command += self._limit_resp.get(limit) or self._packed_limit(limit)
                 else:
                     command += pack_parts(
@@ -314,10 +312,10 @@ class RedisStore:
                             credential_id,
                             reset_exempt,
                             now_us,
-                            slot,
+                            concurrency,
+                            lease_ms,
                         )
                     )
-                    command += _NO_TOKEN if slot is None else pack_parts((slot.token,))
                 if windows:
                     command += window_args
                 try:
@@ -326,7 +324,15 @@ class RedisStore:
                     reply = await self._wire_recheck(wire, command, exc)
             else:
                 args = _check_args(
-                    rate, burst, cost, issued_at_ms, credential_id, reset_exempt, now_us, slot
+                    rate,
+                    burst,
+                    cost,
+                    issued_at_ms,
+                    credential_id,
+                    reset_exempt,
+                    now_us,
+                    concurrency,
+                    lease_ms,
                 )
                 reply = await self._check(
                     keys=(
@@ -336,7 +342,7 @@ class RedisStore:
                         keys.inflight,
                         *(w.key for w in windows),
                     ),
-                    args=(*args, "" if slot is None else slot.token, *_window_args(windows)),
+                    args=(*args, *_window_args(windows)),
                 )
             return decision_from_reply(reply)
         except (*_STORAGE_ERRORS, ValueError, TypeError, IndexError) as exc:
@@ -360,13 +366,13 @@ class RedisStore:
                     pipe.pexpire(keys.inflight, lease_ms)
                 await pipe.execute()
 
-    def _packed_limit(self, limit: tuple[float, int, int, bool]) -> bytes:
+    def _packed_limit(self, limit: _UsualArgs) -> bytes:
         cache = self._limit_resp
         if len(cache) >= _RESP_CACHE_SIZE:
             cache.clear()
-        rate, burst, cost, reset_exempt = limit
-        args = _check_args(rate, burst, cost, None, None, reset_exempt, None, None)
-        packed = cache[limit] = pack_parts(args) + _NO_TOKEN
+        rate, burst, cost, reset_exempt, concurrency, lease_ms = limit
+        args = _check_args(rate, burst, cost, None, None, reset_exempt, None, concurrency, lease_ms)
+        packed = cache[limit] = pack_parts(args)
         return packed
 
     def _packed_windows(self, windows: tuple[Window, ...]) -> tuple[bytes, bytes, bytes]:
