@@ -124,6 +124,31 @@ async def test_the_counter_and_the_span_tell_each_outcome_and_never_the_user(
         assert secret not in everything
 
 
+async def test_a_route_limits_refusal_names_its_route_on_the_span(
+    spans: tuple[TracerProvider, InMemorySpanExporter],
+) -> None:
+    provider, exporter = spans
+    tracer = provider.get_tracer("test")
+    floodwall = Floodwall(FloodwallSettings(user_header="x-user"))
+    app = Starlette(
+        routes=[Route("/", _hello)],
+        middleware=[
+            Middleware(FloodwallMiddleware, floodwall=floodwall, route_limits={"GET /": "1/minute"})
+        ],
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+        statuses = []
+        for _ in range(2):
+            with tracer.start_as_current_span("GET /"):
+                statuses.append((await http.get("/", headers={"x-user": USER})).status_code)
+    assert statuses == [200, 429]
+    assert [dict(span.attributes or {}) for span in exporter.get_finished_spans()] == [
+        {"floodwall.outcome": "allowed", "floodwall.policy": "user"},
+        {"floodwall.outcome": "limited", "floodwall.policy": "GET /"},
+    ]
+
+
 async def test_fallback_and_error_are_counted_as_the_checker_tallies_them(
     reader: InMemoryMetricReader,
 ) -> None:

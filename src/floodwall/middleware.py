@@ -107,8 +107,10 @@ class FloodwallMiddleware:
         self._routes = self._fit(RouteTable.of(route_limits, settings.parsed_route_limits()))
         # Limits declared on the app's routes are found at start, or the first request:
         # routes may be added after the middleware is.
+        # Until the app's routes were looked for limits declared on them, and then only if
+        # there are route limits, requests look for theirs.
         self._routes_found = False
-        self._any_routes = bool(self._routes)
+        self._any_routes = True
         self._reset_paths = PathTable.of(
             [*settings.password_reset_paths, *password_reset_paths], True
         )
@@ -193,20 +195,20 @@ class FloodwallMiddleware:
         resolve = self._resolve
         found = resolve(scope) if resolve is not None else await self._identify(scope)  # type: ignore[misc]
         identity = found or client_identity(scope)
-        if not self._routes_found:
-            self._find_declared_routes()
-        routes = self._routes.match(scope.get("method", "GET"), path) if self._any_routes else ()
-        decision = await self._check(
-            identity,
-            self._costs.get(path, 1, scope.get("method")) if self._any_costs else 1,
-            reset_exempt=self._any_reset_paths and self._reset_paths.get(path, False),
-            routes=routes,
-            address=(
-                client_identity(scope)
-                if routes and not identity.anonymous and _by_address(routes)
-                else None
-            ),
-        )
+        cost = self._costs.get(path, 1, scope.get("method")) if self._any_costs else 1
+        reset_exempt = self._any_reset_paths and self._reset_paths.get(path, False)
+        routes = self._match_routes(scope, path) if self._any_routes else ()
+        if routes:
+            by_address = not identity.anonymous and _by_address(routes)
+            decision = await self._check(
+                identity,
+                cost,
+                reset_exempt=reset_exempt,
+                routes=routes,
+                address=client_identity(scope) if by_address else None,
+            )
+        else:
+            decision = await self._check(identity, cost, reset_exempt=reset_exempt)
         if decision.policy:
             policy = routes[decision.policy - 1].policy
         else:
@@ -241,11 +243,16 @@ class FloodwallMiddleware:
             extra.append((id_header, request_id.encode()))
         await self._refuse(scope, receive, send, decision, policy, extra)
 
+    def _match_routes(self, scope: Scope, path: str) -> tuple[RouteLimit, ...]:
+        if not self._routes_found:
+            self._find_declared_routes()
+        return self._routes.match(scope.get("method", "GET"), path)
+
     def _find_declared_routes(self) -> None:
         declared = declared_limits(self.app)
         if declared:
             self._routes = self._fit(RouteTable([*self._routes.limits, *declared]))
-            self._any_routes = True
+        self._any_routes = bool(self._routes)
         self._routes_found = True
 
     def _fit(self, table: RouteTable) -> RouteTable:

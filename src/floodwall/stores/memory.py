@@ -28,6 +28,8 @@ __all__ = ["MemoryStore"]
 
 # The same slack as check.lua, so both stores decide boundary cases alike.
 _SLACK_US = 1.0
+_Counted = tuple[str, deque[float], float, int]
+"""A window that will count the request: its key, times, period (µs) and limit."""
 
 
 class MemoryStore:
@@ -85,7 +87,7 @@ class MemoryStore:
         lease_ms: int = LEASE_MS,
     ) -> Decision:
         """Decide one request exactly as ``check.lua`` does."""
-        now = float(self._now_us())
+        now = float(round(self._clock() * 1_000_000))  # as _now_us, a call less
         now_ms = math.floor(now / 1000)
         self._expire(now)
         state = self._states.get(keys.state)
@@ -112,7 +114,7 @@ class MemoryStore:
 
         interval = 1_000_000 / rate_value
         capacity = capacity_tokens * interval
-        slack = min(_SLACK_US, interval / 2)
+        slack = _SLACK_US if interval >= 2 * _SLACK_US else interval / 2
         ahead = 0.0
         bucket = self._buckets.get(keys.bucket)
         if bucket is not None and bucket[0] > now:
@@ -132,29 +134,11 @@ class MemoryStore:
                 reset_after=math.ceil(ahead) / 1_000_000,
                 shadow=shadow,
             )
-        counted = []
-        for policy, window in enumerate(windows, start=1):
-            limit, period = window.limit, float(window.period_us)
-            own = state.get(window.override, "") if state and window.override else ""
-            own_limit, sep, own_period = own.partition(":")
-            if sep and own_limit.isdigit() and own_period.isdigit():
-                limit, period = int(own_limit), float(own_period)
-            times = self._windows.get(window.key, (deque(), period))[0]
-            while times and times[0] <= now - period:
-                times.popleft()
-            if len(times) >= limit:
-                wait = max(1, math.ceil(times[0] + period - now)) / 1_000_000
-                return Decision(
-                    outcome=Outcome.LIMITED,
-                    rate=limit * 1_000_000 / period,
-                    burst=limit,
-                    remaining=0,
-                    retry_after=wait,
-                    reset_after=wait,
-                    shadow=shadow,
-                    policy=policy,
-                )
-            counted.append((window.key, times, period, limit))
+        counted: list[_Counted] = []
+        if windows:
+            refused, counted = self._count_windows(windows, state, now, shadow)
+            if refused is not None:
+                return refused
         own_concurrency = _number(state.get("concurrency")) if state else None
         limit_in_flight = concurrency if own_concurrency is None else own_concurrency
         leases = None
@@ -200,6 +184,40 @@ class MemoryStore:
             lease=lease,
         )
 
+    def _count_windows(
+        self,
+        windows: tuple[Window, ...],
+        state: dict[str, str] | None,
+        now: float,
+        shadow: bool,
+    ) -> tuple[Decision | None, list[_Counted]]:
+        # The first window that refuses, or those that will count the request.
+        counted = []
+        for policy, window in enumerate(windows, start=1):
+            limit, period = window.limit, float(window.period_us)
+            own = state.get(window.override, "") if state and window.override else ""
+            own_limit, sep, own_period = own.partition(":")
+            if sep and own_limit.isdigit() and own_period.isdigit():
+                limit, period = int(own_limit), float(own_period)
+            times = self._windows.get(window.key, (deque(), period))[0]
+            while times and times[0] <= now - period:
+                times.popleft()
+            if len(times) >= limit:
+                wait = max(1, math.ceil(times[0] + period - now)) / 1_000_000
+                refused = Decision(
+                    outcome=Outcome.LIMITED,
+                    rate=limit * 1_000_000 / period,
+                    burst=limit,
+                    remaining=0,
+                    retry_after=wait,
+                    reset_after=wait,
+                    shadow=shadow,
+                    policy=policy,
+                )
+                return refused, []
+            counted.append((window.key, times, period, limit))
+        return None, counted
+
     async def release(self, keys: SubjectKeys, token: str) -> None:
         """Give a concurrency slot back."""
         leases = self._inflight.get(keys.inflight)
@@ -226,8 +244,10 @@ class MemoryStore:
         while self._expiries and self._expiries[0][0] <= now:
             _, key = heapq.heappop(self._expiries)
             bucket = self._buckets.get(key)
-            if bucket is not None and bucket[1] <= now:
-                del self._buckets[key]
+            if bucket is not None:
+                if bucket[1] <= now:
+                    del self._buckets[key]
+                continue
             window = self._windows.get(key)
             if window is not None:
                 ends = window[0][-1] + window[1]
