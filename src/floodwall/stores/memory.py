@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from floodwall.decision import Decision, Outcome
+from floodwall.decision import Decision, Outcome, new_decision
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
 from floodwall.stores.base import LEASE_MS, AuditEntry, StateSnapshot, Window, per_slice
@@ -125,7 +125,7 @@ class MemoryStore:
                 self._store_bucket(keys.bucket, now, ahead)
         new_ahead = ahead + cost * interval
         if new_ahead > capacity + slack:
-            return Decision(
+            return new_decision(
                 outcome=Outcome.LIMITED,
                 rate=rate_value,
                 burst=capacity_tokens,
@@ -173,7 +173,7 @@ class MemoryStore:
             self._windows[key] = (times, period)
         # Counted by the admission rule above, slack included, as check.lua does.
         remaining = max(0, math.floor((capacity + slack - new_ahead) / interval))
-        return Decision(
+        return new_decision(
             outcome=Outcome.ALLOWED,
             rate=rate_value,
             burst=capacity_tokens,
