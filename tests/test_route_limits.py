@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -305,3 +306,33 @@ async def test_a_routes_limit_changes_live_on_every_worker(redis_server: RedisSe
     finally:
         await acting.stop()
         await serving.stop()
+
+
+async def test_route_limits_hold_at_this_workers_share_while_redis_is_down(
+    tmp_path: Path,
+) -> None:
+    with RedisServer.start(tmp_path) as server:
+        floodwall = Floodwall(
+            FloodwallSettings(
+                redis_url=server.url,
+                redis_timeout=0.5,
+                user_header="x-user",
+                expected_instances=2,
+                fail_mode="open",
+                **HIGH,
+            )
+        )
+        app = starlette_app(floodwall, route_limits={"POST /login": "4/minute"})
+        try:
+            async with client(app) as http:
+                assert await statuses(http, "POST", "/login", 1, "warm-up") == [200]
+                server.kill()
+                # Half of 4 a minute on this worker of two; other routes are not limited.
+                refused = await statuses(http, "POST", "/login", 3, "u1")
+                assert refused == [200, 200, 429]
+                answer = await http.post("/login", headers={"x-user": "u1"})
+                assert answer.json()["policy"] == "POST /login"
+                assert await statuses(http, "GET", "/items/1", 5, "u1") == [200] * 5
+                assert await statuses(http, "POST", "/login", 2, "u2") == [200, 200]
+        finally:
+            await floodwall.stop()

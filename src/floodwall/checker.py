@@ -225,7 +225,9 @@ class Checker:
                     self._tally(identity, decision, _RESULT[decision.outcome])
                     return decision
             # 3. The fail mode.
-            decision = await self._fallback.check(identity, keys, limit, cost, reset_exempt)
+            decision = await self._fallback.check(
+                identity, keys, limit, cost, reset_exempt, windows
+            )
             unavailable = decision.outcome is Outcome.UNAVAILABLE
             self._tally(
                 identity, decision, _RESULT[Outcome.UNAVAILABLE] if unavailable else _FALLBACK

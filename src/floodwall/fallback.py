@@ -1,8 +1,8 @@
 """What a request gets while the store cannot answer for it: the fail mode.
 
 ``closed``: 503. ``open``: the kill switch still holds from this worker's mirror, and the
-limit is enforced per process at this worker's share, so all instances together hold about
-the limit.
+limit and the request's route limits are enforced per process at this worker's share, so
+all instances together hold about the limits.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from floodwall.identity import Identity
 from floodwall.keys import SubjectKeys
 from floodwall.live_limits import Limit
 from floodwall.mirror import KillSwitchMirror
+from floodwall.stores.base import Window
 from floodwall.stores.memory import MemoryStore
 
 __all__ = ["Fallback"]
@@ -41,6 +42,7 @@ class Fallback:
         limit: Limit,
         cost: int,
         reset_exempt: bool,
+        windows: tuple[Window, ...] = (),
     ) -> Decision:
         """This request's answer with no store."""
         rate, burst = limit
@@ -69,10 +71,16 @@ class Fallback:
             user = self._mirror.get(identity.user_id)
             if user is not None and user.limit is not None:
                 rate, burst = user.limit
+        instances = self._instances
         return await self._store.check(
             keys,
-            rate=rate / self._instances,
-            burst=max(1, math.ceil(burst / self._instances)),
+            rate=rate / instances,
+            burst=max(1, math.ceil(burst / instances)),
             cost=cost,
             reset_exempt=reset_exempt,
+            # A user's own route limits live in the store: the app's hold meanwhile.
+            windows=tuple(
+                w._replace(limit=max(1, math.ceil(w.limit / instances)), override="")
+                for w in windows
+            ),
         )
