@@ -241,7 +241,8 @@ def _whole(request: Request, bound: rules.Bound, default: int) -> int:
 
 def _query(request: Request, spec: Spec) -> dict[str, Any]:
     if spec.paged:
-        cursor = request.query_params.get("cursor") or None
+        # Present but empty is a cursor too: the empty user id's.
+        cursor = request.query_params.get("cursor")
         return {"limit": _whole(request, rules.PAGE_SIZE, 100), "cursor": cursor}
     if spec.windowed:
         return {

@@ -39,6 +39,20 @@ async def test_blocked_users_page_with_limit_and_cursor(client: httpx.AsyncClien
     assert everyone["next_cursor"] is None
 
 
+async def test_a_page_ending_with_the_empty_id_goes_on_after_it(
+    client: httpx.AsyncClient,
+) -> None:
+    for user in ("", "a"):
+        blocked = await client.put("/users/-/block", params={"user_id": user}, json={"reason": "r"})
+        assert blocked.status_code == 200
+    first = json_body(await client.get("/blocked", params={"limit": 1}))
+    assert [item["user_id"] for item in first["items"]] == [""]
+    assert first["next_cursor"] == ""
+    # An empty cursor is the empty id's, not "from the start" (which never ends).
+    second = json_body(await client.get("/blocked", params={"limit": 1, "cursor": ""}))
+    assert [item["user_id"] for item in second["items"]] == ["a"]
+
+
 async def test_the_audit_log_pages_newest_first(client: httpx.AsyncClient) -> None:
     for index in range(5):
         await client.put(f"/users/u{index}/block", json={"reason": f"r{index}"})
