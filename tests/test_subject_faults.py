@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -18,6 +18,9 @@ from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
 from floodwall.breaker import BreakerState
+from floodwall.decision import Decision
+from floodwall.keys import SubjectKeys
+from floodwall.stores import MemoryStore
 from harness import RedisServer
 
 
@@ -76,3 +79,43 @@ async def test_a_failing_subject_does_not_open_the_breaker_for_others(
     status = await floodwall.status("broken")
     assert status.limit_overridden is False
     assert status.rate == floodwall.default_limit[0]
+
+
+class _BuggyClientStore(MemoryStore):
+    """A store whose client library has a bug of its own for a while (redis-py's cluster
+    client has raised AttributeError while its first connections were being made)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def check(self, keys: SubjectKeys, **options: Any) -> Decision:
+        if self.failures:
+            self.failures -= 1
+            raise AttributeError("'NoneType' object has no attribute 'connection'")
+        return await super().check(keys, **options)
+
+
+@pytest.mark.parametrize(("mode", "refused"), [("open", 200), ("closed", 503)])
+async def test_a_bug_in_the_stores_client_gets_the_fail_mode_not_a_500(
+    mode: Literal["open", "closed"], refused: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _BuggyClientStore(failures=3)
+    settings = FloodwallSettings(user_header="x-user", fail_mode=mode, breaker_failures=5)
+    floodwall = Floodwall(settings, store=store)
+    app = Starlette(routes=[Route("/", hello)])
+    app.add_middleware(FloodwallMiddleware, floodwall=floodwall)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            with caplog.at_level(logging.ERROR, logger="floodwall"):
+                answers = [
+                    (await client.get("/", headers={"x-user": "u"})).status_code for _ in range(5)
+                ]
+        assert answers == [refused] * 3 + [200] * 2
+        # Told with its traceback, not swallowed.
+        logged = [r for r in caplog.records if "client failed unexpectedly" in r.getMessage()]
+        assert logged
+        assert logged[0].exc_info is not None
+    finally:
+        await floodwall.stop()

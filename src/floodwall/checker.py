@@ -211,6 +211,10 @@ class Checker:
                     self._store_failed(exc)
                 except StoreCommandError as exc:
                     self._subject_failed(bucket, exc)
+                except Exception as exc:
+                    # A client library's own bug (redis-py's cluster client has raised
+                    # AttributeError while connecting): the fail mode, not a 500 per request.
+                    self._client_failed(exc)
                 else:
                     self._hot.observe_check(self._clock.monotonic() - started)
                     if breaker.state is not BreakerState.CLOSED:
@@ -302,6 +306,11 @@ class Checker:
                 exc,
                 "closed" if self._fallback.closed else "open",
             )
+
+    def _client_failed(self, exc: Exception) -> None:
+        if self._breaker.state is BreakerState.CLOSED:
+            logger.error("floodwall: the store's client failed unexpectedly", exc_info=exc)
+        self._store_failed(StoreUnavailable(f"{type(exc).__name__}: {exc}"))
 
     def _store_recovered(self) -> None:
         if self._breaker.success():
