@@ -86,7 +86,9 @@ def test_the_lookup_takes_the_longest_block_that_holds(clock: FakeClock) -> None
         | {"not a network": "{}", "192.0.2.0/24": "garbage", "198.51.100.0/24": "[1]"}
     )
     assert blocks.any
-    assert len(blocks) == 6
+    # Mirrored: the three that hold and the two garbled; neither the ended block nor what
+    # is not a network.
+    assert len(blocks) == 5
     assert [b.reason for b in (blocks.match(h) for h in ("10.1.2.3", "10.1.9.9")) if b] == [
         "narrow",
         "wide",
@@ -107,6 +109,9 @@ def test_the_lookup_takes_the_longest_block_that_holds(clock: FakeClock) -> None
         "198.51.100.0/24",
         "2001:db8:1::/48",
     ]
+    # Only ended blocks stored: nothing to look up, requests skip the lookup altogether.
+    blocks.replace(dict([stored(NetworkBlock("10.1.2.0/24", "over", "ops", now_ms, now_ms + 1))]))
+    assert not blocks.any
     blocks.replace({})
     assert not blocks.any
 

@@ -128,9 +128,12 @@ class NetworkBlocks:
     def replace(self, stored: Mapping[str, str]) -> None:
         """Mirror the stored blocks (``Store.read_networks``)."""
         blocks: dict[str, NetworkBlock] = {}
+        now_ms = self._wall() * 1000
         for cidr, text in stored.items():
             block = NetworkBlock.from_stored(cidr, text)
-            if block is not None:
+            # A block that ran out stays stored until lifted or made room for; mirrored, it
+            # would keep every request looking its address up.
+            if block is not None and block.active(now_ms):
                 blocks[block.network] = block
         # Built aside and swapped in: a request never sees half a table.
         v4, v6 = _table(blocks.values(), 4), _table(blocks.values(), 6)
