@@ -84,7 +84,7 @@ async def test_a_block_keeps_its_largest_members_and_top_returns_only_the_first(
         ("u:c", 4),
         ("a:x", 1),
     ]
-    # A block of another length is another set, even at the same index.
+    # A block of another length is another set, even at the same number.
     assert await store.top_refusals([TopBlock(10, 1)], count=5) == []
     assert await store.top_refusals([minute], count=5) == [("u:c", 4), ("a:x", 1)]
     assert await store.top_refusals([TopBlock(10, 9)], count=5) == []
@@ -109,9 +109,9 @@ def test_blocks_cover_a_window_exactly_with_at_most_32() -> None:
             blocks = cover(first, last)
             held = [
                 slice_id
-                for seconds, index in blocks
+                for seconds, number in blocks
                 for slice_id in range(
-                    index * seconds // SLICE_SECONDS, (index + 1) * seconds // SLICE_SECONDS
+                    number * seconds // SLICE_SECONDS, (number + 1) * seconds // SLICE_SECONDS
                 )
             ]
             assert held == list(range(first, last + 1))

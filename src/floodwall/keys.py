@@ -72,13 +72,13 @@ class Keys:
         self.networks = f"{prefix}:networks"
         """A hash: blocked network (CIDR) → its block (JSON)."""
 
-    def top_block(self, seconds: int, index: int, board: str = "subjects") -> str:
+    def top_block(self, seconds: int, number: int, board: str = "subjects") -> str:
         """Refusal counts of one time block of a board (``subjects``, ``networks``), the
-        ``index``-th block of ``seconds`` since the epoch. 10-second blocks keep the names
-        slices had before longer blocks existed (``{top}:<index>``); longer ones name their
-        length (``{top}:60s:<index>``). All share a hash tag: one pipeline reads them on a
+        ``number``-th block of ``seconds`` since the epoch. 10-second blocks keep the names
+        slices had before longer blocks existed (``{top}:<number>``); longer ones name their
+        length (``{top}:60s:<number>``). All share a hash tag: one pipeline reads them on a
         cluster."""
-        block = str(index) if seconds == 10 else f"{seconds}s:{index}"
+        block = str(number) if seconds == 10 else f"{seconds}s:{number}"
         if board == "subjects":
             return f"{self.prefix}:{{top}}:{block}"
         return f"{self.prefix}:{{top}}:{board}:{block}"

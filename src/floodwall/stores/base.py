@@ -30,13 +30,14 @@ TOP_READ_BUDGET = 10_000
 """Members one ``top_refusals`` reads at most, over all its blocks."""
 
 _Name = TypeVar("_Name", str, bytes)
+_Count = TypeVar("_Count", int, float)
 
 
 class TopBlock(NamedTuple):
-    """A time block of a top board: ``seconds`` long, the ``index``-th since the epoch."""
+    """A time block of a top board: ``seconds`` long, the ``number``-th since the epoch."""
 
     seconds: int
-    index: int
+    number: int
 
 
 def per_block(blocks: int) -> int:
@@ -46,7 +47,7 @@ def per_block(blocks: int) -> int:
     return max(1, TOP_READ_BUDGET // max(1, blocks))
 
 
-def most_refused(totals: Mapping[_Name, float], count: int) -> list[tuple[_Name, float]]:
+def most_refused(totals: Mapping[_Name, _Count], count: int) -> list[tuple[_Name, _Count]]:
     """The ``count`` largest totals, largest first; ties: the greater name first, as Redis
     ranks members (bytes, or their UTF-8 order for text). A partial selection: O(n log
     count), no sort of everything read."""

@@ -581,7 +581,7 @@ class RedisStore:
         run between them (100 counts are about 0.2 ms of Redis)."""
         with _storage_errors():
             for block in blocks:
-                key = self.keys.top_block(block.seconds, block.index, board)
+                key = self.keys.top_block(block.seconds, block.number, board)
                 async with self._client.pipeline(transaction=False) as pipe:
                     for name, count in counts.items():
                         pipe.zincrby(key, count, _encode(name))
@@ -606,7 +606,7 @@ class RedisStore:
             for start in range(0, len(blocks), step):
                 async with self._client.pipeline(transaction=False) as pipe:
                     for block in blocks[start : start + step]:
-                        key = self.keys.top_block(block.seconds, block.index, board)
+                        key = self.keys.top_block(block.seconds, block.number, board)
                         pipe.zrevrange(key, 0, read - 1, withscores=True)
                     replies: list[list[tuple[bytes, float]]] = await pipe.execute()
                 for rows in replies:
