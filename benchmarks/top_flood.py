@@ -4,12 +4,16 @@ A real redis-server of its own; one worker (a ``FloodwallMiddleware`` called in-
 an ASGI app, on Redis) takes a flood of ``--subjects`` distinct users, three requests each
 on a limit of 1 an hour (the first allowed, the second refused by Redis, the third by the
 deny cache): every subject is refused, so top's summary sees them all. The same flood runs
-twice per round, once alone and once while an operator's process (its own ``Floodwall``,
-as the CLI has) reads ``top`` and ``top_networks`` over the last hour in a loop, every
+three times per round: alone; while an operator's process (its own ``Floodwall``, as the
+CLI has) reads ``top`` and ``top_networks`` over the last hour in a loop, every
 ``--interval`` seconds (0.1: twenty ``floodwall top`` live views at their default 2 s; 0:
-back to back, a core's worth of reads). Rounds alternate the order. Printed: p50 and p99
-µs per request of each, their ratios, and the reads done; then the cost of counting one
-refusal. The machine's cores are shared by the flood, the reader and Redis.
+back to back, a core's worth of reads); and, as a control, while the same kind of process
+sends two ``PING``s per turn of the same loop instead. The control is what any client
+this busy costs the flood (its round trips and its core, on a machine whose cores the
+flood, the reader and Redis share), whatever it asks; the part that is top's own is the
+reads' p99 over the control's. Rounds alternate the order. Printed: p50 and p99 µs per
+request of each, their ratios, and the turns of each loop; then the cost of counting one
+refusal.
 
     .venv/bin/python benchmarks/top_flood.py [--subjects 100000] [--rounds 2] [--interval 0.1]
 """
@@ -25,6 +29,8 @@ import tempfile
 import time
 import timeit
 from typing import Any
+
+import redis.asyncio
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
@@ -58,22 +64,29 @@ async def flood(url: str, subjects: int, tag: str) -> list[float]:
     return samples
 
 
-def reader(url: str, interval: float, stop: Any, count: Any, total: Any) -> None:
-    """An operator's ``floodwall top`` in a process of its own, reading back to back;
-    ``count`` and ``total`` (seconds) are shared values."""
+def reader(url: str, interval: float, reads_top: bool, stop: Any, count: Any, total: Any) -> None:
+    """An operator's ``floodwall top`` in a process of its own, reading every ``interval``
+    seconds (back to back at 0), or the control: two PINGs per turn instead of the two
+    reads. ``count`` and ``total`` (seconds) are shared values."""
 
     async def loop() -> None:
         floodwall = Floodwall(FloodwallSettings(redis_url=url, redis_timeout=2))
+        client = redis.asyncio.Redis.from_url(url)
         try:
             while not stop.is_set():
                 began = time.perf_counter()
-                await floodwall.top(window_seconds=3600, limit=20)
-                await floodwall.top_networks(window_seconds=3600, limit=20)
+                if reads_top:
+                    await floodwall.top(window_seconds=3600, limit=20)
+                    await floodwall.top_networks(window_seconds=3600, limit=20)
+                else:
+                    await client.ping()
+                    await client.ping()
                 with count.get_lock():
                     count.value += 1
                     total.value += time.perf_counter() - began
                 await asyncio.sleep(interval)
         finally:
+            await client.aclose()
             await floodwall.stop()
 
     asyncio.run(loop())
@@ -111,41 +124,51 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--interval", type=float, default=0.1, help="seconds between reads")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, RedisServer.start(pathlib.Path(tmp)) as redis:
-        alone: list[float] = []
-        with_reads: list[float] = []
-        count: Any = multiprocessing.Value("i", 0)
-        total: Any = multiprocessing.Value("d", 0.0)
+    variants = ("alone", "top", "ping")
+    samples: dict[str, list[float]] = {variant: [] for variant in variants}
+    counts: dict[str, Any] = {variant: multiprocessing.Value("i", 0) for variant in variants}
+    totals: dict[str, Any] = {variant: multiprocessing.Value("d", 0.0) for variant in variants}
+    with tempfile.TemporaryDirectory() as tmp, RedisServer.start(pathlib.Path(tmp)) as server:
         for round_ in range(args.rounds):
-            for reading in (False, True) if round_ % 2 == 0 else (True, False):
+            for variant in variants if round_ % 2 == 0 else variants[::-1]:
                 stop = multiprocessing.Event()
                 process = None
-                if reading:
+                if variant != "alone":
+                    count, total = counts[variant], totals[variant]
                     process = multiprocessing.Process(
-                        target=reader, args=(redis.url, args.interval, stop, count, total)
+                        target=reader,
+                        args=(server.url, args.interval, variant == "top", stop, count, total),
                     )
                     process.start()
-                    # The flood starts once reads are under way.
+                    # The flood starts once the loop is under way.
                     before = count.value
                     while count.value == before:
                         time.sleep(0.01)
-                tag = f"{round_}-{int(reading)}"
-                samples = asyncio.run(flood(redis.url, args.subjects, tag))
+                tag = f"{round_}-{variant}"
+                samples[variant].extend(asyncio.run(flood(server.url, args.subjects, tag)))
                 stop.set()
                 if process is not None:
                     process.join()
-                (with_reads if reading else alone).extend(samples)
-        p50a, p99a = percentile(alone, 0.5), percentile(alone, 0.99)
-        p50r, p99r = percentile(with_reads, 0.5), percentile(with_reads, 0.99)
-        print(f"{args.subjects:,} subjects x 3 requests, {args.rounds} rounds; µs per request:")
-        print(f"  flood alone           p50 {p50a * 1e6:7.1f}  p99 {p99a * 1e6:7.1f}")
-        print(f"  flood + top every {args.interval:g} s")
-        print(f"                        p50 {p50r * 1e6:7.1f}  p99 {p99r * 1e6:7.1f}")
-        print(f"  ratio (reads / alone) p50 {p50r / p50a:7.2f}  p99 {p99r / p99a:7.2f}")
-        print(
-            f"  top reads meanwhile: {count.value}, mean {total.value / count.value * 1000:.1f} ms"
-            " (top + top_networks over the last hour)"
+    p50 = {variant: percentile(samples[variant], 0.5) for variant in variants}
+    p99 = {variant: percentile(samples[variant], 0.99) for variant in variants}
+    labels = {
+        "alone": "flood alone",
+        "top": f"+ top, top_networks every {args.interval:g} s",
+        "ping": f"+ 2 PINGs every {args.interval:g} s (control)",
+    }
+    print(f"{args.subjects:,} subjects x 3 requests, {args.rounds} rounds; µs per request:")
+    for variant in variants:
+        line = (
+            f"  {labels[variant]:<38} p50 {p50[variant] * 1e6:7.1f}  p99 {p99[variant] * 1e6:7.1f}"
         )
+        if variant != "alone":
+            line += f"  p99 x alone {p99[variant] / p99['alone']:5.2f}"
+            line += f"  turns {counts[variant].value}, mean"
+            line += f" {totals[variant].value / counts[variant].value * 1000:.2f} ms"
+        print(line)
+    print(
+        f"  top's own share: p99 with reads / p99 with the control {p99['top'] / p99['ping']:.2f}"
+    )
     counting_cost()
 
 

@@ -72,12 +72,16 @@ class Keys:
         self.networks = f"{prefix}:networks"
         """A hash: blocked network (CIDR) → its block (JSON)."""
 
-    def top_slice(self, slice_id: int, board: str = "subjects") -> str:
-        """Refusal counts of one time slice of a board (``subjects``, ``networks``); all
-        slices share a hash tag so one command can add them up on a cluster."""
+    def top_block(self, seconds: int, number: int, board: str = "subjects") -> str:
+        """Refusal counts of one time block of a board (``subjects``, ``networks``), the
+        ``number``-th block of ``seconds`` since the epoch. 10-second blocks keep the names
+        slices had before longer blocks existed (``{top}:<number>``); longer ones name their
+        length (``{top}:60s:<number>``). All share a hash tag: one pipeline reads them on a
+        cluster."""
+        block = str(number) if seconds == 10 else f"{seconds}s:{number}"
         if board == "subjects":
-            return f"{self.prefix}:{{top}}:{slice_id}"
-        return f"{self.prefix}:{{top}}:{board}:{slice_id}"
+            return f"{self.prefix}:{{top}}:{block}"
+        return f"{self.prefix}:{{top}}:{board}:{block}"
 
     def index(self, name: str) -> str:
         """A sorted set of user ids: ``blocked``, or ``users`` (any kill-switch state)."""

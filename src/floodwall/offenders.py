@@ -2,7 +2,7 @@
 
 Counting costs a dict increment or two on the request path (a heavy-hitter summary per
 subject, and one per network for anonymous clients) and no round trip; a background task
-adds the top of each summary to the store's current time slice every second. See
+adds the top of each summary to the store's current time blocks every second. See
 ``floodwall.top`` for the error bound of the counts and the memory bound in Redis.
 Auto-block blocks a user
 refused more than ``auto_block_refusals`` times within ``auto_block_window`` seconds on
@@ -33,6 +33,8 @@ from floodwall.top import (
     HeavyHitters,
     Offender,
     RefusingNetwork,
+    blocks_of,
+    cover,
     network_of,
     offender,
 )
@@ -99,18 +101,18 @@ class Offenders:
             await self.flush()
 
     async def flush(self) -> None:
-        """Add the largest counts since the last flush to the store's current slices."""
+        """Add the largest counts since the last flush to the store's current blocks."""
         counts = self.refusals.take(PUBLISHED)
         networks = self.networks.take(PUBLISHED)
         if not counts and not networks:
             return
-        slice_id = int(self._clock.wall()) // SLICE_SECONDS
+        blocks = blocks_of(int(self._clock.wall()) // SLICE_SECONDS)
         ttl = int(rules.WINDOW_SECONDS.high)
         try:
-            await self._store.add_refusals(slice_id, counts, ttl_seconds=ttl, keep=KEPT)
+            await self._store.add_refusals(blocks, counts, ttl_seconds=ttl, keep=KEPT)
             if networks:
                 await self._store.add_refusals(
-                    slice_id, networks, ttl_seconds=ttl, keep=KEPT, board="networks"
+                    blocks, networks, ttl_seconds=ttl, keep=KEPT, board="networks"
                 )
         except StorageError as exc:
             logger.debug("floodwall: flushing refusal counts failed: %s", exc)
@@ -132,8 +134,8 @@ class Offenders:
         limit = rules.PAGE_SIZE.whole_number(limit)
         await self.flush()
         now = int(self._clock.wall())
-        slices = list(range((now - window_seconds) // SLICE_SECONDS, now // SLICE_SECONDS + 1))
-        return await self._store.top_refusals(slices, count=limit, board=board)
+        blocks = cover((now - window_seconds) // SLICE_SECONDS, now // SLICE_SECONDS)
+        return await self._store.top_refusals(blocks, count=limit, board=board)
 
     # -- auto-block -----------------------------------------------------------------------
 

@@ -408,7 +408,7 @@ class Floodwall:
         return await self.offenders.top_networks(window_seconds=window_seconds, limit=limit)
 
     async def flush_refusals(self) -> None:
-        """Add the refusals counted since the last flush to the store's current slice."""
+        """Add the refusals counted since the last flush to the store's current blocks."""
         await self.offenders.flush()
 
     def admin_app(self) -> Starlette:

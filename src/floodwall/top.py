@@ -1,5 +1,5 @@
 """Top offenders at attack scale: a bounded heavy-hitter summary per worker, the top of it
-flushed to the store every second into 10-second slices that are kept trimmed.
+flushed to the store every second into time blocks (10 s, 1 min, 10 min) kept trimmed.
 
 **Counting** (the hot path) is a dict increment in a ``HeavyHitters`` summary: a
 Misra-Gries summary of ``SUMMARY_SIZE`` (k) counters with a deferred decrement. The table
@@ -8,34 +8,47 @@ from every counter and drop those left at 0 or below. That costs O(k log k) once
 least k+1 new subjects: amortised, a few hundred nanoseconds per refusal (see
 ``benchmarks/top_flood.py``), and memory stays at most 2k entries whatever the attack.
 
-**Flushing** adds each summary's ``PUBLISHED`` (P) largest counters to the current slice
-(``ZINCRBY``), then trims the slice to its ``KEPT`` (K) largest members
-(``ZREMRANGEBYRANK``). **Reading** ``top`` adds up the window's slices (at most
-``3600 / 10 + 1`` = 361) in ``lua/top.lua``, taking only each slice's M largest members,
-M = min(K, 10,000 / slices): all of a slice for windows up to 3 minutes, the 27 largest
-for an hour. A read handles at most 10,000 members, whatever was refused: 4 ms for a
-minute after a million distinct subjects, 22 ms for a full hour (``tests/test_top_scale.py``).
+**Flushing** adds each summary's ``PUBLISHED`` (P) largest counters (``ZINCRBY``) to the
+current 10-second slice and to the minute and the ten minutes that hold it
+(``blocks_of``), then trims each block to its ``KEPT`` (K) largest members
+(``ZREMRANGEBYRANK``): three times the commands a slice alone took, one pipelined round
+trip per block, each as short as a slice's flush was.
+
+**Reading** ``top`` covers the window's slices with the fewest blocks (``cover``: at most
+21 for an hour, 32 for any window, where slices alone were 361) and adds up each block's
+M largest members, M = min(K, 10,000 / blocks): all of a block for windows of up to 20
+blocks, at least the 312 largest otherwise. The stores read with plain ``ZREVRANGE`` a
+few blocks per round trip (at most 1,000 members, under 0.2 ms of Redis) and rank in
+Python with a partial selection: a read handles at most 10,000 members whatever was
+refused, and holds Redis for no more than a round trip's share. Measured
+(``tests/test_top_scale.py``): 0.9 ms for a minute after a million distinct subjects, 7 ms
+for an hour of full blocks. It was one Lua script over up to 361 slices: 22 ms for the
+full hour, every check queued behind it.
 
 **Error bound.** A reported count is never above the true count. It is below by at most,
-where N is one worker's refusals in one flush (one second) and S a slice's total:
+where N is one worker's refusals in one flush (one second) and S a block's total:
 
 - N / (k + 1) per worker per flush, from the summary (each decrement by m removes at
   least (k + 1)·m of the N counted);
 - for a subject outside that worker's P largest in that flush, its count there, which is
   at most N / (P + 1) + N / (k + 1);
-- for a subject outside a slice's K largest after a flush (or outside the M a read takes),
-  its count in that slice, at most S / (K + 1) (or S / (M + 1)).
+- each time a flush trims a subject out of a block (it is not among the block's K
+  largest), its count in that block then, at most S / (K + 1);
+- for a subject outside the M largest of a block a read takes, its count in that block,
+  at most S / (M + 1).
 
 With k = 1,024, P = 100 and K = 500, a subject among the 100 heaviest of every flush and
-the M heaviest of every slice is under by at most N / 1,025 per worker per second: in the
+the M heaviest of every block is under by at most N / 1,025 per worker per second: in the
 test, a million distinct subjects and five heavy ones over ten flushes, each heavy count
 is under by 480, within its bound of 1,171.
 
-**Redis memory bound.** Two boards (subjects, networks), each at most 361 slices of K
-members: 2 x 361 x 500 = 361,000 members at most. ``MEMORY USAGE`` measures about 145
+**Redis memory bound.** A block lives an hour after its last write, so the blocks alive
+are those a write of the last hour can have touched: 361 slices, 61 minutes and 7 ten
+minutes, 429 blocks of at most K members for each of the two boards (subjects,
+networks): 2 x 429 x 500 = 429,000 members at most. ``MEMORY USAGE`` measures about 145
 bytes per member of a 20-character id (a held long id is at most 98 characters), so about
-52 MB in the worst case, an hour-long attack refusing more than 500 distinct subjects and
-networks every 10 seconds; slices expire an hour after their last write.
+62 MB in the worst case, an hour-long attack refusing more than 500 distinct subjects and
+networks every 10 seconds (52 MB with slices alone).
 
 **Networks.** Anonymous refusals are also counted by network in a second summary: the /24
 of an IPv4 address, the /64 of an IPv6 one (anonymous IPv6 clients are already their /64),
@@ -48,8 +61,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from floodwall.ids import held
+from floodwall.stores.base import TopBlock
 
 __all__ = [
+    "BLOCK_SLICES",
     "KEPT",
     "PUBLISHED",
     "SLICE_SECONDS",
@@ -57,6 +72,8 @@ __all__ = [
     "HeavyHitters",
     "Offender",
     "RefusingNetwork",
+    "blocks_of",
+    "cover",
     "member",
     "network_of",
     "offender",
@@ -68,7 +85,33 @@ SUMMARY_SIZE: Final = 1024
 PUBLISHED: Final = 100
 """P: the largest counters of each summary added to the store per flush."""
 KEPT: Final = 500
-"""K: members a slice keeps after each flush."""
+"""K: members a block keeps after each flush."""
+BLOCK_SLICES: Final = (1, 6, 60)
+"""The blocks a flush adds to, in slices: its 10-second slice, and the minute and the ten
+minutes that hold it."""
+
+
+def blocks_of(slice_id: int) -> list[TopBlock]:
+    """The blocks a flush during slice ``slice_id`` adds its counts to."""
+    return [TopBlock(SLICE_SECONDS * length, slice_id // length) for length in BLOCK_SLICES]
+
+
+def cover(first: int, last: int) -> list[TopBlock]:
+    """The fewest blocks that hold slices ``first`` to ``last``, no more and no less: from
+    the left, the longest block that starts at the next slice and ends by ``last``. At most
+    21 blocks for an hour's 361 slices, 32 for any window up to an hour (5 slices, 9
+    minutes, 4 ten minutes, 9 minutes, 5 slices)."""
+    blocks: list[TopBlock] = []
+    slice_id = first
+    while slice_id <= last:
+        length = next(
+            length
+            for length in reversed(BLOCK_SLICES)
+            if slice_id % length == 0 and slice_id + length - 1 <= last
+        )
+        blocks.append(TopBlock(SLICE_SECONDS * length, slice_id // length))
+        slice_id += length
+    return blocks
 
 
 def member(subject: str, anonymous: bool) -> str:

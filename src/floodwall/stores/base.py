@@ -4,9 +4,10 @@ in every implementation (one shared test suite runs against each)."""
 from __future__ import annotations
 
 import contextlib
+import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol, TypeVar
 
 from floodwall.decision import Decision
 from floodwall.errors import StoreCommandError
@@ -19,18 +20,38 @@ __all__ = [
     "StateSnapshot",
     "Store",
     "Subscription",
+    "TopBlock",
     "Window",
-    "per_slice",
+    "most_refused",
+    "per_block",
 ]
 
 TOP_READ_BUDGET = 10_000
-"""Members one ``top_refusals`` reads at most, over all its slices (a few ms of Redis)."""
+"""Members one ``top_refusals`` reads at most, over all its blocks."""
+
+_Name = TypeVar("_Name", str, bytes)
+_Count = TypeVar("_Count", int, float)
 
 
-def per_slice(slices: int) -> int:
-    """How many of each slice's largest members ``top_refusals`` adds up: all a slice keeps
-    (500) for a few minutes' window, the 27 largest of each for an hour's 361 slices."""
-    return max(1, TOP_READ_BUDGET // max(1, slices))
+class TopBlock(NamedTuple):
+    """A time block of a top board: ``seconds`` long, the ``number``-th since the epoch."""
+
+    seconds: int
+    number: int
+
+
+def per_block(blocks: int) -> int:
+    """How many of each block's largest members ``top_refusals`` adds up: all a block keeps
+    (500) for a window of up to 20 blocks, at least the 312 largest of each of the 32
+    blocks of the longest cover (``floodwall.top.cover``)."""
+    return max(1, TOP_READ_BUDGET // max(1, blocks))
+
+
+def most_refused(totals: Mapping[_Name, _Count], count: int) -> list[tuple[_Name, _Count]]:
+    """The ``count`` largest totals, largest first; ties: the greater name first, as Redis
+    ranks members (bytes, or their UTF-8 order for text). A partial selection: O(n log
+    count), no sort of everything read."""
+    return heapq.nlargest(count, totals.items(), key=lambda item: (item[1], item[0]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,21 +217,22 @@ class Store(Protocol):
 
     async def add_refusals(
         self,
-        slice_id: int,
+        blocks: Sequence[TopBlock],
         counts: Mapping[str, int],
         *,
         ttl_seconds: int,
         keep: int,
         board: str = "subjects",
     ) -> None:
-        """Add refusal counts to a time slice of a board (``subjects``, ``networks``) that
-        expires after ``ttl_seconds``, then keep only its ``keep`` largest members."""
+        """Add refusal counts to each time block of a board (``subjects``, ``networks``),
+        each to expire after ``ttl_seconds``, then keep only each one's ``keep`` largest
+        members."""
 
     async def top_refusals(
-        self, slice_ids: Sequence[int], *, count: int, board: str = "subjects"
+        self, blocks: Sequence[TopBlock], *, count: int, board: str = "subjects"
     ) -> list[tuple[str, int]]:
-        """The ``count`` most refused members over the slices, most refused first, adding
-        up each slice's ``per_slice(len(slice_ids))`` largest members only: the cost is
+        """The ``count`` most refused members over the blocks, most refused first, adding
+        up each block's ``per_block(len(blocks))`` largest members only: the cost is
         bounded by ``TOP_READ_BUDGET``, whatever was refused."""
         ...
 

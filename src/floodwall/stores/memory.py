@@ -22,7 +22,15 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from floodwall.decision import Decision, Outcome, new_decision
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
-from floodwall.stores.base import LEASE_MS, AuditEntry, StateSnapshot, Window, per_slice
+from floodwall.stores.base import (
+    LEASE_MS,
+    AuditEntry,
+    StateSnapshot,
+    TopBlock,
+    Window,
+    most_refused,
+    per_block,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -55,7 +63,8 @@ class MemoryStore:
         self._audit: deque[AuditEntry] = deque()
         self._audit_ids = itertools.count(1)
         self._config: dict[str, str] = {}
-        self._top: dict[tuple[str, int], tuple[dict[str, int], float]] = {}
+        # (board, block) → the block's counts, and when it expires.
+        self._top: dict[tuple[str, TopBlock], tuple[dict[str, int], float]] = {}
         self._networks: dict[str, str] = {}
 
     async def start(self) -> None:
@@ -381,39 +390,37 @@ class MemoryStore:
 
     async def add_refusals(
         self,
-        slice_id: int,
+        blocks: Sequence[TopBlock],
         counts: Mapping[str, int],
         *,
         ttl_seconds: int,
         keep: int,
         board: str = "subjects",
     ) -> None:
-        """Add to an in-memory slice and keep its largest members (ties: the greater
-        member, as Redis ranks them); slices older than the TTL are dropped."""
+        """Add to each in-memory block and keep its largest members (ties: the greater
+        member, as Redis ranks them); blocks older than the TTL are dropped."""
         now = self._clock()
-        slice_counts, _ = self._top.get((board, slice_id), ({}, 0.0))
-        for name, count in counts.items():
-            slice_counts[name] = slice_counts.get(name, 0) + count
-        if len(slice_counts) > keep:
-            ranked = sorted(slice_counts.items(), key=lambda item: (item[1], item[0]))
-            slice_counts = dict(ranked[len(ranked) - keep :])
-        self._top[(board, slice_id)] = (slice_counts, now + ttl_seconds)
+        for block in blocks:
+            block_counts, _ = self._top.get((board, block), ({}, 0.0))
+            for name, count in counts.items():
+                block_counts[name] = block_counts.get(name, 0) + count
+            if len(block_counts) > keep:
+                block_counts = dict(most_refused(block_counts, keep))
+            self._top[(board, block)] = (block_counts, now + ttl_seconds)
         for stale in [key for key, (_, until) in self._top.items() if until <= now]:
             del self._top[stale]
 
     async def top_refusals(
-        self, slice_ids: Sequence[int], *, count: int, board: str = "subjects"
+        self, blocks: Sequence[TopBlock], *, count: int, board: str = "subjects"
     ) -> list[tuple[str, int]]:
-        """Sum the slices and rank, as ``top.lua`` does."""
-        totals: dict[str, int] = {}
-        read = per_slice(len(slice_ids))
-        for slice_id in slice_ids:
-            counts = self._top.get((board, slice_id), ({}, 0.0))[0]
-            ranked = sorted(counts.items(), key=lambda item: (item[1], item[0]), reverse=True)
-            for name, refusals in ranked[:read]:
+        """Add up each block's largest members and rank, as the Redis store does."""
+        totals: dict[str, float] = {}
+        read = per_block(len(blocks))
+        for block in blocks:
+            counts = self._top.get((board, block), ({}, 0.0))[0]
+            for name, refusals in most_refused(counts, read):
                 totals[name] = totals.get(name, 0) + refusals
-        ranked = sorted(totals.items(), key=lambda item: (item[1], item[0]), reverse=True)
-        return ranked[:count]
+        return [(name, int(total)) for name, total in most_refused(totals, count)]
 
     async def read_networks(self) -> dict[str, str]:
         """Every network block."""

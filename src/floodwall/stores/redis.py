@@ -30,7 +30,15 @@ from floodwall.errors import StorageError, StoreCommandError, StoreUnavailable
 from floodwall.keys import Keys, SubjectKeys
 from floodwall.resp import array_header, pack_parts
 from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
-from floodwall.stores.base import LEASE_MS, AuditEntry, StateSnapshot, Window, per_slice
+from floodwall.stores.base import (
+    LEASE_MS,
+    AuditEntry,
+    StateSnapshot,
+    TopBlock,
+    Window,
+    most_refused,
+    per_block,
+)
 
 __all__ = ["RedisStore"]
 
@@ -40,6 +48,8 @@ _RESP_CACHE_SIZE = 65_536
 _CHECK_KEYS = 4
 # Subjects per pipeline of a bulk update: 200 scripts and their replies are about 100 KB.
 _BULK_BATCH = 200
+# Members one round trip of a top read asks for at most (see ``top_refusals``).
+_TOP_ROUND_TRIP = 1_000
 
 
 def _script(name: str) -> str:
@@ -198,7 +208,6 @@ class RedisStore:
         self._revoke = client.register_script(_script("revoke.lua"))
         self._claim_reset = client.register_script(_script("claim_reset.lua"))
         self._lapse_block = client.register_script(_script("lapse_block.lua"))
-        self._top = client.register_script(_script("top.lua"))
 
     @classmethod
     def from_url(
@@ -585,34 +594,50 @@ class RedisStore:
 
     async def add_refusals(
         self,
-        slice_id: int,
+        blocks: Sequence[TopBlock],
         counts: Mapping[str, int],
         *,
         ttl_seconds: int,
         keep: int,
         board: str = "subjects",
     ) -> None:
-        """ZINCRBY each count, trim the slice to its ``keep`` largest (ZREMRANGEBYRANK) and
-        EXPIRE it, in one pipelined round trip."""
-        key = self.keys.top_slice(slice_id, board)
+        """ZINCRBY each count into a block, trim it to its ``keep`` largest
+        (ZREMRANGEBYRANK) and EXPIRE it: one pipelined round trip per block, so that checks
+        run between them (100 counts are about 0.2 ms of Redis)."""
         with _storage_errors():
-            async with self._client.pipeline(transaction=False) as pipe:
-                for name, count in counts.items():
-                    pipe.zincrby(key, count, _encode(name))
-                pipe.zremrangebyrank(key, 0, -(keep + 1))
-                pipe.expire(key, ttl_seconds)
-                await pipe.execute()
+            for block in blocks:
+                key = self.keys.top_block(block.seconds, block.number, board)
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for name, count in counts.items():
+                        pipe.zincrby(key, count, _encode(name))
+                    pipe.zremrangebyrank(key, 0, -(keep + 1))
+                    pipe.expire(key, ttl_seconds)
+                    await pipe.execute()
 
     async def top_refusals(
-        self, slice_ids: Sequence[int], *, count: int, board: str = "subjects"
+        self, blocks: Sequence[TopBlock], *, count: int, board: str = "subjects"
     ) -> list[tuple[str, int]]:
-        """One ``EVALSHA`` of ``top.lua`` (one slot: the slices share a hash tag)."""
-        if not slice_ids:
-            return []
-        keys = [self.keys.top_slice(s, board) for s in slice_ids]
+        """A ZREVRANGE of each block's largest members, a few blocks a round trip, added up
+        and ranked here.
+
+        Plain commands, not a script: Redis 7.0 spends about 0.18 us a member on a
+        ZREVRANGE WITHSCORES, a Lua script ten times that (the reply turned into a table,
+        then sorted), and checks of other clients run between round trips. One round trip
+        reads at most ``_TOP_ROUND_TRIP`` members (under 0.2 ms of Redis)."""
+        read = per_block(len(blocks))
+        step = max(1, _TOP_ROUND_TRIP // read)
+        totals: dict[bytes, float] = {}
         with _storage_errors():
-            flat: Any = await self._top(keys=keys, args=(count, per_slice(len(keys))))
-        return [(_decode(flat[i]), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
+            for start in range(0, len(blocks), step):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for block in blocks[start : start + step]:
+                        key = self.keys.top_block(block.seconds, block.number, board)
+                        pipe.zrevrange(key, 0, read - 1, withscores=True)
+                    replies: list[list[tuple[bytes, float]]] = await pipe.execute()
+                for rows in replies:
+                    for name, refusals in rows:
+                        totals[name] = totals.get(name, 0.0) + refusals
+        return [(_decode(name), int(total)) for name, total in most_refused(totals, count)]
 
     async def read_networks(self) -> dict[str, str]:
         """HGETALL of the network blocks."""
