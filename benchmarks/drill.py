@@ -61,6 +61,7 @@ from benchmarks._common import (
     uvicorn_options,
     wrk_command,
 )
+from floodwall.responses import PROBLEM_TYPE_BASE
 
 RATE: Final = 10.0
 BURST: Final = 10
@@ -213,11 +214,26 @@ async def genuine_user(
         sent = time.monotonic()
         try:
             response = await client.get(GENUINE_PATH, headers={USER_HEADER: f"genuine-{user}"})
-            outcome = str(response.status_code)
+            outcome = _outcome(response)
         except httpx.HTTPError as exc:
             outcome = type(exc).__name__
         samples.append(Sample(sent - started, time.monotonic() - sent, outcome))
         await asyncio.sleep(rng.uniform(*GENUINE_PAUSE))
+
+
+def _outcome(response: httpx.Response) -> str:
+    """``200``, or a refusal with who refused it: floodwall names its problem type
+    (``503 overloaded``, ``429 concurrency-exceeded``...), the pool does not (``503 pool``)."""
+    status = str(response.status_code)
+    if response.status_code == 200:
+        return status
+    try:
+        kind = response.json().get("type", "")
+    except ValueError:
+        kind = ""
+    if isinstance(kind, str) and kind.startswith(PROBLEM_TYPE_BASE):
+        return f"{status} {kind.removeprefix(PROBLEM_TYPE_BASE)}"
+    return f"{status} pool" if response.status_code == 503 else status
 
 
 async def progress(label: str, started: float, lead: int, samples: list[Sample]) -> None:
