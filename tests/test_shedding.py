@@ -98,8 +98,10 @@ async def test_the_wait_is_bounded() -> None:
 
 async def test_a_freed_slot_goes_to_the_subject_that_sent_the_fewest_requests() -> None:
     shed, _ = shedder(2, max_wait=5.0)
-    for _ in range(3):
-        ticket = await shed.acquire("busy")
+    # calm first: a subject never seen counts as an average one (tested below), so the
+    # first of all has sent one request, and busy three more than the average.
+    for subject in ("calm", "busy", "busy", "busy"):
+        ticket = await shed.acquire(subject)
         assert ticket is not None
         shed.release(ticket, completed=True)
     held = [await shed.acquire("a"), await shed.acquire("b")]
@@ -119,8 +121,10 @@ async def test_a_freed_slot_goes_to_the_subject_that_sent_the_fewest_requests() 
 
 async def test_a_full_queue_refuses_whoever_ranks_last() -> None:
     shed, _ = shedder(2, max_wait=5.0)
-    for _ in range(3):
-        ticket = await shed.acquire("noisy")
+    # a and b first, so that they are known as calm ones (a subject never seen counts as
+    # an average one).
+    for subject in ("a", "b", "noisy", "noisy", "noisy"):
+        ticket = await shed.acquire(subject)
         assert ticket is not None
         shed.release(ticket, completed=True)
     await take(shed, "a", 1)
@@ -287,3 +291,28 @@ async def test_a_flood_of_fresh_subjects_does_not_outrank_a_regular() -> None:
     for task in (fresh[0], regular):
         task.cancel()
     await asyncio.gather(fresh[0], regular, return_exceptions=True)
+
+
+async def test_a_flood_of_fresh_subjects_does_not_lower_the_average_they_are_given() -> None:
+    shed, clock = shedder(2, max_wait=5.0)
+    # Regulars, each sending a request every half second.
+    for _ in range(6):
+        for name in ("r1", "r2", "r3"):
+            ticket = await shed.acquire(name)
+            assert ticket is not None
+            shed.release(ticket, completed=True)
+        clock.advance(0.5)
+    await take(shed, "a", 1)
+    await take(shed, "b", 1)
+    # 200 accounts never seen, at once: each counts as an average recent subject, and the
+    # average is of the counts they are given, so the flood cannot dilute it below the
+    # regulars' (counted as one request each, it fell to about one).
+    fresh = [asyncio.create_task(shed.acquire(f"fresh-{n}")) for n in range(200)]
+    await until_waiting(shed, 2)
+    regular = asyncio.create_task(shed.acquire("r1"))
+    await asyncio.sleep(0)
+    # It takes the first place; the last fresh one made room.
+    assert [waiter.subject for waiter in shed._waiters] == ["r1", "fresh-0"]
+    for task in [*fresh, regular]:
+        task.cancel()
+    await asyncio.gather(*fresh, regular, return_exceptions=True)
