@@ -67,6 +67,25 @@ async def test_under_half_full_everyone_is_admitted() -> None:
     assert shed.in_flight == 4
 
 
+async def test_under_half_full_only_subjects_whose_slots_come_back_quickly_borrow() -> None:
+    shed, clock = shedder(8)
+    for subject, seconds in (("slow", 1.5), ("quick", 0.05)):
+        (ticket,) = await take(shed, subject, 1)
+        clock.advance(seconds)
+        shed.release(ticket, completed=True)
+    for n in range(8):
+        shed.release((await take(shed, f"other-{n}", 1))[0], completed=True)
+    # Eleven recent subjects: less than a slot each, so a second slot is beyond any share.
+    for subject in ("quick", "slow", "new"):
+        await take(shed, subject, 1)
+    # Three of eight in use: slow's slots do not come back within the wait allowed to
+    # others (max_wait), new's first has not ended; quick's do, and it borrows a fourth.
+    assert await shed.acquire("slow") is None
+    assert await shed.acquire("new") is None
+    assert await shed.acquire("quick") is not None
+    assert shed.in_flight == 4
+
+
 async def test_at_capacity_a_subject_within_its_share_waits_for_the_next_slot() -> None:
     shed, _ = shedder(4, max_wait=5.0)
     hog = await take(shed, "hog", 3)
