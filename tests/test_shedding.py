@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from conftest import FakeClock
@@ -335,3 +336,21 @@ async def test_a_flood_of_fresh_subjects_does_not_lower_the_average_they_are_giv
     for task in [*fresh, regular]:
         task.cancel()
     await asyncio.gather(*fresh, regular, return_exceptions=True)
+
+
+async def test_a_slot_freed_before_the_deadline_is_granted_though_the_worker_ran_late() -> None:
+    shed, _ = shedder(1, max_wait=0.05)
+    (ticket,) = await take(shed, "a", 1)
+
+    async def request_of_a() -> None:
+        await asyncio.sleep(0.04)
+        shed.release(ticket, completed=True)
+
+    holder = asyncio.create_task(request_of_a())
+    waiting = asyncio.create_task(shed.acquire("b"))
+    await until_waiting(shed, 1)
+    # A slow pass of the event loop, past both moments: a's request ended before b's
+    # deadline, so its slot is b's, though both timers fire in the same pass.
+    asyncio.get_running_loop().call_soon(time.sleep, 0.08)
+    await holder
+    assert await waiting is not None

@@ -236,6 +236,13 @@ class Shedder:
             timer.cancel()
 
     def _expire(self, waiter: _Waiter) -> None:
+        # Refused after the callbacks already due, not before them: when a pass of the event
+        # loop runs late, the timer of a request that ended before this deadline fires in
+        # the same pass, and its task gives the slot back only in the next one.
+        if not waiter.future.done():
+            asyncio.get_running_loop().call_soon(self._refuse, waiter)
+
+    def _refuse(self, waiter: _Waiter) -> None:
         if not waiter.future.done():
             self._drop(waiter)
             waiter.future.set_result(None)
