@@ -22,7 +22,9 @@ running throughout: ``lead_seconds`` without the attacker (the "no attack" figur
 **rate limit + shedding** (and ``FLOODWALL_CAPACITY=POOL``), and, once floodwall has
 ``FLOODWALL_CONCURRENCY``, **rate limit + concurrency + shedding** (``CONCURRENCY``).
 
-Per attack, variant and phase: genuine success (HTTP 200) %, p50/p99 against the same
+Per attack, variant and phase: genuine success (HTTP 200) % and the failures by who
+refused them (``503 overloaded`` is shedding, ``503 pool`` the backend's pool, ``429 ...``
+floodwall's limits by problem type, else the client's error), p50/p99 against the same
 variant's no-attack p99 (pooled over the three runs), the attacker's requests and those
 admitted (HTTP 200), and Redis commands per attacker request (``INFO commandstats`` over
 the attack window, less what the genuine users' requests cost in the lead-in). A line per
@@ -683,7 +685,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     header = (
         f"{'attack':<6} {'variant':<36} {'phase':<9} {'genuine':>7} {'ok %':>7}"
         f" {'p50 ms':>7} {'p99 ms':>7} {'p99 x':>6} {'attacker req/s':>14}"
-        f" {'admitted':>8} {'Redis cmds/att. req':>19}"
+        f" {'admitted':>8} {'Redis cmds/att. req':>19}  genuine failures"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -709,6 +711,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 f"{attacker['admitted']:>8,}",
                 f"{'—' if per is None else format(per, '.3f'):>19}",
             ]
+        failures = {k: v for k, v in genuine["outcomes"].items() if k != "200"}
+        cells.append(" " + (", ".join(f"{v} {k}" for k, v in failures.items()) or "—"))
         lines.append(" ".join(cells))
     return "\n".join(lines)
 
