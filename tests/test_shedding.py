@@ -354,3 +354,18 @@ async def test_a_slot_freed_before_the_deadline_is_granted_though_the_worker_ran
     asyncio.get_running_loop().call_soon(time.sleep, 0.08)
     await holder
     assert await waiting is not None
+
+
+async def test_a_waiter_whose_subject_took_a_slot_meanwhile_is_beyond_its_share() -> None:
+    shed, _ = shedder(2, max_wait=5.0)
+    held = [*await take(shed, "a", 1), *await take(shed, "b", 1)]
+    # Three recent subjects, less than a slot each: each may hold one.
+    first, second = (asyncio.create_task(shed.acquire("x")) for _ in range(2))
+    await until_waiting(shed, 2)
+    for ticket in held:
+        shed.release(ticket, completed=True)
+    # Both waited holding nothing; once the first has its slot, the second would be x's
+    # second: refused, as a new request of x's would be.
+    assert await first is not None
+    assert await second is None
+    assert shed.held("x") == 1

@@ -32,7 +32,9 @@ it back when the app returns, raises or is cancelled. With ``limit`` slots:
   subjects are given, a newcomer's included: counted as the one request it sent, 200 fresh
   accounts arriving at once pulled the average from about 2 down to 1.1, and each ranked
   ahead of the regulars (the drill's attack b, in its first second). A full queue refuses
-  whoever ranks last.
+  whoever ranks last. A waiter whose subject took another slot while it waited is refused
+  if this one would take it beyond its share: a subject's requests queued side by side
+  each held nothing when they came, and were otherwise all granted, one after the other.
   Waiting ends in a slot or a refusal, never in a slot lost.
 
 The limit is a number, or an ``AdaptiveLimit`` (``auto``) that learns it from the
@@ -261,10 +263,19 @@ class Shedder:
                 # Cancelled with its task; its entry was left behind.
                 del waiters[0]
                 continue
-            if self.in_flight >= self.usable(waiter.rank == 0):
+            critical = waiter.rank == 0
+            usable = self.usable(critical)
+            if self.in_flight >= usable:
                 return
             del waiters[0]
-            waiter.future.set_result(self._take(waiter.subject, self._clock(), waiter.rank == 0))
+            held = self._held.get(waiter.subject, 0)
+            share = max(1.0, usable / len(self._recent))
+            if held > waiter.held and not critical and held + 1 > share:
+                # Its subject took a slot while it waited (another of its requests): this
+                # one would now take it beyond its share, and is refused as it would be now.
+                waiter.future.set_result(None)
+                continue
+            waiter.future.set_result(self._take(waiter.subject, self._clock(), critical))
 
 
 def _decay(seconds: float) -> float:
