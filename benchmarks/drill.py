@@ -22,7 +22,9 @@ running throughout: ``lead_seconds`` without the attacker (the "no attack" figur
 **rate limit + shedding** (and ``FLOODWALL_CAPACITY=POOL``), and, once floodwall has
 ``FLOODWALL_CONCURRENCY``, **rate limit + concurrency + shedding** (``CONCURRENCY``).
 
-Per attack, variant and phase: genuine success (HTTP 200) %, p50/p99 against the same
+Per attack, variant and phase: genuine success (HTTP 200) % and the failures by who
+refused them (``503 overloaded`` is shedding, ``503 pool`` the backend's pool, ``429 ...``
+floodwall's limits by problem type, else the client's error), p50/p99 against the same
 variant's no-attack p99 (pooled over the three runs), the attacker's requests and those
 admitted (HTTP 200), and Redis commands per attacker request (``INFO commandstats`` over
 the attack window, less what the genuine users' requests cost in the lead-in). A line per
@@ -61,6 +63,7 @@ from benchmarks._common import (
     uvicorn_options,
     wrk_command,
 )
+from floodwall.responses import PROBLEM_TYPE_BASE
 
 RATE: Final = 10.0
 BURST: Final = 10
@@ -213,11 +216,26 @@ async def genuine_user(
         sent = time.monotonic()
         try:
             response = await client.get(GENUINE_PATH, headers={USER_HEADER: f"genuine-{user}"})
-            outcome = str(response.status_code)
+            outcome = _outcome(response)
         except httpx.HTTPError as exc:
             outcome = type(exc).__name__
         samples.append(Sample(sent - started, time.monotonic() - sent, outcome))
         await asyncio.sleep(rng.uniform(*GENUINE_PAUSE))
+
+
+def _outcome(response: httpx.Response) -> str:
+    """``200``, or a refusal with who refused it: floodwall names its problem type
+    (``503 overloaded``, ``429 concurrency-exceeded``...), the pool does not (``503 pool``)."""
+    status = str(response.status_code)
+    if response.status_code == 200:
+        return status
+    try:
+        kind = response.json().get("type", "")
+    except ValueError:
+        kind = ""
+    if isinstance(kind, str) and kind.startswith(PROBLEM_TYPE_BASE):
+        return f"{status} {kind.removeprefix(PROBLEM_TYPE_BASE)}"
+    return f"{status} pool" if response.status_code == 503 else status
 
 
 async def progress(label: str, started: float, lead: int, samples: list[Sample]) -> None:
@@ -667,7 +685,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     header = (
         f"{'attack':<6} {'variant':<36} {'phase':<9} {'genuine':>7} {'ok %':>7}"
         f" {'p50 ms':>7} {'p99 ms':>7} {'p99 x':>6} {'attacker req/s':>14}"
-        f" {'admitted':>8} {'Redis cmds/att. req':>19}"
+        f" {'admitted':>8} {'Redis cmds/att. req':>19}  genuine failures"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
@@ -693,6 +711,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 f"{attacker['admitted']:>8,}",
                 f"{'—' if per is None else format(per, '.3f'):>19}",
             ]
+        failures = {k: v for k, v in genuine["outcomes"].items() if k != "200"}
+        cells.append(" " + (", ".join(f"{v} {k}" for k, v in failures.items()) or "—"))
         lines.append(" ".join(cells))
     return "\n".join(lines)
 

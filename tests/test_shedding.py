@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from conftest import FakeClock
@@ -67,6 +68,25 @@ async def test_under_half_full_everyone_is_admitted() -> None:
     assert shed.in_flight == 4
 
 
+async def test_under_half_full_only_subjects_whose_slots_come_back_quickly_borrow() -> None:
+    shed, clock = shedder(8)
+    for subject, seconds in (("slow", 1.5), ("quick", 0.05)):
+        (ticket,) = await take(shed, subject, 1)
+        clock.advance(seconds)
+        shed.release(ticket, completed=True)
+    for n in range(8):
+        shed.release((await take(shed, f"other-{n}", 1))[0], completed=True)
+    # Eleven recent subjects: less than a slot each, so a second slot is beyond any share.
+    for subject in ("quick", "slow", "new"):
+        await take(shed, subject, 1)
+    # Three of eight in use: slow's slots do not come back within the wait allowed to
+    # others (max_wait), new's first has not ended; quick's do, and it borrows a fourth.
+    assert await shed.acquire("slow") is None
+    assert await shed.acquire("new") is None
+    assert await shed.acquire("quick") is not None
+    assert shed.in_flight == 4
+
+
 async def test_at_capacity_a_subject_within_its_share_waits_for_the_next_slot() -> None:
     shed, _ = shedder(4, max_wait=5.0)
     hog = await take(shed, "hog", 3)
@@ -98,8 +118,10 @@ async def test_the_wait_is_bounded() -> None:
 
 async def test_a_freed_slot_goes_to_the_subject_that_sent_the_fewest_requests() -> None:
     shed, _ = shedder(2, max_wait=5.0)
-    for _ in range(3):
-        ticket = await shed.acquire("busy")
+    # calm first: a subject never seen counts as an average one (tested below), so the
+    # first of all has sent one request, and busy three more than the average.
+    for subject in ("calm", "busy", "busy", "busy"):
+        ticket = await shed.acquire(subject)
         assert ticket is not None
         shed.release(ticket, completed=True)
     held = [await shed.acquire("a"), await shed.acquire("b")]
@@ -119,8 +141,10 @@ async def test_a_freed_slot_goes_to_the_subject_that_sent_the_fewest_requests() 
 
 async def test_a_full_queue_refuses_whoever_ranks_last() -> None:
     shed, _ = shedder(2, max_wait=5.0)
-    for _ in range(3):
-        ticket = await shed.acquire("noisy")
+    # a and b first, so that they are known as calm ones (a subject never seen counts as
+    # an average one).
+    for subject in ("a", "b", "noisy", "noisy", "noisy"):
+        ticket = await shed.acquire(subject)
         assert ticket is not None
         shed.release(ticket, completed=True)
     await take(shed, "a", 1)
@@ -287,3 +311,61 @@ async def test_a_flood_of_fresh_subjects_does_not_outrank_a_regular() -> None:
     for task in (fresh[0], regular):
         task.cancel()
     await asyncio.gather(fresh[0], regular, return_exceptions=True)
+
+
+async def test_a_flood_of_fresh_subjects_does_not_lower_the_average_they_are_given() -> None:
+    shed, clock = shedder(2, max_wait=5.0)
+    # Regulars, each sending a request every half second.
+    for _ in range(6):
+        for name in ("r1", "r2", "r3"):
+            ticket = await shed.acquire(name)
+            assert ticket is not None
+            shed.release(ticket, completed=True)
+        clock.advance(0.5)
+    await take(shed, "a", 1)
+    await take(shed, "b", 1)
+    # 200 accounts never seen, at once: each counts as an average recent subject, and the
+    # average is of the counts they are given, so the flood cannot dilute it below the
+    # regulars' (counted as one request each, it fell to about one).
+    fresh = [asyncio.create_task(shed.acquire(f"fresh-{n}")) for n in range(200)]
+    await until_waiting(shed, 2)
+    regular = asyncio.create_task(shed.acquire("r1"))
+    await asyncio.sleep(0)
+    # It takes the first place; the last fresh one made room.
+    assert [waiter.subject for waiter in shed._waiters] == ["r1", "fresh-0"]
+    for task in [*fresh, regular]:
+        task.cancel()
+    await asyncio.gather(*fresh, regular, return_exceptions=True)
+
+
+async def test_a_slot_freed_before_the_deadline_is_granted_though_the_worker_ran_late() -> None:
+    shed, _ = shedder(1, max_wait=0.05)
+    (ticket,) = await take(shed, "a", 1)
+
+    async def request_of_a() -> None:
+        await asyncio.sleep(0.04)
+        shed.release(ticket, completed=True)
+
+    holder = asyncio.create_task(request_of_a())
+    waiting = asyncio.create_task(shed.acquire("b"))
+    await until_waiting(shed, 1)
+    # A slow pass of the event loop, past both moments: a's request ended before b's
+    # deadline, so its slot is b's, though both timers fire in the same pass.
+    asyncio.get_running_loop().call_soon(time.sleep, 0.08)
+    await holder
+    assert await waiting is not None
+
+
+async def test_a_waiter_whose_subject_took_a_slot_meanwhile_is_beyond_its_share() -> None:
+    shed, _ = shedder(2, max_wait=5.0)
+    held = [*await take(shed, "a", 1), *await take(shed, "b", 1)]
+    # Three recent subjects, less than a slot each: each may hold one.
+    first, second = (asyncio.create_task(shed.acquire("x")) for _ in range(2))
+    await until_waiting(shed, 2)
+    for ticket in held:
+        shed.release(ticket, completed=True)
+    # Both waited holding nothing; once the first has its slot, the second would be x's
+    # second: refused, as a new request of x's would be.
+    assert await first is not None
+    assert await second is None
+    assert shed.held("x") == 1

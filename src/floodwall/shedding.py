@@ -12,7 +12,14 @@ it back when the app returns, raises or is cancelled. With ``limit`` slots:
   those holding slots: a few subjects holding long requests are otherwise "the only active
   ones" and their share is the whole worker, while the many subjects sending short
   requests, who hold nothing between them, are locked out.
-- **Under half the slots in use**, every request is admitted.
+- **Under half the slots in use**, a request beyond its subject's share may borrow an
+  idle slot, if its subject's slots come back quickly: its requests held theirs, on
+  average, no longer than ``max_wait``, the time a request within its share may have to
+  wait for one. A subject whose slots are held long (exports, websockets), or whose first
+  request has not ended yet, does not borrow: three accounts holding 2 s requests kept half
+  the worker that way (a slot each and one borrowed), and the many short requests, left
+  with the other half, queued past ``max_wait`` (the drill's attack c: 1 % of genuine
+  requests refused).
 - **Over half**, a request that would take its subject beyond its fair share is refused
   (503 ``overloaded``) at once. Refusing the heaviest before the worker is full is what
   keeps room for the others: a slot held by a long request may not come back for seconds.
@@ -21,7 +28,13 @@ it back when the app returns, raises or is cancelled. With ``limit`` slots:
   slot goes to the waiter whose subject holds the fewest slots, then has sent the fewest
   requests recently (a decayed count). A subject never seen before counts as sending like
   the average recent subject: otherwise a flood of fresh accounts, each on its first
-  request, would outrank every regular user. A full queue refuses whoever ranks last.
+  request, would outrank every regular user. The average is over the counts the recent
+  subjects are given, a newcomer's included: counted as the one request it sent, 200 fresh
+  accounts arriving at once pulled the average from about 2 down to 1.1, and each ranked
+  ahead of the regulars (the drill's attack b, in its first second). A full queue refuses
+  whoever ranks last. A waiter whose subject took another slot while it waited is refused
+  if this one would take it beyond its share: a subject's requests queued side by side
+  each held nothing when they came, and were otherwise all granted, one after the other.
   Waiting ends in a slot or a refusal, never in a slot lost.
 
 The limit is a number, or an ``AdaptiveLimit`` (``auto``) that learns it from the
@@ -52,6 +65,9 @@ RECENT_SECONDS: Final = 2.0
 MAX_RECENT: Final = 10_000
 HALF_LIFE_SECONDS: Final = 1.0
 """Of the recent-request count that orders waiters."""
+_DECAY_RATE: Final = -math.log(2) / HALF_LIFE_SECONDS
+HOLD_WEIGHT: Final = 0.25
+"""Of each released slot's time in its subject's mean hold."""
 BUSY_FRACTION: Final = 0.5
 CRITICAL_FRACTION: Final = 0.1
 
@@ -92,9 +108,10 @@ class Shedder:
         self._clock = clock
         self.in_flight = 0
         self._held: dict[Hashable, int] = {}
-        # subject -> (last seen, decayed count of its recent requests); oldest first.
-        self._recent: OrderedDict[Hashable, tuple[float, float]] = OrderedDict()
-        # Every recent request, decayed like each subject's count: their sum, near enough.
+        # subject -> (last seen, decayed count of its recent requests, mean seconds its
+        # slots were held or None before the first is given back); oldest first.
+        self._recent: OrderedDict[Hashable, tuple[float, float, float | None]] = OrderedDict()
+        # The recent subjects' counts, decayed alike: their sum.
         self._total = 0.0
         self._total_at = clock()
         self._waiters: list[_Waiter] = []
@@ -120,13 +137,17 @@ class Shedder:
     async def acquire(self, subject: Hashable, *, critical: bool = False) -> Ticket | None:
         """A slot for one request of ``subject``, or ``None``: refuse it (overloaded)."""
         now = self._clock()
-        score = self._seen(subject, now)
+        score, hold = self._seen(subject, now)
         usable = self.usable(critical)
         held = self._held.get(subject, 0)
         total = self.in_flight
         # Each recent subject's part of the usable slots, at least one.
         within_share = held + 1 <= max(1.0, usable / len(self._recent))
-        if total < usable and (critical or within_share or total < usable * BUSY_FRACTION):
+        if total < usable and (
+            critical
+            or within_share
+            or (total < usable * BUSY_FRACTION and hold is not None and hold <= self._max_wait)
+        ):
             return self._take(subject, now, critical)
         if not (critical or within_share):
             return None
@@ -143,32 +164,46 @@ class Shedder:
             del self._held[subject]
         in_flight = self.in_flight
         self.in_flight = in_flight - 1
+        now = self._clock()
+        seconds = now - ticket.started
+        seen = self._recent.get(subject)
+        if seen is not None:
+            # However the request ended: a websocket's slot or a cancelled one was held too.
+            hold = seen[2]
+            hold = seconds if hold is None else hold + (seconds - hold) * HOLD_WEIGHT
+            self._recent[subject] = (seen[0], seen[1], hold)
         if completed and self._adaptive is not None:
-            now = self._clock()
-            self._adaptive.observe(now - ticket.started, now, in_flight)
+            self._adaptive.observe(seconds, now, in_flight)
         if self._waiters:
             self._grant()
 
     # -- internals ------------------------------------------------------------------------
 
-    def _seen(self, subject: Hashable, now: float) -> float:
+    def _seen(self, subject: Hashable, now: float) -> tuple[float, float | None]:
         recent = self._recent
-        total = self._total * 0.5 ** ((now - self._total_at) / HALF_LIFE_SECONDS)
+        total = self._total * _decay(now - self._total_at)
         last = recent.pop(subject, None)
         if last is None:
+            before = 0.0
             score = 1.0 + (total / len(recent) if recent else 0.0)
+            hold = None
         else:
-            score = 1.0 + last[1] * 0.5 ** ((now - last[0]) / HALF_LIFE_SECONDS)
-        self._total = total + 1.0
-        self._total_at = now
-        recent[subject] = (now, score)
+            before = last[1] * _decay(now - last[0])
+            score = 1.0 + before
+            hold = last[2]
+        total += score - before
+        recent[subject] = (now, score, hold)
         horizon = now - RECENT_SECONDS
         while len(recent) > 1:
             oldest = next(iter(recent.values()))
             if oldest[0] >= horizon and len(recent) <= MAX_RECENT:
                 break
             recent.popitem(last=False)
-        return score
+            total -= oldest[1] * _decay(now - oldest[0])
+        # Never below zero by rounding.
+        self._total = max(0.0, total)
+        self._total_at = now
+        return score, hold
 
     def _take(self, subject: Hashable, now: float, critical: bool) -> Ticket:
         self.in_flight += 1
@@ -203,6 +238,13 @@ class Shedder:
             timer.cancel()
 
     def _expire(self, waiter: _Waiter) -> None:
+        # Refused after the callbacks already due, not before them: when a pass of the event
+        # loop runs late, the timer of a request that ended before this deadline fires in
+        # the same pass, and its task gives the slot back only in the next one.
+        if not waiter.future.done():
+            asyncio.get_running_loop().call_soon(self._refuse, waiter)
+
+    def _refuse(self, waiter: _Waiter) -> None:
         if not waiter.future.done():
             self._drop(waiter)
             waiter.future.set_result(None)
@@ -221,10 +263,23 @@ class Shedder:
                 # Cancelled with its task; its entry was left behind.
                 del waiters[0]
                 continue
-            if self.in_flight >= self.usable(waiter.rank == 0):
+            critical = waiter.rank == 0
+            usable = self.usable(critical)
+            if self.in_flight >= usable:
                 return
             del waiters[0]
-            waiter.future.set_result(self._take(waiter.subject, self._clock(), waiter.rank == 0))
+            held = self._held.get(waiter.subject, 0)
+            share = max(1.0, usable / len(self._recent))
+            if held > waiter.held and not critical and held + 1 > share:
+                # Its subject took a slot while it waited (another of its requests): this
+                # one would now take it beyond its share, and is refused as it would be now.
+                waiter.future.set_result(None)
+                continue
+            waiter.future.set_result(self._take(waiter.subject, self._clock(), critical))
+
+
+def _decay(seconds: float) -> float:
+    return math.exp(seconds * _DECAY_RATE)
 
 
 def shedder_from_settings(
