@@ -297,42 +297,16 @@ class RedisStore:
         # Errors are translated here rather than by _storage_errors: this runs on every
         # request, and a try/except costs nothing until something is raised.
         try:
-            if wire is not None:
-                # Packing every check's arguments anew was the largest cost left on the
-                # client; the usual ones repeat, so their RESP is kept.
-                if windows:
-                    head, window_keys, window_args = self._window_resp.get(
-                        windows
-                    ) or self._packed_windows(windows)
-                    command = head + keys.packed + window_keys
-                else:
-                    command = self._evalsha_head + keys.packed
-                if issued_at_ms is None and credential_id is None and now_us is None:
-                    # The usual request: every argument from the cache.
-                    limit = (rate, burst, cost, reset_exempt, concurrency, lease_ms)
-                    command += self._limit_resp.get(limit) or self._packed_limit(limit)
-                else:
-                    command += pack_parts(
-                        _check_args(
-                            rate,
-                            burst,
-                            cost,
-                            issued_at_ms,
-                            credential_id,
-                            reset_exempt,
-                            now_us,
-                            concurrency,
-                            lease_ms,
-                        )
-                    )
-                if windows:
-                    command += window_args
-                try:
-                    reply = await wire.request(command)
-                except (NoScript, WireConnectionError) as exc:
-                    reply = await self._wire_recheck(wire, command, exc)
-            else:
-                args = _check_args(
+            usual = (
+                wire is not None
+                and issued_at_ms is None
+                and credential_id is None
+                and now_us is None
+            )
+            args = (
+                ()
+                if usual
+                else _check_args(
                     rate,
                     burst,
                     cost,
@@ -343,6 +317,29 @@ class RedisStore:
                     concurrency,
                     lease_ms,
                 )
+            )
+            if wire is not None:
+                # Packing every check's arguments anew was the largest cost left on the
+                # client; the usual ones repeat, so their RESP is kept.
+                if windows:
+                    head, window_keys, window_args = self._window_resp.get(
+                        windows
+                    ) or self._packed_windows(windows)
+                    command = head + keys.packed + window_keys
+                else:
+                    command = self._evalsha_head + keys.packed
+                if usual:
+                    limit = (rate, burst, cost, reset_exempt, concurrency, lease_ms)
+                    command += self._limit_resp.get(limit) or self._packed_limit(limit)
+                else:
+                    command += pack_parts(args)
+                if windows:
+                    command += window_args
+                try:
+                    reply = await wire.request(command)
+                except (NoScript, WireConnectionError) as exc:
+                    reply = await self._wire_recheck(wire, command, exc)
+            else:
                 reply = await self._check(
                     keys=(
                         keys.bucket,
