@@ -311,7 +311,8 @@ async def run(config: Config, url: str, stop: StopRequest) -> dict[str, Any]:
 
     admin = redis.asyncio.Redis.from_url(url, socket_timeout=5.0)
     # A refusal costs no round trip, but floodwall counts it for "top offenders" and adds
-    # the counts to Redis once a second, one ZINCRBY per distinct refused user. Flushed
+    # the counts to Redis once a second: a ZINCRBY per distinct refused user (at most 100)
+    # into the 10 s, 1 min and 10 min blocks holding this second. Flushed
     # right after each batch here, so that work lands in no other variant's window; its
     # commands are counted apart.
     deferred: dict[str, Counter[str]] = {LIMITED: Counter(), BLOCKED: Counter()}
@@ -390,8 +391,8 @@ async def run(config: Config, url: str, stop: StopRequest) -> dict[str, Any]:
     for row in rows:
         if row["name"] in deferred:
             flushed = deferred[row["name"]]
-            # One ZINCRBY per distinct refused user per flush (+ one EXPIRE): flushed per
-            # batch here, once a second per worker in production.
+            # A ZINCRBY per distinct refused user and block per flush (and each block's trim
+            # and expiry): flushed per batch here, once a second per worker in production.
             row["deferred_refusal_counting"] = {
                 "flushes": flushes[row["name"]],
                 "by_command": dict(sorted(flushed.items())),
