@@ -62,6 +62,8 @@ WORK_SLEEP: Final = 0.003
 WORK_CPU_LOOP: Final = 3000
 WORK_PATH: Final = "/api/work"
 POOL_SIZE: Final = 8
+TARPIT_SECONDS: Final = float(FloodwallSettings.model_fields["tarpit_seconds"].default)
+"""floodwall's default, passed explicitly like every other setting."""
 POOL_TIMEOUT_SECONDS: Final = 2.0
 
 PEERS: Final = ("slowapi[decorator]", "slowapi[middleware]", "asgi-ratelimit[redis]")
@@ -122,6 +124,7 @@ def floodwall_settings(
     prefix: str = KEY_PREFIX,
     capacity: int | str | None = None,
     concurrency: int | None = None,
+    tarpit_seconds: float = TARPIT_SECONDS,
 ) -> FloodwallSettings:
     # Everything that changes the hot path is explicit, so stray FLOODWALL_* variables in
     # the environment cannot turn this into a different benchmark.
@@ -134,6 +137,7 @@ def floodwall_settings(
         extra["concurrency"] = concurrency
     return FloodwallSettings(
         capacity=capacity,
+        tarpit_seconds=tarpit_seconds,
         **extra,
         redis_url=redis_url,
         redis_timeout=REDIS_TIMEOUT,
@@ -205,9 +209,10 @@ def build(
     pool: int = POOL_SIZE,
     capacity: int | str | None = None,
     concurrency: int | None = None,
+    tarpit_seconds: float = TARPIT_SECONDS,
 ) -> Built:
-    """The app of ``variant``; ``rate``/``burst``/``capacity``/``concurrency`` apply to
-    floodwall only; ``pool`` to ``handler="pool"``."""
+    """The app of ``variant``; ``rate``/``burst``/``capacity``/``concurrency``/
+    ``tarpit_seconds`` apply to floodwall only; ``pool`` to ``handler="pool"``."""
     if variant in REDIS_VARIANTS and redis_url is None:
         raise ValueError(f"{variant} needs a Redis URL")
     endpoint = hello if handler == "pool" else HANDLERS[handler]
@@ -225,6 +230,7 @@ def build(
             prefix=prefix,
             capacity=capacity,
             concurrency=concurrency,
+            tarpit_seconds=tarpit_seconds,
         )
         floodwall = Floodwall(settings)
         app = Starlette(
@@ -273,8 +279,8 @@ def uvicorn_app() -> ASGIApp:
     ``BENCH_VARIANT`` (one of ``VARIANTS``), ``BENCH_REDIS_URL``, ``BENCH_HANDLER``
     (``hello``, ``work`` or ``pool``), ``BENCH_RATE`` and ``BENCH_BURST`` (floodwall's limit,
     default huge), ``BENCH_PREFIX`` (floodwall's key prefix), ``BENCH_POOL`` (the pool's
-    connections), ``BENCH_CAPACITY`` (floodwall's load shedding: a number or ``auto``) and
-    ``BENCH_CONCURRENCY`` (per-user concurrency).
+    connections), ``BENCH_CAPACITY`` (floodwall's load shedding: a number or ``auto``),
+    ``BENCH_CONCURRENCY`` (per-user concurrency) and ``BENCH_TARPIT_SECONDS`` (the tarpit).
     """
     env = os.environ
     capacity = env.get("BENCH_CAPACITY") or None
@@ -289,6 +295,7 @@ def uvicorn_app() -> ASGIApp:
         pool=int(env.get("BENCH_POOL", POOL_SIZE)),
         capacity=capacity if capacity in (None, "auto") else int(capacity),
         concurrency=None if concurrency is None else int(concurrency),
+        tarpit_seconds=float(env.get("BENCH_TARPIT_SECONDS", TARPIT_SECONDS)),
     )
     # floodwall starts and stops with the lifespan; the peers' clients die with the process.
     return built.app

@@ -20,7 +20,9 @@ running throughout: ``lead_seconds`` without the attacker (the "no attack" figur
 ``attack_seconds`` with it; between runs the pool drains. Variants, each its own uvicorn
 (one worker): **off** (the app alone), **rate limit** (floodwall on Redis, 10/s, burst 10),
 **rate limit + shedding** (and ``FLOODWALL_CAPACITY=POOL``), and, once floodwall has
-``FLOODWALL_CONCURRENCY``, **rate limit + concurrency + shedding** (``CONCURRENCY``).
+``FLOODWALL_CONCURRENCY``, **rate limit + concurrency + shedding** (``CONCURRENCY``) and the
+same with the tarpit off (``FLOODWALL_TARPIT_SECONDS=0``; the others have floodwall's
+default).
 
 Per attack, variant and phase: genuine success (HTTP 200) % and the failures by who
 refused them (``503 overloaded`` is shedding, ``503 pool`` the backend's pool, ``429 ...``
@@ -149,6 +151,16 @@ def variants() -> list[Variant]:
                     "BENCH_CAPACITY": str(CAPACITY),
                     "BENCH_CONCURRENCY": str(CONCURRENCY),
                 },
+                True,
+            )
+        )
+        # What the tarpit (on in every variant above, as by default) brings: the same
+        # protection with it off.
+        found.append(
+            Variant(
+                "no-tarpit",
+                "rate limit + concurrency + shedding, no tarpit",
+                {**found[-1].env, "BENCH_TARPIT_SECONDS": "0"},
                 True,
             )
         )
@@ -683,7 +695,7 @@ def draw(
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     header = (
-        f"{'attack':<6} {'variant':<36} {'phase':<9} {'genuine':>7} {'ok %':>7}"
+        f"{'attack':<6} {'variant':<48} {'phase':<9} {'genuine':>7} {'ok %':>7}"
         f" {'p50 ms':>7} {'p99 ms':>7} {'p99 x':>6} {'attacker req/s':>14}"
         f" {'admitted':>8} {'Redis cmds/att. req':>19}  genuine failures"
     )
@@ -694,7 +706,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         ratio = genuine["p99_vs_no_attack"]
         cells = [
             f"{row['attack']:<6}",
-            f"{row['variant_title']:<36}",
+            f"{row['variant_title']:<48}",
             f"{row['phase']:<9}",
             f"{genuine['sent']:>7}",
             f"{'—' if rate is None else format(100 * rate, '.2f'):>7}",

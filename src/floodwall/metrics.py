@@ -244,6 +244,11 @@ class Metrics:
         self._capacity: Gauge | None = None
         self._blocked = _BlockedUsers()
         self.registry.register(self._blocked)
+        self.tarpitted = Counter(
+            "floodwall_tarpitted_refusals",
+            "Refusals the tarpit held back: a subject flooding a lagging worker.",
+            registry=self.registry,
+        )
         self.auto_blocks = Counter(
             "floodwall_auto_blocks", "Users blocked by auto-block.", registry=self.registry
         )

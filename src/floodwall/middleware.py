@@ -36,6 +36,7 @@ from floodwall.routes import RouteLimit, RouteTable, declared_limits
 from floodwall.service import Floodwall
 from floodwall.shedding import Shedder, shedder_from_settings
 from floodwall.stores.redis import RedisStore
+from floodwall.tarpit import Tarpit
 from floodwall.telemetry import decision_telemetry
 from floodwall.top import member
 
@@ -64,6 +65,8 @@ class FloodwallMiddleware:
       ``FLOODWALL_CRITICAL_PATHS``.
     - ``shedder``: the load shedder to use instead of the one ``FLOODWALL_CAPACITY`` asks
       for (tests pass one with a clock they move).
+    - ``tarpit``: the tarpit to use instead of the one ``FLOODWALL_TARPIT_SECONDS`` asks
+      for.
 
     The service starts and stops with the app's lifespan events.
     """
@@ -80,6 +83,7 @@ class FloodwallMiddleware:
         password_reset_paths: Iterable[str] = (),
         critical_paths: Iterable[str] = (),
         shedder: Shedder | None = None,
+        tarpit: Tarpit | None = None,
     ) -> None:
         settings = floodwall.settings
         self.app = app
@@ -128,6 +132,9 @@ class FloodwallMiddleware:
                 critical_paths=self._any_critical,
             )
         self._shedder = shedder
+        if tarpit is None and settings.tarpit_seconds:
+            tarpit = Tarpit(settings.tarpit_seconds)
+        self._tarpit = tarpit
         self._headers = settings.rate_limit_headers
         header = settings.request_id_header
         self._request_id_header = header.encode("latin-1") if header else None
@@ -241,7 +248,7 @@ class FloodwallMiddleware:
         extra = []
         if request_id is not None and id_header is not None:
             extra.append((id_header, request_id.encode()))
-        await self._refuse(scope, receive, send, decision, policy, extra)
+        await self._refuse(scope, receive, send, identity, decision, policy, extra)
 
     def _match_routes(self, scope: Scope, path: str) -> tuple[RouteLimit, ...]:
         if not self._routes_found:
@@ -329,7 +336,7 @@ class FloodwallMiddleware:
             if request_id is not None and self._request_id_header is not None:
                 extra.append((self._request_id_header, request_id.encode()))
         self._log_refusal(scope, identity, _OVERLOADED, policy, request_id, enforced=True)
-        await self._refuse(scope, receive, send, _OVERLOADED, policy, extra)
+        await self._refuse(scope, receive, send, identity, _OVERLOADED, policy, extra)
 
     async def _refuse_network(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Counted as the client address (and its network) for top: who the sender claims
@@ -346,7 +353,7 @@ class FloodwallMiddleware:
         extra = []
         if request_id is not None and id_header is not None:
             extra.append((id_header, request_id.encode()))
-        await self._refuse(scope, receive, send, decision, "network", extra)
+        await self._refuse(scope, receive, send, identity, decision, "network", extra)
 
     def _given_request_id(self, scope: Scope) -> str | None:
         # Honour the caller's id when it is sane; a hostile one must not reach the logs.
@@ -400,10 +407,18 @@ class FloodwallMiddleware:
         scope: Scope,
         receive: Receive,
         send: Send,
+        identity: Identity,
         decision: Decision,
         policy: str,
         extra: list[tuple[bytes, bytes]],
     ) -> None:
+        tarpit = self._tarpit
+        if tarpit is not None and decision.outcome is not Outcome.UNAVAILABLE:
+            # A store that cannot answer is nobody's flood.
+            delay = tarpit.delay((identity.anonymous, identity.user_id))
+            if delay:
+                self.floodwall.metrics.tarpitted.inc()
+                await tarpit.hold(delay)
         answer = refusal(decision, policy)
         headers = [*answer.headers, *extra]
         if self._headers and decision.outcome is Outcome.LIMITED:

@@ -249,6 +249,9 @@ class FloodwallSettings(BaseSettings):
     ``auto`` to learn it from latency; unset, nothing is shed."""
     critical_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Paths that keep a reserved part of ``capacity`` when everything else is shed."""
+    tarpit_seconds: float = Field(default=0.5, ge=0, le=10, allow_inf_nan=False)
+    """How long, on average, a flooding subject's refusals are held back while the flood
+    slows a worker (``floodwall.tarpit``); 0: never."""
 
     @model_validator(mode="wrap")
     @classmethod
