@@ -24,7 +24,7 @@ it back when the app returns, raises or is cancelled. With ``limit`` slots:
   (503 ``overloaded``) at once. Refusing the heaviest before the worker is full is what
   keeps room for the others: a slot held by a long request may not come back for seconds.
 - **At the limit**, a request of a subject within its share waits at most ``max_wait``
-  seconds (100 ms by default) for a slot, in a queue of at most ``limit`` requests: a freed
+  seconds (250 ms by default) for a slot, in a queue of at most ``limit`` requests: a freed
   slot goes to the waiter whose subject holds the fewest slots, then has sent the fewest
   requests recently (a decayed count). A subject never seen before counts as sending like
   the average recent subject: otherwise a flood of fresh accounts, each on its first
@@ -58,8 +58,12 @@ from floodwall.settings import FloodwallSettings
 
 __all__ = ["MAX_WAIT_SECONDS", "Shedder", "Ticket", "shedder_from_settings"]
 
-MAX_WAIT_SECONDS: Final = 0.1
-"""The longest a request within its share waits for a slot when the worker is full."""
+MAX_WAIT_SECONDS: Final = 0.25
+"""The longest a request within its share waits for a slot when the worker is full. A few
+requests' time, and longer than the worker's own stalls: in the drill a full garbage
+collection stopped it for 60 ms and a burst of 400 new connections for 70-90 ms, and at
+100 ms such a stall turned the waits of that moment into refusals (one genuine request in
+200-400 in attacks b and c). Refused, a client waits ``Retry-After`` (1 s) anyway."""
 RECENT_SECONDS: Final = 2.0
 """How long a subject counts towards the fair share after its last request."""
 MAX_RECENT: Final = 10_000
