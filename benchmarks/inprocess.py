@@ -232,10 +232,18 @@ async def run(config: Config, url: str, stop: StopRequest) -> dict[str, Any]:
     port = int(url.rsplit(":", 1)[1].split("/", 1)[0])
     scopes = make_scopes(config.users)
     built = {name: apps.build(name, url) for name in apps.VARIANTS}
+    # The refusals' own cost, without the tarpit: refusing one user after another for
+    # milliseconds without yielding is, to the tarpit, a flood that makes the loop lag, and
+    # their refusals would be held back.
     limited = apps.build(
-        "floodwall[redis]", url, rate=LIMITED_RATE, burst=LIMITED_BURST, prefix=LIMITED_PREFIX
+        "floodwall[redis]",
+        url,
+        rate=LIMITED_RATE,
+        burst=LIMITED_BURST,
+        prefix=LIMITED_PREFIX,
+        tarpit_seconds=0.0,
     )
-    blocked = apps.build("floodwall[redis]", url, prefix=BLOCKED_PREFIX)
+    blocked = apps.build("floodwall[redis]", url, prefix=BLOCKED_PREFIX, tarpit_seconds=0.0)
     on_redis = built["floodwall[redis]"].floodwall
     assert on_redis is not None
     assert limited.floodwall is not None
