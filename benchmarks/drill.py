@@ -44,6 +44,7 @@ import pathlib
 import random
 import statistics
 import sys
+import textwrap
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -671,12 +672,13 @@ def draw(
             top.text(
                 one.offset + span / 2,
                 104,
-                one.variant.title,
+                textwrap.fill(one.variant.title, 20),
                 ha="center",
                 va="bottom",
-                fontsize=9,
+                fontsize=8,
             )
-        top.set_ylim(-5, 115)
+        top.set_ylim(-5, 145)
+        top.set_yticks(range(0, 101, 20))
         top.set_ylabel("genuine ok, % per s")
         bottom.set_yscale("log")
         bottom.set_ylabel("genuine p99, ms per s")
