@@ -61,6 +61,26 @@ async def test_a_dropped_connection_is_retried_once_on_a_new_one(
         await store.close()
 
 
+async def test_a_slots_release_on_a_dropped_connection_is_retried_once(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis
+) -> None:
+    store = store_for(redis_server.url)
+    await store.start()
+    keys = KEYS.user("alice")
+    try:
+        decision = await store.check(keys, rate=1, burst=1000, concurrency=1)
+        assert decision.allowed
+        assert decision.lease
+        assert await redis_client.zcard(keys.inflight) == 1
+        # As a proxy or a restart would (every other client of the test is dropped too).
+        with redis.Redis.from_url(redis_server.url) as killer:
+            assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+            await store.release(keys, decision.lease)
+            assert killer.zcard(keys.inflight) == 0
+    finally:
+        await store.close()
+
+
 async def test_a_timeout_is_not_retried(
     redis_server: RedisServer, redis_client: redis.asyncio.Redis
 ) -> None:

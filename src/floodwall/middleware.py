@@ -286,36 +286,32 @@ class FloodwallMiddleware:
         try:
             if self._shedder is None:
                 await self.app(scope, receive, send)
-            else:
-                await self._shed(scope, receive, send, identity, policy, request_id)
+                return
+            shed = await self._shed(scope, receive, send, identity)
         finally:
             if decision.lease:
                 self._release(decision)
+        if shed:
+            # Answered once the slot is given back: the tarpit may hold the answer.
+            await self._overloaded(scope, receive, send, identity, policy, request_id)
 
-    async def _shed(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        identity: Identity,
-        policy: str,
-        request_id: str | None,
-    ) -> None:
+    async def _shed(self, scope: Scope, receive: Receive, send: Send, identity: Identity) -> bool:
         # Load shedding: a slot for the whole request (a websocket: while open), given back
-        # however the app ends, a client's disconnect (cancellation) included.
+        # however the app ends, a client's disconnect (cancellation) included. True: no
+        # slot, the request is to be refused.
         shedder = cast(Shedder, self._shedder)
         subject = (identity.anonymous, identity.user_id)
         critical = self._any_critical and self._critical.get(scope["path"], False)
         ticket = await shedder.acquire(subject, critical=critical)
         if ticket is None:
-            await self._overloaded(scope, receive, send, identity, policy, request_id)
-            return
+            return True
         completed = False
         try:
             await self.app(scope, receive, send)
             completed = scope["type"] == "http"
         finally:
             shedder.release(ticket, completed=completed)
+        return False
 
     async def _overloaded(
         self,

@@ -40,19 +40,33 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Final
 
-__all__ = ["FLOOD_REFUSALS", "HOLD_SECONDS", "LAG_SECONDS", "Tarpit"]
+__all__ = [
+    "FLOOD_REFUSALS",
+    "FLOOD_WINDOW_SECONDS",
+    "HOLD_SECONDS",
+    "LAG_MEMORY_SECONDS",
+    "LAG_SECONDS",
+    "MAX_HELD",
+    "MAX_SUBJECTS",
+    "Tarpit",
+]
 
 LAG_SECONDS: Final = 0.005
 """How late the event loop may come back to a callback before the worker counts as lagging:
 a few ms is many requests' worth of work waiting (a pass of the drill's attack a took
 about 15 ms), and far above a quiet worker's (tens of µs)."""
 LAG_MEMORY_SECONDS: Final = 1.0
+"""How long after the loop was last seen lagging new floods are still looked for."""
 FLOOD_REFUSALS: Final = 20
-"""Refusals of one subject within a second, while the worker lags, that make it a flood:
-twice the default rate, and well past what a client that honours ``Retry-After`` gets."""
+"""Refusals of one subject within ``FLOOD_WINDOW_SECONDS``, while the worker lags, that make
+it a flood: twice the default rate, far past what a client honouring ``Retry-After`` gets."""
+FLOOD_WINDOW_SECONDS: Final = 1.0
 HOLD_SECONDS: Final = 10.0
+"""How long a held-back subject stays held back after its last refusal."""
 MAX_HELD: Final = 4_096
+"""Refusals held back at once, per worker; beyond, answered at once."""
 MAX_SUBJECTS: Final = 10_000
+"""Subjects remembered, held back or counted (each kind), per worker; the oldest go first."""
 
 
 class Tarpit:
@@ -64,14 +78,15 @@ class Tarpit:
     __slots__ = (
         "_clock",
         "_counts",
+        "_flood_refusals",
         "_held",
         "_hold_seconds",
+        "_jitter",
         "_lag_seconds",
         "_lagged_at",
         "_max_held",
         "_max_subjects",
         "_probing",
-        "_random",
         "_seconds",
         "held",
     )
@@ -83,6 +98,7 @@ class Tarpit:
         clock: Callable[[], float] = time.perf_counter,
         lag_seconds: float = LAG_SECONDS,
         hold_seconds: float = HOLD_SECONDS,
+        flood_refusals: int = FLOOD_REFUSALS,
         max_held: int = MAX_HELD,
         max_subjects: int = MAX_SUBJECTS,
         jitter: Callable[[], float] = random.random,
@@ -91,26 +107,30 @@ class Tarpit:
         self._clock = clock
         self._lag_seconds = lag_seconds
         self._hold_seconds = hold_seconds
+        self._flood_refusals = flood_refusals
         self._max_held = max_held
         self._max_subjects = max_subjects
-        self._random = jitter
+        self._jitter = jitter
         # Subject → when it was last refused while held back, oldest first.
         self._held: dict[Hashable, float] = {}
         # Subject → its refusals while the worker lagged, since when (of the last second).
         self._counts: dict[Hashable, tuple[int, float]] = {}
         self._lagged_at = -float("inf")
-        self._probing = False
+        # The loop of the probe on its way, if one is: a probe queued on a loop that was
+        # closed before running it never comes back, and must not stop every later one.
+        self._probing: asyncio.AbstractEventLoop | None = None
         self.held = 0
         """Refusals being held back now."""
 
     def delay(self, subject: Hashable) -> float:
         """Seconds to hold back this refusal of ``subject`` (0.0: answer it now)."""
         now = self._clock()
-        if not self._probing:
+        loop = asyncio.get_running_loop()
+        if self._probing is not loop:
             # One probe at a time: at most a callback per pass of the loop, and only while
             # something is refused.
-            self._probing = True
-            asyncio.get_running_loop().call_soon(self._probed, now)
+            self._probing = loop
+            loop.call_soon(self._probed, now)
         held = self._held
         last = held.pop(subject, None)
         held_back = last is not None and now - last <= self._hold_seconds
@@ -122,16 +142,16 @@ class Tarpit:
         held[subject] = now
         if self.held >= self._max_held:
             return 0.0
-        return self._seconds * (0.5 + self._random())
+        return self._seconds * (0.5 + self._jitter())
 
     def _floods(self, subject: Hashable, now: float) -> bool:
         # Counted only while the worker lags: a quiet worker keeps no count at all.
         counts = self._counts
         count, since = counts.pop(subject, (0, now))
-        if now - since > 1.0:
+        if now - since > FLOOD_WINDOW_SECONDS:
             count, since = 0, now
         count += 1
-        if count >= FLOOD_REFUSALS:
+        if count >= self._flood_refusals:
             return True
         if len(counts) >= self._max_subjects:
             del counts[next(iter(counts))]
@@ -147,7 +167,7 @@ class Tarpit:
             self.held -= 1
 
     def _probed(self, asked_at: float) -> None:
-        self._probing = False
+        self._probing = None
         now = self._clock()
         if now - asked_at > self._lag_seconds:
             self._lagged_at = now
