@@ -62,8 +62,9 @@ MAX_WAIT_SECONDS: Final = 0.25
 """The longest a request within its share waits for a slot when the worker is full. A few
 requests' time, and longer than the worker's own stalls: in the drill a full garbage
 collection stopped it for 60 ms and a burst of 400 new connections for 70-90 ms, and at
-100 ms such a stall turned the waits of that moment into refusals (one genuine request in
-200-400 in attacks b and c). Refused, a client waits ``Retry-After`` (1 s) anyway."""
+100 ms such a stall turned the waits of that moment into refusals (now and then one to
+three genuine requests a run in attacks b and c). Refused, a client waits ``Retry-After``
+(1 s) anyway."""
 RECENT_SECONDS: Final = 2.0
 """How long a subject counts towards the fair share after its last request."""
 MAX_RECENT: Final = 10_000
