@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, rules
 from floodwall.settings import settings_error
 from floodwall.shedding import Shedder
 from floodwall.tarpit import FLOOD_REFUSALS, HOLD_SECONDS, LAG_SECONDS, Tarpit
@@ -292,5 +292,11 @@ def test_the_setting_turns_it_off_or_is_refused_in_one_line() -> None:
             FloodwallSettings(tarpit_seconds=value)
         line = settings_error(caught.value)
         assert line.startswith("bad settings: FLOODWALL_TARPIT_SECONDS: ")
+        if value != "soon":
+            assert line.endswith(rules.TARPIT_SECONDS.message)
+        # The same rule in Python.
+        if not isinstance(value, str):
+            with pytest.raises(rules.RuleError, match=rules.TARPIT_SECONDS.message):
+                Tarpit(value)
         assert "\n" not in line
         assert str(value) not in line

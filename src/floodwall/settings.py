@@ -249,7 +249,7 @@ class FloodwallSettings(BaseSettings):
     ``auto`` to learn it from latency; unset, nothing is shed."""
     critical_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Paths that keep a reserved part of ``capacity`` when everything else is shed."""
-    tarpit_seconds: float = Field(default=0.5, ge=0, le=10, allow_inf_nan=False)
+    tarpit_seconds: float = 0.5
     """How long, on average, a flooding subject's refusals are held back while the flood
     slows a worker (``floodwall.tarpit``); 0: never."""
 
@@ -324,6 +324,14 @@ class FloodwallSettings(BaseSettings):
             return rules.CONCURRENCY.whole_number(_whole_number(value))
         except rules.RuleError as exc:
             raise ValueError(f"FLOODWALL_CONCURRENCY: {exc}") from None
+
+    @field_validator("tarpit_seconds")
+    @classmethod
+    def _tarpit_seconds(cls, value: float) -> float:
+        try:
+            return rules.TARPIT_SECONDS.number(value)
+        except rules.RuleError as exc:
+            raise ValueError(f"FLOODWALL_TARPIT_SECONDS: {exc}") from None
 
     @field_validator("route_limits")
     @classmethod

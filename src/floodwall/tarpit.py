@@ -40,6 +40,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Final
 
+from floodwall import rules
+
 __all__ = [
     "FLOOD_REFUSALS",
     "FLOOD_WINDOW_SECONDS",
@@ -71,6 +73,7 @@ MAX_SUBJECTS: Final = 10_000
 
 class Tarpit:
     """How long to hold back each refusal of this worker; see the module's docstring.
+    ``seconds`` follows the rule book (``rules.TARPIT_SECONDS``), as the setting does.
 
     ``delay(subject)`` says how long (0.0: answer now), ``hold(seconds)`` waits it out.
     """
@@ -103,7 +106,7 @@ class Tarpit:
         max_subjects: int = MAX_SUBJECTS,
         jitter: Callable[[], float] = random.random,
     ) -> None:
-        self._seconds = seconds
+        self._seconds = rules.TARPIT_SECONDS.number(seconds)
         self._clock = clock
         self._lag_seconds = lag_seconds
         self._hold_seconds = hold_seconds
