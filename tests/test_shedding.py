@@ -59,6 +59,52 @@ async def test_over_half_full_a_subject_beyond_its_share_is_refused_before_the_o
     assert shed.in_flight == 4
 
 
+async def heavy_and_light(hold: float) -> tuple[Shedder, FakeClock]:
+    """A worker of 4, half full (alice's and carol's slots), and two heavier subjects holding
+    none. A second ago alice, the hog and the pest each held a slot for ``hold`` seconds;
+    then the hog sent 8 requests and the pest 4 (each took a slot, given back at once, and
+    was refused the rest: beyond its share, a slot)."""
+    shed, clock = shedder(4)
+    warm_up = [*await take(shed, "hog", 1), *await take(shed, "pest", 1)]
+    warm_up += await take(shed, "alice", 1)
+    clock.advance(hold)
+    for ticket in warm_up:
+        shed.release(ticket, completed=True)
+    clock.advance(1.0 - hold)
+    await take(shed, "alice", 1)
+    await take(shed, "carol", 1)
+    for subject, requests in (("hog", 8), ("pest", 4)):
+        (ticket,) = await take(shed, subject, 1)
+        for _ in range(requests - 1):
+            assert await shed.acquire(subject) is None
+        shed.release(ticket, completed=True)
+    assert shed.in_flight == 2
+    # The cut the refusals saw, made before most of them, stands no longer.
+    clock.advance(shedding.CUT_SECONDS * 1.5)
+    return shed, clock
+
+
+async def test_over_half_full_the_slots_left_are_kept_for_the_lightest_subjects() -> None:
+    shed, _ = await heavy_and_light(hold=1.0)
+    # The hog holds nothing, so a slot is within its share. But it sends about 5 requests a
+    # second, each holding a slot for about 0.75 s: walking from the lightest, alice and
+    # carol ask for more than a slot each, the pest (about 3 a second) for the rest and
+    # more, and the hog, heavier than the pest, is refused.
+    assert shed.held("hog") == 0
+    assert await shed.acquire("hog") is None
+    # A subject never seen before has sent one request: lighter.
+    assert await shed.acquire("dave") is not None
+    # Critical paths are never cut.
+    assert await shed.acquire("hog", critical=True) is not None
+    assert shed.in_flight == 4
+
+
+async def test_a_heavy_sender_of_short_requests_fits_and_is_not_cut() -> None:
+    shed, _ = await heavy_and_light(hold=0.05)
+    # The same counts, but its slots come back within 0.05 s: everyone fits in the worker.
+    assert await shed.acquire("hog") is not None
+
+
 async def test_under_half_full_everyone_is_admitted() -> None:
     shed, _ = shedder(8)
     await take(shed, "alice", 1)
