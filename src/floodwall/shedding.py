@@ -23,20 +23,6 @@ it back when the app returns, raises or is cancelled. With ``limit`` slots:
 - **Over half**, a request that would take its subject beyond its fair share is refused
   (503 ``overloaded``) at once. Refusing the heaviest before the worker is full is what
   keeps room for the others: a slot held by a long request may not come back for seconds.
-- **Over half, the worker is kept for the lightest subjects**: a request is refused too if
-  its subject has sent more recently than the *cut*. Walking the recent subjects from the
-  fewest recent requests up, each asks for its rate times its mean hold, in slots (the mean
-  of all subjects' holds for one whose first request has not ended); the cut is the count
-  of the first subject that takes the sum past the usable slots, so those before it, and
-  it, fit. When everyone fits there is no cut; nor before any request has ended. A subject
-  never seen before has sent one request, and passes (counting it as the average subject
-  here would refuse a genuine user's first request all through an attack). Without the
-  cut, 200 accounts each sending 5 requests a second, each holding no more than its share
-  of one slot, took every slot the moment it was free: the worker stayed full, and every
-  genuine request (1-2 a second each) queued for the next one. In the drill's attack b
-  genuine p50 was 104 ms against 83 with no attack, p99 1.8-2.4 times; with it, 83 ms and
-  1.2 times. The cut is recomputed at most every ``CUT_SECONDS``, and only while the
-  worker is over half full.
 - **At the limit**, a request of a subject within its share waits at most ``max_wait``
   seconds (250 ms by default) for a slot, in a queue of at most ``limit`` requests: a freed
   slot goes to the waiter whose subject holds the fewest slots, then has sent the fewest
@@ -84,16 +70,10 @@ RECENT_SECONDS: Final = 2.0
 MAX_RECENT: Final = 10_000
 HALF_LIFE_SECONDS: Final = 1.0
 """Of the recent-request count that orders waiters."""
-_RATE_PER_COUNT: Final = math.log(2) / HALF_LIFE_SECONDS
-"""A subject sending r requests a second keeps a recent count of about r / this."""
-_DECAY_RATE: Final = -_RATE_PER_COUNT
+_DECAY_RATE: Final = -math.log(2) / HALF_LIFE_SECONDS
 HOLD_WEIGHT: Final = 0.25
 """Of each released slot's time in its subject's mean hold."""
 BUSY_FRACTION: Final = 0.5
-CUT_SECONDS: Final = 0.1
-"""How long a cut stands. Computing it sorts the recent subjects: 0.05 ms for 230 of them,
-2.4 ms for ``MAX_RECENT`` (measured on this project's machine), so at most about 2 % of a
-busy worker's time."""
 CRITICAL_FRACTION: Final = 0.1
 
 
@@ -141,8 +121,6 @@ class Shedder:
         self._total_at = clock()
         self._waiters: list[_Waiter] = []
         self._seq = itertools.count()
-        self._cut = math.inf
-        self._cut_time = -math.inf
 
     @property
     def limit(self) -> int:
@@ -164,16 +142,10 @@ class Shedder:
     async def acquire(self, subject: Hashable, *, critical: bool = False) -> Ticket | None:
         """A slot for one request of ``subject``, or ``None``: refuse it (overloaded)."""
         now = self._clock()
-        score, sent, hold = self._seen(subject, now)
+        score, hold = self._seen(subject, now)
         usable = self.usable(critical)
         held = self._held.get(subject, 0)
         total = self.in_flight
-        if (
-            not critical
-            and total >= usable * BUSY_FRACTION
-            and sent > self._current_cut(now, usable)
-        ):
-            return None
         # Each recent subject's part of the usable slots, at least one.
         within_share = held + 1 <= max(1.0, usable / len(self._recent))
         if total < usable and (
@@ -212,9 +184,7 @@ class Shedder:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _seen(self, subject: Hashable, now: float) -> tuple[float, float, float | None]:
-        """Counts a request of ``subject``: its rank among waiters (a newcomer's as the
-        average subject's), what it sent recently (this request included), its mean hold."""
+    def _seen(self, subject: Hashable, now: float) -> tuple[float, float | None]:
         recent = self._recent
         total = self._total * _decay(now - self._total_at)
         last = recent.pop(subject, None)
@@ -238,29 +208,7 @@ class Shedder:
         # Never below zero by rounding.
         self._total = max(0.0, total)
         self._total_at = now
-        return score, 1.0 + before, hold
-
-    def _current_cut(self, now: float, usable: int) -> float:
-        if now - self._cut_time < CUT_SECONDS:
-            return self._cut
-        recent = self._recent.values()
-        holds = [hold for _, _, hold in recent if hold is not None]
-        cut = math.inf
-        if holds:
-            unknown = sum(holds) / len(holds)
-            demands = sorted(
-                (count * _decay(now - seen), unknown if hold is None else hold)
-                for seen, count, hold in recent
-            )
-            room = float(usable)
-            for count, hold in demands:
-                room -= count * _RATE_PER_COUNT * hold
-                if room < 0:
-                    cut = count
-                    break
-        self._cut = cut
-        self._cut_time = now
-        return cut
+        return score, hold
 
     def _take(self, subject: Hashable, now: float, critical: bool) -> Ticket:
         self.in_flight += 1
