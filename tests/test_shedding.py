@@ -63,7 +63,8 @@ async def test_over_half_full_a_subject_beyond_its_share_is_refused_before_the_o
 class Traffic:
     """Subjects sending at steady rates, each request holding its slot a fixed time, on the
     shedder's clock. A request waits at the limit as the shedder has it wait, but in the
-    clock's time: one that waits longer than ``MAX_WAIT_SECONDS`` counts as refused."""
+    clock's time: one given a slot after more than ``MAX_WAIT_SECONDS`` counts as refused,
+    and gives the slot back at once, as the shedder would have refused it."""
 
     def __init__(self, shed: Shedder, clock: FakeClock) -> None:
         self.shed = shed
@@ -98,11 +99,13 @@ class Traffic:
     async def _request(self, subject: str, hold: float) -> None:
         sent = self.clock()
         granted = await self.shed.acquire(subject)
-        if granted is None or self.clock() - sent > shedding.MAX_WAIT_SECONDS:
+        if granted is None:
             self.refused[subject] += 1
+        elif self.clock() - sent > shedding.MAX_WAIT_SECONDS:
+            self.refused[subject] += 1
+            self.shed.release(granted, completed=False)
         else:
             self.admitted[subject] += 1
-        if granted is not None:
             self.running.append((self.clock() + hold, granted))
 
     def success(self, prefix: str) -> float:
