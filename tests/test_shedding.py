@@ -61,14 +61,15 @@ async def test_over_half_full_a_subject_beyond_its_share_is_refused_before_the_o
 
 
 class Traffic:
-    """Subjects sending at steady rates, each request holding its slot a fixed time, on the
-    shedder's clock. A request waits at the limit as the shedder has it wait, but in the
-    clock's time: one given a slot after more than ``MAX_WAIT_SECONDS`` counts as refused,
-    and gives the slot back at once, as the shedder would have refused it."""
+    """Subjects sending at steady rates to a worker of ``slots``, each request holding its
+    slot a fixed time, on the shedder's clock. A request waits at the limit as the shedder
+    has it wait, but in the clock's time: one given a slot after more than
+    ``MAX_WAIT_SECONDS`` counts as refused, and gives the slot back at once, as the shedder
+    would have refused it."""
 
-    def __init__(self, shed: Shedder, clock: FakeClock) -> None:
-        self.shed = shed
-        self.clock = clock
+    def __init__(self, slots: int) -> None:
+        # The shedder's own bound on a wait is in the event loop's time: never reached here.
+        self.shed, self.clock = shedder(slots, max_wait=3600.0)
         self.senders: dict[str, tuple[float, float]] = {}
         self.next_at: dict[str, float] = {}
         self.running: list[tuple[float, Ticket]] = []
@@ -76,9 +77,11 @@ class Traffic:
         self.admitted: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
 
-    def add(self, subject: str, rate: float, hold: float, offset: float = 0.0) -> None:
-        self.senders[subject] = (rate, hold)
-        self.next_at[subject] = self.clock() + offset
+    def crowd(self, prefix: str, count: int, rate: float, hold: float = 0.08) -> None:
+        """``count`` subjects alike, their requests spread evenly over the time between two."""
+        for n in range(count):
+            self.senders[f"{prefix}{n}"] = (rate, hold)
+            self.next_at[f"{prefix}{n}"] = self.clock() + n / (count * rate)
 
     async def run(self, seconds: float, step: float = 0.01) -> None:
         for _ in range(round(seconds / step)):
@@ -117,13 +120,10 @@ class Traffic:
 async def test_many_accounts_within_their_shares_do_not_crowd_out_regulars() -> None:
     # The drill's attack b in miniature: 200 accounts at 5 requests a second, each within
     # its share (a slot), against a worker that serves 100 a second.
-    shed, clock = shedder(8, max_wait=3600.0)
-    traffic = Traffic(shed, clock)
-    for n in range(5):
-        traffic.add(f"regular-{n}", 1.0, 0.08, offset=n / 5)
+    traffic = Traffic(8)
+    traffic.crowd("regular-", 5, rate=1.0)
     await traffic.run(2.0)
-    for n in range(200):
-        traffic.add(f"account-{n}", 5.0, 0.08, offset=n / 1000)
+    traffic.crowd("account-", 200, rate=5.0)
     await traffic.run(10.0)
     # The worker stays full, but a freed slot goes to the lighter subject waiting.
     assert traffic.success("regular-") == 1.0
@@ -137,10 +137,8 @@ async def test_an_overload_of_alike_subjects_is_served_to_the_worker_s_capacity(
     # p99) refused most of such a crowd and served 57 a second: over a second or two, the
     # counts of subjects alike differ by chance as much as the drill's accounts differ
     # from its genuine users.
-    shed, clock = shedder(8, max_wait=3600.0)
-    traffic = Traffic(shed, clock)
-    for n in range(120):
-        traffic.add(f"user-{n}", 1.0, 0.08, offset=n / 120)
+    traffic = Traffic(8)
+    traffic.crowd("user-", 120, rate=1.0)
     await traffic.run(3.0)
     traffic.admitted.clear()
     traffic.refused.clear()
