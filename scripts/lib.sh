@@ -1,10 +1,10 @@
-# Shared by scripts/test and scripts/demo: a virtualenv with the project and its dev
-# extra, reinstalled only when pyproject.toml changes. Sourced from the project root.
+# Shared by scripts/test and scripts/demo: a virtualenv (.venv) holding exactly the
+# versions of uv.lock, the project and its dev and bench extras. Sourced from the project
+# root.
 # shellcheck shell=bash
 
 ROOT="$(pwd)"
 VENV="$ROOT/.venv"
-STAMP="$VENV/.pyproject.sha256"
 
 stage() { printf '\n==> %s\n' "$*"; }
 
@@ -55,15 +55,19 @@ if [ ! -x "$VENV/bin/python" ]; then
     fi
 fi
 
-want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
-have="$(cat "$STAMP" 2>/dev/null || true)"
-if [ "$want" != "$have" ]; then
-    echo "pyproject.toml changed since the last install: installing .[dev]"
-    rm -f "$STAMP"
-    "$VENV/bin/python" -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
-    # Written only after a successful install, so a failed one is retried.
-    echo "$want" >"$STAMP"
-else
-    echo "up to date ($VENV)"
+# uv installs the project's environment from uv.lock, exactly; it comes from PyPI at the
+# version below, into a small virtualenv of its own.
+UV_VERSION="0.13.10"
+UV="$ROOT/.tools/uv-$UV_VERSION/bin/uv"
+# uv syncs into the .venv made above with that Python; it never downloads one.
+export UV_PYTHON_DOWNLOADS=never
+if [ ! -x "$UV" ]; then
+    echo "installing uv $UV_VERSION into ${UV%/bin/uv}"
+    rm -rf "${UV%/bin/uv}"
+    "$VENV/bin/python" -m venv "${UV%/bin/uv}"
+    "${UV%/bin/uv}/bin/python" -m pip install --disable-pip-version-check -q "uv==$UV_VERSION"
 fi
 
+# --locked: a uv.lock that no longer matches pyproject.toml is an error, never a silent
+# re-resolution (README, "Refreshing the lock").
+"$UV" sync --locked --extra dev --extra bench

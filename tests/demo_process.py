@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -15,15 +15,20 @@ from harness import find_free_port, wait_until
 
 
 @contextmanager
-def demo_process(log_dir: Path, **env: str) -> Iterator[str]:
-    """Start the demo on a free port with ``FLOODWALL_*`` variables ``env``; yield its URL."""
+def demo_process(
+    log_dir: Path, *, command: Sequence[str] = (sys.executable, "-m", "floodwall.cli"), **env: str
+) -> Iterator[str]:
+    """Start the demo on a free port with ``FLOODWALL_*`` variables ``env``; yield its URL.
+
+    ``command`` is the floodwall command line to run (an installed ``floodwall`` script,
+    say); by default this checkout's, with the test run's Python."""
     port = find_free_port()
     environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
     environment.update(env)
     log_path = log_dir / f"demo-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "floodwall.cli", "demo", "--port", str(port)],
+            [*command, "demo", "--port", str(port)],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,

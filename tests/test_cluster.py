@@ -313,6 +313,31 @@ async def test_block_on_one_instance_refuses_on_the_other(
     await answers(b, 200, user=user)
 
 
+ADMIN_TOKEN = "cluster-admin-token-0123456789"
+
+
+@pytest.mark.parametrize("pair", [{"admin_token": ADMIN_TOKEN}], indirect=True)
+async def test_an_admin_write_answers_with_the_workers_that_heard_it(
+    pair: list[Instance], shard_users: dict[int, list[str]]
+) -> None:
+    a, b = pair
+    user = shard_users[1][0]
+    admin = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=a.floodwall.admin_app()),
+        base_url="http://admin",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    async with admin:
+        answer = await admin.put(f"/users/{user}/block", json={"reason": "flooding"})
+        assert answer.status_code == 200, answer.text
+        # Both instances subscribe to the change feed, each through the cluster.
+        assert answer.json()["received_by"] == 2
+        assert answer.json()["blocked"] is True
+        assert (await b.get(user)).status_code == 403
+        lifted = await admin.delete(f"/users/{user}/block")
+        assert (lifted.status_code, lifted.json()["received_by"]) == (200, 2)
+
+
 @pytest.mark.parametrize("shard", SHARDS)
 async def test_revoke_on_one_instance_refuses_older_credentials_on_the_other(
     pair: list[Instance], shard_users: dict[int, list[str]], shard: int

@@ -294,24 +294,30 @@ async def test_the_middleware_limits_the_token_s_user(
     settings = FloodwallSettings(
         jwt_jwks_url=provider.url, jwt_issuer=ISSUER, jwt_audience=AUDIENCE
     )
+    floodwall = Floodwall(settings)
     app = Starlette(
         routes=[Route("/", _hello)],
-        middleware=[Middleware(FloodwallMiddleware, floodwall=Floodwall(settings))],
+        middleware=[Middleware(FloodwallMiddleware, floodwall=floodwall)],
     )
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 123))
     headers = {"authorization": f"Bearer {rsa_a.token()}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
-        policies: list[str] = []
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            policies: list[str] = []
 
-        async def user_policy() -> bool:
-            answer = await http.get("/", headers=headers)
-            policies.append(answer.headers["ratelimit-policy"])
-            return answer.headers["ratelimit-policy"].startswith('"user"')
+            async def user_policy() -> bool:
+                answer = await http.get("/", headers=headers)
+                policies.append(answer.headers["ratelimit-policy"])
+                return answer.headers["ratelimit-policy"].startswith('"user"')
 
-        deadline = time.monotonic() + 5
-        while not await user_policy():
-            assert time.monotonic() < deadline, policies
-            await _sleep(0.01)
+            deadline = time.monotonic() + 5
+            while not await user_policy():
+                assert time.monotonic() < deadline, policies
+                await _sleep(0.01)
+    finally:
+        # ASGITransport sends no lifespan events: the service the first request started
+        # is stopped here, or its tasks outlive the test's event loop.
+        await floodwall.stop()
 
 
 async def _sleep(seconds: float) -> None:

@@ -174,7 +174,7 @@ def _verified(
 ) -> Identity | None:
     """The identity of a token verified with ``key``, or ``None``."""
     try:
-        claims: dict[str, Any] = jwt.decode(
+        decoded: dict[str, Any] = jwt.decode_complete(
             token,
             key,
             algorithms=algorithms,
@@ -189,8 +189,18 @@ def _verified(
                 "verify_iat": False,
             },
         )
-    except jwt.PyJWTError:
-        # Not only InvalidTokenError: e.g. an `alg: none` token raises InvalidKeyError.
+    except (jwt.PyJWTError, TypeError, ValueError, OverflowError):
+        # Not only InvalidTokenError: e.g. an `alg: none` token raises InvalidKeyError,
+        # and PyJWT before 2.15 raises TypeError or OverflowError for an `exp` of null or
+        # Infinity.
+        return None
+    claims: dict[str, Any] = decoded["payload"]
+    # Refused here whatever the PyJWT version (only its newest releases refuse them): a
+    # `crit` header names extensions this verifier does not implement (RFC 7515 4.1.11),
+    # and an `exp` or `nbf` that is no finite number would never be enforced.
+    if "crit" in decoded["header"] or not all(
+        _finite_number(claims[name]) for name in ("exp", "nbf") if name in claims
+    ):
         return None
     subject = claims["sub"]
     if not isinstance(subject, str):
@@ -364,6 +374,15 @@ def _usable_keys(data: Any) -> dict[str, _Key]:
     if not keys:
         raise ValueError("the JWK set has no usable signing key")
     return keys
+
+
+def _finite_number(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond a double's range
+        return False
 
 
 def _issued_at(value: object) -> float:

@@ -105,6 +105,27 @@ def _storage_errors() -> Iterator[None]:
         raise _translate(exc) from exc
 
 
+async def _close_pubsub(pubsub: PubSub) -> None:
+    # redis-py types PubSub.aclose() from 8.2 on; through Any, mypy is clean on every
+    # version the project's range allows.
+    close: Any = pubsub.aclose
+    await close()
+
+
+def _numsub_count(reply: Any) -> int:
+    """The subscriber count of the one channel asked for in a ``PUBSUB NUMSUB`` reply.
+
+    redis-py answers ``[(channel, n)]`` (and, on a cluster node before 8.x, the raw flat
+    ``[channel, n]``); any other shape is a reply this client cannot read.
+    """
+    if isinstance(reply, list | tuple):
+        if len(reply) == 1 and isinstance(reply[0], list | tuple):
+            reply = reply[0]
+        if len(reply) == 2 and isinstance(reply[1], int) and not isinstance(reply[1], bool):
+            return reply[1]
+    raise StoreCommandError(f"PUBSUB NUMSUB answered a reply of unknown shape: {reply!r:.200}")
+
+
 class _PubSubSubscription:
     __slots__ = ("_pubsub",)
 
@@ -527,7 +548,14 @@ class RedisStore:
     async def publish(self, message: str) -> None:
         """PUBLISH; Redis Cluster forwards it to every node."""
         with _storage_errors():
-            await self._client.publish(self.keys.events, message)
+            if isinstance(self._client, RedisCluster):
+                # RedisCluster has publish() only from redis-py 8 on; the command itself
+                # works on every version the range allows.
+                await self._client.execute_command(
+                    "PUBLISH", self.keys.events, message, target_nodes=self._subscriber_node()
+                )
+            else:
+                await self._client.publish(self.keys.events, message)
 
     async def listeners(self) -> int:
         """PUBSUB NUMSUB of the change feed, on the node every worker subscribes through."""
@@ -538,8 +566,7 @@ class RedisStore:
                 )
             else:
                 reply = await self._client.pubsub_numsub(self.keys.events)
-                reply = reply[0]
-        return int(reply[1])
+        return _numsub_count(reply)
 
     def describe(self) -> str:
         """Where the state lives, without credentials."""
@@ -570,7 +597,7 @@ class RedisStore:
             yield _PubSubSubscription(pubsub)
         finally:
             with contextlib.suppress(redis.RedisError, OSError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await _close_pubsub(pubsub)
             with contextlib.suppress(redis.RedisError, OSError):
                 await client.aclose()
 
