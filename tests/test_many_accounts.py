@@ -265,6 +265,56 @@ async def test_a_bulk_block_reports_one_users_failure_and_blocks_the_rest(
         await floodwall.block_many([], reason="r")
 
 
+async def test_a_bulk_block_with_a_damaged_user_blocks_the_rest_and_listings_survive(
+    redis_client: redis.asyncio.Redis, redis_server: RedisServer
+) -> None:
+    settings = FloodwallSettings(
+        redis_url=redis_server.url, redis_timeout=2, admin_token=SecretStr(TOKEN)
+    )
+    acting = Floodwall(settings)
+    # A state key of another type, as a hand edit or a foreign writer may leave.
+    await redis_client.set(acting.keys.user("damaged").state, "not a hash")
+    transport = httpx.ASGITransport(app=acting.admin_app())
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://a", headers=AUTH) as api:
+            asked = ["a", "damaged", "b", "a", "b"]
+            done = await api.post("/blocks", json={"user_ids": asked, "reason": "INC-9"})
+            assert done.status_code == 200, done.text
+            answer = done.json()
+            # Distinct users: "a" and "b" blocked once each, whatever the repeats.
+            assert (answer["blocked"], answer["failed"]) == (2, 1)
+            assert [item["blocked"] for item in answer["items"]] == [
+                True,
+                False,
+                True,
+                True,
+                True,
+            ]
+            assert answer["items"][1]["error"]
+            listed = await api.get("/blocked")
+            assert listed.status_code == 200, listed.text
+            assert [item["user_id"] for item in listed.json()["items"]] == ["a", "b"]
+            # Indexed by an older writer anyway: the listing leaves it out, not everyone.
+            await redis_client.zadd(acting.keys.index("blocked"), {"damaged": 0})
+            listed = await api.get("/blocked")
+            assert listed.status_code == 200, listed.text
+            assert [item["user_id"] for item in listed.json()["items"]] == ["a", "b"]
+    finally:
+        await acting.stop()
+
+    cli = await floodwall_command(
+        redis_server.url, "block", "c", "c", "damaged", "--reason", "r", "--json"
+    )
+    # No app follows this store here: the CLI says so and exits 1, the change stored.
+    assert cli.status == 1, cli.stderr
+    assert "no running app follows" in cli.stderr
+    summary = json.loads(cli.stdout)
+    assert (summary["blocked"], summary["failed"]) == (1, 1)
+    listed_cli = await floodwall_command(redis_server.url, "blocked", "--json")
+    assert listed_cli.status == 0, listed_cli.stderr
+    assert [item["user_id"] for item in json.loads(listed_cli.stdout)["items"]] == ["a", "b", "c"]
+
+
 async def test_bulk_and_network_changes_reach_another_worker(
     redis_client: redis.asyncio.Redis, redis_server: RedisServer
 ) -> None:

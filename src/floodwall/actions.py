@@ -11,6 +11,7 @@ the one ``_change``; split by action, the rule checks would scatter.
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,8 @@ from floodwall.routes import window_of
 from floodwall.status import UserStatus
 from floodwall.stored import BLOCK_FIELDS, iso_time, stored_int
 from floodwall.stores.base import StateSnapshot, Store
+
+logger = logging.getLogger("floodwall")
 
 __all__ = ["BulkBlockResult", "OperatorActions"]
 
@@ -55,6 +58,14 @@ class BulkBlockResult:
             "blocked_until": iso_time(self.blocked_until_ms),
             "error": self.error,
         }
+
+
+def bulk_counts(results: Sequence[BulkBlockResult]) -> tuple[int, int]:
+    """How many distinct users a bulk block blocked, and how many it failed to: an id
+    asked for twice has two results but is one user."""
+    blocked = {result.user_id for result in results if result.blocked}
+    failed = {result.user_id for result in results if not result.blocked}
+    return len(blocked), len(failed)
 
 
 def _block_fields(
@@ -143,8 +154,7 @@ class OperatorActions:
             ids = await self._store.list_index("blocked", after=cursor, count=limit - len(page))
             if not ids:
                 return page, None
-            snapshots = await self._store.read_states([self._keys.user(u) for u in ids])
-            for user_id, snapshot in zip(ids, snapshots, strict=True):
+            for user_id, snapshot in await self._readable_states(ids):
                 status = self._status(user_id, snapshot)
                 if status.blocked:
                     page.append(status)
@@ -153,6 +163,24 @@ class OperatorActions:
                     await self._store.set_index("blocked", user_id, present=False)
             cursor = ids[-1]
         return page, cursor
+
+    async def _readable_states(self, ids: Sequence[str]) -> list[tuple[str, StateSnapshot]]:
+        """The states of ``ids`` in one read; when one cannot be read (a key of another type
+        written by hand, say), each alone, leaving out and logging the unreadable ones: one
+        damaged user must not take the whole listing down."""
+        try:
+            snapshots = await self._store.read_states([self._keys.user(u) for u in ids])
+        except StoreCommandError:
+            pass
+        else:
+            return list(zip(ids, snapshots, strict=True))
+        readable: list[tuple[str, StateSnapshot]] = []
+        for user_id in ids:
+            try:
+                readable.append((user_id, await self._store.read_state(self._keys.user(user_id))))
+            except StoreCommandError as exc:
+                logger.warning("left out of the listing: the state of user %r: %s", user_id, exc)
+        return readable
 
     async def audit_log(
         self, *, before: str | None = None, limit: int = 100

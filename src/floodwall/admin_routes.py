@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.requests import Request
 
-from floodwall.actions import OperatorActions
+from floodwall.actions import OperatorActions, bulk_counts
 from floodwall.admin_models import (
     AuditPage,
     BlockBody,
@@ -258,12 +258,12 @@ async def _bulk_block(on: Services, call: Call) -> BaseModel:
     results = await on.actions.block_many(
         body.user_ids, reason=body.reason, ttl_seconds=body.ttl_seconds, actor=call.actor
     )
-    blocked = sum(1 for result in results if result.blocked)
+    blocked, failed = bulk_counts(results)
     return BulkBlockChangeOut.model_validate(
         {
             "items": [result.to_json() for result in results],
             "blocked": blocked,
-            "failed": len(results) - blocked,
+            "failed": failed,
             "received_by": await on.actions.listeners(),
         }
     )

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 from pydantic import ValidationError
 
 from floodwall import __version__, rules
-from floodwall.actions import BulkBlockResult
+from floodwall.actions import BulkBlockResult, bulk_counts
 from floodwall.audit import AuditRecord, audit_logger
 from floodwall.display import shell_word, shown
 from floodwall.errors import ConfigurationError, FloodwallError, StorageError
@@ -620,10 +620,10 @@ def _network_row(block: NetworkBlock) -> str:
 
 
 def _print_bulk(args: argparse.Namespace, results: list[BulkBlockResult], extra: Any) -> None:
-    blocked = sum(1 for result in results if result.blocked)
+    blocked, failed = bulk_counts(results)
     if args.json:
         items = [result.to_json() for result in results]
-        summary = {"blocked": blocked, "failed": len(results) - blocked}
+        summary = {"blocked": blocked, "failed": failed}
         print(_json({"items": items} | summary | extra))
         return
     for result in results:
@@ -632,7 +632,7 @@ def _print_bulk(args: argparse.Namespace, results: list[BulkBlockResult], extra:
             print(_columns(result.user_id, f"blocked until {until}"))
         else:
             print(_columns(result.user_id, f"not blocked: {result.error}"))
-    print(f"blocked {blocked} of {len(results)} users")
+    print(f"blocked {blocked} of {blocked + failed} users")
 
 
 def _warn(answer: _Answer) -> None:

@@ -697,8 +697,10 @@ class RedisStore:
         assign_now_plus_ms: Mapping[str, int] | None = None,
         indexes: Sequence[str] = (),
     ) -> list[StateSnapshot | StoreCommandError]:
-        """``update_state.lua`` of each subject and one ZADD per index, pipelined in
-        batches of ``_BULK_BATCH`` subjects: 1,000 users in a few round trips."""
+        """``update_state.lua`` of each subject, pipelined in batches of ``_BULK_BATCH``
+        subjects, then one ZADD per index of the subjects whose update succeeded: 1,000
+        users in a few round trips. A subject whose script fails is in no index, so a
+        listing never names a user whose state it cannot read."""
         args = _update_args(assign or {}, assign_now_plus_ms or {}, ())
         results: list[StateSnapshot | StoreCommandError] = []
         with _storage_errors():
@@ -709,21 +711,22 @@ class RedisStore:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for keys, user_id in batch:
                         pipe.evalsha(self._update.sha, 1, keys.state, _encode(user_id), *args)
-                    for index in indexes:
-                        members: dict[Any, Any] = {_encode(user_id): 0 for _, user_id in batch}
-                        pipe.zadd(self.keys.index(index), members)
                     replies = await pipe.execute(raise_on_error=False)
-                for reply in replies[len(batch) :]:
-                    if isinstance(reply, Exception):
-                        raise reply
-                for reply in replies[: len(batch)]:
+                updated: dict[Any, Any] = {}
+                for (_, user_id), reply in zip(batch, replies, strict=True):
                     if not isinstance(reply, Exception):
                         results.append(_snapshot_of(reply))
+                        updated[_encode(user_id)] = 0
                         continue
                     error = _translate(reply)
                     if not isinstance(error, StoreCommandError):
                         raise error from reply
                     results.append(error)
+                if updated and indexes:
+                    async with self._client.pipeline(transaction=False) as pipe:
+                        for index in indexes:
+                            pipe.zadd(self.keys.index(index), updated)
+                        await pipe.execute()
         return results
 
     async def append_audits(
