@@ -21,7 +21,7 @@ from typing import Any, Final
 from floodwall import rules
 from floodwall.audit import AuditLog, AuditRecord
 from floodwall.change_feed import ChangeFeed
-from floodwall.errors import StoreCommandError
+from floodwall.errors import StorageError, StoreCommandError
 from floodwall.live_limits import ROUTE_FIELD, Limit, LiveLimits, WindowLimit
 from floodwall.networks import NetworkBlock, NetworkBlocks
 from floodwall.reset_hook import ResetNotifier
@@ -113,10 +113,16 @@ class OperatorActions:
         """Which store the actions act on (never a credential)."""
         return self._store.describe()
 
-    async def listeners(self) -> int:
+    async def listeners(self) -> int | None:
         """How many app workers follow operator changes on this store and prefix now: a
-        change made while none does reaches no app (a wrong prefix, say)."""
-        return await self._store.listeners()
+        change made while none does reaches no app (a wrong prefix, say). ``None`` when the
+        store cannot tell (logged): asked after a change, a failure here must not turn a
+        stored change into an error."""
+        try:
+            return await self._store.listeners()
+        except StorageError as exc:
+            logger.warning("the change is stored; the workers that received it: unknown: %s", exc)
+            return None
 
     @property
     def configured_default_limit(self) -> Limit:

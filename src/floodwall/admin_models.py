@@ -219,11 +219,12 @@ class UserStatusOut(BaseModel):
 
 
 ReceivedBy = Annotated[
-    int,
+    int | None,
     Field(
         description="How many app workers follow changes on this store and key prefix, and so "
         "received this one. 0: the change is stored, but no running app has received it "
-        "(an admin app outside a started app, or another key prefix).",
+        "(an admin app outside a started app, or another key prefix). null: the change is "
+        "stored, but the store could not count them (see the app's log).",
     ),
 ]
 

@@ -273,6 +273,7 @@ class _Answer:
     prefix: str
     configured: Limit
     live: Limit | None
+    acted: bool = False
     received_by: int | None = None
 
 
@@ -345,7 +346,8 @@ async def _run(args: argparse.Namespace) -> _Answer:
         # swallows a store error, so this shell's default would pass for the live one.
         await floodwall.feed.refresh_limits()
         received_by = None
-        if _acts(args):
+        acted = _acts(args)
+        if acted:
             result = await _act(floodwall, args)
             # Asked after the change: an app that subscribes later reloads it at start.
             received_by = await floodwall.actions.listeners()
@@ -358,6 +360,7 @@ async def _run(args: argparse.Namespace) -> _Answer:
             floodwall.settings.key_prefix,
             actions.configured_default_limit,
             actions.live_default_limit,
+            acted,
             received_by,
         )
     finally:
@@ -540,7 +543,7 @@ def _audit_row(record: AuditRecord) -> str:
 def _print(args: argparse.Namespace, answer: _Answer) -> None:
     result = answer.result
     extra: dict[str, Any] = {}
-    if answer.received_by is not None:
+    if answer.acted:
         extra["received_by"] = answer.received_by
     defaults: dict[str, Any] = {
         "store": answer.store,
@@ -636,10 +639,19 @@ def _print_bulk(args: argparse.Namespace, results: list[BulkBlockResult], extra:
 
 
 def _warn(answer: _Answer) -> None:
-    """One line on stderr when no running app received an action."""
-    if answer.received_by != 0:
+    """One line on stderr when no running app received an action, or none can be counted."""
+    if not answer.acted:
         return
     where = answer.store.removesuffix(f", key prefix {answer.prefix}")
+    if answer.received_by is None:
+        print(
+            f"floodwall: warning: the change is stored on {shown(where)}, but the store could "
+            "not count the workers that received it",
+            file=sys.stderr,
+        )
+        return
+    if answer.received_by != 0:
+        return
     print(
         f"floodwall: warning: no running app follows key prefix {json.dumps(answer.prefix)} "
         f"on {shown(where)}: the change is stored, but no worker has received it",
