@@ -24,6 +24,7 @@ from floodwall.ids import is_long
 from floodwall.keys import SubjectKeys
 from floodwall.live_limits import ROUTE_FIELD, LiveLimits
 from floodwall.metrics import RESULTS, Metrics
+from floodwall.mirror import KillSwitchMirror
 from floodwall.offenders import Offenders
 from floodwall.routes import RouteLimit
 from floodwall.stores.base import LEASE_MS, Store, Window
@@ -54,6 +55,7 @@ class Checker:
         *,
         limits: LiveLimits,
         denials: DenyCache,
+        mirror: KillSwitchMirror,
         breaker: CircuitBreaker,
         fallback: Fallback,
         offenders: Offenders,
@@ -66,6 +68,7 @@ class Checker:
         self._keys = store.keys
         self._limits = limits
         self._denials = denials
+        self._mirror = mirror
         self._breaker = breaker
         self._fallback = fallback
         self._offenders = offenders
@@ -167,8 +170,10 @@ class Checker:
         denials = self._denials
         windows = self.windows(identity, keys, routes, address) if routes else ()
 
-        # 1. A refusal that is certain: no round trip.
-        known = denials.lookup(bucket, cost)
+        # 1. A refusal that is certain: no round trip. The kill switch first, in check.lua's
+        # order: what the mirror holds at any time (a revocation, a reset required, a block
+        # with no end) changes only by an operator's change, which reaches the mirror.
+        known = self._kill_switch_refusal(identity, reset_exempt) or denials.lookup(bucket, cost)
         if windows and known is None:
             known = denials.lookup_window(bucket, windows)
         probing = False
@@ -240,6 +245,15 @@ class Checker:
         finally:
             if probing:
                 denials.settle(bucket)
+
+    def _kill_switch_refusal(self, identity: Identity, reset_exempt: bool) -> Decision | None:
+        refusal = self._mirror.refusal(identity, reset_exempt, None)
+        if refusal is None:
+            return None
+        rate, burst = self._limits.user
+        return Decision(
+            outcome=refusal, rate=rate, burst=burst, remaining=0, retry_after=0.0, reset_after=0.0
+        )
 
     def _hold(self, keys: SubjectKeys, decision: Decision) -> Decision:
         # The store's member is unique among its subject's slots; this worker's leases are

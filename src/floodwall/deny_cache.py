@@ -5,8 +5,9 @@ let the flood reach Redis. The store's last answer says how deep in debt the buc
 time can only pay that debt back at ``rate``, and other workers can only add to it, so
 while the debt still exceeds what one more request may borrow, the refusal is certain.
 Blocks hold until an operator change for that user arrives over pub/sub (``forget``) or
-the block's end. A required password reset is not cached: which answer it gets (401 for an
-old credential, 403 for a new one, through on the reset flow) depends on the request.
+the block's end. A required password reset or a revocation is not cached here: which
+answer it gets (401 for an old credential, 403 for a new one, through on the reset flow)
+depends on the request, so the checker asks the kill-switch mirror for those.
 
 An allowed request that took the last token is kept too: until the next token, the
 bucket's next request is as certainly refused. And when a refusal lapses (a token is due),

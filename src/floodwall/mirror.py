@@ -91,22 +91,31 @@ class KillSwitchMirror:
         """The mirrored state of a user, if any."""
         return self._users.get(user_id)
 
-    def refusal(self, identity: Identity, reset_exempt: bool, now_ms: int) -> Outcome | None:
-        """What the kill switch says of this request, as ``check.lua`` would; ``None``: go on."""
+    def refusal(self, identity: Identity, reset_exempt: bool, now_ms: int | None) -> Outcome | None:
+        """What the kill switch says of this request, as ``check.lua`` would; ``None``: go on.
+
+        With ``now_ms`` ``None`` (no clock to trust), only what holds at any time: a block
+        with no end, a credential issued before the revocation, a reset required. Those
+        change only by an operator's change, which reaches the mirror by the change feed.
+        """
         if identity.anonymous:
             return None
         user = self._users.get(identity.user_id)
         if user is None:
             return None
         until = user.blocked_until_ms
-        if until is not None and (until == 0 or until > now_ms):
+        if until is not None and (until == 0 or (now_ms is not None and until > now_ms)):
             return Outcome.BLOCKED
         issued = identity.issued_at
         not_before = user.not_before_ms
         if issued is not None and not_before is not None and int(issued * 1000) < not_before:
             return Outcome.REVOKED
         credential = identity.credential_id
-        if credential is not None and user.revoked.get(credential, 0) > now_ms:
+        if (
+            credential is not None
+            and now_ms is not None
+            and user.revoked.get(credential, 0) > now_ms
+        ):
             return Outcome.REVOKED
         if user.reset_required and not reset_exempt:
             return Outcome.RESET_REQUIRED

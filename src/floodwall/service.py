@@ -127,6 +127,7 @@ class Floodwall:
             self.store,
             limits=self.limits,
             denials=self.denials,
+            mirror=self.mirror,
             breaker=self.breaker,
             fallback=Fallback(
                 closed=settings.fail_mode == "closed",
