@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -402,8 +403,15 @@ async def test_an_ended_auto_block_leaves_every_mirror_after_its_window() -> Non
         await floodwall.stop()
 
 
-async def test_a_flood_of_huge_distinct_ids_costs_bounded_memory() -> None:
-    floodwall = Floodwall(FloodwallSettings(user_header="x-user", rate=0.01, burst=1))
+@pytest.mark.parametrize(
+    "protection",
+    [{}, {"capacity": 8, "tarpit_seconds": 0.5}],
+    ids=["limits", "with-shedding-and-tarpit"],
+)
+async def test_a_flood_of_huge_distinct_ids_costs_bounded_memory(
+    protection: dict[str, Any],
+) -> None:
+    floodwall = Floodwall(FloodwallSettings(user_header="x-user", rate=0.01, burst=1, **protection))
     app = FloodwallMiddleware(Starlette(routes=[Route("/", _ok)]), floodwall=floodwall)
 
     async def request(user: bytes) -> None:

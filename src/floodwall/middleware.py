@@ -300,7 +300,7 @@ class FloodwallMiddleware:
         # however the app ends, a client's disconnect (cancellation) included. True: no
         # slot, the request is to be refused.
         shedder = cast(Shedder, self._shedder)
-        subject = (identity.anonymous, identity.user_id)
+        subject = _subject(identity)
         critical = self._any_critical and self._critical.get(scope["path"], False)
         ticket = await shedder.acquire(subject, critical=critical)
         if ticket is None:
@@ -411,7 +411,7 @@ class FloodwallMiddleware:
         tarpit = self._tarpit
         if tarpit is not None and decision.outcome is not Outcome.UNAVAILABLE:
             # A store that cannot answer is nobody's flood.
-            delay = tarpit.delay((identity.anonymous, identity.user_id))
+            delay = tarpit.delay(_subject(identity))
             if delay:
                 self.floodwall.metrics.tarpitted.inc()
                 await tarpit.hold(delay)
@@ -457,6 +457,12 @@ def _log(
         **extra,
     }
     request_logger.log(level, "floodwall: %s", fields["decision"], extra={"fields": fields})
+
+
+def _subject(identity: Identity) -> tuple[bool, str]:
+    # What the shedder and the tarpit key their per-subject state by: a long id held as its
+    # digest, so a flood of huge ids costs bounded memory (floodwall.ids).
+    return identity.anonymous, held(identity.user_id)
 
 
 def _by_address(routes: tuple[RouteLimit, ...]) -> bool:
