@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import http.server
 import json
 import logging
@@ -24,9 +26,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, JwksIdentity
-from floodwall.identity import Identity
+from floodwall.errors import ConfigurationError, IdentityUnavailable
+from floodwall.identity import Identity, IdentityPending
 from floodwall.settings import settings_error
-from harness import wait_until
+from harness import wait_until, wait_until_async
 
 ISSUER = "https://idp.example.com/"
 AUDIENCE = "floodwall-tests"
@@ -72,6 +75,8 @@ class Provider:
     hits: int = 0
     down: bool = False
     delay: float = 0.0
+    body: bytes | None = None
+    """Served instead of the key set, when set."""
     server: http.server.ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -91,7 +96,9 @@ class Provider:
                 if provider.down:
                     self.send_error(503)
                     return
-                body = json.dumps({"keys": [key.jwk for key in provider.keys]}).encode()
+                body = (
+                    provider.body or json.dumps({"keys": [k.jwk for k in provider.keys]}).encode()
+                )
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(body)))
@@ -153,7 +160,10 @@ def resolved(identity: JwksIdentity, token: str, within: float = 5) -> Identity:
     found: list[Identity] = []
 
     def ready() -> bool:
-        result = identity.resolve(scope(token))
+        try:
+            result = identity.resolve(scope(token))
+        except IdentityPending:
+            return False
         if result is not None:
             found.append(result)
         return result is not None
@@ -162,12 +172,14 @@ def resolved(identity: JwksIdentity, token: str, within: float = 5) -> Identity:
     return found[0]
 
 
-def test_rs256_and_es256_tokens_identify_their_users(
+async def test_rs256_and_es256_tokens_identify_their_users(
     identity: JwksIdentity, rsa_a: SigningKey, ec_a: SigningKey
 ) -> None:
-    # The first token starts the fetch and counts as anonymous until the keys arrive.
-    assert identity.resolve(scope(rsa_a.token("alice", jti="c-1", iat=1_800_000_000.5))) is None
-    assert resolved(identity, rsa_a.token("alice", jti="c-1", iat=1_800_000_000.5)) == Identity(
+    # The first token starts the fetch: a plain resolve cannot wait for it, awaiting can.
+    token = rsa_a.token("alice", jti="c-1", iat=1_800_000_000.5)
+    with pytest.raises(IdentityPending):
+        identity.resolve(scope(token))
+    assert await identity(scope(token)) == Identity(
         "alice", issued_at=1_800_000_000.5, credential_id="c-1"
     )
     assert identity.resolve(scope(ec_a.token("bob"))) is not None
@@ -208,15 +220,16 @@ def test_issuer_audience_expiry_and_signature_are_checked(
     assert identity.resolve(scope("e30.e30.")) is None
 
 
-def test_a_rotated_key_works_without_a_restart(
+async def test_a_rotated_key_works_without_a_restart(
     provider: Provider, identity: JwksIdentity, rsa_a: SigningKey
 ) -> None:
     resolved(identity, rsa_a.token())
     rotated = rsa_key("rsa-b")
     provider.keys = [rotated]
     assert resolved(identity, rotated.token("dave")).user_id == "dave"
-    # The key that was rotated out verifies nothing any more.
-    assert identity.resolve(scope(rsa_a.token())) is None
+    # The key that was rotated out verifies nothing any more: its token waits for a fetch
+    # that does not have it, and is invalid.
+    assert await identity(scope(rsa_a.token())) is None
 
 
 def test_a_thousand_unknown_kids_cause_a_few_fetches(
@@ -227,7 +240,8 @@ def test_a_thousand_unknown_kids_cause_a_few_fetches(
     unknown = rsa_key("never-published")
     token = unknown.token()
     for _ in range(1000):
-        assert identity.resolve(scope(token)) is None
+        with pytest.raises(IdentityPending):
+            identity.resolve(scope(token))
     time.sleep(1.5)
     # At most one refresh a second, whatever the number of tokens that ask.
     assert provider.hits - before <= 2
@@ -240,7 +254,8 @@ def test_the_event_loop_never_waits_for_the_provider(
     provider.delay = 1.0
     started = time.perf_counter()
     for n in range(100):
-        identity.resolve(scope(rsa_key(f"new-{n % 2}").token() if n < 2 else rsa_a.token()))
+        with contextlib.suppress(IdentityPending):
+            identity.resolve(scope(rsa_key(f"new-{n % 2}").token() if n < 2 else rsa_a.token()))
     assert time.perf_counter() - started < 0.5
 
 
@@ -261,7 +276,8 @@ def test_when_the_provider_is_down_the_known_keys_keep_working(
         provider.stop()  # now not even a connection
         assert identity.refresh() is False
         assert identity.resolve(scope(rsa_a.token("erin"))) is not None
-        assert identity.resolve(scope(rsa_key("new").token())) is None
+        with pytest.raises(IdentityPending):
+            identity.resolve(scope(rsa_key("new").token()))
     warnings = [record.getMessage() for record in caplog.records]
     assert len(warnings) == 1
     assert warnings[0].startswith("floodwall: the identity provider's keys could not be fetched")
@@ -318,6 +334,132 @@ async def test_the_middleware_limits_the_token_s_user(
         # ASGITransport sends no lifespan events: the service the first request started
         # is stopped here, or its tasks outlive the test's event loop.
         await floodwall.stop()
+
+
+def _app(floodwall: Floodwall) -> Starlette:
+    return Starlette(
+        routes=[Route("/", _hello)],
+        middleware=[Middleware(FloodwallMiddleware, floodwall=floodwall)],
+    )
+
+
+def _jwks_settings(provider: Provider) -> FloodwallSettings:
+    return FloodwallSettings(jwt_jwks_url=provider.url, jwt_issuer=ISSUER, jwt_audience=AUDIENCE)
+
+
+async def test_a_fresh_worker_refuses_a_blocked_user_s_first_token(
+    provider: Provider, rsa_a: SigningKey
+) -> None:
+    floodwall = Floodwall(_jwks_settings(provider))
+    await floodwall.block("alice", reason="abuse")
+    transport = httpx.ASGITransport(app=_app(floodwall), client=("127.0.0.1", 123))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            # No lifespan ran: the keys are not at hand, and the request waits for them.
+            answer = await http.get("/", headers={"authorization": f"Bearer {rsa_a.token()}"})
+    finally:
+        await floodwall.stop()
+    assert answer.status_code == 403
+    assert answer.json()["type"] == "urn:floodwall:problem:account-blocked"
+
+
+async def test_a_token_whose_key_cannot_be_had_is_refused_with_503(
+    provider: Provider, rsa_a: SigningKey
+) -> None:
+    provider.down = True
+    floodwall = Floodwall(_jwks_settings(provider))
+    transport = httpx.ASGITransport(app=_app(floodwall), client=("127.0.0.1", 123))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            answer = await http.get("/", headers={"authorization": f"Bearer {rsa_a.token()}"})
+            anonymous = await http.get("/")
+    finally:
+        await floodwall.stop()
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["retry-after"] == "1"
+    assert answer.json()["type"] == "urn:floodwall:problem:identity-unavailable"
+    # A request without a token has nothing to verify.
+    assert anonymous.status_code == 200
+
+
+async def test_an_awaited_jwks_identity_raises_when_the_key_cannot_be_had(
+    provider: Provider, identity: JwksIdentity, rsa_a: SigningKey
+) -> None:
+    provider.down = True
+    with pytest.raises(IdentityUnavailable):
+        await identity(scope(rsa_a.token()))
+
+
+async def _lifespan(app: Any, *, then: Any = None) -> list[dict[str, Any]]:
+    """The messages the app sends for a startup (then ``then()``) and a shutdown."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    queue.put_nowait({"type": "lifespan.startup"})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "lifespan.startup.complete":
+            if then is not None:
+                await then()
+            queue.put_nowait({"type": "lifespan.shutdown"})
+
+    with contextlib.suppress(ConfigurationError):
+        await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, queue.get, send)
+    return sent
+
+
+async def test_the_keys_are_fetched_at_the_lifespan_startup(provider: Provider) -> None:
+    hits_at_start: list[int] = []
+
+    async def started() -> None:
+        hits_at_start.append(provider.hits)
+
+    sent = await _lifespan(_app(Floodwall(_jwks_settings(provider))), then=started)
+    assert [message["type"] for message in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    assert hits_at_start == [1]
+
+
+async def test_a_provider_answering_garbage_stops_the_start(provider: Provider) -> None:
+    for body, problem in [
+        (b"<html>login</html>", "the identity provider's answer is not JSON"),
+        (b'{"issuer": "x"}', "the identity provider's answer is no JWK set (no keys list)"),
+        (
+            b'{"keys": [{"kty": "RSA"}]}',
+            "the identity provider's JWK set has no usable signing key",
+        ),
+    ]:
+        provider.body = body
+        sent = await _lifespan(_app(Floodwall(_jwks_settings(provider))))
+        assert sent == [
+            {"type": "lifespan.startup.failed", "message": f"FLOODWALL_JWT_JWKS_URL: {problem}"}
+        ]
+
+
+async def test_an_unreachable_provider_is_retried_in_the_background(provider: Provider) -> None:
+    provider.down = True
+    floodwall = Floodwall(_jwks_settings(provider))
+
+    async def retried() -> None:
+        await wait_until_async(
+            _async(lambda: provider.hits >= 2), "the keys are fetched again", within=10
+        )
+
+    sent = await _lifespan(_app(floodwall), then=retried)
+    assert [message["type"] for message in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+
+
+def _async(condition: Any) -> Any:
+    async def check() -> bool:
+        return bool(condition())
+
+    return check
 
 
 async def _sleep(seconds: float) -> None:

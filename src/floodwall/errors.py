@@ -4,6 +4,7 @@
 
     FloodwallError
      ├── ConfigurationError      settings or options that cannot work together
+     ├── IdentityUnavailable     a token the identity provider's keys cannot verify now
      └── StorageError            the store failed; the fail mode decides what a request sees
           ├── StoreUnavailable   no answer: connection refused or dropped, a timeout
           └── StoreCommandError  an answer that is an error: one command failed (a script
@@ -19,6 +20,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigurationError",
     "FloodwallError",
+    "IdentityUnavailable",
     "StorageError",
     "StoreCommandError",
     "StoreUnavailable",
@@ -31,6 +33,11 @@ class FloodwallError(Exception):
 
 class ConfigurationError(FloodwallError):
     """Settings or options that cannot work together."""
+
+
+class IdentityUnavailable(FloodwallError):
+    """A bearer token's key is not at hand and could not be fetched in time: the request
+    is refused with 503 rather than taken for an anonymous client."""
 
 
 class StorageError(FloodwallError):

@@ -7,18 +7,25 @@ independent and small.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import http.client
 import ipaddress
+import json
 import logging
 import math
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any, NamedTuple, TypeAlias
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, NamedTuple, TypeAlias
+from urllib.parse import urlsplit
 
 import jwt
 
 from floodwall._types import Scope
-from floodwall.errors import ConfigurationError
+from floodwall.errors import ConfigurationError, IdentityUnavailable
 from floodwall.settings import HMAC_KEY_BYTES, FloodwallSettings
 
 __all__ = [
@@ -26,6 +33,7 @@ __all__ = [
     "Identify",
     "Identity",
     "IdentityChain",
+    "IdentityPending",
     "JwksIdentity",
     "JwtIdentity",
     "client_identity",
@@ -219,20 +227,57 @@ class _Key(NamedTuple):
     """The JWK's ``alg``, when it names one: then only tokens of that algorithm."""
 
 
+class IdentityPending(Exception):
+    """A token names a key that is not at hand yet; ``settle`` waits for it (bounded).
+
+    Raised by a plain ``resolve`` that cannot wait; the middleware then awaits ``settle``,
+    which gives the identity, ``None`` (the token is invalid), or raises
+    ``IdentityUnavailable``.
+    """
+
+    def __init__(self, settle: Callable[[Scope], Awaitable[Identity | None]]) -> None:
+        super().__init__("the token's key is not at hand yet")
+        self.settle = settle
+
+
+class _Fetch(NamedTuple):
+    started: float
+    """When the fetch began (monotonic seconds)."""
+    ok: bool
+    problem: str | None = None
+    """Why the provider's answer is no usable key set; ``None`` when it worked, or when the
+    provider could not be reached (which may pass)."""
+
+
+class _Unreachable(Exception):
+    """The provider did not answer in time, or answered with a server error."""
+
+
+class _Garbage(Exception):
+    """The provider answered with something that is no usable key set."""
+
+
+# After a failed fetch the next one waits this long at most (doubling from
+# min_refresh_seconds); a token with a key not at hand asks for one sooner.
+_MAX_RETRY_SECONDS: Final = 30.0
+
+
 class JwksIdentity:
     """Bearer JWTs signed by an identity provider, verified with the keys it publishes (a
     JWKS URL: Keycloak, Auth0, Okta, Entra...): ``sub``, ``iat`` and ``jti`` as for
     ``JwtIdentity``, and the issuer, audience and expiry (with ``leeway``) checked.
 
-    The keys are fetched by a thread of this object's own, never on the event loop: a
-    request only looks its token's ``kid`` up in the keys at hand. The thread starts with the
-    first token, fetches the keys again every ``refresh_seconds`` (a rotation published
-    ahead is known before its first token), and when a token names a ``kid`` it does not
-    know, at most once every ``min_refresh_seconds`` however many tokens name it. Until the
-    keys arrive such a token counts as anonymous (its client address is limited), as does
-    any token that does not verify: the app's own authentication refuses it. When the
-    provider cannot be reached, the keys at hand keep working; the failure is logged once,
-    and the recovery once.
+    The keys are fetched by a thread of this object's own, never on the event loop. The
+    middleware's lifespan startup awaits ``load``: the first fetch, bounded by ``timeout``.
+    The thread then fetches the keys again every ``refresh_seconds`` (a rotation published
+    ahead is known before its first token), sooner after a failure, and when a token names
+    a ``kid`` it does not know, at most once every ``min_refresh_seconds`` however many
+    tokens name it. A token whose key is not at hand is never taken for an anonymous
+    client: its request waits for the next fetch, at most ``wait_seconds``, and is refused
+    (``IdentityUnavailable``, a 503) when the key cannot be had. A token that does not
+    verify gives ``None``: the app's own authentication refuses it. When the provider
+    cannot be reached, the keys at hand keep working; the failure is logged once, and the
+    recovery once.
     """
 
     def __init__(
@@ -246,6 +291,7 @@ class JwksIdentity:
         refresh_seconds: float = 300.0,
         min_refresh_seconds: float = 1.0,
         timeout: float = 5.0,
+        wait_seconds: float | None = None,
     ) -> None:
         if not algorithms:
             raise ConfigurationError("JwksIdentity needs at least one algorithm")
@@ -253,55 +299,102 @@ class JwksIdentity:
             raise ConfigurationError(
                 "JwksIdentity verifies public-key algorithms only (RS256, ES256, EdDSA, ...)"
             )
-        self._client = jwt.PyJWKClient(url, cache_jwk_set=False, timeout=timeout)
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise ConfigurationError("JwksIdentity: the key set's URL is not http:// or https://")
+        self._url = url
+        self.timeout = timeout
         self._algorithms = frozenset(algorithms)
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway
         self._refresh_seconds = refresh_seconds
         self._min_refresh_seconds = min_refresh_seconds
+        # Long enough for a fetch asked for just after the last one: the wait between
+        # fetches, then the fetch.
+        self._wait_seconds = (
+            wait_seconds if wait_seconds is not None else min_refresh_seconds + timeout
+        )
         self._keys: dict[str, _Key] = {}
         self._only: _Key | None = None
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[_Fetch]]] = []
         self._failing = False
+        self._failures = 0
         self._last_fetch = -math.inf
         self.fetches = 0
         """Fetches of the key set so far, successful or not."""
 
     async def __call__(self, scope: Scope) -> Identity | None:
-        """The token's identity, or ``None``."""
-        return self.resolve(scope)
+        """The token's identity, or ``None``; waits (bounded) for a key not at hand yet."""
+        try:
+            return self.resolve(scope)
+        except IdentityPending:
+            return await self.settle(scope)
 
     def resolve(self, scope: Scope) -> Identity | None:
-        """``__call__`` without the coroutine, for the built-in chain."""
+        """``__call__`` without the coroutine, for the built-in chain; raises
+        ``IdentityPending`` for a token whose key is not at hand."""
         token = _bearer(scope)
         if token is None:
             return None
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            return None
-        algorithm = header.get("alg")
-        if algorithm not in self._algorithms:
-            return None
-        if self._thread is None:
-            self.start()
-        kid = header.get("kid")
-        found = self._keys.get(kid) if isinstance(kid, str) else None
+        found = self._lookup(token)
         if found is None:
-            if kid is None and self._only is not None:
-                found = self._only  # a provider with one key may leave kid out
-            else:
-                self._wanted.set()  # the fetcher takes it from here
-                return None
-        if found.algorithm is not None and found.algorithm != algorithm:
             return None
-        return _verified(token, found.key, [algorithm], self._audience, self._issuer, self._leeway)
+        algorithm, key = found
+        if key is None:
+            if self._thread is None:
+                self.start()
+            self._wanted.set()  # the fetcher takes it from here
+            raise IdentityPending(self.settle)
+        return self._verify(token, algorithm, key)
+
+    async def settle(self, scope: Scope) -> Identity | None:
+        """The token's identity once the next fetch has ended, at most ``wait_seconds``
+        from now; ``IdentityUnavailable`` when its key cannot be had."""
+        token = _bearer(scope)
+        if token is None:
+            return None
+        arrived = time.monotonic()
+        deadline = arrived + self._wait_seconds
+        fetch: _Fetch | None = None
+        while True:
+            found = self._lookup(token)
+            if found is None:
+                return None
+            algorithm, key = found
+            if key is not None:
+                return self._verify(token, algorithm, key)
+            if fetch is not None and fetch.started >= arrived:
+                return None  # the keys fetched since the token came hold none of its
+            fetch = await self._next_fetch(deadline - time.monotonic())
+            if fetch is None or not fetch.ok:
+                raise IdentityUnavailable("the identity provider's keys cannot be fetched")
+
+    async def load(self) -> None:
+        """Fetch the keys now, for the lifespan startup, waiting at most ``timeout``.
+
+        ``ConfigurationError`` when the provider answers with something that is no usable
+        key set; when it cannot be reached, the start goes on and the keys are fetched in
+        the background.
+        """
+        if self._keys:
+            return
+        fetch = await self._next_fetch(self.timeout)
+        if fetch is None:
+            logger.warning(
+                "floodwall: the identity provider's keys did not arrive within %gs; they "
+                "are fetched in the background, and tokens wait for them",
+                self.timeout,
+            )
+        elif fetch.problem is not None:
+            raise ConfigurationError(f"FLOODWALL_JWT_JWKS_URL: {fetch.problem}")
 
     def start(self) -> None:
-        """Start fetching the keys in the background (the first token does it too)."""
+        """Start fetching the keys in the background (``load`` and the first token do it
+        too)."""
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._run, name="floodwall-jwks", daemon=True)
@@ -312,52 +405,137 @@ class JwksIdentity:
         self._stopping.set()
         self._wanted.set()
         if self._thread is not None:
-            self._thread.join(timeout=self._client.timeout + 1)
+            self._thread.join(timeout=self.timeout + 1)
 
     @property
     def kids(self) -> frozenset[str]:
         """The key ids at hand."""
         return frozenset(self._keys)
 
+    def _lookup(self, token: str) -> tuple[str, _Key | None] | None:
+        """The token's algorithm and its key (``None`` while not at hand), or ``None`` for a
+        token this verifier refuses from its header alone."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            return None
+        algorithm = header.get("alg")
+        if algorithm not in self._algorithms:
+            return None
+        kid = header.get("kid")
+        found = self._keys.get(kid) if isinstance(kid, str) else None
+        if found is None and kid is None:
+            found = self._only  # a provider with one key may leave kid out
+        return algorithm, found
+
+    def _verify(self, token: str, algorithm: str, key: _Key) -> Identity | None:
+        if key.algorithm is not None and key.algorithm != algorithm:
+            return None
+        return _verified(token, key.key, [algorithm], self._audience, self._issuer, self._leeway)
+
+    async def _next_fetch(self, within: float) -> _Fetch | None:
+        """The outcome of the next fetch to end, or ``None`` after ``within`` seconds."""
+        if within <= 0:
+            return None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_Fetch] = loop.create_future()
+        waiter = (loop, future)
+        with self._lock:
+            self._waiters.append(waiter)
+        self._wanted.set()
+        self.start()
+        try:
+            return await asyncio.wait_for(future, within)
+        except TimeoutError:
+            return None
+        finally:
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wanted.clear()
-            self.refresh()
-            self._wanted.wait(self._refresh_seconds)
+            ok = self.refresh()
+            if ok:
+                self._wanted.wait(self._refresh_seconds)
+            else:
+                retry = self._min_refresh_seconds * 2 ** min(self._failures - 1, 16)
+                self._wanted.wait(min(retry, self._refresh_seconds, _MAX_RETRY_SECONDS))
             # However many tokens asked, at most one fetch per min_refresh_seconds.
             self._stopping.wait(self._last_fetch + self._min_refresh_seconds - time.monotonic())
 
     def refresh(self) -> bool:
         """Fetch the key set now (blocking); whether it worked. The keys at hand are kept
         when it did not."""
-        self._last_fetch = time.monotonic()
+        started = self._last_fetch = time.monotonic()
         self.fetches += 1
         try:
-            keys = _usable_keys(self._client.fetch_data())
-        except (jwt.PyJWKClientError, jwt.PyJWTError, ValueError, TypeError) as exc:
+            keys = _usable_keys(_fetch_json(self._url, self.timeout))
+        except (_Unreachable, _Garbage) as exc:
+            self._failures += 1
             if not self._failing:
                 self._failing = True
                 logger.warning(
-                    "floodwall: the identity provider's keys could not be fetched (%s: %s); "
+                    "floodwall: the identity provider's keys could not be fetched (%s); "
                     "the %d keys at hand keep working",
-                    type(exc).__name__,
                     exc,
                     len(self._keys),
                 )
+            problem = str(exc) if isinstance(exc, _Garbage) else None
+            self._wake(_Fetch(started, ok=False, problem=problem))
             return False
         self._keys = keys
         self._only = next(iter(keys.values())) if len(keys) == 1 else None
+        self._failures = 0
         if self._failing:
             self._failing = False
             logger.warning("floodwall: the identity provider's keys are fetched again")
+        self._wake(_Fetch(started, ok=True))
         return True
+
+    def _wake(self, fetch: _Fetch) -> None:
+        with self._lock:
+            waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            # A waiter whose event loop has closed waits for nothing any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve_future, future, fetch)
+
+
+def _resolve_future(future: asyncio.Future[_Fetch], fetch: _Fetch) -> None:
+    if not future.done():
+        future.set_result(fetch)
+
+
+# A provider that answers these may answer properly in a moment.
+_PASSING_STATUSES: Final = frozenset({408, 429})
+
+
+def _fetch_json(url: str, timeout: float) -> Any:
+    """The provider's key set, parsed; ``_Unreachable`` or ``_Garbage`` when it is not."""
+    # The scheme is http or https: JwksIdentity checks it.
+    request = urllib.request.Request(url, headers={"User-Agent": "floodwall"})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code in _PASSING_STATUSES:
+            raise _Unreachable(f"the provider answered HTTP {exc.code}") from None
+        raise _Garbage(f"the identity provider answered HTTP {exc.code}") from None
+    except (OSError, http.client.HTTPException) as exc:
+        # URLError, a refused connection and a timeout are all OSErrors.
+        raise _Unreachable(type(exc).__name__) from None
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise _Garbage("the identity provider's answer is not JSON") from None
 
 
 def _usable_keys(data: Any) -> dict[str, _Key]:
     """kid → key for each signing key of a JWK set that PyJWT can use; none is an error."""
     entries = data.get("keys") if isinstance(data, dict) else None
     if not isinstance(entries, list):
-        raise ValueError("the JWK set has no keys list")
+        raise _Garbage("the identity provider's answer is no JWK set (no keys list)")
     keys: dict[str, _Key] = {}
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
@@ -365,14 +543,14 @@ def _usable_keys(data: Any) -> dict[str, _Key]:
         kid = entry.get("kid")
         try:
             jwk = jwt.PyJWK(entry)
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError, AttributeError):
             continue  # a key type or curve PyJWT cannot use; the others still serve
         algorithm = entry.get("alg")
         keys[kid if isinstance(kid, str) else ""] = _Key(
             jwk.key, algorithm if isinstance(algorithm, str) else None
         )
     if not keys:
-        raise ValueError("the JWK set has no usable signing key")
+        raise _Garbage("the identity provider's JWK set has no usable signing key")
     return keys
 
 
@@ -423,40 +601,76 @@ class HeaderIdentity:
 
 
 class IdentityChain:
-    """Resolvers tried in order; the first identity found wins. An ``Identify``."""
+    """Resolvers tried in order; the first identity found wins. An ``Identify``.
 
-    __slots__ = ("_resolvers",)
+    ``loaders`` are awaited by ``load``, at the lifespan startup (an identity provider's
+    keys).
+    """
 
-    def __init__(self, resolvers: list[Callable[[Scope], Identity | None]]) -> None:
+    __slots__ = ("_loaders", "_resolvers")
+
+    def __init__(
+        self,
+        resolvers: list[Callable[[Scope], Identity | None]],
+        *,
+        loaders: Sequence[Callable[[], Awaitable[None]]] = (),
+    ) -> None:
         self._resolvers = resolvers
+        self._loaders = list(loaders)
 
     async def __call__(self, scope: Scope) -> Identity | None:
-        """The first resolver's identity, or ``None``."""
-        return self.resolve(scope)
+        """The first resolver's identity, or ``None``; waits (bounded) for a key not at
+        hand yet."""
+        return await self.settle(scope)
 
     def resolve(self, scope: Scope) -> Identity | None:
-        """``__call__`` without the coroutine: the middleware calls this on every request."""
+        """``__call__`` without the coroutine: the middleware calls this on every request.
+
+        Raises ``IdentityPending`` (whose ``settle`` is the chain's) when a resolver needs
+        to wait for a key.
+        """
+        try:
+            for resolve in self._resolvers:
+                identity = resolve(scope)
+                if identity is not None:
+                    return identity
+        except IdentityPending:
+            raise IdentityPending(self.settle) from None
+        return None
+
+    async def settle(self, scope: Scope) -> Identity | None:
+        """The first resolver's identity, waiting (bounded) where one asks to; raises
+        ``IdentityUnavailable`` when a token's key cannot be had."""
         for resolve in self._resolvers:
-            identity = resolve(scope)
+            try:
+                identity = resolve(scope)
+            except IdentityPending as pending:
+                identity = await pending.settle(scope)
             if identity is not None:
                 return identity
         return None
+
+    async def load(self) -> None:
+        """What the resolvers need before the first request (the lifespan startup)."""
+        for load in self._loaders:
+            await load()
 
 
 def default_identify(settings: FloodwallSettings) -> IdentityChain:
     """The built-in chain: a JWT (it also names the credential, so revocation can apply),
     then Starlette's authenticated user, then the gateway header — each if set up."""
     resolvers: list[Callable[[Scope], Identity | None]] = []
+    loaders: list[Callable[[], Awaitable[None]]] = []
     if settings.jwt_jwks_url is not None:
-        resolvers.append(
-            JwksIdentity(
-                settings.jwt_jwks_url,
-                algorithms=settings.jwks_algorithms,
-                audience=settings.jwt_audience,
-                issuer=settings.jwt_issuer,
-                leeway=settings.jwt_leeway,
-            ).resolve
+        jwks = JwksIdentity(
+            settings.jwt_jwks_url,
+            algorithms=settings.jwks_algorithms,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=settings.jwt_leeway,
         )
+        resolvers.append(jwks.resolve)
+        loaders.append(jwks.load)
     if settings.jwt_secret is not None:
         resolvers.append(
             JwtIdentity(
@@ -470,4 +684,4 @@ def default_identify(settings: FloodwallSettings) -> IdentityChain:
     resolvers.append(_starlette_user)
     if settings.user_header:
         resolvers.append(HeaderIdentity(settings.user_header).resolve)
-    return IdentityChain(resolvers)
+    return IdentityChain(resolvers, loaders=loaders)

@@ -19,11 +19,13 @@ from floodwall import rules
 from floodwall._types import ASGIApp, Message, Receive, Scope, Send
 from floodwall.clock import SYSTEM_CLOCK
 from floodwall.decision import Decision, Outcome
-from floodwall.errors import ConfigurationError
+from floodwall.errors import ConfigurationError, IdentityUnavailable
 from floodwall.identity import (
     Identify,
     Identity,
     IdentityChain,
+    IdentityPending,
+    JwksIdentity,
     client_identity,
     default_identify,
 )
@@ -31,7 +33,13 @@ from floodwall.ids import held
 from floodwall.metrics import RESULTS
 from floodwall.paths import PathTable
 from floodwall.request_log import RefusalLog, request_logger
-from floodwall.responses import Refusal, rate_limit_headers, refusal, whole_seconds
+from floodwall.responses import (
+    IDENTITY_UNAVAILABLE,
+    Refusal,
+    rate_limit_headers,
+    refusal,
+    whole_seconds,
+)
 from floodwall.routes import RouteLimit, RouteTable, declared_limits
 from floodwall.service import Floodwall
 from floodwall.shedding import Shedder, shedder_from_settings
@@ -105,6 +113,10 @@ class FloodwallMiddleware:
             self._identify = cast(Callable[[Scope], Awaitable[Identity | None]], found)
         else:
             self._resolve = cast(Callable[[Scope], Identity | None], found)
+        # An identity provider's keys are fetched at the lifespan startup.
+        self._load_identity = (
+            found.load if isinstance(found, IdentityChain | JwksIdentity) else None
+        )
         self._exempt = PathTable.of([*settings.exempt_paths, *exempt_paths], True)
         costs = {path: rules.COST.whole_number(cost) for path, cost in (route_costs or {}).items()}
         self._costs = PathTable(costs)
@@ -175,7 +187,15 @@ class FloodwallMiddleware:
         async def receive_and_start() -> Message:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._find_declared_routes()
+                try:
+                    self._find_declared_routes()
+                    if self._load_identity is not None:
+                        await self._load_identity()
+                except ConfigurationError as exc:
+                    # The server exits with this line rather than serving every request
+                    # unprotected (or a 500): the app's own startup never runs.
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    raise
                 await self.floodwall.start()
             return message
 
@@ -200,7 +220,15 @@ class FloodwallMiddleware:
                 await self._refuse_network(scope, receive, send)
                 return
         resolve = self._resolve
-        found = resolve(scope) if resolve is not None else await self._identify(scope)  # type: ignore[misc]
+        try:
+            try:
+                found = resolve(scope) if resolve is not None else await self._identify(scope)  # type: ignore[misc]
+            except IdentityPending as pending:
+                # A token whose key is not at hand waits for it: never a stranger.
+                found = await pending.settle(scope)
+        except IdentityUnavailable:
+            await self._refuse_unverified(scope, receive, send)
+            return
         identity = found or client_identity(scope)
         cost = self._costs.get(path, 1, scope.get("method")) if self._any_costs else 1
         reset_exempt = self._any_reset_paths and self._reset_paths.get(path, False)
@@ -351,6 +379,18 @@ class FloodwallMiddleware:
             extra.append((id_header, request_id.encode()))
         await self._refuse(scope, receive, send, identity, decision, "network", extra)
 
+    async def _refuse_unverified(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # No identity, so no check: neither the user's limits nor the address's apply.
+        extra = []
+        request_id = self._request_id(
+            None if self._request_id_header is None else self._given_request_id(scope)
+        )
+        if request_id is not None and self._request_id_header is not None:
+            extra.append((self._request_id_header, request_id.encode()))
+        await _answer(
+            scope, receive, send, IDENTITY_UNAVAILABLE, [*IDENTITY_UNAVAILABLE.headers, *extra]
+        )
+
     def _given_request_id(self, scope: Scope) -> str | None:
         # Honour the caller's id when it is sane; a hostile one must not reach the logs.
         header = self._request_id_header
@@ -419,18 +459,24 @@ class FloodwallMiddleware:
         headers = [*answer.headers, *extra]
         if self._headers and decision.outcome is Outcome.LIMITED:
             headers += rate_limit_headers(policy, decision)
-        if scope["type"] == "http":
-            await _send_response(send, "http.response", answer, headers)
-            return
-        # A websocket is refused at connect: with the denial-response extension the client
-        # gets the same HTTP answer; without it, a close before accept (HTTP 403).
-        message = await receive()
-        if message["type"] != "websocket.connect":
-            return
-        if "websocket.http.response" in scope.get("extensions", {}):
-            await _send_response(send, "websocket.http.response", answer, headers)
-        else:
-            await send({"type": "websocket.close", "code": 1008, "reason": ""})
+        await _answer(scope, receive, send, answer, headers)
+
+
+async def _answer(
+    scope: Scope, receive: Receive, send: Send, answer: Refusal, headers: list[tuple[bytes, bytes]]
+) -> None:
+    if scope["type"] == "http":
+        await _send_response(send, "http.response", answer, headers)
+        return
+    # A websocket is refused at connect: with the denial-response extension the client
+    # gets the same HTTP answer; without it, a close before accept (HTTP 403).
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await _send_response(send, "websocket.http.response", answer, headers)
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": ""})
 
 
 def _log(

@@ -10,10 +10,18 @@ from __future__ import annotations
 import functools
 import json
 import math
+from typing import Final
 
 from floodwall.decision import Decision, Outcome
 
-__all__ = ["PROBLEM_TYPE_BASE", "Refusal", "rate_limit_headers", "refusal", "whole_seconds"]
+__all__ = [
+    "IDENTITY_UNAVAILABLE",
+    "PROBLEM_TYPE_BASE",
+    "Refusal",
+    "rate_limit_headers",
+    "refusal",
+    "whole_seconds",
+]
 
 PROBLEM_TYPE_BASE = "urn:floodwall:problem:"
 
@@ -133,6 +141,15 @@ _OVERLOADED = _problem(
     "The server is at capacity and this client holds its fair share of it; retry shortly.",
     [(b"retry-after", b"1")],
 )
+
+IDENTITY_UNAVAILABLE: Final = _problem(
+    503,
+    "identity-unavailable",
+    "Service Unavailable",
+    "The identity provider's keys cannot verify this request's credential now; retry shortly.",
+    [(b"retry-after", b"1")],
+)
+"""A bearer token whose key could not be had in time: never taken for an anonymous client."""
 
 
 def refusal(decision: Decision, policy: str = "user") -> Refusal:
