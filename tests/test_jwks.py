@@ -518,3 +518,35 @@ def test_jwks_identity_refuses_symmetric_algorithms() -> None:
     for algorithms in ([], ["HS256"], ["RS256", "none"]):
         with pytest.raises(ConfigurationError):
             JwksIdentity("https://idp.example.com/jwks", algorithms=algorithms)
+
+
+def _forged(header: dict[str, Any], key: Any, algorithm: str) -> str:
+    return jwt.encode(
+        {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "exp": time.time() + 600},
+        key,
+        algorithm=algorithm,
+        headers=header,
+    )
+
+
+async def test_hostile_algorithm_headers_are_refused_cleanly(
+    provider: Provider, identity: JwksIdentity, ec_a: SigningKey
+) -> None:
+    # An RSA key published without alg, as Entra publishes its keys.
+    entra = rsa_key("entra")
+    entra.jwk.pop("alg")
+    provider.keys = [entra, ec_a]
+    assert identity.refresh() is True
+    assert resolved(identity, entra.token("alice")).user_id == "alice"
+    es256_on_rsa = _forged({"kid": "entra"}, ec_a.private, "ES256")
+    assert identity.resolve(scope(es256_on_rsa)) is None
+    rs256_on_ec = _forged({"kid": ec_a.kid}, entra.private, "RS256")
+    assert identity.resolve(scope(rs256_on_ec)) is None
+    # A header whose alg is a list, an object or a number names no algorithm.
+    for alg in (["RS256"], {"RS256": 1}, 256):
+        token = entra.token()
+        rest = token.split(".", 1)[1]
+        hostile = jwt.utils.base64url_encode(
+            json.dumps({"alg": alg, "kid": "entra", "typ": "JWT"}).encode()
+        ).decode()
+        assert identity.resolve(scope(f"{hostile}.{rest}")) is None

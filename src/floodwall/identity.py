@@ -223,8 +223,30 @@ def _verified(
 class _Key(NamedTuple):
     key: Any
     """The public key, as PyJWT verifies with it."""
-    algorithm: str | None
-    """The JWK's ``alg``, when it names one: then only tokens of that algorithm."""
+    algorithms: frozenset[str]
+    """What it verifies: the JWK's ``alg`` when it names one, else every algorithm of its
+    key type (an RSA key published without ``alg`` verifies no ES256 token)."""
+
+
+_RSA: Final = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
+_BY_CURVE: Final = {
+    "P-256": frozenset({"ES256"}),
+    "P-384": frozenset({"ES384"}),
+    "P-521": frozenset({"ES512"}),
+    "secp256k1": frozenset({"ES256K"}),
+    "Ed25519": frozenset({"EdDSA", "Ed25519"}),
+    "Ed448": frozenset({"EdDSA", "Ed448"}),
+}
+
+
+def _algorithms_of(entry: dict[str, Any]) -> frozenset[str]:
+    algorithm = entry.get("alg")
+    if isinstance(algorithm, str):
+        return frozenset({algorithm})
+    if entry.get("kty") == "RSA":
+        return _RSA
+    curve = entry.get("crv")
+    return _BY_CURVE.get(curve, frozenset()) if isinstance(curve, str) else frozenset()
 
 
 class IdentityPending(Exception):
@@ -420,7 +442,8 @@ class JwksIdentity:
         except jwt.PyJWTError:
             return None
         algorithm = header.get("alg")
-        if algorithm not in self._algorithms:
+        # Any JSON may stand in the header: a list or an object is no algorithm.
+        if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             return None
         kid = header.get("kid")
         found = self._keys.get(kid) if isinstance(kid, str) else None
@@ -429,7 +452,7 @@ class JwksIdentity:
         return algorithm, found
 
     def _verify(self, token: str, algorithm: str, key: _Key) -> Identity | None:
-        if key.algorithm is not None and key.algorithm != algorithm:
+        if algorithm not in key.algorithms:
             return None
         return _verified(token, key.key, [algorithm], self._audience, self._issuer, self._leeway)
 
@@ -545,10 +568,7 @@ def _usable_keys(data: Any) -> dict[str, _Key]:
             jwk = jwt.PyJWK(entry)
         except (jwt.PyJWTError, ValueError, TypeError, KeyError, AttributeError):
             continue  # a key type or curve PyJWT cannot use; the others still serve
-        algorithm = entry.get("alg")
-        keys[kid if isinstance(kid, str) else ""] = _Key(
-            jwk.key, algorithm if isinstance(algorithm, str) else None
-        )
+        keys[kid if isinstance(kid, str) else ""] = _Key(jwk.key, _algorithms_of(entry))
     if not keys:
         raise _Garbage("the identity provider's JWK set has no usable signing key")
     return keys
