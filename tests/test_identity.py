@@ -6,15 +6,19 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import os
 import time
 
+import httpx
 import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.authentication import SimpleUser, UnauthenticatedUser
+from starlette.responses import PlainTextResponse
 
+from floodwall import Floodwall, FloodwallMiddleware
 from floodwall._types import Scope
 from floodwall.errors import ConfigurationError
 from floodwall.identity import (
@@ -274,3 +278,55 @@ async def test_the_default_chain_prefers_the_jwt_then_the_user_then_the_header()
 async def test_the_header_is_ignored_unless_configured() -> None:
     identify = default_identify(FloodwallSettings())
     assert await identify(_scope({"x-user-id": "carol"})) is None
+
+
+def test_refused_tokens_are_counted_by_reason_and_the_first_of_each_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    counted: list[str] = []
+    settings = FloodwallSettings(
+        jwt_secret=SECRET, jwt_issuer="https://idp.example.com", jwt_audience="api"
+    )
+    identify = default_identify(settings, on_rejected=counted.append)
+    now = time.time()
+    good = {"sub": "alice", "iss": "https://idp.example.com", "aud": "api", "exp": now + 60}
+    tokens = {
+        "expired": _token(**{**good, "exp": now - 60}),
+        "not_yet_valid": _token(**{**good, "nbf": now + 60}),
+        "bad_signature": jwt.encode(good, "another-key-0123456789abcdef-0123456789"),
+        # The issuer the identity provider writes, with its trailing slash.
+        "wrong_issuer": _token(**{**good, "iss": "https://idp.example.com/"}),
+        "wrong_audience": _token(**{**good, "aud": "someone-else"}),
+        "malformed": "not.a.token",
+        "algorithm": jwt.encode(good, SECRET * 2, algorithm="HS512"),
+    }
+    with caplog.at_level(logging.WARNING, logger="floodwall"):
+        assert identify.resolve(_scope({"authorization": f"Bearer {_token(**good)}"})) is not None
+        for token in [*tokens.values(), tokens["wrong_issuer"]]:
+            assert identify.resolve(_scope({"authorization": f"Bearer {token}"})) is None
+    assert counted == [*tokens, "wrong_issuer"]
+    lines = [record.getMessage() for record in caplog.records]
+    assert len(lines) == len(tokens)  # the first of each reason only
+    wrong_issuer = next(line for line in lines if "(wrong_issuer)" in line)
+    assert wrong_issuer == (
+        "floodwall: a bearer token was refused (wrong_issuer): expected issuer "
+        "'https://idp.example.com' and audience 'api', the token names issuer "
+        "'https://idp.example.com/' and audience 'api'; later refusals for this reason are "
+        "only counted (floodwall_token_rejections_total)"
+    )
+    assert not any(token in line for token in tokens.values() for line in lines)
+
+
+async def test_the_middleware_counts_refused_tokens_in_its_metrics() -> None:
+    floodwall = Floodwall(FloodwallSettings(jwt_secret=SECRET, jwt_issuer="https://idp/"))
+    app = FloodwallMiddleware(PlainTextResponse("hi"), floodwall=floodwall)
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 123))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            token = _token(sub="alice", iss="https://idp")
+            assert (await http.get("/", headers={"authorization": f"Bearer {token}"})).is_success
+    finally:
+        await floodwall.stop()
+    text = floodwall.metrics.render()[0].decode()
+    assert 'floodwall_token_rejections_total{reason="wrong_issuer"} 1.0' in text
+    assert 'floodwall_token_rejections_total{reason="expired"} 0.0' in text

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, JwksIdentity
 from floodwall.errors import ConfigurationError, IdentityUnavailable
-from floodwall.identity import Identity, IdentityPending
+from floodwall.identity import Identity, IdentityPending, TokenRejections
 from floodwall.settings import settings_error
 from harness import wait_until, wait_until_async
 
@@ -550,3 +550,24 @@ async def test_hostile_algorithm_headers_are_refused_cleanly(
             json.dumps({"alg": alg, "kid": "entra", "typ": "JWT"}).encode()
         ).decode()
         assert identity.resolve(scope(f"{hostile}.{rest}")) is None
+
+
+async def test_jwks_refusals_are_reported_by_reason(provider: Provider, rsa_a: SigningKey) -> None:
+    counted: list[str] = []
+    identity = JwksIdentity(
+        provider.url,
+        algorithms=["RS256", "ES256"],
+        audience=AUDIENCE,
+        issuer=ISSUER,
+        rejections=TokenRejections(counted.append, issuer=ISSUER, audience=AUDIENCE),
+    )
+    try:
+        assert identity.refresh() is True
+        assert await identity(scope(rsa_key("never-published").token())) is None
+        assert await identity(scope(rsa_a.token(iss="https://idp.example.com"))) is None
+        assert await identity(scope(_forged({"kid": "rsa-a"}, rsa_a.private, "RS512"))) is None
+        assert await identity(scope(rsa_key("rsa-a").token())) is None
+        assert await identity(scope("e30")) is None
+    finally:
+        identity.close()
+    assert counted == ["unknown_key", "wrong_issuer", "algorithm", "bad_signature", "malformed"]

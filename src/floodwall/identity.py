@@ -29,6 +29,7 @@ from floodwall.errors import ConfigurationError, IdentityUnavailable
 from floodwall.settings import HMAC_KEY_BYTES, FloodwallSettings
 
 __all__ = [
+    "REJECTION_REASONS",
     "HeaderIdentity",
     "Identify",
     "Identity",
@@ -36,6 +37,7 @@ __all__ = [
     "IdentityPending",
     "JwksIdentity",
     "JwtIdentity",
+    "TokenRejections",
     "client_identity",
     "default_identify",
     "starlette_user",
@@ -121,7 +123,7 @@ class JwtIdentity:
     With one key, a token's ``kid`` header selects nothing and is ignored.
     """
 
-    __slots__ = ("_algorithms", "_audience", "_issuer", "_key", "_leeway")
+    __slots__ = ("_algorithms", "_audience", "_issuer", "_key", "_leeway", "_rejections")
 
     def __init__(
         self,
@@ -131,6 +133,7 @@ class JwtIdentity:
         audience: str | None = None,
         issuer: str | None = None,
         leeway: float = 0.0,
+        rejections: TokenRejections | None = None,
     ) -> None:
         if not algorithms:
             raise ConfigurationError("JwtIdentity needs at least one algorithm")
@@ -150,6 +153,7 @@ class JwtIdentity:
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway
+        self._rejections = rejections
 
     async def __call__(self, scope: Scope) -> Identity | None:
         """The token's identity, or ``None``."""
@@ -160,9 +164,101 @@ class JwtIdentity:
         token = _bearer(scope)
         if token is None:
             return None
+        return _reported(self._check(token), token, self._rejections)
+
+    def _check(self, token: str) -> Identity | str:
+        """The token's identity, or why it is refused (one of ``REJECTION_REASONS``)."""
         return _verified(
             token, self._key, self._algorithms, self._audience, self._issuer, self._leeway
         )
+
+    async def _check_waiting(self, token: str) -> Identity | str:
+        return self._check(token)
+
+
+REJECTION_REASONS: Final = (
+    "expired",
+    "not_yet_valid",
+    "bad_signature",
+    "wrong_issuer",
+    "wrong_audience",
+    "unknown_key",
+    "malformed",
+    "algorithm",
+)
+"""Why a bearer token failed verification, as ``floodwall_token_rejections_total`` counts it."""
+
+
+class TokenRejections:
+    """Bearer tokens that failed verification: each is counted by reason (``count``, one of
+    ``REJECTION_REASONS``), and the first of each reason is logged once, with the issuer
+    and audience expected and those the token names (never the token itself), so a
+    mismatched ``FLOODWALL_JWT_ISSUER`` shows at once.
+    """
+
+    __slots__ = ("_audience", "_count", "_issuer", "_logged")
+
+    def __init__(
+        self,
+        count: Callable[[str], None] | None = None,
+        *,
+        issuer: str | None = None,
+        audience: str | None = None,
+    ) -> None:
+        self._count = count
+        self._issuer = issuer
+        self._audience = audience
+        self._logged: set[str] = set()
+
+    def reject(self, reason: str, token: str) -> None:
+        """Count a token refused for ``reason``; log it if it is the first of its reason."""
+        if self._count is not None:
+            self._count(reason)
+        if reason in self._logged:
+            return
+        self._logged.add(reason)
+        issuer, audience = _claimed(token)
+        logger.warning(
+            "floodwall: a bearer token was refused (%s): expected issuer %s and audience %s, "
+            "the token names issuer %s and audience %s; later refusals for this reason are "
+            "only counted (floodwall_token_rejections_total)",
+            reason,
+            _shown(self._issuer),
+            _shown(self._audience),
+            issuer,
+            audience,
+        )
+
+
+def _claimed(token: str) -> tuple[str, str]:
+    """The issuer and audience a token names, unverified, fit for a log line."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except (jwt.PyJWTError, TypeError, ValueError, OverflowError):
+        return "(unreadable)", "(unreadable)"
+    return _shown(claims.get("iss")), _shown(claims.get("aud"))
+
+
+# The token's claims are the sender's text: quoted, and cut short.
+_MAX_SHOWN: Final = 200
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(none)"
+    text = repr(value) if isinstance(value, str | list) else f"(a {type(value).__name__})"
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
+
+
+def _reported(
+    result: Identity | str, token: str, rejections: TokenRejections | None
+) -> Identity | None:
+    """The identity, or ``None`` with the refusal reported."""
+    if isinstance(result, str):
+        if rejections is not None:
+            rejections.reject(result, token)
+        return None
+    return result
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -179,8 +275,8 @@ def _verified(
     audience: str | None,
     issuer: str | None,
     leeway: float,
-) -> Identity | None:
-    """The identity of a token verified with ``key``, or ``None``."""
+) -> Identity | str:
+    """The identity of a token verified with ``key``, or why it is refused."""
     try:
         decoded: dict[str, Any] = jwt.decode_complete(
             token,
@@ -197,11 +293,12 @@ def _verified(
                 "verify_iat": False,
             },
         )
-    except (jwt.PyJWTError, TypeError, ValueError, OverflowError):
-        # Not only InvalidTokenError: e.g. an `alg: none` token raises InvalidKeyError,
-        # and PyJWT before 2.15 raises TypeError or OverflowError for an `exp` of null or
-        # Infinity.
-        return None
+    except jwt.PyJWTError as exc:
+        # Not only InvalidTokenError: e.g. an `alg: none` token raises InvalidKeyError.
+        return _reason(exc)
+    except (TypeError, ValueError, OverflowError):
+        # PyJWT before 2.15, for an `exp` of null or Infinity.
+        return "malformed"
     claims: dict[str, Any] = decoded["payload"]
     # Refused here whatever the PyJWT version (only its newest releases refuse them): a
     # `crit` header names extensions this verifier does not implement (RFC 7515 4.1.11),
@@ -209,15 +306,34 @@ def _verified(
     if "crit" in decoded["header"] or not all(
         _finite_number(claims[name]) for name in ("exp", "nbf") if name in claims
     ):
-        return None
+        return "malformed"
     subject = claims["sub"]
     if not isinstance(subject, str):
-        return None
+        return "malformed"
     return Identity(
         subject,
         issued_at=_issued_at(claims.get("iat")),
         credential_id=_text(claims.get("jti")),
     )
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
+    """The rejection reason of PyJWT's error (subclasses before their bases)."""
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "not_yet_valid"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "bad_signature"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "wrong_issuer"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "wrong_audience"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return {"iss": "wrong_issuer", "aud": "wrong_audience"}.get(exc.claim, "malformed")
+    if isinstance(exc, jwt.InvalidAlgorithmError | jwt.InvalidKeyError):
+        return "algorithm"
+    return "malformed"
 
 
 class _Key(NamedTuple):
@@ -314,6 +430,7 @@ class JwksIdentity:
         min_refresh_seconds: float = 1.0,
         timeout: float = 5.0,
         wait_seconds: float | None = None,
+        rejections: TokenRejections | None = None,
     ) -> None:
         if not algorithms:
             raise ConfigurationError("JwksIdentity needs at least one algorithm")
@@ -336,6 +453,7 @@ class JwksIdentity:
         self._wait_seconds = (
             wait_seconds if wait_seconds is not None else min_refresh_seconds + timeout
         )
+        self._rejections = rejections
         self._keys: dict[str, _Key] = {}
         self._only: _Key | None = None
         self._wanted = threading.Event()
@@ -362,9 +480,22 @@ class JwksIdentity:
         token = _bearer(scope)
         if token is None:
             return None
-        found = self._lookup(token)
-        if found is None:
+        return _reported(self._check(token), token, self._rejections)
+
+    async def settle(self, scope: Scope) -> Identity | None:
+        """The token's identity once the next fetch has ended, at most ``wait_seconds``
+        from now; ``IdentityUnavailable`` when its key cannot be had."""
+        token = _bearer(scope)
+        if token is None:
             return None
+        return _reported(await self._check_waiting(token), token, self._rejections)
+
+    def _check(self, token: str) -> Identity | str:
+        """The token's identity, or why it is refused; ``IdentityPending`` while its key
+        is not at hand."""
+        found = self._lookup(token)
+        if isinstance(found, str):
+            return found
         algorithm, key = found
         if key is None:
             if self._thread is None:
@@ -373,24 +504,19 @@ class JwksIdentity:
             raise IdentityPending(self.settle)
         return self._verify(token, algorithm, key)
 
-    async def settle(self, scope: Scope) -> Identity | None:
-        """The token's identity once the next fetch has ended, at most ``wait_seconds``
-        from now; ``IdentityUnavailable`` when its key cannot be had."""
-        token = _bearer(scope)
-        if token is None:
-            return None
+    async def _check_waiting(self, token: str) -> Identity | str:
         arrived = time.monotonic()
         deadline = arrived + self._wait_seconds
         fetch: _Fetch | None = None
         while True:
             found = self._lookup(token)
-            if found is None:
-                return None
+            if isinstance(found, str):
+                return found
             algorithm, key = found
             if key is not None:
                 return self._verify(token, algorithm, key)
             if fetch is not None and fetch.started >= arrived:
-                return None  # the keys fetched since the token came hold none of its
+                return "unknown_key"  # the keys fetched since the token came hold none of its
             fetch = await self._next_fetch(deadline - time.monotonic())
             if fetch is None or not fetch.ok:
                 raise IdentityUnavailable("the identity provider's keys cannot be fetched")
@@ -434,26 +560,26 @@ class JwksIdentity:
         """The key ids at hand."""
         return frozenset(self._keys)
 
-    def _lookup(self, token: str) -> tuple[str, _Key | None] | None:
-        """The token's algorithm and its key (``None`` while not at hand), or ``None`` for a
-        token this verifier refuses from its header alone."""
+    def _lookup(self, token: str) -> tuple[str, _Key | None] | str:
+        """The token's algorithm and its key (``None`` while not at hand), or why the token
+        is refused from its header alone."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            return None
+            return "malformed"
         algorithm = header.get("alg")
         # Any JSON may stand in the header: a list or an object is no algorithm.
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
-            return None
+            return "algorithm"
         kid = header.get("kid")
         found = self._keys.get(kid) if isinstance(kid, str) else None
         if found is None and kid is None:
             found = self._only  # a provider with one key may leave kid out
         return algorithm, found
 
-    def _verify(self, token: str, algorithm: str, key: _Key) -> Identity | None:
+    def _verify(self, token: str, algorithm: str, key: _Key) -> Identity | str:
         if algorithm not in key.algorithms:
-            return None
+            return "algorithm"
         return _verified(token, key.key, [algorithm], self._audience, self._issuer, self._leeway)
 
     async def _next_fetch(self, within: float) -> _Fetch | None:
@@ -676,11 +802,64 @@ class IdentityChain:
             await load()
 
 
-def default_identify(settings: FloodwallSettings) -> IdentityChain:
+class _Tokens:
+    """The bearer token, tried with each verifier (an identity provider's keys, a secret):
+    a token refused by all is reported once, for the reason of the verifier whose
+    algorithm it names (``algorithm`` when it names none of theirs)."""
+
+    __slots__ = ("_rejections", "_verifiers")
+
+    def __init__(
+        self, verifiers: list[JwksIdentity | JwtIdentity], rejections: TokenRejections
+    ) -> None:
+        self._verifiers = verifiers
+        self._rejections = rejections
+
+    def resolve(self, scope: Scope) -> Identity | None:
+        token = _bearer(scope)
+        if token is None:
+            return None
+        reason = "algorithm"
+        for verifier in self._verifiers:
+            try:
+                result = verifier._check(token)
+            except IdentityPending:
+                raise IdentityPending(self.settle) from None
+            if not isinstance(result, str):
+                return result
+            if result != "algorithm":
+                reason = result
+                break
+        self._rejections.reject(reason, token)
+        return None
+
+    async def settle(self, scope: Scope) -> Identity | None:
+        token = _bearer(scope)
+        if token is None:
+            return None
+        reason = "algorithm"
+        for verifier in self._verifiers:
+            result = await verifier._check_waiting(token)
+            if not isinstance(result, str):
+                return result
+            if result != "algorithm":
+                reason = result
+                break
+        self._rejections.reject(reason, token)
+        return None
+
+
+def default_identify(
+    settings: FloodwallSettings, *, on_rejected: Callable[[str], None] | None = None
+) -> IdentityChain:
     """The built-in chain: a JWT (it also names the credential, so revocation can apply),
-    then Starlette's authenticated user, then the gateway header — each if set up."""
+    then Starlette's authenticated user, then the gateway header — each if set up.
+
+    ``on_rejected`` is called with the reason of each token that fails verification.
+    """
     resolvers: list[Callable[[Scope], Identity | None]] = []
     loaders: list[Callable[[], Awaitable[None]]] = []
+    verifiers: list[JwksIdentity | JwtIdentity] = []
     if settings.jwt_jwks_url is not None:
         jwks = JwksIdentity(
             settings.jwt_jwks_url,
@@ -689,18 +868,23 @@ def default_identify(settings: FloodwallSettings) -> IdentityChain:
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway,
         )
-        resolvers.append(jwks.resolve)
+        verifiers.append(jwks)
         loaders.append(jwks.load)
     if settings.jwt_secret is not None:
-        resolvers.append(
+        verifiers.append(
             JwtIdentity(
                 settings.jwt_secret.get_secret_value(),
                 algorithms=settings.hmac_algorithms,
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
                 leeway=settings.jwt_leeway,
-            ).resolve
+            )
         )
+    if verifiers:
+        rejections = TokenRejections(
+            on_rejected, issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+        resolvers.append(_Tokens(verifiers, rejections).resolve)
     resolvers.append(_starlette_user)
     if settings.user_header:
         resolvers.append(HeaderIdentity(settings.user_header).resolve)

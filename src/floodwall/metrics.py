@@ -35,6 +35,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from floodwall._types import ASGIApp, Receive, Scope, Send
+from floodwall.identity import REJECTION_REASONS
 
 __all__ = [
     "RESULTS",
@@ -252,6 +253,17 @@ class Metrics:
         self.auto_blocks = Counter(
             "floodwall_auto_blocks", "Users blocked by auto-block.", registry=self.registry
         )
+        self.token_rejections = Counter(
+            "floodwall_token_rejections",
+            "Bearer tokens that failed verification, by reason (such a request is limited "
+            "as its client address).",
+            ["reason"],
+            registry=self.registry,
+        )
+        # Every reason from the first scrape: a rate of a series that appears is no rate.
+        self._rejections = {
+            reason: self.token_rejections.labels(reason) for reason in REJECTION_REASONS
+        }
         if self.multiprocess:
             self.scrape_registry = CollectorRegistry()
             MultiProcessCollector(self.scrape_registry)  # type: ignore[no-untyped-call]
@@ -262,6 +274,11 @@ class Metrics:
     def watch_blocked(self, count: Callable[[], float]) -> None:
         """Read the blocked-users gauge from ``count`` at every scrape."""
         self._blocked.count = count
+
+    def token_rejected(self, reason: str) -> None:
+        """Count a bearer token that failed verification, for ``reason`` (one of
+        ``floodwall.identity.REJECTION_REASONS``)."""
+        self._rejections[reason].inc()
 
     def capacity_limit(self, limit: int) -> None:
         """Report the current in-flight limit of load shedding (``FLOODWALL_CAPACITY``);

@@ -102,7 +102,11 @@ class FloodwallMiddleware:
         self._release = floodwall.checker.release
         self._networks = floodwall.networks
         # Decided once: a plain resolver needs no coroutine per request.
-        found = identify if identify is not None else default_identify(settings)
+        found = (
+            identify
+            if identify is not None
+            else default_identify(settings, on_rejected=floodwall.metrics.token_rejected)
+        )
         self._resolve: Callable[[Scope], Identity | None] | None = None
         self._identify: Callable[[Scope], Awaitable[Identity | None]] | None = None
         if isinstance(found, IdentityChain):
