@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, JwksIdentity
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, JwksIdentity, rules
 from floodwall.errors import ConfigurationError, IdentityUnavailable
 from floodwall.identity import Identity, IdentityPending, TokenRejections
 from floodwall.settings import settings_error
@@ -571,3 +571,108 @@ async def test_jwks_refusals_are_reported_by_reason(provider: Provider, rsa_a: S
     finally:
         identity.close()
     assert counted == ["unknown_key", "wrong_issuer", "algorithm", "bad_signature", "malformed"]
+
+
+@dataclass
+class HostileProvider:
+    """A key-set endpoint that drips its answer, or sends far too much of it."""
+
+    drip_seconds: float = 0.0
+    huge_bytes: int = 0
+    server: http.server.ThreadingHTTPServer | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}/jwks.json"
+
+    def serve(self) -> None:
+        provider = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = json.dumps({"keys": [rsa_key("slow").jwk]}).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                if provider.huge_bytes:
+                    # No content-length: only the bytes counted as they come can stop it.
+                    self.end_headers()
+                    block = b" " * 65536
+                    with contextlib.suppress(OSError):
+                        for _ in range(provider.huge_bytes // len(block)):
+                            self.wfile.write(block)
+                    return
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(OSError):
+                    for byte in body:
+                        if provider.stopping.wait(provider.drip_seconds):
+                            return
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        assert self.server is not None
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileProvider]:
+    provider = HostileProvider()
+    provider.serve()
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
+def test_a_dripping_key_set_is_given_up_at_the_fetch_deadline(
+    hostile: HostileProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Each byte comes well within a read timeout; the whole would take minutes.
+    hostile.drip_seconds = 0.2
+    identity = JwksIdentity(hostile.url, algorithms=["RS256"], timeout=0.5)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="floodwall"):
+        assert identity.refresh() is False
+    # The deadline, plus this machine's slack; the dripped answer needs over 100 s.
+    assert time.monotonic() - started < 5
+    assert "took longer than 0.5s" in caplog.records[0].getMessage()
+
+
+def test_a_huge_key_set_is_refused_at_the_size_cap(hostile: HostileProvider) -> None:
+    hostile.huge_bytes = 64 * 1024 * 1024
+    identity = JwksIdentity(hostile.url, algorithms=["RS256"], max_bytes=1024 * 1024)
+    assert identity.refresh() is False
+
+
+async def test_a_huge_key_set_stops_the_start(hostile: HostileProvider) -> None:
+    hostile.huge_bytes = 64 * 1024 * 1024
+    sent = await _lifespan(_app(Floodwall(FloodwallSettings(jwt_jwks_url=hostile.url))))
+    assert sent == [
+        {
+            "type": "lifespan.startup.failed",
+            "message": "FLOODWALL_JWT_JWKS_URL: the identity provider's key set is larger "
+            "than 1048576 bytes",
+        }
+    ]
+
+
+def test_jwks_fetch_bounds_come_from_the_rule_book() -> None:
+    url = "https://idp.example.com/jwks"
+    with pytest.raises(ConfigurationError) as refused:
+        JwksIdentity(url, algorithms=["RS256"], timeout=0)
+    assert str(refused.value) == f"JwksIdentity: {rules.JWKS_TIMEOUT.message}"
+    with pytest.raises(ConfigurationError) as refused:
+        JwksIdentity(url, algorithms=["RS256"], max_bytes=10)
+    assert str(refused.value) == f"JwksIdentity: {rules.JWKS_MAX_BYTES.message}"

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import http.client
 import ipaddress
 import json
 import logging
 import math
+import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -24,6 +27,7 @@ from urllib.parse import urlsplit
 
 import jwt
 
+from floodwall import rules
 from floodwall._types import Scope
 from floodwall.errors import ConfigurationError, IdentityUnavailable
 from floodwall.settings import HMAC_KEY_BYTES, FloodwallSettings
@@ -405,7 +409,8 @@ class JwksIdentity:
     JWKS URL: Keycloak, Auth0, Okta, Entra...): ``sub``, ``iat`` and ``jti`` as for
     ``JwtIdentity``, and the issuer, audience and expiry (with ``leeway``) checked.
 
-    The keys are fetched by a thread of this object's own, never on the event loop. The
+    The keys are fetched by a thread of this object's own, never on the event loop, each
+    fetch within ``timeout`` seconds in all and ``max_bytes`` long at most. The
     middleware's lifespan startup awaits ``load``: the first fetch, bounded by ``timeout``.
     The thread then fetches the keys again every ``refresh_seconds`` (a rotation published
     ahead is known before its first token), sooner after a failure, and when a token names
@@ -428,7 +433,8 @@ class JwksIdentity:
         leeway: float = 0.0,
         refresh_seconds: float = 300.0,
         min_refresh_seconds: float = 1.0,
-        timeout: float = 5.0,
+        timeout: float = rules.DEFAULT_JWKS_TIMEOUT_SECONDS,
+        max_bytes: int = rules.DEFAULT_JWKS_MAX_BYTES,
         wait_seconds: float | None = None,
         rejections: TokenRejections | None = None,
     ) -> None:
@@ -441,7 +447,11 @@ class JwksIdentity:
         if urlsplit(url).scheme not in ("http", "https"):
             raise ConfigurationError("JwksIdentity: the key set's URL is not http:// or https://")
         self._url = url
-        self.timeout = timeout
+        try:
+            self.timeout = rules.JWKS_TIMEOUT.number(timeout)
+            self._max_bytes = rules.JWKS_MAX_BYTES.whole_number(max_bytes)
+        except rules.RuleError as exc:
+            raise ConfigurationError(f"JwksIdentity: {exc}") from None
         self._algorithms = frozenset(algorithms)
         self._audience = audience
         self._issuer = issuer
@@ -619,7 +629,7 @@ class JwksIdentity:
         started = self._last_fetch = time.monotonic()
         self.fetches += 1
         try:
-            keys = _usable_keys(_fetch_json(self._url, self.timeout))
+            keys = _usable_keys(_fetch_json(self._url, self.timeout, self._max_bytes))
         except (_Unreachable, _Garbage) as exc:
             self._failures += 1
             if not self._failing:
@@ -660,24 +670,135 @@ def _resolve_future(future: asyncio.Future[_Fetch], fetch: _Fetch) -> None:
 _PASSING_STATUSES: Final = frozenset({408, 429})
 
 
-def _fetch_json(url: str, timeout: float) -> Any:
-    """The provider's key set, parsed; ``_Unreachable`` or ``_Garbage`` when it is not."""
+def _fetch_json(url: str, timeout: float, max_bytes: int) -> Any:
+    """The provider's key set, parsed, fetched within ``timeout`` seconds in all and at
+    most ``max_bytes`` long; ``_Unreachable`` or ``_Garbage`` when it is not."""
+    watch = _Watch(time.monotonic() + timeout)
+    opener = urllib.request.build_opener(_BoundedHandler(watch), _BoundedSecureHandler(watch))
     # The scheme is http or https: JwksIdentity checks it.
     request = urllib.request.Request(url, headers={"User-Agent": "floodwall"})  # noqa: S310
+    # A socket timeout bounds one read, not an answer sent a byte at a time: at the
+    # deadline the timer shuts the fetch's sockets, which ends any read at once.
+    timer = threading.Timer(timeout, watch.cut)
+    timer.daemon = True
+    timer.start()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            body = response.read()
+        body = _read(opener, request, timeout, max_bytes)
     except urllib.error.HTTPError as exc:
         if exc.code >= 500 or exc.code in _PASSING_STATUSES:
             raise _Unreachable(f"the provider answered HTTP {exc.code}") from None
         raise _Garbage(f"the identity provider answered HTTP {exc.code}") from None
     except (OSError, http.client.HTTPException) as exc:
         # URLError, a refused connection and a timeout are all OSErrors.
-        raise _Unreachable(type(exc).__name__) from None
+        if watch.cut_off:
+            raise _Unreachable(f"the key set took longer than {timeout:g}s") from None
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        raise _Unreachable(f"{type(reason).__name__}: {reason}") from None
+    finally:
+        timer.cancel()
+    # A read the timer cut short may look like a whole answer.
+    if watch.cut_off:
+        raise _Unreachable(f"the key set took longer than {timeout:g}s")
     try:
         return json.loads(body)
     except ValueError:
         raise _Garbage("the identity provider's answer is not JSON") from None
+
+
+def _read(
+    opener: urllib.request.OpenerDirector,
+    request: urllib.request.Request,
+    timeout: float,
+    max_bytes: int,
+) -> bytes:
+    too_large = f"the identity provider's key set is larger than {max_bytes} bytes"
+    with opener.open(request, timeout=timeout) as response:
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise _Garbage(too_large)
+        body = bytearray()
+        while chunk := response.read1(65536):
+            body += chunk
+            if len(body) > max_bytes:
+                raise _Garbage(too_large)
+    return bytes(body)
+
+
+class _Watch:
+    """The sockets of one fetch, shut at its deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.cut_off = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            late = self.cut_off
+        if late:
+            _shut(sock)
+
+    def cut(self) -> None:
+        """Shut every socket of the fetch: its deadline has come."""
+        with self._lock:
+            self.cut_off = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Bounded(http.client.HTTPConnection):
+    """An HTTP connection that connects no later than its fetch's deadline and hands its
+    socket to the fetch's watch."""
+
+    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def connect(self) -> None:
+        self.timeout = max(self._watch.deadline - time.monotonic(), 0.001)
+        super().connect()
+        self._watch.add(self.sock)
+
+
+class _BoundedSecure(http.client.HTTPSConnection):
+    """``_Bounded`` over TLS."""
+
+    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._watch = watch
+
+    def connect(self) -> None:
+        self.timeout = max(self._watch.deadline - time.monotonic(), 0.001)
+        super().connect()
+        self._watch.add(self.sock)
+
+
+class _BoundedHandler(urllib.request.HTTPHandler):
+    def __init__(self, watch: _Watch) -> None:
+        super().__init__()
+        self._watch = watch
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(functools.partial(_Bounded, watch=self._watch), req)
+
+
+class _BoundedSecureHandler(urllib.request.HTTPSHandler):
+    def __init__(self, watch: _Watch) -> None:
+        self._tls = ssl.create_default_context()
+        super().__init__(context=self._tls)
+        self._watch = watch
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        connection = functools.partial(_BoundedSecure, watch=self._watch)
+        return self.do_open(connection, req, context=self._tls)
 
 
 def _usable_keys(data: Any) -> dict[str, _Key]:

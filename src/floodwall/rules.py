@@ -28,6 +28,10 @@ __all__ = [
     "CONCURRENCY",
     "COST",
     "CREDENTIAL_ID",
+    "DEFAULT_JWKS_MAX_BYTES",
+    "DEFAULT_JWKS_TIMEOUT_SECONDS",
+    "JWKS_MAX_BYTES",
+    "JWKS_TIMEOUT",
     "MAX_NETWORK_BLOCKS",
     "MAX_SECONDS",
     "MIN_PREFIX_FORCED",
@@ -158,6 +162,15 @@ CREDENTIAL_ID: Final = Text("credential_id", 1, 256)
 
 BULK_USER_IDS: Final = Bound("user_ids", 1, 1000, whole=True, unit="of ids a call")
 CIDR: Final = Text("cidr", 1, 64)
+JWKS_TIMEOUT: Final = Bound("a key set fetch's timeout", 0.01, 60, whole=False, unit="of seconds")
+"""How long one fetch of an identity provider's keys may take in all: connect, answer and
+every byte of the key set."""
+DEFAULT_JWKS_TIMEOUT_SECONDS: Final = 5.0
+JWKS_MAX_BYTES: Final = Bound(
+    "a key set's size", 1024, 64 * 1024 * 1024, whole=True, unit="of bytes"
+)
+"""The largest key set an identity provider may publish; real ones are a few kilobytes."""
+DEFAULT_JWKS_MAX_BYTES: Final = 1024 * 1024
 MIN_PREFIX_IPV4: Final = 8
 """IPv4 networks broader than a /8 (16.7 million addresses) are refused unless forced."""
 MIN_PREFIX_IPV6: Final = 32
