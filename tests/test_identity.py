@@ -9,14 +9,19 @@ import json
 import logging
 import os
 import time
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from starlette.applications import Starlette
 from starlette.authentication import SimpleUser, UnauthenticatedUser
+from starlette.middleware import Middleware
+from starlette.requests import Request
 from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware
 from floodwall._types import Scope
@@ -330,3 +335,55 @@ async def test_the_middleware_counts_refused_tokens_in_its_metrics() -> None:
     text = floodwall.metrics.render()[0].decode()
     assert 'floodwall_token_rejections_total{reason="wrong_issuer"} 1.0' in text
     assert 'floodwall_token_rejections_total{reason="expired"} 0.0' in text
+
+
+async def test_the_app_is_handed_the_identity_floodwall_resolved() -> None:
+    seen: list[Identity] = []
+
+    async def endpoint(request: Request) -> PlainTextResponse:
+        seen.append(request.state.floodwall_identity)
+        return PlainTextResponse("hi")
+
+    floodwall = Floodwall(FloodwallSettings(jwt_secret=SECRET))
+    app = Starlette(
+        routes=[Route("/", endpoint)],
+        middleware=[Middleware(FloodwallMiddleware, floodwall=floodwall)],
+    )
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 123))
+    token = _token(sub="alice", iat=1_700_000_000, jti="c-1")
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            await http.get("/", headers={"authorization": f"Bearer {token}"})
+            await http.get("/")
+    finally:
+        await floodwall.stop()
+    assert seen == [
+        Identity("alice", issued_at=1_700_000_000.0, credential_id="c-1"),
+        Identity("192.0.2.7", anonymous=True),
+    ]
+
+
+async def test_the_identity_is_added_to_a_state_the_server_set() -> None:
+    scopes: list[Scope] = []
+
+    async def app(scope: Scope, receive: object, send: object) -> None:
+        scopes.append(scope)
+
+    floodwall = Floodwall(FloodwallSettings(user_header="x-user"))
+    middleware = FloodwallMiddleware(app, floodwall=floodwall)
+    state = {"db": "pool"}
+    scope: Scope = {**_scope({"x-user": "bob"}), "state": state}
+    try:
+        await middleware(scope, _never_receive, _never_send)
+    finally:
+        await floodwall.stop()
+    assert scopes[0]["state"] is state
+    assert state == {"db": "pool", "floodwall_identity": Identity("bob")}
+
+
+async def _never_receive() -> Any:
+    raise AssertionError("not called")
+
+
+async def _never_send(message: Any) -> None:
+    raise AssertionError("not called")

@@ -76,7 +76,9 @@ class FloodwallMiddleware:
     - ``tarpit``: the tarpit to use instead of the one ``FLOODWALL_TARPIT_SECONDS`` asks
       for.
 
-    The service starts and stops with the app's lifespan events.
+    The service starts and stops with the app's lifespan events. The identity a checked
+    request was resolved to is the app's as ``request.state.floodwall_identity`` (an
+    ``Identity``).
     """
 
     def __init__(
@@ -234,6 +236,8 @@ class FloodwallMiddleware:
             await self._refuse_unverified(scope, receive, send)
             return
         identity = found or client_identity(scope)
+        # Handed to the app (request.state.floodwall_identity): no second token check there.
+        scope.setdefault("state", {})["floodwall_identity"] = identity
         cost = self._costs.get(path, 1, scope.get("method")) if self._any_costs else 1
         reset_exempt = self._any_reset_paths and self._reset_paths.get(path, False)
         routes = self._match_routes(scope, path) if self._any_routes else ()
