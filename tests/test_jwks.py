@@ -676,3 +676,17 @@ def test_jwks_fetch_bounds_come_from_the_rule_book() -> None:
     with pytest.raises(ConfigurationError) as refused:
         JwksIdentity(url, algorithms=["RS256"], max_bytes=10)
     assert str(refused.value) == f"JwksIdentity: {rules.JWKS_MAX_BYTES.message}"
+
+
+def test_an_unknown_algorithm_with_a_jwks_url_is_told_the_public_key_ones() -> None:
+    url = "https://idp.example.com/jwks"
+    # A JSON list where a comma-separated one is read: its one entry is no algorithm.
+    assert _refusal(jwt_jwks_url=url, jwt_algorithms='["RS256"]') == (
+        "bad settings: FLOODWALL_JWT_ALGORITHMS: entry 1 is not a JWT algorithm "
+        "(use RS256, ES256, EdDSA)"
+    )
+    assert _refusal(jwt_jwks_url=url, jwt_secret="k" * 32, jwt_algorithms="RS256,RS257") == (
+        "bad settings: FLOODWALL_JWT_ALGORITHMS: entry 2 is not a JWT algorithm "
+        "(use RS256, ES256, EdDSA for FLOODWALL_JWT_JWKS_URL and HS256, HS384, HS512 for "
+        "FLOODWALL_JWT_SECRET)"
+    )

@@ -65,6 +65,16 @@ DEFAULT_JWKS_ALGORITHMS: Final = ("RS256", "ES256", "EdDSA")
 MAX_JWT_LEEWAY_SECONDS: Final = 300
 
 
+def _algorithms_to_use(keys: dict[str, Any]) -> str:
+    """What FLOODWALL_JWT_ALGORITHMS may name, for the keys that are set."""
+    public = ", ".join(DEFAULT_JWKS_ALGORITHMS)
+    if keys.get("jwt_jwks_url") is None:
+        return f"use {_HMAC_NAMES}"
+    if keys.get("jwt_secret") is None:
+        return f"use {public}"
+    return f"use {public} for FLOODWALL_JWT_JWKS_URL and {_HMAC_NAMES} for FLOODWALL_JWT_SECRET"
+
+
 def _variable(field: str) -> str:
     return PREFIX + field.upper()
 
@@ -218,10 +228,11 @@ class FloodwallSettings(BaseSettings):
     admin_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
 
     jwt_secret: SecretStr | None = None
-    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
-    jwt_audience: str | None = None
+    # Before the algorithms: their validator names the algorithms that fit the keys set.
     jwt_jwks_url: str | None = None
     """The identity provider's published keys (a JWKS URL): RS256, ES256 and EdDSA tokens."""
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
+    jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway: float = Field(default=5.0, ge=0, le=MAX_JWT_LEEWAY_SECONDS)
     """Seconds of clock skew allowed on a token's exp and nbf."""
@@ -344,7 +355,7 @@ class FloodwallSettings(BaseSettings):
 
     @field_validator("jwt_algorithms")
     @classmethod
-    def _jwt_algorithms(cls, names: list[str]) -> list[str]:
+    def _jwt_algorithms(cls, names: list[str], info: ValidationInfo) -> list[str]:
         # Names are matched whatever their case (PyJWT's are case-sensitive, so "hs256" would
         # silently match no token); an unknown entry is named by position, as it may be a
         # secret pasted in the wrong place.
@@ -359,7 +370,7 @@ class FloodwallSettings(BaseSettings):
             if known is None:
                 raise ValueError(
                     f"FLOODWALL_JWT_ALGORITHMS: entry {position} is not a JWT algorithm "
-                    f"(use {_HMAC_NAMES})"
+                    f"({_algorithms_to_use(info.data)})"
                 )
             if known not in algorithms:
                 algorithms.append(known)
