@@ -688,8 +688,9 @@ def _fetch_json(url: str, timeout: float, max_bytes: int) -> Any:
         if exc.code >= 500 or exc.code in _PASSING_STATUSES:
             raise _Unreachable(f"the provider answered HTTP {exc.code}") from None
         raise _Garbage(f"the identity provider answered HTTP {exc.code}") from None
-    except (OSError, http.client.HTTPException) as exc:
-        # URLError, a refused connection and a timeout are all OSErrors.
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        # URLError, a refused connection and a timeout are all OSErrors; a TLS socket shut
+        # at the deadline may raise ValueError.
         if watch.cut_off:
             raise _Unreachable(f"the key set took longer than {timeout:g}s") from None
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
@@ -750,8 +751,10 @@ class _Watch:
 
 
 def _shut(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for TLS: SSLSocket.shutdown would unwrap the
+    # connection under the reading thread; this ends its read with an error it handles.
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class _Bounded(http.client.HTTPConnection):
