@@ -12,6 +12,7 @@ from floodwall.decision import Decision, Outcome
 from floodwall.errors import (
     ConfigurationError,
     FloodwallError,
+    IdentityUnavailable,
     StorageError,
     StoreCommandError,
     StoreUnavailable,
@@ -37,6 +38,7 @@ __all__ = [
     "HeaderIdentity",
     "Identify",
     "Identity",
+    "IdentityUnavailable",
     "JwksIdentity",
     "JwtIdentity",
     "MemoryStore",
