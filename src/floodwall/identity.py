@@ -2,7 +2,9 @@
 
 Its length is the built-in resolvers' (JWT with a shared secret or an identity
 provider's keys, Starlette's user, a gateway header, the client address), each
-independent and small.
+independent and small, and the fetch of an identity provider's keys: in a thread, bounded
+in time and size, with requests that wait for a key not at hand. Tokens that fail
+verification are reported by reason (``TokenRejections``).
 """
 
 from __future__ import annotations
