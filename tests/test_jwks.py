@@ -7,6 +7,10 @@ import contextlib
 import http.server
 import json
 import logging
+import os
+import pathlib
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -690,3 +694,34 @@ def test_an_unknown_algorithm_with_a_jwks_url_is_told_the_public_key_ones() -> N
         "(use RS256, ES256, EdDSA for FLOODWALL_JWT_JWKS_URL and HS256, HS384, HS512 for "
         "FLOODWALL_JWT_SECRET)"
     )
+
+
+_APP = """
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from floodwall import Floodwall, FloodwallMiddleware
+app = Starlette(middleware=[Middleware(FloodwallMiddleware, floodwall=Floodwall())])
+"""
+
+
+def test_uvicorn_exits_when_the_provider_answers_garbage(
+    provider: Provider, tmp_path: pathlib.Path
+) -> None:
+    provider.body = b"<html>sign in</html>"
+    (tmp_path / "jwks_app.py").write_text(_APP)
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("FLOODWALL_")
+    }
+    environment["FLOODWALL_JWT_JWKS_URL"] = provider.url
+    finished = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "jwks_app:app", "--port", "0"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode != 0
+    assert "FLOODWALL_JWT_JWKS_URL: the identity provider's answer is not JSON" in finished.stderr
+    assert "Traceback" not in finished.stderr
