@@ -81,6 +81,7 @@ class Provider:
     delay: float = 0.0
     body: bytes | None = None
     """Served instead of the key set, when set."""
+    status: int = 200
     server: http.server.ThreadingHTTPServer | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -97,8 +98,8 @@ class Provider:
                 with provider.lock:
                     provider.hits += 1
                 time.sleep(provider.delay)
-                if provider.down:
-                    self.send_error(503)
+                if provider.down or provider.status != 200:
+                    self.send_error(503 if provider.down else provider.status)
                     return
                 body = (
                     provider.body or json.dumps({"keys": [k.jwk for k in provider.keys]}).encode()
@@ -340,10 +341,10 @@ async def test_the_middleware_limits_the_token_s_user(
         await floodwall.stop()
 
 
-def _app(floodwall: Floodwall) -> Starlette:
+def _app(floodwall: Floodwall, **options: Any) -> Starlette:
     return Starlette(
         routes=[Route("/", _hello)],
-        middleware=[Middleware(FloodwallMiddleware, floodwall=floodwall)],
+        middleware=[Middleware(FloodwallMiddleware, floodwall=floodwall, **options)],
     )
 
 
@@ -430,6 +431,7 @@ async def test_the_keys_are_fetched_at_the_lifespan_startup(provider: Provider) 
 async def test_a_provider_answering_garbage_stops_the_start(provider: Provider) -> None:
     for body, problem in [
         (b"<html>login</html>", "the identity provider's answer is not JSON"),
+        (b"2" * 4096, "the identity provider's key set is larger than 1024 bytes"),
         (b'{"issuer": "x"}', "the identity provider's answer is no JWK set (no keys list)"),
         (
             b'{"keys": [{"kty": "RSA"}]}',
@@ -437,7 +439,8 @@ async def test_a_provider_answering_garbage_stops_the_start(provider: Provider) 
         ),
     ]:
         provider.body = body
-        sent = await _lifespan(_app(Floodwall(_jwks_settings(provider))))
+        identity = JwksIdentity(provider.url, algorithms=["RS256"], max_bytes=1024)
+        sent = await _lifespan(_app(Floodwall(_jwks_settings(provider)), identify=identity))
         assert sent == [
             {"type": "lifespan.startup.failed", "message": f"FLOODWALL_JWT_JWKS_URL: {problem}"}
         ]
@@ -725,3 +728,53 @@ def test_uvicorn_exits_when_the_provider_answers_garbage(
     assert finished.returncode != 0
     assert "FLOODWALL_JWT_JWKS_URL: the identity provider's answer is not JSON" in finished.stderr
     assert "Traceback" not in finished.stderr
+
+
+async def test_a_provider_answering_not_found_stops_the_start(provider: Provider) -> None:
+    provider.status = 404
+    sent = await _lifespan(_app(Floodwall(_jwks_settings(provider))))
+    assert sent == [
+        {
+            "type": "lifespan.startup.failed",
+            "message": "FLOODWALL_JWT_JWKS_URL: the identity provider answered HTTP 404",
+        }
+    ]
+
+
+async def test_a_slow_provider_does_not_hold_the_start_past_the_timeout(
+    provider: Provider, caplog: pytest.LogCaptureFixture
+) -> None:
+    provider.delay = 3.0
+    identity = JwksIdentity(provider.url, algorithms=["RS256"], timeout=0.3)
+    try:
+        with caplog.at_level(logging.WARNING, logger="floodwall"):
+            sent = await _lifespan(_app(Floodwall(_jwks_settings(provider)), identify=identity))
+    finally:
+        identity.close()
+    assert [message["type"] for message in sent] == [
+        "lifespan.startup.complete",
+        "lifespan.shutdown.complete",
+    ]
+    # Whichever ends first, the fetch (timed out) or the wait for it, says so.
+    assert any(
+        record.getMessage().startswith("floodwall: the identity provider's keys ")
+        for record in caplog.records
+    )
+
+
+async def test_a_token_of_a_key_the_provider_does_not_publish_is_anonymous_and_counted(
+    provider: Provider,
+) -> None:
+    floodwall = Floodwall(_jwks_settings(provider))
+    transport = httpx.ASGITransport(app=_app(floodwall), client=("127.0.0.1", 123))
+    token = rsa_key("never-published").token()
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            # Waits for a fetch that began after it came; the keys then hold none of its.
+            answer = await http.get("/", headers={"authorization": f"Bearer {token}"})
+    finally:
+        await floodwall.stop()
+    assert answer.status_code == 200
+    assert answer.headers["ratelimit-policy"].startswith('"anonymous"')
+    text = floodwall.metrics.render()[0].decode()
+    assert 'floodwall_token_rejections_total{reason="unknown_key"} 1.0' in text
