@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import redis.asyncio
 
@@ -97,7 +98,7 @@ async def test_when_a_refusal_lapses_one_request_asks_and_the_others_wait() -> N
 
 
 def test_the_cache_is_bounded() -> None:
-    cache = DenyCache(max_entries=3)
+    cache = DenyCache(max_entries=3, clock=time.perf_counter)
     for key in "abcd":
         cache.remember(key, limited(5.0))
     assert len(cache) == 3

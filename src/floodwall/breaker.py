@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import Callable
 
 __all__ = ["BreakerState", "CircuitBreaker"]
@@ -27,9 +26,7 @@ class CircuitBreaker:
 
     __slots__ = ("_clock", "_cooldown", "_failures", "_since", "_threshold", "state")
 
-    def __init__(
-        self, *, threshold: int, cooldown: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, *, threshold: int, cooldown: float, clock: Callable[[], float]) -> None:
         self._threshold = threshold
         self._cooldown = cooldown
         self._clock = clock

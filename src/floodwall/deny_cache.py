@@ -19,7 +19,6 @@ from one attacker was most of the commands the attack cost.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Sequence
 
 from floodwall.decision import Decision, Outcome
@@ -58,7 +57,7 @@ class DenyCache:
         self,
         max_entries: int = 100_000,
         *,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float],
     ) -> None:
         self._entries: dict[str, tuple[Decision, float]] = {}
         self.probes: dict[str, asyncio.Future[None] | None] = {}

@@ -17,7 +17,6 @@ from typing import Any, cast
 
 from floodwall import rules
 from floodwall._types import ASGIApp, Message, Receive, Scope, Send
-from floodwall.clock import SYSTEM_CLOCK
 from floodwall.decision import Decision, Outcome
 from floodwall.errors import ConfigurationError, IdentityUnavailable
 from floodwall.identity import (
@@ -145,20 +144,20 @@ class FloodwallMiddleware:
         if shedder is None:
             shedder = shedder_from_settings(
                 settings,
-                clock=SYSTEM_CLOCK.monotonic,
+                clock=floodwall.clock.monotonic,
                 on_limit=floodwall.metrics.capacity_limit,
                 critical_paths=self._any_critical,
             )
         self._shedder = shedder
         if tarpit is None and settings.tarpit_seconds:
-            tarpit = Tarpit(settings.tarpit_seconds)
+            tarpit = Tarpit(settings.tarpit_seconds, clock=floodwall.clock.monotonic)
         self._tarpit = tarpit
         self._headers = settings.rate_limit_headers
         header = settings.request_id_header
         self._request_id_header = header.encode("latin-1") if header else None
         self._request_id_prefix = os.urandom(4).hex()
         self._request_ids = itertools.count()
-        self._refusal_log = RefusalLog()
+        self._refusal_log = RefusalLog(clock=floodwall.clock.monotonic)
         # None without opentelemetry-api: then a request pays one `is None` test for it.
         self._telemetry = decision_telemetry(floodwall.metrics.hot)
         # Forwarded headers are honoured from trusted proxies only; uvicorn's middleware

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -58,7 +57,7 @@ class RefusalLog:
         interval: float = 10.0,
         max_lines_per_second: int = 50,
         max_subjects: int = 10_000,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float],
     ) -> None:
         self._interval = interval
         self._max_lines = max_lines_per_second

@@ -49,9 +49,10 @@ __all__ = ["Floodwall", "PasswordResetHook"]
 logger = logging.getLogger("floodwall")
 
 
-def _store_for(settings: FloodwallSettings) -> Store:
+def _store_for(settings: FloodwallSettings, clock: Clock) -> Store:
     if settings.redis_url is None:
-        return MemoryStore(prefix=settings.key_prefix)
+        return MemoryStore(prefix=settings.key_prefix, clock=clock.wall)
+    # Redis reads its own clock (TIME in the scripts): the one every worker shares.
     return RedisStore.from_url(
         settings.redis_url.get_secret_value(),
         prefix=settings.key_prefix,
@@ -82,7 +83,9 @@ class Floodwall:
     ) -> None:
         self.settings = settings if settings is not None else FloodwallSettings()
         settings = self.settings
-        self.store = store if store is not None else _store_for(settings)
+        self.clock = clock
+        """Where this server reads time: every part takes it from here."""
+        self.store = store if store is not None else _store_for(settings, clock)
         self.keys = self.store.keys
         self.metrics = metrics if metrics is not None else Metrics()
         self.limits = LiveLimits(settings)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Callable, Hashable
 from typing import Final
 
@@ -98,7 +97,7 @@ class Tarpit:
         self,
         seconds: float,
         *,
-        clock: Callable[[], float] = time.perf_counter,
+        clock: Callable[[], float],
         lag_seconds: float = LAG_SECONDS,
         hold_seconds: float = HOLD_SECONDS,
         flood_refusals: int = FLOOD_REFUSALS,
