@@ -5,6 +5,11 @@ across two instances on a real Redis and the real Cluster, and changed live."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -339,3 +344,152 @@ async def test_route_limits_hold_at_this_workers_share_while_redis_is_down(
                 assert await statuses(http, "POST", "/login", 2, "u2") == [200, 200]
         finally:
             await floodwall.stop()
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Any) -> AsyncIterator[dict[str, Any]]:
+    """Runs ``app``'s lifespan as a server does; yields the answer to the startup."""
+    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    answered: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def send(message: dict[str, Any]) -> None:
+        await answered.put(message)
+
+    await incoming.put({"type": "lifespan.startup"})
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.create_task(app(scope, incoming.get, send))
+    try:
+        yield await asyncio.wait_for(answered.get(), 5)
+    finally:
+        await incoming.put({"type": "lifespan.shutdown"})
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 5)
+
+
+@limit("5/minute")
+async def login(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("in")
+
+
+async def test_the_variable_wins_over_a_limit_declared_in_code(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = FloodwallSettings(user_header="x-user", route_limits="POST /login=2/minute", **HIGH)
+    floodwall = Floodwall(settings)
+    app = Starlette(routes=[Route("/login", login, methods=["POST"])])
+    app.add_middleware(FloodwallMiddleware, floodwall=floodwall)
+    api = FastAPI()
+
+    @api.post("/login", dependencies=[Depends(RateLimit("5/minute"))])
+    async def fastapi_login() -> str:
+        return "in"
+
+    api.add_middleware(FloodwallMiddleware, floodwall=Floodwall(settings))
+    for served in (app, api):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, "floodwall"):
+            async with lifespan(served) as started, client(served) as http:
+                assert started["type"] == "lifespan.startup.complete"
+                assert await statuses(http, "POST", "/login", 3, "a") == [200, 200, 429]
+                assert await statuses(http, "GET", "/nowhere", 1, "a") == [404]
+        overrides = [r.getMessage() for r in caplog.records if "over the one" in r.getMessage()]
+        assert overrides == [
+            "floodwall: FLOODWALL_ROUTE_LIMITS sets the limit of POST /login, over the one "
+            "declared in code"
+        ]
+
+
+async def test_the_variable_wins_over_the_middlewares_route_limits(memory: Floodwall) -> None:
+    # A key without a method covers the route's every method.
+    settings = FloodwallSettings(user_header="x-user", route_limits="/login=3/minute", **HIGH)
+    app = starlette_app(Floodwall(settings), route_limits={"POST /login": "1/minute"})
+    async with lifespan(app) as started, client(app) as http:
+        assert started["type"] == "lifespan.startup.complete"
+        assert await statuses(http, "POST", "/login", 4, "a") == [200, 200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("variable", "given", "named"),
+    [
+        (
+            "GET /exports/{report_id}=1/minute",
+            {},
+            "FLOODWALL_ROUTE_LIMITS: 'GET /exports/{report_id}'",
+        ),
+        ("POST /login/=1/minute", {}, "FLOODWALL_ROUTE_LIMITS: 'POST /login/'"),
+        ("DELETE /login=1/minute", {}, "FLOODWALL_ROUTE_LIMITS: 'DELETE /login'"),
+        ("", {"GET /item/{item_id}": "1/minute"}, "route_limits: 'GET /item/{item_id}'"),
+    ],
+)
+async def test_a_key_that_names_no_route_stops_the_start(
+    variable: str, given: dict[str, str], named: str
+) -> None:
+    settings = FloodwallSettings(user_header="x-user", route_limits=variable, **HIGH)
+    floodwall = Floodwall(settings)
+    app = starlette_app(floodwall, route_limits=given)
+    async with lifespan(app) as started:
+        assert started["type"] == "lifespan.startup.failed"
+        message = started["message"]
+    assert message.startswith(f"floodwall: {named} names no route of the app")
+    assert "\n" not in message
+    await floodwall.stop()
+
+
+async def test_keys_name_routes_whatever_their_parameters_are_called(memory: Floodwall) -> None:
+    app = starlette_app(
+        memory,
+        route_limits={"GET /items/{id}/export": "1/minute", "/files/{rest:path}": "9/minute"},
+    )
+    async with lifespan(app) as started:
+        assert started["type"] == "lifespan.startup.complete"
+
+
+def test_a_server_exits_when_a_key_names_no_route(tmp_path: Path) -> None:
+    (tmp_path / "served.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from starlette.responses import PlainTextResponse\n"
+        "from starlette.routing import Route\n"
+        "from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings\n"
+        "app = Starlette(routes=[Route('/login', PlainTextResponse, methods=['POST'])])\n"
+        "app.add_middleware(FloodwallMiddleware, floodwall=Floodwall(FloodwallSettings()))\n"
+    )
+    environment = {**os.environ, "FLOODWALL_ROUTE_LIMITS": "POST /login/=5/minute"}
+    command = [sys.executable, "-m", "uvicorn", "served:app", "--port", "0"]
+    ran = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert ran.returncode == 3
+    failures = [line for line in ran.stderr.splitlines() if "floodwall:" in line]
+    assert failures == [
+        "ERROR:    floodwall: FLOODWALL_ROUTE_LIMITS: 'POST /login/' names no route of the app "
+        "(write the route as its router declares it: 'METHOD /path/{param}')"
+    ]
+
+
+async def test_limits_on_included_routers_and_mounts_are_found() -> None:
+    inner = APIRouter(prefix="/v1", dependencies=[Depends(RateLimit("3/minute"))])
+
+    @inner.get("/report/{name}")
+    async def report(name: str) -> str:
+        return name
+
+    api = APIRouter()
+
+    @api.post("/login", dependencies=[Depends(RateLimit("1/minute"))])
+    async def fastapi_login() -> str:
+        return "in"
+
+    api.include_router(inner, prefix="/reports")
+    app = FastAPI()
+    app.include_router(api, prefix="/api")
+    app.mount("/legacy", Starlette(routes=[Route("/login", login, methods=["POST"])]))
+    settings = FloodwallSettings(
+        user_header="x-user", route_limits="GET /api/reports/v1/report/{name}=2/minute", **HIGH
+    )
+    app.add_middleware(FloodwallMiddleware, floodwall=Floodwall(settings))
+    async with lifespan(app) as started, client(app) as http:
+        assert started["type"] == "lifespan.startup.complete"
+        assert await statuses(http, "POST", "/api/login", 2, "a") == [200, 429]
+        # The variable's limit and the router's own, both on the route.
+        assert await statuses(http, "GET", "/api/reports/v1/report/x", 3, "a") == [200, 200, 429]
+        assert await statuses(http, "POST", "/legacy/login", 6, "a") == [200] * 5 + [429]

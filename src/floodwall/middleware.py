@@ -39,7 +39,7 @@ from floodwall.responses import (
     refusal,
     whole_seconds,
 )
-from floodwall.routes import RouteLimit, RouteTable, declared_limits
+from floodwall.routes import RouteLimit, RouteTable, resolve_route_limits, route_limit
 from floodwall.service import Floodwall
 from floodwall.shedding import Shedder, shedder_from_settings
 from floodwall.stores.redis import RedisStore
@@ -125,7 +125,9 @@ class FloodwallMiddleware:
         self._exempt = PathTable.of([*settings.exempt_paths, *exempt_paths], True)
         costs = {path: rules.COST.whole_number(cost) for path, cost in (route_costs or {}).items()}
         self._costs = PathTable(costs)
-        self._routes = self._fit(RouteTable.of(route_limits, settings.parsed_route_limits()))
+        self._configured_routes = settings.parsed_route_limits()
+        self._given_routes = [route_limit(key, rate) for key, rate in (route_limits or {}).items()]
+        self._routes = self._fit(RouteTable.of(self._configured_routes, self._given_routes))
         # Limits declared on the app's routes are found at start, or the first request:
         # routes may be added after the middleware is.
         # Until the app's routes were looked for limits declared on them, and then only if
@@ -188,21 +190,27 @@ class FloodwallMiddleware:
             await self.app(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Start before the app's own startup handlers, stop after its shutdown handlers.
+        # Start before the app's own startup handlers, stop after its shutdown handlers. A
+        # start that cannot protect fails the startup itself, so the server exits: an
+        # exception raised in the app's `receive` would read as "lifespan unsupported".
+        started = await receive()
+        first: Message | None = started
+        if started["type"] == "lifespan.startup":
+            try:
+                self._find_declared_routes()
+                if self._load_identity is not None:
+                    await self._load_identity()
+            except (ConfigurationError, rules.RuleError) as exc:
+                await send({"type": "lifespan.startup.failed", "message": f"floodwall: {exc}"})
+                return
+            await self.floodwall.start()
+
         async def receive_and_start() -> Message:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    self._find_declared_routes()
-                    if self._load_identity is not None:
-                        await self._load_identity()
-                except ConfigurationError as exc:
-                    # The server exits with this line rather than serving every request
-                    # unprotected (or a 500): the app's own startup never runs.
-                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
-                    raise
-                await self.floodwall.start()
-            return message
+            nonlocal first
+            if first is not None:
+                message, first = first, None
+                return message
+            return await receive()
 
         async def send_and_stop(message: Message) -> None:
             if message["type"].startswith("lifespan.shutdown."):
@@ -291,9 +299,8 @@ class FloodwallMiddleware:
         return self._routes.match(scope.get("method", "GET"), path)
 
     def _find_declared_routes(self) -> None:
-        declared = declared_limits(self.app)
-        if declared:
-            self._routes = self._fit(RouteTable([*self._routes.limits, *declared]))
+        table = resolve_route_limits(self.app, self._configured_routes, self._given_routes)
+        self._routes = self._fit(table)
         self._any_routes = bool(self._routes)
         self._routes_found = True
 

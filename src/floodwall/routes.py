@@ -11,8 +11,9 @@ limits of a request are checked in the store's one round trip with the global li
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
@@ -22,15 +23,20 @@ from starlette.routing import Mount, compile_path
 from floodwall import rules
 
 __all__ = [
+    "AppRoutes",
     "RateLimit",
     "RouteLimit",
     "RouteTable",
+    "app_routes",
     "declared_limits",
     "limit",
     "parse_route_limits",
+    "resolve_route_limits",
     "route_limit",
     "window_of",
 ]
+
+logger = logging.getLogger("floodwall")
 
 By = Literal["user", "address"]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
@@ -108,12 +114,24 @@ def parse_route_limits(text: str) -> list[RouteLimit]:
         key, sep, limit = part.rpartition("=")
         if not sep or not key.strip():
             raise rules.RuleError("FLOODWALL_ROUTE_LIMITS is 'METHOD /path=N/period;...'")
+        if "=" in key or "," in limit:
+            # ``limits`` would read "5/minute,1/second" as its first rate alone.
+            raise rules.RuleError(
+                f"FLOODWALL_ROUTE_LIMITS entry '{_entry(part)}' holds two "
+                "limits: separate entries with ';', not ','"
+            )
         limit, _, by = limit.partition("@")
         by_what: By = "address" if by.strip() == "address" else "user"
         if by.strip() not in ("", "address", "user"):
             raise rules.RuleError("a route limit is by 'user' or by 'address'")
         found.append(route_limit(key, limit.strip(), by=by_what))
     return found
+
+
+def _entry(text: str) -> str:
+    # One line, whatever was pasted: an entry is shown up to 80 characters.
+    shown = " ".join(text.split())
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 _MATCHES_HELD: Final = 4096
@@ -140,12 +158,11 @@ class RouteTable:
         self._matched: dict[tuple[str, str], tuple[RouteLimit, ...]] = {}
 
     @classmethod
-    def of(
-        cls, route_limits: Mapping[str, str] | None, configured: Iterable[RouteLimit] = ()
-    ) -> RouteTable:
-        """The middleware's ``route_limits`` added to the settings' ones."""
-        made = [route_limit(key, limit) for key, limit in (route_limits or {}).items()]
-        return cls([*configured, *made])
+    def of(cls, configured: Iterable[RouteLimit], in_code: Iterable[RouteLimit]) -> RouteTable:
+        """The ``configured`` limits (``FLOODWALL_ROUTE_LIMITS``) and those ``in_code`` on
+        other routes: for one route, the operator's setting wins over the code."""
+        configured = list(configured)
+        return cls([*configured, *_not_overridden(configured, in_code)])
 
     def __bool__(self) -> bool:
         return bool(self.limits)
@@ -212,28 +229,141 @@ class RateLimit:
 def declared_limits(app: object) -> list[RouteLimit]:
     """The limits declared on the routes of ``app`` (the app below a middleware): by
     ``limit`` on endpoints and ``RateLimit`` dependencies, under mounts too."""
-    while not hasattr(app, "routes") and hasattr(app, "app"):
-        app = app.app
-    found: list[RouteLimit] = []
-    _collect(getattr(app, "routes", ()), "", found)
+    return app_routes(app).declared
+
+
+_PARAM: Final = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::([a-zA-Z_][a-zA-Z0-9_]*))?}")
+
+
+def _shape(template: str) -> str:
+    # What a router matches does not depend on a parameter's name: /items/{id} and
+    # /items/{item_id} are one route.
+    return _PARAM.sub(lambda found: "{:" + (found[2] or "str") + "}", template)
+
+
+class AppRoutes:
+    """The routes an app's router has, under mounts and included routers: what a route
+    limit's key may name, and the limits declared on them in code."""
+
+    __slots__ = ("_opaque", "_routes", "declared", "known")
+
+    def __init__(self) -> None:
+        self.known = False
+        """Whether the app has routes to look at (a bare ASGI app has none)."""
+        self.declared: list[RouteLimit] = []
+        self._routes: list[tuple[frozenset[str] | None, str]] = []
+        self._opaque: list[str] = []
+
+    def add(self, methods: Iterable[str] | None, template: str) -> None:
+        """A route; ``methods`` ``None`` for one that answers any method."""
+        self._routes.append((None if methods is None else frozenset(methods), _shape(template)))
+
+    def add_opaque(self, prefix: str) -> None:
+        """A mounted app whose routes cannot be seen: any path below ``prefix`` may be one."""
+        self._opaque.append(prefix.rstrip("/") + "/")
+
+    def names(self, item: RouteLimit) -> bool:
+        """Whether ``item``'s key names a route of the app (the one its router matches)."""
+        shape = _shape(item.template)
+        for methods, template in self._routes:
+            if template == shape and (methods is None or item.method in (None, *methods)):
+                return True
+        return any(item.template.startswith(prefix) for prefix in self._opaque)
+
+
+def app_routes(app: object) -> AppRoutes:
+    """The routes of ``app`` (the app below a middleware)."""
+    found = AppRoutes()
+    routes = _routes_of(app)
+    if routes is not None:
+        found.known = True
+        _collect(routes, "", found)
     return found
 
 
-def _collect(routes: Iterable[object], prefix: str, found: list[RouteLimit]) -> None:
+def _routes_of(app: object) -> Iterable[object] | None:
+    # Middleware wrap the router: the routes are on the innermost app that has them.
+    while not hasattr(app, "routes") and hasattr(app, "app"):
+        app = app.app
+    routes = getattr(app, "routes", None)
+    return None if routes is None else list(routes)
+
+
+def _collect(routes: Iterable[object], prefix: str, found: AppRoutes) -> None:
     for route in routes:
+        contexts = getattr(route, "effective_route_contexts", None)
+        if callable(contexts):
+            # FastAPI's included router: its routes, as it matches them (the inclusion's
+            # prefix and dependencies applied), are its effective routes.
+            effective = [getattr(c, "starlette_route", None) or c for c in contexts()]
+            _collect(effective, prefix, found)
+            continue
         path = prefix + str(getattr(route, "path", ""))
         if isinstance(route, Mount) or (
             not hasattr(route, "endpoint") and hasattr(route, "routes")
         ):
-            _collect(getattr(route, "routes", ()), path, found)
+            inner = _routes_of(getattr(route, "app", None)) if isinstance(route, Mount) else None
+            if inner is None:
+                inner = list(getattr(route, "routes", ()))
+            if inner or not isinstance(route, Mount):
+                _collect(inner, path, found)
+            else:
+                found.add_opaque(path)
             continue
+        if not hasattr(route, "endpoint"):
+            continue
+        methods = getattr(route, "methods", None)
+        found.add(None if not methods else set(methods), path)
         declared = list(getattr(getattr(route, "endpoint", None), _MARK, ()))
         declared += [(d.rate, d.by) for d in _dependencies(route)]
         if not declared:
             continue
-        methods = set(getattr(route, "methods", None) or ()) - {"HEAD"}
+        methods = set(methods or ()) - {"HEAD"}
         method = f"{next(iter(methods))} " if len(methods) == 1 else ""
-        found += [route_limit(method + path, rate, by=by) for rate, by in declared]
+        found.declared += [route_limit(method + path, rate, by=by) for rate, by in declared]
+
+
+def resolve_route_limits(
+    app: object, configured: Iterable[RouteLimit], in_code: Iterable[RouteLimit]
+) -> RouteTable:
+    """The route limits of ``app``: those ``configured`` (``FLOODWALL_ROUTE_LIMITS``), those
+    given ``in_code`` (the middleware's ``route_limits``) and those declared on its routes.
+    An operator's setting wins over code for the same route, with a log line; a key that
+    names no route of the app is a ``RuleError`` naming it."""
+    configured = list(configured)
+    found = app_routes(app)
+    in_code = [*in_code, *found.declared]
+    kept = _not_overridden(configured, in_code)
+    overridden = dict.fromkeys(item.key for item in in_code if item not in kept)
+    for key in overridden:
+        logger.warning(
+            "floodwall: FLOODWALL_ROUTE_LIMITS sets the limit of %s, over the one declared in code",
+            key,
+        )
+    table = RouteTable([*configured, *kept])
+    if found.known:
+        for item in table.limits:
+            if not found.names(item):
+                setting = "FLOODWALL_ROUTE_LIMITS" if item in configured else "route_limits"
+                raise rules.RuleError(
+                    f"{setting}: '{item.key}' names no route of the app (write the route as "
+                    "its router declares it: 'METHOD /path/{param}')"
+                )
+    return table
+
+
+def _not_overridden(
+    configured: list[RouteLimit], in_code: Iterable[RouteLimit]
+) -> list[RouteLimit]:
+    return [item for item in in_code if not any(_same_route(c, item) for c in configured)]
+
+
+def _same_route(configured: RouteLimit, declared: RouteLimit) -> bool:
+    # One route when the templates match the same paths and the configured key covers the
+    # declared one's method.
+    return _shape(configured.template) == _shape(declared.template) and (
+        configured.method is None or configured.method == declared.method
+    )
 
 
 def _dependencies(route: object) -> Iterator[RateLimit]:
