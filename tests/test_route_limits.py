@@ -493,3 +493,18 @@ async def test_limits_on_included_routers_and_mounts_are_found() -> None:
         # The variable's limit and the router's own, both on the route.
         assert await statuses(http, "GET", "/api/reports/v1/report/x", 3, "a") == [200, 200, 429]
         assert await statuses(http, "POST", "/legacy/login", 6, "a") == [200] * 5 + [429]
+
+
+async def test_a_head_request_counts_as_the_get_it_runs(memory: Floodwall) -> None:
+    app = starlette_app(memory, route_limits={"GET /items/{item_id}/export": "2/minute"})
+    async with client(app) as http:
+        assert await statuses(http, "GET", "/items/1/export", 1, "a") == [200]
+        assert await statuses(http, "HEAD", "/items/1/export", 2, "a") == [200, 429]
+        assert await statuses(http, "GET", "/items/1/export", 1, "a") == [429]
+    costly = Floodwall(FloodwallSettings(user_header="x-user", rate=0.001, burst=10))
+    app = starlette_app(costly, route_costs={"GET /items/{item_id}/export": 5})
+    try:
+        async with client(app) as http:
+            assert await statuses(http, "HEAD", "/items/1/export", 3, "a") == [200, 200, 429]
+    finally:
+        await costly.stop()

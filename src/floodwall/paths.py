@@ -43,8 +43,10 @@ class PathTable(Generic[T]):
     def get(self, path: str, default: T, method: str | None = None) -> T:
         """The value of the first template ``method path`` matches, else of the longest
         configured path that ``path`` is, or lies under."""
+        # A HEAD request runs the GET endpoint, and costs what a GET costs.
+        runs = "GET" if method == "HEAD" else method
         for wanted, pattern, value in self._templates:
-            if (wanted is None or wanted == method) and pattern.fullmatch(path):
+            if wanted in (None, method, runs) and pattern.fullmatch(path):
                 return value
         for prefix, value in self._entries:
             if prefix == "/" or path == prefix or path.startswith(prefix + "/"):

@@ -41,6 +41,8 @@ logger = logging.getLogger("floodwall")
 By = Literal["user", "address"]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 _METHOD: Final = re.compile(r"[A-Z]+")
+_RUNS: Final = {"HEAD": "GET"}
+"""A HEAD request runs the GET endpoint: it counts against the GET route's limits."""
 
 
 # Compared by identity (each is made once, by its table): the hot path keys caches by a
@@ -67,7 +69,9 @@ class RouteLimit:
 
     def matches(self, method: str, path: str) -> bool:
         """Whether a request is on this route."""
-        return (self.method is None or self.method == method) and bool(self.pattern.fullmatch(path))
+        return self.method in (None, method, _RUNS.get(method)) and bool(
+            self.pattern.fullmatch(path)
+        )
 
 
 def route_limit(key: str, limit: str, *, by: By = "user") -> RouteLimit:
@@ -171,11 +175,11 @@ class RouteTable:
         """The limits on this request, in the table's order."""
         found = self._matched.get((method, path))
         if found is None:
+            groups = [self._by_method.get(None, ()), self._by_method.get(method, ())]
+            if method in _RUNS:
+                groups.append(self._by_method.get(_RUNS[method], ()))
             found = tuple(
-                item
-                for group in (self._by_method.get(None, ()), self._by_method.get(method, ()))
-                for item in group
-                if item.pattern.fullmatch(path)
+                item for group in groups for item in group if item.pattern.fullmatch(path)
             )
             if len(path) <= _PATH_HELD:
                 if len(self._matched) >= _MATCHES_HELD:
