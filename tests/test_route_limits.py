@@ -508,3 +508,26 @@ async def test_a_head_request_counts_as_the_get_it_runs(memory: Floodwall) -> No
             assert await statuses(http, "HEAD", "/items/1/export", 3, "a") == [200, 200, 429]
     finally:
         await costly.stop()
+
+
+async def test_paths_are_matched_below_the_root_path(memory: Floodwall) -> None:
+    protected = starlette_app(
+        memory, route_limits={"POST /login": "2/minute"}, exempt_paths=["/items"]
+    )
+    # As `uvicorn --root-path /api` serves it, and as a Starlette Mount does.
+    served = httpx.ASGITransport(app=protected, root_path="/api", client=("127.0.0.1", 1))
+    mounted = Starlette(routes=[Mount("/api", app=protected)])
+    for transport, user in [(served, "a"), (httpx.ASGITransport(app=mounted), "b")]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            assert await statuses(http, "POST", "/api/login", 3, user) == [200, 200, 429]
+            answer = await http.post("/api/login", headers={"x-user": user})
+            assert answer.json()["policy"] == "POST /login"
+    strict = Floodwall(FloodwallSettings(user_header="x-user", rate=0.001, burst=1))
+    protected = starlette_app(strict, exempt_paths=["/items"])
+    mounted = Starlette(routes=[Mount("/api", app=protected)])
+    try:
+        async with client(mounted) as http:
+            assert await statuses(http, "GET", "/api/items/1", 4, "c") == [200] * 4
+            assert await statuses(http, "GET", "/api/files/x", 2, "c") == [200, 429]
+    finally:
+        await strict.stop()

@@ -30,7 +30,7 @@ from floodwall.identity import (
 )
 from floodwall.ids import held
 from floodwall.metrics import RESULTS
-from floodwall.paths import PathTable
+from floodwall.paths import PathTable, route_path
 from floodwall.request_log import RefusalLog, request_logger
 from floodwall.responses import (
     IDENTITY_UNAVAILABLE,
@@ -220,8 +220,9 @@ class FloodwallMiddleware:
         await self.app(scope, receive_and_start, send_and_stop)
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every request runs this: tables that are empty are not consulted at all.
-        path: str = scope["path"]
+        # Every request runs this: tables that are empty are not consulted at all. Paths
+        # are matched as the app's router matches them, below any root path.
+        path = route_path(scope)
         if self._any_exempt and self._exempt.get(path, False):
             await self.app(scope, receive, send)
             return
@@ -343,7 +344,7 @@ class FloodwallMiddleware:
         # slot, the request is to be refused.
         shedder = cast(Shedder, self._shedder)
         subject = _subject(identity)
-        critical = self._any_critical and self._critical.get(scope["path"], False)
+        critical = self._any_critical and self._critical.get(route_path(scope), False)
         ticket = await shedder.acquire(subject, critical=critical)
         if ticket is None:
             return True

@@ -9,7 +9,9 @@ from typing import Generic, TypeVar
 
 from starlette.routing import compile_path
 
-__all__ = ["PathTable"]
+from floodwall._types import Scope
+
+__all__ = ["PathTable", "route_path"]
 
 T = TypeVar("T")
 
@@ -52,3 +54,13 @@ class PathTable(Generic[T]):
             if prefix == "/" or path == prefix or path.startswith(prefix + "/"):
                 return value
         return default
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app's router matches: ``scope["path"]`` without the ``root_path`` a
+    server (``--root-path``) or a ``Mount`` above the app put in front of it."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+        return path[len(root) :] or "/"
+    return path
