@@ -181,6 +181,18 @@ def test_bad_route_limits_are_refused_in_one_line() -> None:
         FloodwallSettings(route_limits="/x=0/minute")
 
 
+@pytest.mark.parametrize(
+    "entry", ["POST /login=5/minute,GET /items/{item_id}=1/second", "POST /login=5/minute,1/second"]
+)
+def test_a_comma_between_entries_is_named_with_its_entry(entry: str) -> None:
+    # "5/minute,1/second" would otherwise be read as its first rate alone.
+    message = f"the entry '{entry}' holds two limits: separate entries with ';', not ','"
+    with pytest.raises(RuleError, match=f"^{_escape(message)}$"):
+        parse_route_limits(f"GET /files/{{path:path}}=1/second; {entry} ")
+    with pytest.raises(ValueError, match=_escape(f"FLOODWALL_ROUTE_LIMITS: {message}")):
+        FloodwallSettings(route_limits=entry)
+
+
 def _escape(text: str) -> str:
     return "".join("\\" + c if c in "^$.*+?()[]{}|\\" else c for c in text)
 

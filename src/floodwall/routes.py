@@ -121,8 +121,7 @@ def parse_route_limits(text: str) -> list[RouteLimit]:
         if "=" in key or "," in limit:
             # ``limits`` would read "5/minute,1/second" as its first rate alone.
             raise rules.RuleError(
-                f"FLOODWALL_ROUTE_LIMITS entry '{_entry(part)}' holds two "
-                "limits: separate entries with ';', not ','"
+                f"the entry '{_entry(part)}' holds two limits: separate entries with ';', not ','"
             )
         limit, _, by = limit.partition("@")
         by_what: By = "address" if by.strip() == "address" else "user"
