@@ -543,3 +543,28 @@ async def test_paths_are_matched_below_the_root_path(memory: Floodwall) -> None:
             assert await statuses(http, "GET", "/api/files/x", 2, "c") == [200, 429]
     finally:
         await strict.stop()
+
+
+async def test_a_live_limit_applies_to_a_route_the_app_gives_no_limit(
+    memory: Floodwall, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = starlette_app(memory)
+    async with client(app) as http:
+        assert await statuses(http, "GET", "/items/1", 3, "a") == [200] * 3
+        await memory.set_route_default("GET /items/{id}", "2/minute")
+        assert await statuses(http, "GET", "/items/1", 3, "b") == [200, 200, 429]
+        refused = await http.get("/items/2", headers={"x-user": "b"})
+        assert refused.json()["policy"] == "GET /items/{id}"
+        # A key without the method: every method of the route.
+        await memory.set_route_default("/login", "1/minute")
+        assert await statuses(http, "POST", "/login", 2, "b") == [200, 429]
+        with caplog.at_level(logging.WARNING, "floodwall"):
+            await memory.set_route_default("GET /itemz/{id}", "1/minute")
+            assert await statuses(http, "GET", "/items/1", 1, "c") == [200]
+            assert await statuses(http, "GET", "/items/1", 1, "c") == [200]
+        assert [r.getMessage() for r in caplog.records if "live route" in r.getMessage()] == [
+            "floodwall: the live route limit GET /itemz/{id} names no route of this app: "
+            "it applies nothing here"
+        ]
+        await memory.clear_route_default("GET /items/{id}")
+        assert await statuses(http, "GET", "/items/1", 3, "b") == [200] * 3

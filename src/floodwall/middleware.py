@@ -39,7 +39,15 @@ from floodwall.responses import (
     refusal,
     whole_seconds,
 )
-from floodwall.routes import RouteLimit, RouteTable, resolve_route_limits, route_limit
+from floodwall.routes import (
+    AppRoutes,
+    RouteLimit,
+    RouteTable,
+    app_routes,
+    resolve_route_limits,
+    route_limit,
+    with_live_routes,
+)
 from floodwall.service import Floodwall
 from floodwall.shedding import Shedder, shedder_from_settings
 from floodwall.stores.redis import RedisStore
@@ -48,6 +56,8 @@ from floodwall.telemetry import decision_telemetry
 from floodwall.top import member
 
 __all__ = ["FloodwallMiddleware"]
+
+logger = logging.getLogger("floodwall")
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OVERLOADED_RESULT = RESULTS.index("overloaded")
@@ -128,6 +138,12 @@ class FloodwallMiddleware:
         self._configured_routes = settings.parsed_route_limits()
         self._given_routes = [route_limit(key, rate) for key, rate in (route_limits or {}).items()]
         self._routes = self._fit(RouteTable.of(self._configured_routes, self._given_routes))
+        self._app_routes = AppRoutes()
+        self._resolved = self._routes
+        # Routes an operator limits live that the app gives no limit: added when they change.
+        self._live = floodwall.limits
+        self._live_version = self._live.routes_version
+        self._unknown_live: set[str] = set()
         # Limits declared on the app's routes are found at start, or the first request:
         # routes may be added after the middleware is.
         # Until the app's routes were looked for limits declared on them, and then only if
@@ -248,7 +264,8 @@ class FloodwallMiddleware:
         scope.setdefault("state", {})["floodwall_identity"] = identity
         cost = self._costs.get(path, 1, scope.get("method")) if self._any_costs else 1
         reset_exempt = self._any_reset_paths and self._reset_paths.get(path, False)
-        routes = self._match_routes(scope, path) if self._any_routes else ()
+        any_routes = self._any_routes or self._live.routes
+        routes = self._match_routes(scope, path) if any_routes else ()
         if routes:
             by_address = not identity.anonymous and _by_address(routes)
             decision = await self._check(
@@ -297,13 +314,30 @@ class FloodwallMiddleware:
     def _match_routes(self, scope: Scope, path: str) -> tuple[RouteLimit, ...]:
         if not self._routes_found:
             self._find_declared_routes()
+        if self._live.routes_version != self._live_version:
+            self._add_live_routes()
         return self._routes.match(scope.get("method", "GET"), path)
 
     def _find_declared_routes(self) -> None:
-        table = resolve_route_limits(self.app, self._configured_routes, self._given_routes)
-        self._routes = self._fit(table)
-        self._any_routes = bool(self._routes)
+        self._app_routes = app_routes(self.app)
+        table = resolve_route_limits(self._app_routes, self._configured_routes, self._given_routes)
+        self._resolved = self._fit(table)
         self._routes_found = True
+        self._add_live_routes()
+
+    def _add_live_routes(self) -> None:
+        self._live_version = self._live.routes_version
+        self._routes, unknown = with_live_routes(
+            self._resolved, self._app_routes, self._live.routes
+        )
+        self._any_routes = bool(self._routes)
+        for key in set(unknown) - self._unknown_live:
+            logger.warning(
+                "floodwall: the live route limit %s names no route of this app: it applies "
+                "nothing here",
+                key,
+            )
+        self._unknown_live = set(unknown)
 
     def _fit(self, table: RouteTable) -> RouteTable:
         store = self.floodwall.store

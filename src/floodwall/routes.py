@@ -10,11 +10,11 @@ limits of a request are checked in the store's one round trip with the global li
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final, Literal, TypeVar
 
 import limits
@@ -34,6 +34,7 @@ __all__ = [
     "resolve_route_limits",
     "route_limit",
     "window_of",
+    "with_live_routes",
 ]
 
 logger = logging.getLogger("floodwall")
@@ -47,7 +48,7 @@ _RUNS: Final = {"HEAD": "GET"}
 
 # Compared by identity (each is made once, by its table): the hot path keys caches by a
 # request's route limits, and hashing every field, the regex too, cost 0.5 µs a request.
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class RouteLimit:
     """``limit`` requests per ``period`` seconds on the routes ``key`` names."""
 
@@ -327,14 +328,14 @@ def _collect(routes: Iterable[object], prefix: str, found: AppRoutes) -> None:
 
 
 def resolve_route_limits(
-    app: object, configured: Iterable[RouteLimit], in_code: Iterable[RouteLimit]
+    found: AppRoutes, configured: Iterable[RouteLimit], in_code: Iterable[RouteLimit]
 ) -> RouteTable:
-    """The route limits of ``app``: those ``configured`` (``FLOODWALL_ROUTE_LIMITS``), those
-    given ``in_code`` (the middleware's ``route_limits``) and those declared on its routes.
-    An operator's setting wins over code for the same route, with a log line; a key that
-    names no route of the app is a ``RuleError`` naming it."""
+    """The route limits of an app whose routes are ``found``: those ``configured``
+    (``FLOODWALL_ROUTE_LIMITS``), those given ``in_code`` (the middleware's
+    ``route_limits``) and those declared on its routes. An operator's setting wins over code
+    for the same route, with a log line; a key that names no route of the app is a
+    ``RuleError`` naming it."""
     configured = list(configured)
-    found = app_routes(app)
     in_code = [*in_code, *found.declared]
     kept = _not_overridden(configured, in_code)
     overridden = dict.fromkeys(item.key for item in in_code if item not in kept)
@@ -353,6 +354,32 @@ def resolve_route_limits(
                     "its router declares it: 'METHOD /path/{param}')"
                 )
     return table
+
+
+def with_live_routes(
+    table: RouteTable, found: AppRoutes, live: Mapping[str, tuple[int, int]]
+) -> tuple[RouteTable, list[str]]:
+    """``table`` and a limit on each route an operator limited live (route → (requests,
+    period in µs)) that ``table`` gives none; and the live keys that name no route of the
+    app, which apply nothing."""
+    have = {item.key for item in table.limits}
+    added: list[RouteLimit] = []
+    unknown: list[str] = []
+    for key, (count, period_us) in sorted(live.items()):
+        if key in have:
+            continue
+        try:
+            made = dataclasses.replace(
+                route_limit(key, "1/second"), limit=count, period=period_us / 1_000_000
+            )
+        except rules.RuleError:
+            unknown.append(key)
+            continue
+        if found.known and not found.names(made):
+            unknown.append(key)
+        else:
+            added.append(made)
+    return (RouteTable([*table.limits, *added]) if added else table), unknown
 
 
 def _not_overridden(
