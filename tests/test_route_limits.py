@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio
+from cli_process import floodwall_command
 from fastapi import APIRouter, Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -568,3 +569,45 @@ async def test_a_live_limit_applies_to_a_route_the_app_gives_no_limit(
         ]
         await memory.clear_route_default("GET /items/{id}")
         assert await statuses(http, "GET", "/items/1", 3, "b") == [200] * 3
+
+
+async def test_a_live_route_limit_naming_no_route_of_the_apps_is_refused(
+    redis_server: RedisServer,
+) -> None:
+    settings = FloodwallSettings(redis_url=redis_server.url, user_header="x-user", **HIGH)
+    serving = Floodwall(settings)
+    app = starlette_app(serving, route_limits={"POST /login": "2/minute"})
+    async with lifespan(app) as started, client(app) as http:
+        assert started["type"] == "lifespan.startup.complete"
+        # The operator's shell: another process on the same store.
+        for route, why in [
+            ("GET /items/{item_id}/exprt", "no app using this store has the route"),
+            ("DELETE /login", "no app using this store has the route"),
+            ("/login", "has no limit to give a user one of their own"),
+        ]:
+            done = await floodwall_command(
+                redis_server.url, "route-limit", route, "1/minute", "--user", "a"
+            )
+            assert done.status == 2
+            assert done.stderr.count("\n") == 1
+            assert why in done.stderr
+        typo = await floodwall_command(
+            redis_server.url, "route-limit", "GET /item/{id}", "1/minute"
+        )
+        assert (typo.status, typo.stdout) == (2, "")
+        assert typo.stderr == (
+            "floodwall: error: no app using this store has the route GET /item/{id}: name it "
+            "as the app's router declares it, 'METHOD /path/{param}'\n"
+        )
+        done = await floodwall_command(
+            redis_server.url, "route-limit", "GET /items/{id}", "1/minute"
+        )
+        assert done.status == 0, done.stderr
+        await wait_until_async(
+            lambda: "GET /items/{id}" in serving.limits.routes, "the change arrives", within=2
+        )
+        assert await statuses(http, "GET", "/items/1", 2, "a") == [200, 429]
+        done = await floodwall_command(
+            redis_server.url, "route-limit", "POST /login", "5/minute", "--user", "a"
+        )
+        assert done.status == 0, done.stderr

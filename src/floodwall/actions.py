@@ -11,6 +11,7 @@ the one ``_change``; split by action, the rule checks would scatter.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import uuid
@@ -22,10 +23,10 @@ from floodwall import rules
 from floodwall.audit import AuditLog, AuditRecord
 from floodwall.change_feed import ChangeFeed
 from floodwall.errors import StorageError, StoreCommandError
-from floodwall.live_limits import ROUTE_FIELD, Limit, LiveLimits, WindowLimit
+from floodwall.live_limits import APP_ROUTES_FIELD, ROUTE_FIELD, Limit, LiveLimits, WindowLimit
 from floodwall.networks import NetworkBlock, NetworkBlocks
 from floodwall.reset_hook import ResetNotifier
-from floodwall.routes import window_of
+from floodwall.routes import AppRoutes, RouteLimit, route_limit, window_of
 from floodwall.status import UserStatus
 from floodwall.stored import BLOCK_FIELDS, iso_time, stored_int
 from floodwall.stores.base import StateSnapshot, Store
@@ -489,6 +490,7 @@ class OperatorActions:
         """Give the user a limit of their own on one route (``"POST /login"``,
         ``"10/minute"``), in place of the app's."""
         key, (count, period_us) = window_of(route, limit)
+        await self._check_route(key, limited=True)
         return await self._change(
             user_id,
             "set-route-limit",
@@ -540,12 +542,41 @@ class OperatorActions:
     ) -> dict[str, WindowLimit]:
         """Change one route's limit for everyone, on every worker, kept across restarts."""
         key, window = window_of(route, limit)
+        await self._check_route(key, limited=False)
         await self._limits.set_route(self._store, key, window)
         await self._feed.config_changed()
         await self.audit.record(
             actor, "set-route-default", None, detail=f"route={key} limit={limit}"
         )
         return self.live_route_limits
+
+    async def publish_routes(self, routes: AppRoutes, limited: Sequence[RouteLimit]) -> None:
+        """Publish an app's routes and route limits, which live route limits are checked
+        against; the workers of one app share one field."""
+        text = routes.published(limited)
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        await self._store.write_config({APP_ROUTES_FIELD + digest: text})
+
+    async def _check_route(self, key: str, *, limited: bool) -> None:
+        # A live limit on a route no app has would apply nothing: refused, saying why. With
+        # no app published yet (none has started), there is nothing to check against.
+        config = await self._store.read_config()
+        published = [v for k, v in config.items() if k.startswith(APP_ROUTES_FIELD)]
+        if not published:
+            return
+        found, limited_keys = AppRoutes.from_published(published)
+        item = route_limit(key, "1/second")
+        if not found.names(item):
+            raise rules.RuleError(
+                f"no app using this store has the route {key}: name it as the app's router "
+                "declares it, 'METHOD /path/{param}'"
+            )
+        limited_keys |= {k.removeprefix(ROUTE_FIELD) for k in config if k.startswith(ROUTE_FIELD)}
+        if limited and key not in limited_keys:
+            raise rules.RuleError(
+                f"the route {key} has no limit to give a user one of their own: "
+                f"set one for everyone first (route-limit '{key}' N/period)"
+            )
 
     async def clear_route_default(
         self, route: str, *, actor: str = PYTHON_ACTOR

@@ -14,7 +14,7 @@ from floodwall.settings import FloodwallSettings
 from floodwall.stored import stored_limit
 from floodwall.stores.base import Store
 
-__all__ = ["ROUTE_FIELD", "Limit", "LiveLimits", "WindowLimit", "window_limit"]
+__all__ = ["APP_ROUTES_FIELD", "ROUTE_FIELD", "Limit", "LiveLimits", "WindowLimit", "window_limit"]
 
 logger = logging.getLogger("floodwall")
 
@@ -26,6 +26,10 @@ WindowLimit = tuple[int, int]
 
 ROUTE_FIELD = "route:"
 """Prefix of the field, in the config hash or a user's state, overriding a route limit."""
+
+APP_ROUTES_FIELD = "app-routes:"
+"""Prefix of the config hash's fields where apps publish their routes (``AppRoutes``), one
+field per distinct set of routes: what an operator's live route limit is checked against."""
 
 
 def window_limit(text: str | None) -> WindowLimit | None:

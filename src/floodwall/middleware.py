@@ -18,7 +18,7 @@ from typing import Any, cast
 from floodwall import rules
 from floodwall._types import ASGIApp, Message, Receive, Scope, Send
 from floodwall.decision import Decision, Outcome
-from floodwall.errors import ConfigurationError, IdentityUnavailable
+from floodwall.errors import ConfigurationError, IdentityUnavailable, StorageError
 from floodwall.identity import (
     Identify,
     Identity,
@@ -220,6 +220,14 @@ class FloodwallMiddleware:
                 await send({"type": "lifespan.startup.failed", "message": f"floodwall: {exc}"})
                 return
             await self.floodwall.start()
+            try:
+                await self.floodwall.actions.publish_routes(self._app_routes, self._resolved.limits)
+            except StorageError:
+                # Only the operator's check of a live route limit needs them: no reason to
+                # refuse to start while the store is down.
+                logger.warning(
+                    "floodwall: the store did not answer: this app's routes are not published"
+                )
 
         async def receive_and_start() -> Message:
             nonlocal first

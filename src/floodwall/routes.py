@@ -274,6 +274,33 @@ class AppRoutes:
                 return True
         return any(item.template.startswith(prefix) for prefix in self._opaque)
 
+    def published(self, limited: Iterable[RouteLimit]) -> str:
+        """These routes, and the keys of the ``limited`` ones, as lines for the operator's
+        surfaces to check a live route limit against (``from_published`` reads them)."""
+        lines = [f"{','.join(sorted(m)) if m else '*'} {t}" for m, t in self._routes]
+        lines += [f"MOUNT {prefix}" for prefix in self._opaque]
+        lines += [f"LIMIT {item.key}" for item in limited]
+        return "\n".join(sorted(set(lines)))
+
+    @classmethod
+    def from_published(cls, texts: Iterable[str]) -> tuple[AppRoutes, set[str]]:
+        """The routes of the apps that published ``texts``, and their limited keys."""
+        found = cls()
+        limited: set[str] = set()
+        for text in texts:
+            found.known = True
+            for line in text.splitlines():
+                kind, _, rest = line.partition(" ")
+                if kind == "MOUNT":
+                    found._opaque.append(rest)
+                elif kind == "LIMIT":
+                    limited.add(rest)
+                else:
+                    found._routes.append(
+                        (None if kind == "*" else frozenset(kind.split(",")), rest)
+                    )
+        return found, limited
+
 
 def app_routes(app: object) -> AppRoutes:
     """The routes of ``app`` (the app below a middleware)."""

@@ -9,6 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from floodwall import Floodwall
+from floodwall.routes import app_routes, parse_route_limits
 
 from .support import assert_problem, audit, json_body
 
@@ -153,3 +160,37 @@ async def test_bodies_over_16_kib_get_413_and_change_nothing(
     )
     assert_problem(response, 413)
     assert await _snapshot(victim) == before
+
+
+async def test_a_live_route_limit_on_a_route_no_app_has_gets_422(
+    floodwall: Floodwall, client: httpx.AsyncClient
+) -> None:
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/login", ok, methods=["POST"]), Route("/items/{item_id}", ok)])
+    # What the middleware publishes when the app starts.
+    await floodwall.actions.publish_routes(
+        app_routes(app), parse_route_limits("POST /login=1/second")
+    )
+    typo = await client.put(
+        "/limits/routes", json={"route": "GET /itemz/{id}", "limit": "1/minute"}
+    )
+    problem = assert_problem(typo, 422, "invalid-request")
+    assert problem["detail"] == (
+        "no app using this store has the route GET /itemz/{id}: name it as the app's router "
+        "declares it, 'METHOD /path/{param}'"
+    )
+    own = await client.put(
+        "/users/alice/route-limit", json={"route": "GET /items/{id}", "limit": "1/minute"}
+    )
+    assert "has no limit to give a user one of their own" in assert_problem(own, 422)["detail"]
+    assert json_body(await client.get("/limits/routes"))["routes"] == {}
+    fixed = await client.put(
+        "/limits/routes", json={"route": "GET /items/{id}", "limit": "1/minute"}
+    )
+    assert fixed.status_code == 200, fixed.text
+    own = await client.put(
+        "/users/alice/route-limit", json={"route": "POST /login", "limit": "1/minute"}
+    )
+    assert own.status_code == 200, own.text
