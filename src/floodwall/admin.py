@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -24,7 +25,7 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from floodwall import rules
 from floodwall.actions import OperatorActions
@@ -35,7 +36,7 @@ from floodwall.naming import id_from_bytes
 from floodwall.offenders import Offenders
 from floodwall.responses import PROBLEM_TYPE_BASE
 
-__all__ = ["create_admin_app", "problem"]
+__all__ = ["AdminMount", "create_admin_app", "problem"]
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -299,6 +300,16 @@ def _endpoint(
         return Response(payload, media_type="application/json")
 
     return endpoint
+
+
+class AdminMount(Mount):
+    """A ``Mount`` for the admin API whose path may hold any character. Starlette's own
+    matches its ``{path:path}`` with ``.*``, which stops at a newline: a user id with one
+    (``/users/a%0Ab/block``) would be 404 before reaching the admin API."""
+
+    def __init__(self, path: str, app: Starlette, name: str | None = None) -> None:
+        super().__init__(path, app=app, name=name)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
 
 
 def create_admin_app(

@@ -25,7 +25,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from floodwall.errors import ConfigurationError
 from floodwall.middleware import FloodwallMiddleware
@@ -243,7 +243,7 @@ def create_app(
             Route("/api/slow", slow, methods=["GET"]),
             Route("/api/work", work, methods=["GET"]),
             Route("/account/password", change_password, methods=["POST"]),
-            Mount("/admin", floodwall.admin_app()),
+            floodwall.admin_mount("/admin"),
             # A Route, not a Mount: /metrics itself answers, with no redirect to /metrics/.
             Route("/metrics", floodwall.metrics.asgi_app(), methods=["GET"]),
         ],

@@ -14,6 +14,7 @@ from urllib.parse import quote_from_bytes
 import httpx
 import jwt
 import pytest
+from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -293,3 +294,23 @@ async def test_a_server_without_raw_paths_names_ids_by_the_decoded_path(
         await app(scope, receive, send)
         assert sent[0]["status"] == 200, sent
         assert json.loads(sent[1]["body"])["user_id"] == expected
+
+
+@pytest.mark.parametrize("framework", ["starlette", "fastapi"])
+async def test_an_id_with_a_newline_reaches_the_mounted_admin_api(
+    floodwall: Floodwall, framework: str
+) -> None:
+    app: Any
+    if framework == "starlette":
+        app = Starlette(routes=[floodwall.admin_mount("/admin")])
+    else:
+        app = FastAPI()
+        app.router.routes.append(floodwall.admin_mount("/admin"))
+    app.add_middleware(FloodwallMiddleware, floodwall=floodwall, exempt_paths=["/admin"])
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://app", headers=AUTH) as http:
+        for user_id in ["a\nb", "a/block\n", "\r\n"]:
+            target = "/admin" + url("path", user_id, "/block")
+            response = await http.put(target, json={"reason": "r"})
+            assert change_body(response)["user_id"] == user_id
+            assert (await floodwall.status(user_id)).blocked is True
