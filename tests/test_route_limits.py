@@ -25,7 +25,6 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 
 from floodwall import (
-    ConfigurationError,
     Floodwall,
     FloodwallMiddleware,
     FloodwallSettings,
@@ -180,6 +179,20 @@ def test_bad_route_limits_are_refused_in_one_line() -> None:
         RouteTable(parse_route_limits("/a=1/second;/a=2/second"))
     with pytest.raises(ValueError, match="FLOODWALL_ROUTE_LIMITS"):
         FloodwallSettings(route_limits="/x=0/minute")
+    with pytest.raises(ValueError, match="FLOODWALL_ROUTE_LIMITS: the route /a has two limits"):
+        FloodwallSettings(route_limits="/a=1/second;/a=2/second")
+
+
+async def test_a_mistake_in_the_middlewares_own_limits_fails_the_startup() -> None:
+    # Raised when the app builds its middleware stack, it would answer 500 to every request.
+    floodwall = Floodwall(FloodwallSettings(user_header="x-user", **HIGH))
+    app = starlette_app(floodwall, route_limits={"POST /login": "5/fortnight"})
+    async with lifespan(app) as started:
+        assert started == {
+            "type": "lifespan.startup.failed",
+            "message": "floodwall: a route limit is 'N/period', such as 5/minute (route /login)",
+        }
+    await floodwall.stop()
 
 
 @pytest.mark.parametrize(
@@ -283,8 +296,11 @@ async def test_exact_across_two_instances_on_the_cluster(cluster_url: str) -> No
     by_address = settings.model_copy(update={"route_limits": "/login=1/second@address"})
     floodwall = Floodwall(by_address)
     assert isinstance(floodwall.store, RedisStore)
-    with pytest.raises(ConfigurationError, match="by address need one Redis"):
-        FloodwallMiddleware(Starlette(), floodwall=floodwall)
+    async with lifespan(starlette_app(floodwall)) as started:
+        assert started == {
+            "type": "lifespan.startup.failed",
+            "message": "floodwall: route limits by address need one Redis, not a Redis Cluster",
+        }
     await floodwall.stop()
 
 

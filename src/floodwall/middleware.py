@@ -135,9 +135,12 @@ class FloodwallMiddleware:
         self._exempt = PathTable.of([*settings.exempt_paths, *exempt_paths], True)
         costs = {path: rules.COST.whole_number(cost) for path, cost in (route_costs or {}).items()}
         self._costs = PathTable(costs)
+        # Route limits are resolved at start (or the first request), where a mistake fails
+        # the lifespan startup: raised here, inside an app's middleware stack, it would
+        # answer 500 to every request instead.
         self._configured_routes = settings.parsed_route_limits()
-        self._given_routes = [route_limit(key, rate) for key, rate in (route_limits or {}).items()]
-        self._routes = self._fit(RouteTable.of(self._configured_routes, self._given_routes))
+        self._given_routes = dict(route_limits or {})
+        self._routes = RouteTable(())
         self._app_routes = AppRoutes()
         self._resolved = self._routes
         # Routes an operator limits live that the app gives no limit: added when they change.
@@ -216,10 +219,10 @@ class FloodwallMiddleware:
                 self._find_declared_routes()
                 if self._load_identity is not None:
                     await self._load_identity()
+                await self.floodwall.start()
             except (ConfigurationError, rules.RuleError) as exc:
                 await send({"type": "lifespan.startup.failed", "message": f"floodwall: {exc}"})
                 return
-            await self.floodwall.start()
             try:
                 await self.floodwall.actions.publish_routes(self._app_routes, self._resolved.limits)
             except StorageError:
@@ -328,7 +331,8 @@ class FloodwallMiddleware:
 
     def _find_declared_routes(self) -> None:
         self._app_routes = app_routes(self.app)
-        table = resolve_route_limits(self._app_routes, self._configured_routes, self._given_routes)
+        given = [route_limit(key, rate) for key, rate in self._given_routes.items()]
+        table = resolve_route_limits(self._app_routes, self._configured_routes, given)
         self._resolved = self._fit(table)
         self._routes_found = True
         self._add_live_routes()

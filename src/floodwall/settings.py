@@ -34,7 +34,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from floodwall import rules
 from floodwall.errors import FloodwallError
-from floodwall.routes import RouteLimit, parse_route_limits
+from floodwall.routes import RouteLimit, RouteTable, parse_route_limits
 
 __all__ = ["FloodwallSettings", "settings_error"]
 
@@ -348,7 +348,7 @@ class FloodwallSettings(BaseSettings):
     @classmethod
     def _route_limits(cls, value: str) -> str:
         try:
-            parse_route_limits(value)
+            RouteTable(parse_route_limits(value))
         except rules.RuleError as exc:
             raise ValueError(f"FLOODWALL_ROUTE_LIMITS: {exc}") from None
         return value
