@@ -6,6 +6,10 @@ matches, not a prefix. ``N/period`` admits at most N requests of one subject in 
 of that length (a moving window, as ``limits`` calls it), for the user, or for the client
 address with ``by="address"`` (a login form, where one address tries many accounts). All
 limits of a request are checked in the store's one round trip with the global limit.
+
+An app's limits are resolved once, at its start (``resolve_route_limits``), against the routes
+its router has (``app_routes``): an operator's ``FLOODWALL_ROUTE_LIMITS`` wins over a limit
+in code for the same route, and a key that names no route is refused.
 """
 
 from __future__ import annotations
