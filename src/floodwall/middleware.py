@@ -135,9 +135,11 @@ class FloodwallMiddleware:
         self._exempt = PathTable.of([*settings.exempt_paths, *exempt_paths], True)
         costs = {path: rules.COST.whole_number(cost) for path, cost in (route_costs or {}).items()}
         self._costs = PathTable(costs)
-        # Route limits are resolved at start (or the first request), where a mistake fails
-        # the lifespan startup: raised here, inside an app's middleware stack, it would
-        # answer 500 to every request instead.
+        # Route limits are resolved against the app's routes at start, or the first request:
+        # routes may be added after the middleware is, and a mistake fails the lifespan
+        # startup (raised here, inside an app's middleware stack, it would answer 500 to
+        # every request). Until then, and then only if there are route limits, requests
+        # look for theirs.
         self._configured_routes = settings.parsed_route_limits()
         self._given_routes = dict(route_limits or {})
         self._routes = RouteTable(())
@@ -147,10 +149,6 @@ class FloodwallMiddleware:
         self._live = floodwall.limits
         self._live_version = self._live.routes_version
         self._unknown_live: set[str] = set()
-        # Limits declared on the app's routes are found at start, or the first request:
-        # routes may be added after the middleware is.
-        # Until the app's routes were looked for limits declared on them, and then only if
-        # there are route limits, requests look for theirs.
         self._routes_found = False
         self._any_routes = True
         self._reset_paths = PathTable.of(
