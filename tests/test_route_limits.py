@@ -32,7 +32,15 @@ from floodwall import (
     RedisStore,
     RuleError,
 )
-from floodwall.routes import RateLimit, RouteTable, limit, parse_route_limits
+from floodwall.routes import (
+    AppRoutes,
+    RateLimit,
+    RouteTable,
+    app_routes,
+    limit,
+    parse_route_limits,
+    route_limit,
+)
 from harness import RedisCluster, RedisServer, client_commands, wait_until_async
 
 HIGH: dict[str, Any] = {"rate": 1000, "burst": 1000}
@@ -627,3 +635,21 @@ async def test_a_live_route_limit_naming_no_route_of_the_apps_is_refused(
             redis_server.url, "route-limit", "POST /login", "5/minute", "--user", "a"
         )
         assert done.status == 0, done.stderr
+
+
+def test_published_routes_name_what_the_apps_router_matches() -> None:
+    async def bare(scope: Any, receive: Any, send: Any) -> None: ...
+
+    inner = Starlette(routes=[Route("/b/{name}", ok, methods=["GET"])])
+    app = Starlette(routes=[Route("/a", ok), Mount("/m", app=inner), Mount("/raw", app=bare)])
+    published = app_routes(app).published(parse_route_limits("GET /a=1/second"))
+    found, limited = AppRoutes.from_published([published])
+    assert limited == {"GET /a"}
+    for key in ["GET /a", "HEAD /a", "/a", "GET /m/b/{x}", "POST /raw/{p:path}", "/raw/x"]:
+        assert found.names(route_limit(key, "1/second")), key
+    for key in ["POST /a", "/a/", "GET /m/b", "POST /m/b/{x}", "/b/{name}", "/rawx"]:
+        assert not found.names(route_limit(key, "1/second")), key
+
+    # An app whose routes cannot be seen may have any: nothing is refused for it.
+    anything, _ = AppRoutes.from_published([published, app_routes(bare).published([])])
+    assert anything.names(route_limit("DELETE /anything/{at}/all", "1/second"))

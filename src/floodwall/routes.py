@@ -275,7 +275,9 @@ class AppRoutes:
         """These routes, and the keys of the ``limited`` ones, as lines for the operator's
         surfaces to check a live route limit against (``from_published`` reads them)."""
         lines = [f"{','.join(sorted(m)) if m else '*'} {t}" for m, t in self._routes]
-        lines += [f"MOUNT {prefix}" for prefix in self._opaque]
+        # An app whose routes cannot be seen may have any: as if mounted at the root.
+        opaque = self._opaque if self.known else ["/"]
+        lines += [f"MOUNT {prefix}" for prefix in opaque]
         lines += [f"LIMIT {item.key}" for item in limited]
         return "\n".join(sorted(set(lines)))
 
