@@ -442,7 +442,10 @@ async def test_a_provider_answering_garbage_stops_the_start(provider: Provider) 
         identity = JwksIdentity(provider.url, algorithms=["RS256"], max_bytes=1024)
         sent = await _lifespan(_app(Floodwall(_jwks_settings(provider)), identify=identity))
         assert sent == [
-            {"type": "lifespan.startup.failed", "message": f"floodwall: FLOODWALL_JWT_JWKS_URL: {problem}"}
+            {
+                "type": "lifespan.startup.failed",
+                "message": f"floodwall: FLOODWALL_JWT_JWKS_URL: {problem}",
+            }
         ]
 
 
@@ -669,8 +672,8 @@ async def test_a_huge_key_set_stops_the_start(hostile: HostileProvider) -> None:
     assert sent == [
         {
             "type": "lifespan.startup.failed",
-            "message": "floodwall: FLOODWALL_JWT_JWKS_URL: the identity provider's key set is larger "
-            "than 1048576 bytes",
+            "message": "floodwall: FLOODWALL_JWT_JWKS_URL: the identity provider's key set is "
+            "larger than 1048576 bytes",
         }
     ]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -88,13 +89,56 @@ def _invalid(detail: str, errors: list[dict[str, str]] | None = None) -> _Refuse
     return _Refused(problem(422, "invalid-request", "Unprocessable Content", detail, errors=errors))
 
 
-class _Auth:
-    """Constant-time bearer-token check; returns the acting token's name."""
+AUTH_FAILURES = 50
+"""Wrong tokens one client address may present per ``AUTH_WINDOW_SECONDS``; beyond, its
+requests are refused (429) without a token check until the window ends."""
+AUTH_WINDOW_SECONDS = 60.0
+_AUTH_CLIENTS = 10_000
 
-    def __init__(self, tokens: Mapping[str, str]) -> None:
+
+class _Auth:
+    """Constant-time bearer-token check; returns the acting token's name. A client address
+    that keeps presenting wrong tokens is refused for the rest of the window: guessing
+    costs the guesser time, and a flood of them costs no token check or log line each."""
+
+    def __init__(self, tokens: Mapping[str, str], clock: Callable[[], float]) -> None:
         self._tokens = [(name, token.encode()) for name, token in tokens.items()]
+        self._clock = clock
+        # Client address -> (wrong tokens, since when); oldest first, bounded.
+        self._failures: dict[str, tuple[int, float]] = {}
+
+    def _throttled(self, client: str, now: float) -> float:
+        """Seconds until ``client`` may try again; 0.0: it may now."""
+        failures = self._failures.get(client)
+        if failures is None:
+            return 0.0
+        count, since = failures
+        left = since + AUTH_WINDOW_SECONDS - now
+        if left <= 0:
+            del self._failures[client]
+            return 0.0
+        return left if count >= AUTH_FAILURES else 0.0
+
+    def _failed(self, client: str, now: float) -> None:
+        count, since = self._failures.pop(client, (0, now))
+        if len(self._failures) >= _AUTH_CLIENTS:
+            del self._failures[next(iter(self._failures))]
+        self._failures[client] = (count + 1, since)
 
     def actor(self, request: Request) -> str:
+        client = request.client.host if request.client else ""
+        now = self._clock()
+        wait = self._throttled(client, now)
+        if wait:
+            raise _Refused(
+                problem(
+                    429,
+                    "too-many-attempts",
+                    "Too Many Attempts",
+                    "Too many wrong admin tokens from this address; try again later.",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+            )
         if not self._tokens:
             raise _Refused(
                 problem(
@@ -113,6 +157,7 @@ class _Auth:
             if hmac.compare_digest(candidate, token) and actor is None:
                 actor = name
         if scheme.lower() != "bearer" or actor is None:
+            self._failed(client, now)
             raise _Refused(
                 problem(
                     401,
@@ -313,12 +358,17 @@ class AdminMount(Mount):
 
 
 def create_admin_app(
-    actions: OperatorActions, offenders: Offenders, *, tokens: Mapping[str, str]
+    actions: OperatorActions,
+    offenders: Offenders,
+    *,
+    tokens: Mapping[str, str],
+    clock: Callable[[], float],
 ) -> Starlette:
     """The admin API as a Starlette app (see ``Floodwall.admin_app``): ``tokens`` maps
-    each operator's name (the actor in the audit log) to their bearer token."""
+    each operator's name (the actor in the audit log) to their bearer token; ``clock``
+    (monotonic seconds) times the refusal of clients that keep guessing."""
     services = Services(actions, offenders)
-    auth = _Auth(tokens)
+    auth = _Auth(tokens, clock)
     document = json.dumps(openapi_document()).encode()
 
     async def openapi(request: Request) -> Response:

@@ -90,6 +90,7 @@ def _operation(
         },
         "401": problem_response("No valid admin token."),
         "403": problem_response("The admin API is disabled."),
+        "429": problem_response("Too many wrong admin tokens from this address (Retry-After)."),
         "503": problem_response("The store did not answer."),
     }
     operation: dict[str, Any] = {
@@ -144,6 +145,9 @@ def openapi_document() -> dict[str, Any]:
                 "200": {"description": "The OpenAPI document", "content": {"application/json": {}}},
                 "401": problem_response("No valid admin token."),
                 "403": problem_response("The admin API is disabled."),
+                "429": problem_response(
+                    "Too many wrong admin tokens from this address (Retry-After)."
+                ),
             },
         }
     }

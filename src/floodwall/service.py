@@ -421,7 +421,10 @@ class Floodwall:
         from floodwall.admin import create_admin_app
 
         return create_admin_app(
-            self.actions, self.offenders, tokens=self.settings.named_admin_tokens()
+            self.actions,
+            self.offenders,
+            tokens=self.settings.named_admin_tokens(),
+            clock=self.clock.monotonic,
         )
 
     def admin_mount(self, path: str = "/admin") -> Mount:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
 from floodwall import Floodwall, Store
+from floodwall.admin import AUTH_FAILURES, AUTH_WINDOW_SECONDS
+from floodwall.clock import Clock
 
 from .support import (
     AUTH,
@@ -120,3 +123,33 @@ async def test_named_tokens_act_as_themselves_in_the_audit_log(store: Store) -> 
     ]
     for entry in entries:
         utc_time(entry["time"])
+
+
+async def test_a_client_that_keeps_guessing_is_refused_for_the_rest_of_the_window() -> None:
+    now = [1000.0]
+    floodwall = Floodwall(settings(), clock=Clock(wall=lambda: now[0], monotonic=lambda: now[0]))
+    app = floodwall.admin_app()
+
+    def client(address: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(address, 4321))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    wrong = {"Authorization": "Bearer a-guess-0123456789"}
+    try:
+        async with client("203.0.113.5") as guesser, client("198.51.100.7") as operator:
+            tries = AUTH_FAILURES + 2
+            guesses = [
+                (await guesser.get("/blocked", headers=wrong)).status_code for _ in range(tries)
+            ]
+            assert guesses == [401] * AUTH_FAILURES + [429] * 2
+            # Refused before any token check: the right token waits out the window too.
+            refused = await guesser.get("/blocked", headers=AUTH)
+            assert_problem(refused, 429, "too-many-attempts")
+            assert 1 <= int(refused.headers["retry-after"]) <= AUTH_WINDOW_SECONDS
+            assert TOKEN not in refused.text
+            # Another address is not held back by this one's guesses.
+            assert (await operator.get("/blocked", headers=AUTH)).status_code == 200
+            now[0] += AUTH_WINDOW_SECONDS
+            assert (await guesser.get("/blocked", headers=AUTH)).status_code == 200
+    finally:
+        await floodwall.stop()
