@@ -35,6 +35,8 @@ from floodwall import (
 )
 from floodwall.deny_cache import DenyCache
 from floodwall.ids import MAX_HELD
+from floodwall.mirror import KillSwitchMirror
+from floodwall.stores.base import StateSnapshot
 from harness import RedisServer, wait_until, wait_until_async
 
 # A long-running app process with a reset hook that appends the user id to a file.
@@ -451,3 +453,26 @@ def _resident_bytes() -> int:
     # Resident memory of this process, as an operator would watch the worker's.
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_with_no_clock_the_mirror_answers_only_what_holds_in_check_luas_order() -> None:
+    mirror = KillSwitchMirror()
+    state = {"user_id": "mallory", "not_before": "1000", "reset_required": "1"}
+    mirror.update("mallory", StateSnapshot(state | {"blocked_until": "5000"}, 0, {}))
+    old = Identity("mallory", issued_at=0.5)
+    # A timed block ranks first, and whether it still holds needs a clock.
+    assert mirror.refusal(old, False, None) is None
+    assert mirror.refusal(old, False, 4000) is Outcome.BLOCKED
+    assert mirror.refusal(old, False, 6000) is Outcome.REVOKED
+    mirror.update("mallory", StateSnapshot(state | {"blocked_until": "0"}, 0, {}))
+    assert mirror.refusal(old, False, None) is Outcome.BLOCKED
+    mirror.update("mallory", StateSnapshot(state, 0, {"c-1": 9000}))
+    assert mirror.refusal(old, False, None) is Outcome.REVOKED
+    # A credential revoked by id until a time: no answer without a clock.
+    fresh = Identity("mallory", issued_at=2.0, credential_id="c-1")
+    assert mirror.refusal(fresh, False, None) is None
+    assert mirror.refusal(fresh, False, 8000) is Outcome.REVOKED
+    assert mirror.refusal(Identity("mallory", issued_at=2.0), False, None) is (
+        Outcome.RESET_REQUIRED
+    )
+    assert mirror.refusal(Identity("mallory", issued_at=2.0), True, None) is None

@@ -104,19 +104,24 @@ class KillSwitchMirror:
         if user is None:
             return None
         until = user.blocked_until_ms
-        if until is not None and (until == 0 or (now_ms is not None and until > now_ms)):
-            return Outcome.BLOCKED
+        if until is not None:
+            if until == 0:
+                return Outcome.BLOCKED
+            if now_ms is None:
+                # A timed block may hold or not: a later refusal would answer wrongly.
+                return None
+            if until > now_ms:
+                return Outcome.BLOCKED
         issued = identity.issued_at
         not_before = user.not_before_ms
         if issued is not None and not_before is not None and int(issued * 1000) < not_before:
             return Outcome.REVOKED
         credential = identity.credential_id
-        if (
-            credential is not None
-            and now_ms is not None
-            and user.revoked.get(credential, 0) > now_ms
-        ):
-            return Outcome.REVOKED
+        if credential is not None and credential in user.revoked:
+            if now_ms is None:
+                return None
+            if user.revoked[credential] > now_ms:
+                return Outcome.REVOKED
         if user.reset_required and not reset_exempt:
             return Outcome.RESET_REQUIRED
         return None
