@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import subprocess
 import sys
 
 import httpx
 import pytest
+from test_jwks import AUDIENCE, ISSUER, Provider, rsa_key
 
 from floodwall import FloodwallSettings
-from floodwall.demo import create_app, demo_pool_size
+from floodwall.demo import LOGIN_OFF, create_app, demo_pool_size
 from floodwall.errors import ConfigurationError
 
 
@@ -109,3 +111,40 @@ def test_a_bad_pool_size_is_one_line_at_start() -> None:
         "floodwall: error: bad settings: FLOODWALL_DEMO_POOL: the demo's database pool is a "
         "whole number of connections from 1 to 1000\n"
     )
+
+
+async def test_with_only_an_identity_providers_algorithms_the_demo_serves_its_tokens() -> None:
+    # FLOODWALL_JWT_ALGORITHMS=RS256,ES256 names no HMAC algorithm: the demo adds no secret
+    # of its own (its middleware would refuse one), says /login is off, and greets the
+    # identity provider's users.
+    key = rsa_key("demo-rsa")
+    provider = Provider([key])
+    provider.serve()
+    try:
+        settings = FloodwallSettings(
+            rate=1000,
+            burst=1000,
+            jwt_jwks_url=provider.url,
+            jwt_algorithms=["RS256", "ES256"],
+            jwt_issuer=ISSUER,
+            jwt_audience=AUDIENCE,
+        )
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 123))
+        async with httpx.AsyncClient(transport=transport, base_url="http://demo.test") as http:
+            login = await http.post("/login", json={"user": "alice"})
+            page = await http.get("/")
+            bearer = {"authorization": f"Bearer {key.token('carol')}"}
+            # The first token starts the key fetch; until the keys arrive it names no one.
+            for _ in range(500):
+                hello = await http.get("/api/hello", headers=bearer)
+                if hello.status_code != 401:
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        provider.stop()
+    assert login.status_code == 404
+    assert login.json()["detail"] == LOGIN_OFF
+    assert html.escape(LOGIN_OFF) in page.text
+    assert hello.status_code == 200
+    assert hello.json() == {"hello": "carol"}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -17,8 +19,16 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from uvicorn.lifespan.on import LifespanOn
 
-from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, MemoryStore, rules
+from floodwall import (
+    ConfigurationError,
+    Floodwall,
+    FloodwallMiddleware,
+    FloodwallSettings,
+    MemoryStore,
+    rules,
+)
 
 SLOW: dict[str, Any] = {"rate": 0.001, "burst": 3, "user_header": "x-user"}
 
@@ -135,10 +145,48 @@ async def test_route_costs(floodwall: Floodwall) -> None:
     assert hello_.status_code == 200
 
 
+async def _uvicorn_startup(app: Any) -> tuple[bool, list[str]]:
+    """Whether uvicorn (``lifespan=auto``, as ``uvicorn.run`` defaults) exits at start, and
+    the lines it logged."""
+    config = uvicorn.Config(app, lifespan="auto", proxy_headers=False, log_config=None)
+    config.load()
+    lifespan = LifespanOn(config)
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())  # type: ignore[method-assign]
+    uvicorn_logger = logging.getLogger("uvicorn.error")
+    level = uvicorn_logger.level
+    uvicorn_logger.setLevel(logging.INFO)
+    uvicorn_logger.addHandler(handler)
+    try:
+        await lifespan.startup()
+        if not lifespan.should_exit:
+            await lifespan.shutdown()
+    finally:
+        uvicorn_logger.removeHandler(handler)
+        uvicorn_logger.setLevel(level)
+    return lifespan.should_exit, records
+
+
 @pytest.mark.parametrize("cost", [0, 1001, 2.5, True])
-def test_route_costs_follow_the_rule_book(floodwall: Floodwall, cost: object) -> None:
-    with pytest.raises(ValueError, match=f"^{rules.COST.message}$"):
-        FloodwallMiddleware(hello, floodwall=floodwall, route_costs={"/x": cost})  # type: ignore[dict-item,arg-type]
+async def test_route_costs_follow_the_rule_book(floodwall: Floodwall, cost: object) -> None:
+    # Starlette builds its middleware inside the first lifespan call: the refusal must fail
+    # the startup (uvicorn exits), not read as "lifespan unsupported" and then serve 500s.
+    app = starlette_app(floodwall, route_costs={"/x": cost})
+    exits, lines = await _uvicorn_startup(app)
+    assert exits
+    assert f"FloodwallMiddleware: {rules.COST.message}" in lines
+    assert not any("unsupported" in line for line in lines)
+    # Without a lifespan, each request raises the same one line.
+    with pytest.raises(ConfigurationError, match=f"^FloodwallMiddleware: {rules.COST.message}$"):
+        async with client_for(app) as client:
+            await client.get("/api/hello")
+
+
+async def test_a_working_middleware_starts_under_uvicorn(floodwall: Floodwall) -> None:
+    exits, lines = await _uvicorn_startup(starlette_app(floodwall))
+    assert not exits
+    assert not any("unsupported" in line or "failed" in line for line in lines)
 
 
 async def test_headers_on_allowed_responses_can_be_turned_off() -> None:

@@ -491,3 +491,26 @@ def test_settings_error_shows_only_what_it_knows_to_be_safe() -> None:
 
 def test_a_key_prefix_cannot_break_hash_tags() -> None:
     assert _refusal(key_prefix="a{b}").startswith("bad settings: FLOODWALL_KEY_PREFIX: ")
+
+
+@pytest.mark.parametrize("variable", ["FLOODWALL_REQUEST_ID_HEADER", "FLOODWALL_USER_HEADER"])
+@pytest.mark.parametrize("name", ["x-req€-id", "x user", "x-user:", "a" * 257])
+def test_header_names_are_http_tokens(
+    monkeypatch: pytest.MonkeyPatch, variable: str, name: str
+) -> None:
+    # Refused here: the middleware would otherwise fail on its first lifespan call.
+    monkeypatch.setenv(variable, name)
+    with pytest.raises(ValidationError) as caught:
+        FloodwallSettings()
+    line = settings_error(caught.value)
+    assert line.startswith(f"bad settings: {variable}: a header name is text of 1 to 256 ")
+    assert "\n" not in line
+    assert name not in line
+
+
+def test_header_names_are_read_in_lower_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOODWALL_USER_HEADER", "X-Auth_User.ID")
+    monkeypatch.setenv("FLOODWALL_REQUEST_ID_HEADER", "")
+    settings = FloodwallSettings()
+    assert settings.user_header == "x-auth_user.id"
+    assert settings.request_id_header is None

@@ -28,6 +28,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from floodwall.errors import ConfigurationError
+from floodwall.identity import default_identify
 from floodwall.middleware import FloodwallMiddleware
 from floodwall.request_log import JsonFormatter
 from floodwall.service import Floodwall
@@ -44,6 +45,10 @@ MAX_POOL: Final = 1000
 POOL_TIMEOUT_SECONDS: Final = 2.0
 """How long ``/api/work`` waits for a free connection before answering 503."""
 MAX_MILLISECONDS: Final = 10_000
+LOGIN_OFF: Final = (
+    "The demo's /login is off: FLOODWALL_JWT_ALGORITHMS names no HMAC algorithm, so the demo "
+    "serves your identity provider's tokens (FLOODWALL_JWT_JWKS_URL) and signs none of its own."
+)
 
 
 class _Login(BaseModel):
@@ -85,8 +90,13 @@ def _milliseconds(request: Request, default: int) -> int | Response:
     return int(text)
 
 
-def _landing_page(base: str, pool_size: int) -> str:
+def _landing_page(base: str, pool_size: int, own_login: bool) -> str:
     base = html.escape(base.rstrip("/"))
+    login_item = (
+        '<code>POST /login {"user": "alice"}</code>: a bearer token (JWT with sub, iat, jti)'
+        if own_login
+        else html.escape(LOGIN_OFF)
+    )
     login = (
         f'TOKEN=$(curl -s -XPOST {base}/login -d \'{{"user": "alice"}}\' | python3 -c '
         "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
@@ -110,7 +120,7 @@ block a user, revoke their credentials or force a password reset, on every worke
 {html.escape(flood)}</pre>
 <h2>What is here</h2>
 <ul>
-<li><code>POST /login {{"user": "alice"}}</code>: a bearer token (JWT with sub, iat, jti)</li>
+<li>{login_item}</li>
 <li><code>GET /api/hello</code>: answers the caller</li>
 <li><code>GET /api/slow?ms=N</code>: waits N ms (at most {MAX_MILLISECONDS:,})</li>
 <li><code>GET /api/work?ms=N</code>: holds one of {pool_size} simulated database connections
@@ -140,7 +150,9 @@ def create_app(
     pool_size: int | None = None,
     pool_timeout: float = POOL_TIMEOUT_SECONDS,
 ) -> Starlette:
-    """Build the demo app; without ``FLOODWALL_JWT_SECRET`` a secret is generated.
+    """Build the demo app; without ``FLOODWALL_JWT_SECRET`` a secret is generated, unless
+    ``FLOODWALL_JWT_ALGORITHMS`` names no HMAC algorithm: then ``/login`` is off and the demo
+    serves the identity provider's tokens only.
 
     ``pool_size`` defaults to ``FLOODWALL_DEMO_POOL``; ``pool_timeout`` is how long
     ``/api/work`` waits for a connection.
@@ -148,15 +160,22 @@ def create_app(
     settings = settings if settings is not None else FloodwallSettings()
     pool_size = pool_size if pool_size is not None else demo_pool_size()
     pool = asyncio.Semaphore(pool_size)
-    if settings.jwt_secret is None:
+    # The demo signs with the first HMAC algorithm the app accepts, so its tokens verify.
+    own_login = bool(settings.hmac_algorithms)
+    if own_login and settings.jwt_secret is None:
         settings = settings.model_copy(update={"jwt_secret": SecretStr(secrets.token_urlsafe(64))})
-    assert settings.jwt_secret is not None
-    key = settings.jwt_secret.get_secret_value()
-    # The demo signs with the first algorithm the app accepts, so its tokens verify.
-    algorithm = settings.jwt_algorithms[0]
+    key = settings.jwt_secret.get_secret_value() if settings.jwt_secret is not None else ""
+    algorithm = settings.hmac_algorithms[0] if own_login else ""
+    if not own_login:
+        logger.warning("floodwall demo: %s", LOGIN_OFF)
     floodwall = Floodwall(settings)
+    # One chain for the middleware and the demo's answers: whoever the limit counted is
+    # whom /api/hello greets, the identity provider's users included.
+    identify = default_identify(settings)
 
     async def login(request: Request) -> Response:
+        if not own_login:
+            return _problem(404, "Not Found", LOGIN_OFF)
         try:
             body = _Login.model_validate_json(await request.body())
         except ValidationError:
@@ -173,36 +192,30 @@ def create_app(
         token = jwt.encode(claims, key, algorithm=algorithm)
         return JSONResponse({"access_token": token, "token_type": "bearer"})
 
-    def _claims(request: Request) -> dict[str, object] | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
+    def _caller(request: Request) -> str | None:
+        identity = identify.resolve(request.scope)
+        if identity is None or identity.anonymous:
             return None
-        try:
-            claims: dict[str, object] = jwt.decode(
-                token, key, algorithms=[algorithm], options={"require": ["sub"]}
-            )
-        except jwt.InvalidTokenError:
-            return None
-        return claims
+        return identity.user_id
 
     async def hello(request: Request) -> Response:
         if "authorization" not in request.headers:
             return JSONResponse({"hello": "anonymous"})
-        claims = _claims(request)
-        if claims is None:
+        caller = _caller(request)
+        if caller is None:
             return _problem(401, "Unauthorized", "The bearer token is not valid.")
-        return JSONResponse({"hello": claims["sub"]})
+        return JSONResponse({"hello": caller})
 
     async def change_password(request: Request) -> Response:
         # The demo's reset flow: a real app would check and store the new password first.
-        claims = _claims(request)
-        if claims is None:
+        caller = _caller(request)
+        if caller is None:
             return _problem(401, "Unauthorized", "Sign in first.")
-        await floodwall.clear_password_reset(str(claims["sub"]), actor="app")
+        await floodwall.clear_password_reset(caller, actor="app")
         return JSONResponse({"password_changed": True})
 
     async def home(request: Request) -> Response:
-        return HTMLResponse(_landing_page(str(request.base_url), pool_size))
+        return HTMLResponse(_landing_page(str(request.base_url), pool_size, own_login))
 
     async def slow(request: Request) -> Response:
         ms = _milliseconds(request, 1000)
@@ -251,6 +264,7 @@ def create_app(
             Middleware(
                 FloodwallMiddleware,
                 floodwall=floodwall,
+                identify=identify,
                 # Operators must never be rate limited out of their own kill switch.
                 exempt_paths=["/admin", "/metrics"],
                 password_reset_paths=["/account/password"],
@@ -291,7 +305,8 @@ def serve(host: str, port: int, workers: int = 1) -> None:
     # Workers are new processes that each build the app: they share what they find in the
     # environment. One JWT secret, so a token from one worker verifies on the others; one
     # metrics directory, so a scrape of any worker shows them all.
-    os.environ.setdefault("FLOODWALL_JWT_SECRET", secrets.token_urlsafe(64))
+    if settings.hmac_algorithms:
+        os.environ.setdefault("FLOODWALL_JWT_SECRET", secrets.token_urlsafe(64))
     made = None
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         made = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="floodwall-")

@@ -87,7 +87,11 @@ class FloodwallMiddleware:
 
     The service starts and stops with the app's lifespan events. The identity a checked
     request was resolved to is the app's as ``request.state.floodwall_identity`` (an
-    ``Identity``).
+    ``Identity``). Options that cannot work fail the lifespan startup
+    (``lifespan.startup.failed``) with one line, so the server exits: Starlette builds its
+    middleware inside its first lifespan call, where an exception would read as "lifespan
+    unsupported" and every request would be a 500. Without a lifespan, each request raises
+    that ``ConfigurationError``.
     """
 
     def __init__(
@@ -104,9 +108,43 @@ class FloodwallMiddleware:
         shedder: Shedder | None = None,
         tarpit: Tarpit | None = None,
     ) -> None:
-        settings = floodwall.settings
         self.app = app
         self.floodwall = floodwall
+        self._refusal: ConfigurationError | None = None
+        self._guarded: ASGIApp = self._guard
+        try:
+            self._configure(
+                floodwall=floodwall,
+                identify=identify,
+                exempt_paths=exempt_paths,
+                route_costs=route_costs,
+                route_limits=route_limits,
+                password_reset_paths=password_reset_paths,
+                critical_paths=critical_paths,
+                shedder=shedder,
+                tarpit=tarpit,
+            )
+        except (ConfigurationError, rules.RuleError) as exc:
+            self._refuse_start(exc)
+
+    def _refuse_start(self, exc: Exception) -> None:
+        self._refusal = ConfigurationError(f"floodwall: {exc}")
+        self._guarded = self._misconfigured
+
+    def _configure(
+        self,
+        *,
+        floodwall: Floodwall,
+        identify: Identify | None,
+        exempt_paths: Iterable[str],
+        route_costs: Mapping[str, int] | None,
+        route_limits: Mapping[str, str] | None,
+        password_reset_paths: Iterable[str],
+        critical_paths: Iterable[str],
+        shedder: Shedder | None,
+        tarpit: Tarpit | None,
+    ) -> None:
+        settings = floodwall.settings
         # The checker, not the facade: one coroutine less on every request.
         self._check = floodwall.checker.check
         self._enforces = floodwall.checker.enforces
@@ -181,7 +219,6 @@ class FloodwallMiddleware:
         self._telemetry = decision_telemetry(floodwall.metrics.hot)
         # Forwarded headers are honoured from trusted proxies only; uvicorn's middleware
         # already reads X-Forwarded-For right to left against that list.
-        self._guarded: ASGIApp = self._guard
         if settings.trusted_proxies:
             # Imported here: floodwall needs no ASGI server unless proxies are trusted.
             try:
@@ -207,6 +244,13 @@ class FloodwallMiddleware:
             await self.app(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._refusal is not None:
+            # The app's own startup never runs: the server reports the line and exits.
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.failed", "message": str(self._refusal)})
+            return
+
         # Start before the app's own startup handlers, stop after its shutdown handlers. A
         # start that cannot protect fails the startup itself, so the server exits: an
         # exception raised in the app's `receive` would read as "lifespan unsupported".
@@ -243,6 +287,11 @@ class FloodwallMiddleware:
             await send(message)
 
         await self.app(scope, receive_and_start, send_and_stop)
+
+    async def _misconfigured(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Reached only when no lifespan ran: the server could not be stopped from starting.
+        assert self._refusal is not None
+        raise self._refusal
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Every request runs this: tables that are empty are not consulted at all. Paths

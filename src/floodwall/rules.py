@@ -30,6 +30,7 @@ __all__ = [
     "CREDENTIAL_ID",
     "DEFAULT_JWKS_MAX_BYTES",
     "DEFAULT_JWKS_TIMEOUT_SECONDS",
+    "HEADER_NAME",
     "JWKS_MAX_BYTES",
     "JWKS_TIMEOUT",
     "MAX_NETWORK_BLOCKS",
@@ -51,6 +52,7 @@ __all__ = [
     "Bound",
     "RuleError",
     "Text",
+    "header_name",
     "limit",
     "network",
     "rate",
@@ -159,6 +161,14 @@ TARPIT_SECONDS: Final = Bound("tarpit_seconds", 0, 10, whole=False, unit="of sec
 REASON: Final = Text("reason", 1, 500)
 USER_ID: Final = Text("user_id", 0, 16_384)
 CREDENTIAL_ID: Final = Text("credential_id", 1, 256)
+HEADER_NAME: Final = Text("a header name", 1, 256)
+# RFC 9110 section 5.6.2: a header's name is a token of these characters.
+_TOKEN_CHARACTERS: Final = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+_HEADER_NAME_MESSAGE: Final = (
+    f"{HEADER_NAME.message}, each a letter, a digit or one of !#$%&'*+-.^_`|~ (RFC 9110)"
+)
 
 BULK_USER_IDS: Final = Bound("user_ids", 1, 1000, whole=True, unit="of ids a call")
 CIDR: Final = Text("cidr", 1, 64)
@@ -199,6 +209,15 @@ def rate(value: object) -> float:
                 raise RuleError(RATE.message + ", or a rate such as 600/minute") from None
             value = item.amount / item.get_expiry()
     return RATE.number(value)
+
+
+def header_name(value: object) -> str:
+    """An HTTP header's name (a token: ``x-user-id``), lower-cased as ASGI carries it."""
+    if not isinstance(value, str) or not HEADER_NAME.low <= len(value) <= HEADER_NAME.high:
+        raise RuleError(_HEADER_NAME_MESSAGE)
+    if not _TOKEN_CHARACTERS.issuperset(value):
+        raise RuleError(_HEADER_NAME_MESSAGE)
+    return value.lower()
 
 
 def limit(rate_value: object, burst_value: object) -> tuple[float, int]:

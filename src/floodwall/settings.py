@@ -411,8 +411,15 @@ class FloodwallSettings(BaseSettings):
 
     @field_validator("user_header", "request_id_header")
     @classmethod
-    def _header(cls, value: str | None) -> str | None:
-        return value.lower() if value else None
+    def _header(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # Checked here, not when the middleware encodes it: a name that is no token would
+        # otherwise fail inside the server's first lifespan call and every request after.
+        if not value:
+            return None
+        try:
+            return rules.header_name(value)
+        except rules.RuleError as exc:
+            raise ValueError(f"{_variable(str(info.field_name))}: {exc}") from None
 
     def _conflicts(self) -> list[tuple[str, str]]:
         """(field, message) for each setting that cannot work with the others."""
