@@ -240,3 +240,24 @@ async def test_the_largest_limits_admit(floodwall: Floodwall) -> None:
     rate, burst = floodwall.default_limit
     assert rate == pytest.approx(rules.MIN_RATE)
     assert burst == 10
+
+
+@pytest.mark.parametrize("cost", [-100, 0, 1001, 10**12, 2.5, float("nan"), True, "3"])
+async def test_a_checks_cost_follows_the_rule_book(floodwall: Floodwall, cost: object) -> None:
+    # On Redis a cost of -100 once filled a bucket of 3 to 103 tokens, and 10**12 gave a
+    # negative retry_after of trillions of seconds.
+    await floodwall.set_limit("payer", rate=1, burst=3)
+    with pytest.raises(RuleError) as refused:
+        await floodwall.check(Identity("payer"), cost=cost)  # type: ignore[arg-type]
+    assert str(refused.value) == rules.COST.message
+    decision = await floodwall.check(Identity("payer"))
+    assert decision.allowed
+    assert decision.remaining == 2
+
+
+async def test_every_cost_the_rule_book_accepts_is_checked(floodwall: Floodwall) -> None:
+    await floodwall.set_limit("payer", rate=1, burst=3)
+    assert (await floodwall.check(Identity("payer"), cost=3.0)).remaining == 0  # type: ignore[arg-type]
+    refused = await floodwall.check(Identity("payer"), cost=int(rules.COST.high))
+    assert refused.outcome is Outcome.LIMITED
+    assert 0 < refused.retry_after <= rules.COST.high

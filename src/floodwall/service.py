@@ -16,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from floodwall import rules
 from floodwall.actions import BulkBlockResult, OperatorActions
 from floodwall.audit import AuditLog, AuditRecord
 from floodwall.breaker import CircuitBreaker
@@ -227,8 +228,12 @@ class Floodwall:
         """Decide one request of ``identity`` costing ``cost`` tokens.
 
         ``reset_exempt`` marks paths of the password-reset flow, which a user who must
-        reset their password may still use.
+        reset their password may still use. A cost outside the rule book (``rules.COST``)
+        raises ``RuleError``: a negative one would fill the bucket, a huge one overflow the
+        script's times.
         """
+        if cost != 1 or type(cost) is not int:
+            cost = rules.COST.whole_number(cost)
         return await self.checker.check(identity, cost, reset_exempt=reset_exempt)
 
     def enforces(self, decision: Decision) -> bool:
