@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from typing import Any
 
@@ -16,7 +17,9 @@ from cli_process import floodwall_command as run_floodwall
 
 from floodwall import Floodwall, FloodwallSettings
 from floodwall.cli import main
+from floodwall.errors import ConfigurationError
 from floodwall.request_log import JsonFormatter
+from floodwall.stores.redis import RedisStore
 from harness import RedisServer
 
 # What the operator's shell says; the app's live default (in Redis) differs.
@@ -135,3 +138,33 @@ def test_actions_take_an_actor(command: str, capsys: pytest.CaptureFixture[str])
         main([command, "--help"])
     assert exited.value.code == 0
     assert " --actor ACTOR" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("how", ["option", "variable"])
+def test_a_redis_url_without_its_host_never_shows_the_password(
+    how: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No @host: the password reads as the port, and Python's error would quote it.
+    url = "redis://default:SuperSecretPw"
+    for name in [name for name in os.environ if name.upper().startswith("FLOODWALL_")]:
+        monkeypatch.delenv(name)
+    if how == "variable":
+        monkeypatch.setenv("FLOODWALL_REDIS_URL", url)
+        code = main(["status", "alice"])
+    else:
+        code = main(["status", "alice", "--redis-url", url])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("floodwall: error: bad settings: FLOODWALL_REDIS_URL has a port ")
+    assert len(err.strip().splitlines()) == 1
+    assert "SuperSecretPw" not in err
+
+
+def test_a_store_given_an_unusable_url_never_shows_it() -> None:
+    url = "redis://default:SuperSecretPw"
+    for cluster in (False, True):
+        with pytest.raises(ConfigurationError) as caught:
+            RedisStore.from_url(url, prefix="p", cluster=cluster, timeout=1)
+        assert str(caught.value) == "FLOODWALL_REDIS_URL is not a URL redis-py can use"
+        assert caught.value.__cause__ is None
+        assert caught.value.__suppress_context__

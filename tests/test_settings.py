@@ -7,7 +7,7 @@ import os
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from floodwall import rules
+from floodwall import Floodwall, rules
 from floodwall.errors import ConfigurationError
 from floodwall.settings import FloodwallSettings, settings_error
 
@@ -439,6 +439,11 @@ JWT_SECRET_TEXT = "jwt-tail-Kx9sW2"
         ({"FLOODWALL_FAIL_MODE": TOKEN_SECRET}, TOKEN_SECRET, "FAIL_MODE"),
         ({"FLOODWALL_KEY_PREFIX": TOKEN_SECRET + "{"}, TOKEN_SECRET, "KEY_PREFIX"),
         ({"FLOODWALL_REDIS_URI": f"redis://:{REDIS_PASSWORD}@h"}, REDIS_PASSWORD, "REDIS_URI"),
+        # No @host: the password reads as the port, which Python's own error quotes.
+        ({"FLOODWALL_REDIS_URL": f"redis://default:{REDIS_PASSWORD}"}, REDIS_PASSWORD,
+         "REDIS_URL"),
+        ({"FLOODWALL_REDIS_URL": f"htps://default:{REDIS_PASSWORD}@h"}, REDIS_PASSWORD,
+         "REDIS_URL"),
     ],
 )  # fmt: skip
 def test_no_error_ever_shows_a_secret(
@@ -514,3 +519,28 @@ def test_header_names_are_read_in_lower_case(monkeypatch: pytest.MonkeyPatch) ->
     settings = FloodwallSettings()
     assert settings.user_header == "x-auth_user.id"
     assert settings.request_id_header is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://localhost",
+        "redis://default:pw@10.0.0.5:6380/2",
+        "rediss://:pw@[::1]:6379",
+        "unix:///run/redis.sock?db=1",
+    ],
+)
+def test_redis_urls_of_every_form_are_accepted(url: str) -> None:
+    settings = FloodwallSettings(redis_url=url)
+    assert settings.redis_url is not None
+    assert settings.redis_url.get_secret_value() == url
+
+
+def test_an_app_given_a_redis_url_without_its_host_never_shows_the_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLOODWALL_REDIS_URL", "redis://default:SuperSecretPw")
+    with pytest.raises(ValidationError) as caught:
+        Floodwall()
+    assert "SuperSecretPw" not in str(caught.value) + repr(caught.value.errors())
+    assert settings_error(caught.value).startswith("bad settings: FLOODWALL_REDIS_URL has a port ")

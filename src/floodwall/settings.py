@@ -36,7 +36,7 @@ from floodwall import rules
 from floodwall.errors import FloodwallError
 from floodwall.routes import RouteLimit, RouteTable, parse_route_limits
 
-__all__ = ["FloodwallSettings", "settings_error"]
+__all__ = ["FloodwallSettings", "redis_url_problem", "settings_error"]
 
 PREFIX: Final = "FLOODWALL_"
 
@@ -119,6 +119,28 @@ def _parse_tokens(value: object) -> object:
         pairs[name] = token
         where[name] = position
     return pairs
+
+
+_REDIS_URL_FORM: Final = "redis://[user:password@]host:6379/0, rediss://... or unix:///path"
+
+
+def redis_url_problem(url: str) -> str | None:
+    """The one line that says why ``url`` is no Redis URL, or ``None``; never any part of
+    the URL, which may hold a password (``redis://default:pw`` without ``@host`` reads
+    the password as the port)."""
+    try:
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("redis", "rediss", "unix"):
+            return f"FLOODWALL_REDIS_URL is not a Redis URL ({_REDIS_URL_FORM})"
+        if parts.scheme == "unix":
+            return None if parts.path else "FLOODWALL_REDIS_URL names no socket path"
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number
+    except ValueError:
+        return (
+            "FLOODWALL_REDIS_URL has a port that is not a number from 0 to 65535 (a "
+            f"password goes before @host: {_REDIS_URL_FORM})"
+        )
+    return None
 
 
 def _unknown_variables() -> list[tuple[str, str]]:
@@ -375,6 +397,16 @@ class FloodwallSettings(BaseSettings):
             if known not in algorithms:
                 algorithms.append(known)
         return algorithms
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        problem = redis_url_problem(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("jwt_jwks_url")
     @classmethod

@@ -26,7 +26,12 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from floodwall.decision import Decision, decision_from_reply
-from floodwall.errors import StorageError, StoreCommandError, StoreUnavailable
+from floodwall.errors import (
+    ConfigurationError,
+    StorageError,
+    StoreCommandError,
+    StoreUnavailable,
+)
 from floodwall.keys import Keys, SubjectKeys
 from floodwall.resp import array_header, pack_parts
 from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
@@ -248,14 +253,23 @@ class RedisStore:
             # timeout, which would double the wait of every request while Redis is slow.
             "retry": Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         }
+        # redis-py's ValueError may quote the URL, password included: never shown.
+        unusable = ConfigurationError("FLOODWALL_REDIS_URL is not a URL redis-py can use")
         if cluster:
-            return cls(RedisCluster.from_url(url, **options), prefix=prefix, clock=clock)
+            try:
+                cluster_client = RedisCluster.from_url(url, **options)
+            except ValueError:
+                raise unusable from None
+            return cls(cluster_client, prefix=prefix, clock=clock)
         try:
             wire = WireClient.from_url(url, timeout=timeout, connect_timeout=timeout)
         except ValueError:
             # TLS, unix sockets, URL options: redis-py does those, a little slower.
             wire = None
-        client = redis.asyncio.Redis.from_url(url, **options)
+        try:
+            client = redis.asyncio.Redis.from_url(url, **options)
+        except ValueError:
+            raise unusable from None
         return cls(client, prefix=prefix, wire=wire, clock=clock)
 
     @property
