@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import re
@@ -15,11 +16,13 @@ import pytest
 import redis
 import redis.asyncio
 from conftest import FakeClock
+from pydantic import ValidationError
 
-from floodwall import Clock, Floodwall, FloodwallSettings, Identity, MemoryStore
+from floodwall import Clock, Floodwall, FloodwallSettings, Identity, MemoryStore, rules
 from floodwall.decision import Outcome
 from floodwall.demo import create_app
 from floodwall.request_log import JsonFormatter, RefusalLog
+from floodwall.settings import settings_error
 from harness import RedisServer, client_commands
 
 ADMIN_TOKEN = "ops-admin-token-0123456789"
@@ -390,3 +393,61 @@ async def test_a_shadowed_limit_never_gets_anyone_auto_blocked(everyone: bool) -
 
 def test_auto_block_is_off_by_default() -> None:
     assert FloodwallSettings().auto_block_refusals is None
+
+
+@pytest.mark.parametrize("field", ["auto_block_seconds", "auto_block_max_seconds"])
+@pytest.mark.parametrize("value", [0.5, 0, -1, rules.MAX_SECONDS + 1, "nan"])
+def test_auto_block_times_follow_the_bound_of_a_blocks_ttl(field: str, value: object) -> None:
+    # 0.5 s was accepted, and then every auto-block was refused by the rule book.
+    with pytest.raises(ValidationError) as caught:
+        FloodwallSettings(**{field: value})  # type: ignore[arg-type]
+    assert settings_error(caught.value) == (
+        f"bad settings: FLOODWALL_{field.upper()}: {rules.AUTO_BLOCK_SECONDS.message}"
+    )
+    assert (rules.AUTO_BLOCK_SECONDS.low, rules.AUTO_BLOCK_SECONDS.high) == (
+        rules.TTL_SECONDS.low,
+        rules.TTL_SECONDS.high,
+    )
+
+
+async def test_a_failed_auto_block_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    # Settings that bypass validation (model_copy) make the block itself refuse the ttl.
+    settings = FloodwallSettings(rate=0.01, burst=1, auto_block_refusals=2)
+    floodwall = Floodwall(settings.model_copy(update={"auto_block_seconds": 0.5}))
+    try:
+        with caplog.at_level(logging.ERROR, logger="floodwall"):
+            for _ in range(4):
+                await floodwall.check(Identity("mallory"))
+            await floodwall.offenders.stop()  # the auto-block in flight has ended
+            gc.collect()
+        failures = [r for r in caplog.records if "auto-block" in r.getMessage()]
+        assert [r.getMessage() for r in failures] == [
+            "floodwall: auto-block of a user failed, so the user is not blocked: RuleError"
+        ]
+        assert not any("never retrieved" in r.getMessage() for r in caplog.records)
+        assert not (await floodwall.status("mallory")).blocked
+    finally:
+        await floodwall.stop()
+
+
+async def test_a_background_task_that_fails_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    floodwall = Floodwall(FloodwallSettings())
+    ended = asyncio.Event()
+
+    async def broken_poll() -> None:
+        ended.set()
+        raise RuntimeError("poll broke")
+
+    floodwall.feed.poll = broken_poll  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.ERROR, logger="floodwall"):
+            await floodwall.start()
+            await ended.wait()
+            await asyncio.sleep(0)  # the task's done callbacks run
+        assert [r.getMessage() for r in caplog.records if r.name == "floodwall"] == [
+            "floodwall: polling the store stopped: RuntimeError"
+        ]
+    finally:
+        await floodwall.stop()

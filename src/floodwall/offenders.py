@@ -156,7 +156,21 @@ class Offenders:
             # Off the request path: blocking takes round trips the request must not wait for.
             task = asyncio.create_task(self._auto_block(user_id))
             self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
+            task.add_done_callback(self._auto_block_done)
+
+    def _auto_block_done(self, task: asyncio.Task[None]) -> None:
+        self._side_tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # Retrieved here, so it is logged once, now, and not as "Task exception was
+            # never retrieved" whenever the task is collected.
+            logger.error(
+                "floodwall: auto-block of a user failed, so the user is not blocked: %s",
+                type(exc).__name__,
+                exc_info=exc,
+            )
 
     async def _auto_block(self, user_id: str) -> None:
         settings = self._settings

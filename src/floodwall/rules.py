@@ -21,6 +21,7 @@ from typing import Final
 import limits
 
 __all__ = [
+    "AUTO_BLOCK_SECONDS",
     "BULK_USER_IDS",
     "BURST",
     "CAPACITY",
@@ -150,6 +151,10 @@ COST: Final = Bound("cost", 1, 1000, whole=True, unit="of tokens")
 CAPACITY: Final = Bound("capacity", 1, 100_000, whole=True, unit="of requests in flight")
 """One worker's in-flight requests under load shedding (``FLOODWALL_CAPACITY``)."""
 TTL_SECONDS: Final = Bound("ttl_seconds", 1, MAX_SECONDS, whole=False, unit="of seconds")
+AUTO_BLOCK_SECONDS: Final = Bound(
+    "an auto-block", TTL_SECONDS.low, TTL_SECONDS.high, whole=False, unit="of seconds"
+)
+"""An auto-block's first and longest time: a block, so ``TTL_SECONDS``'s bounds."""
 PAGE_SIZE: Final = Bound("limit", 1, 1000, whole=True, unit="of items")
 WINDOW_SECONDS: Final = Bound("window", 1, 3600, whole=True, unit="of seconds")
 ROUTE: Final = Text("route", 1, 1000)

@@ -63,6 +63,13 @@ def _store_for(settings: FloodwallSettings, clock: Clock) -> Store:
     )
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    # A background task runs until stop(); one that ends by an error is logged once, here,
+    # not as "Task exception was never retrieved" whenever it is collected.
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        logger.error("%s stopped: %s", task.get_name(), type(exc).__name__, exc_info=exc)
+
+
 class Floodwall:
     """Rate limits and the account kill switch for one application.
 
@@ -188,12 +195,20 @@ class Floodwall:
             except StorageError as exc:
                 logger.error("floodwall: the store did not answer at start: %s", exc)
             self._tasks = [
-                asyncio.create_task(self.feed.poll()),
-                asyncio.create_task(self.feed.follow_events()),
-                asyncio.create_task(self.offenders.run_flushes()),
+                asyncio.create_task(self.feed.poll(), name="floodwall: polling the store"),
+                asyncio.create_task(
+                    self.feed.follow_events(), name="floodwall: following operator changes"
+                ),
+                asyncio.create_task(
+                    self.offenders.run_flushes(), name="floodwall: flushing refusal counts"
+                ),
                 # Also without FLOODWALL_CONCURRENCY: a user's own limit takes slots too.
-                asyncio.create_task(self.checker.renew_leases()),
+                asyncio.create_task(
+                    self.checker.renew_leases(), name="floodwall: renewing concurrency leases"
+                ),
             ]
+            for task in self._tasks:
+                task.add_done_callback(_log_failure)
             self._started = True
 
     async def stop(self) -> None:

@@ -266,8 +266,8 @@ class FloodwallSettings(BaseSettings):
     shadow: bool = False
     auto_block_refusals: int | None = Field(default=None, ge=1)
     auto_block_window: float = Field(default=10.0, gt=0)
-    auto_block_seconds: float = Field(default=300.0, gt=0)
-    auto_block_max_seconds: float = Field(default=86_400.0, gt=0)
+    auto_block_seconds: float = 300.0
+    auto_block_max_seconds: float = 86_400.0
     request_id_header: str | None = "x-request-id"
 
     exempt_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -365,6 +365,15 @@ class FloodwallSettings(BaseSettings):
             return rules.TARPIT_SECONDS.number(value)
         except rules.RuleError as exc:
             raise ValueError(f"FLOODWALL_TARPIT_SECONDS: {exc}") from None
+
+    @field_validator("auto_block_seconds", "auto_block_max_seconds", mode="before")
+    @classmethod
+    def _auto_block_seconds(cls, value: object, info: ValidationInfo) -> float:
+        # A block's time: the bound of ttl_seconds, or every auto-block would be refused.
+        try:
+            return rules.AUTO_BLOCK_SECONDS.number(_whole_number(value))
+        except rules.RuleError as exc:
+            raise ValueError(f"{_variable(str(info.field_name))}: {exc}") from None
 
     @field_validator("route_limits")
     @classmethod
