@@ -14,6 +14,7 @@ import pytest
 
 from floodwall import Floodwall, FloodwallSettings, Identity, Outcome, RuleError, rules
 from floodwall.cli import main
+from floodwall.stores.base import Store
 from harness import RedisServer
 
 TOKEN = "rules-admin-token-0123456789"
@@ -261,3 +262,53 @@ async def test_every_cost_the_rule_book_accepts_is_checked(floodwall: Floodwall)
     refused = await floodwall.check(Identity("payer"), cost=int(rules.COST.high))
     assert refused.outcome is Outcome.LIMITED
     assert 0 < refused.retry_after <= rules.COST.high
+
+
+@pytest.mark.parametrize(
+    ("rate", "burst"),
+    [
+        ("nan", "3"),
+        ("inf", "3"),
+        ("0", "3"),
+        ("-5", "3"),
+        ("abc", "3"),
+        ("5", "nan"),
+        ("5", "0"),
+        ("5", "2.5"),
+        ("5", str(10**9)),
+        ("1e-15", "3"),
+        ("1e-7", "1000"),  # a bucket that takes a century to refill
+        ("5", None),
+    ],
+)
+async def test_a_stored_limit_outside_the_rule_book_reads_as_absent_everywhere(
+    store: Store, rate: str, burst: str | None
+) -> None:
+    # Written by hand (or by an older version) into the user's state hash: the check, the
+    # status and the kill-switch mirror all read the default instead, as the docs say.
+    floodwall = Floodwall(FloodwallSettings(rate=1, burst=2), store=store)
+    keys = floodwall.keys.user("hand-edited")
+    fields = {"rate": rate} if burst is None else {"rate": rate, "burst": burst}
+    await store.update_state(keys, user_id="hand-edited", assign=fields)
+    decisions = [await floodwall.check(Identity("hand-edited")) for _ in range(3)]
+    assert [d.outcome for d in decisions] == [Outcome.ALLOWED, Outcome.ALLOWED, Outcome.LIMITED]
+    assert decisions[0].burst == 2
+    status = await floodwall.status("hand-edited")
+    assert status.limit_overridden is False
+    assert (status.rate, status.burst) == (1.0, 2)
+    await floodwall.resync()
+    mirrored = floodwall.mirror.get("hand-edited")
+    assert mirrored is None or mirrored.limit is None
+
+
+async def test_a_stored_limit_the_rule_book_accepts_applies_in_the_check(store: Store) -> None:
+    floodwall = Floodwall(FloodwallSettings(rate=1, burst=2), store=store)
+    keys = floodwall.keys.user("own")
+    for rate, burst in ((repr(rules.MIN_RATE), "3"), ("1000000", "1000000"), ("2.5", "4.0")):
+        await store.update_state(
+            keys, user_id="own", assign={"rate": rate, "burst": burst}, reset_bucket=True
+        )
+        decision = await floodwall.check(Identity("own"))
+        assert decision.allowed
+        assert decision.burst == int(float(burst))
+        assert decision.remaining == int(float(burst)) - 1

@@ -1,5 +1,5 @@
 """A fault of one subject stays with that subject: a check script that fails for one user
-(its stored state cannot be read) answers that user by the fail mode, logged once, and never
+(its stored bucket cannot be read) answers that user by the fail mode, logged once, and never
 opens the circuit breaker for everyone else. On a real redis-server."""
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ async def setup(
     app.add_middleware(FloodwallMiddleware, floodwall=floodwall)
     raw = redis.asyncio.Redis.from_url(redis_server.url)
     await raw.flushall()
-    # A state the script cannot read: written by hand, or by a careless older version.
-    await raw.hset(floodwall.keys.user("broken").state, mapping={"rate": "abc", "burst": "x"})
+    # A bucket the script cannot read (a hash where it keeps a number): written by hand.
+    # (A stored limit it cannot read is no fault: it reads as absent.)
+    await raw.hset(floodwall.keys.user("broken").bucket, mapping={"tat": "x"})
     await raw.aclose()
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:

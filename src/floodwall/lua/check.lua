@@ -67,9 +67,19 @@ for i = 1, windows do
 end
 local state = redis.call("HMGET", KEYS[2], unpack(fields))
 local shadow = state[6] == "1" and 1 or 0
-local rate_text = state[4] or ARGV[1]
+-- The subject's own limit, when the rule book accepts it (floodwall.rules.limit; the
+-- bounds are written in when the script is loaded); anything else, written by hand or by
+-- an older version ("nan", "inf", 0), reads as absent: the default applies.
+local rate_text = ARGV[1]
+local burst = tonumber(ARGV[2])
+local own_rate, own_burst = tonumber(state[4]), tonumber(state[5])
+if own_rate and own_burst
+  and own_rate >= __MIN_RATE__ and own_rate <= __MAX_RATE__
+  and own_burst >= __MIN_BURST__ and own_burst <= __MAX_BURST__ and own_burst % 1 == 0
+  and own_burst / own_rate <= __MAX_REFILL_SECONDS__ then
+  rate_text, burst = state[4], own_burst
+end
 local rate = tonumber(rate_text)
-local burst = tonumber(state[5] or ARGV[2])
 
 local blocked_until = tonumber(state[1])
 if blocked_until and (blocked_until == 0 or blocked_until > now_ms) then

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from floodwall.decision import Decision, Outcome, new_decision
 from floodwall.errors import StoreCommandError
 from floodwall.keys import Keys, SubjectKeys
+from floodwall.stored import stored_limit
 from floodwall.stores.base import (
     LEASE_MS,
     AuditEntry,
@@ -104,12 +105,9 @@ class MemoryStore:
             # Most subjects have no kill-switch state: nothing to read but the defaults.
             rate_value, capacity_tokens, shadow = float(rate), burst, False
         else:
-            try:
-                rate_value = float(state.get("rate", rate))
-                capacity_tokens = int(state.get("burst", burst))
-            except ValueError:
-                # check.lua fails on such a state too: the subject's problem, not the store's.
-                raise StoreCommandError("the subject's stored limit cannot be read") from None
+            # As check.lua: a stored limit the rule book refuses reads as absent.
+            own = stored_limit(state.get("rate"), state.get("burst"))
+            rate_value, capacity_tokens = own if own is not None else (float(rate), burst)
             shadow = state.get("shadow") == "1"
             outcome, blocked_ms = _kill_switch(state, now_ms, issued_at_ms, reset_exempt)
             if outcome is not None:

@@ -25,6 +25,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from floodwall import rules
 from floodwall.decision import Decision, decision_from_reply
 from floodwall.errors import (
     ConfigurationError,
@@ -59,6 +60,21 @@ _TOP_ROUND_TRIP = 1_000
 
 def _script(name: str) -> str:
     return resources.files("floodwall").joinpath("lua", name).read_text("utf-8")
+
+
+def _check_script() -> str:
+    """``check.lua`` with the rule book's bounds on a limit written in (``repr`` keeps
+    every digit), so the script judges a stored limit exactly as ``rules.limit`` does."""
+    source = _script("check.lua")
+    for name, value in (
+        ("__MIN_RATE__", rules.RATE.low),
+        ("__MAX_RATE__", rules.RATE.high),
+        ("__MIN_BURST__", rules.BURST.low),
+        ("__MAX_BURST__", rules.BURST.high),
+        ("__MAX_REFILL_SECONDS__", rules.MAX_SECONDS),
+    ):
+        source = source.replace(name, repr(float(value)))
+    return source
 
 
 def _encode(text: str) -> bytes:
@@ -222,7 +238,7 @@ class RedisStore:
         self._loading: asyncio.Task[str] | None = None
         self._closing = False
         self.keys = Keys(prefix)
-        self._check_source = _script("check.lua")
+        self._check_source = _check_script()
         self._check = client.register_script(self._check_source)
         self._evalsha_head = array_header(3 + _CHECK_KEYS + _CHECK_ARGC) + pack_parts(
             ("EVALSHA", self._check.sha, _CHECK_KEYS)
