@@ -5,6 +5,7 @@ reads back through status, audit and the blocked list."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 
 from floodwall import Floodwall, FloodwallSettings, Identity, Outcome, RuleError, rules
 from floodwall.cli import main
+from floodwall.status import UserStatus
 from floodwall.stores.base import Store
 from harness import RedisServer
 
@@ -312,3 +314,136 @@ async def test_a_stored_limit_the_rule_book_accepts_applies_in_the_check(store: 
         assert decision.allowed
         assert decision.burst == int(float(burst))
         assert decision.remaining == int(float(burst)) - 1
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """One accepted value, as each surface is given it for ``user``; ``then`` checks the
+    user's status afterwards (the same whichever surface acted)."""
+
+    name: str
+    python: Callable[[Floodwall, str], Awaitable[object]]
+    api: Callable[[str], tuple[str, str, dict[str, Any] | None]]
+    cli: Callable[[str], list[str]]
+    then: Callable[[UserStatus], None] | None = None
+
+
+def _blocked_for(seconds: float) -> Callable[[UserStatus], None]:
+    def then(status: UserStatus) -> None:
+        assert status.blocked
+        assert status.blocked_until_ms is not None
+        assert status.blocked_at_ms is not None
+        assert status.blocked_until_ms - status.blocked_at_ms == math.ceil(seconds * 1000)
+
+    return then
+
+
+def _limited_to(rate: float, burst: int) -> Callable[[UserStatus], None]:
+    def then(status: UserStatus) -> None:
+        assert status.limit_overridden
+        assert status.rate == pytest.approx(rate)
+        assert status.burst == burst
+
+    return then
+
+
+ACCEPTED = [
+    Accepted(
+        "ttl of a second and a half",
+        lambda fw, u: fw.block(u, reason="r", ttl_seconds=1.5),
+        lambda u: ("PUT", f"/users/{u}/block", {"reason": "r", "ttl_seconds": 1.5}),
+        lambda u: ["block", u, "--reason", "r", "--ttl", "1.5"],
+        _blocked_for(1.5),
+    ),
+    Accepted(
+        "the smallest ttl",
+        lambda fw, u: fw.block(u, reason="r", ttl_seconds=rules.TTL_SECONDS.low),
+        lambda u: ("PUT", f"/users/{u}/block", {"reason": "r", "ttl_seconds": 1}),
+        lambda u: ["block", u, "--reason", "r", "--ttl", "1s"],
+        _blocked_for(1),
+    ),
+    Accepted(
+        "the largest ttl",
+        lambda fw, u: fw.block(u, reason="r", ttl_seconds=rules.MAX_SECONDS),
+        lambda u: ("PUT", f"/users/{u}/block", {"reason": "r", "ttl_seconds": rules.MAX_SECONDS}),
+        lambda u: ["block", u, "--reason", "r", "--ttl", f"{TEN_YEARS_DAYS}d"],
+        _blocked_for(rules.MAX_SECONDS),
+    ),
+    Accepted(
+        "the longest reason",
+        lambda fw, u: fw.block(u, reason="x" * 500),
+        lambda u: ("PUT", f"/users/{u}/block", {"reason": "x" * 500}),
+        lambda u: ["block", u, "--reason", "x" * 500],
+        lambda status: None if status.reason == "x" * 500 else pytest.fail(str(status.reason)),
+    ),
+    Accepted(
+        "a fractional rate and a burst written as 3.0",
+        lambda fw, u: fw.set_limit(u, rate=0.5, burst=3.0),  # type: ignore[arg-type]
+        lambda u: ("PUT", f"/users/{u}/limit", {"rate": 0.5, "burst": 3.0}),
+        lambda u: ["limit", u, "--rate", "0.5", "--burst", "3.0"],
+        _limited_to(0.5, 3),
+    ),
+    Accepted(
+        "a rate written as 600/minute",
+        lambda fw, u: fw.set_limit(u, rate="600/minute", burst=10),  # type: ignore[arg-type]
+        lambda u: ("PUT", f"/users/{u}/limit", {"rate": "600/minute", "burst": 10}),
+        lambda u: ["limit", u, "--rate", "600/minute", "--burst", "10"],
+        _limited_to(10, 10),
+    ),
+    Accepted(
+        "the smallest rate",
+        lambda fw, u: fw.set_limit(u, rate=rules.MIN_RATE, burst=10),
+        lambda u: ("PUT", f"/users/{u}/limit", {"rate": rules.MIN_RATE, "burst": 10}),
+        lambda u: ["limit", u, "--rate", repr(rules.MIN_RATE), "--burst", "10"],
+        _limited_to(rules.MIN_RATE, 10),
+    ),
+    Accepted(
+        "the largest limit",
+        lambda fw, u: fw.set_limit(u, rate=rules.RATE.high, burst=int(rules.BURST.high)),
+        lambda u: ("PUT", f"/users/{u}/limit", {"rate": 1e6, "burst": 1e6}),
+        lambda u: ["limit", u, "--rate", "1e6", "--burst", "1000000"],
+        _limited_to(rules.RATE.high, int(rules.BURST.high)),
+    ),
+    Accepted(
+        "the largest page",
+        lambda fw, u: fw.blocked(limit=1000),
+        lambda u: ("GET", "/blocked?limit=1000", None),
+        lambda u: ["blocked", "--limit", "1000"],
+    ),
+    Accepted(
+        "a page size written as 20.0",
+        lambda fw, u: fw.audit_log(limit=20.0),  # type: ignore[arg-type]
+        lambda u: ("GET", "/audit?limit=20.0", None),
+        lambda u: ["audit", "--limit", "20.0"],
+    ),
+    Accepted(
+        "the longest window",
+        lambda fw, u: fw.top(window_seconds=3600),
+        lambda u: ("GET", "/top?window=3600", None),
+        lambda u: ["top", "--once", "--window", "3600"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", ACCEPTED, ids=[case.name for case in ACCEPTED])
+async def test_every_surface_accepts_the_same_values_to_the_same_effect(
+    case: Accepted,
+    floodwall: Floodwall,
+    redis_server: RedisServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await case.python(floodwall, "by-python")
+
+    transport = httpx.ASGITransport(app=floodwall.admin_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as admin:
+        method, path, body = case.api("by-api")
+        response = await admin.request(method, path, json=body, headers=AUTH)
+    assert response.status_code == 200, response.text
+
+    args = [*case.cli("by-cli"), "--redis-url", redis_server.url]
+    code = await asyncio.to_thread(main, args)
+    assert code == 0, capsys.readouterr().err
+
+    if case.then is not None:
+        for user in ("by-python", "by-api", "by-cli"):
+            case.then(await floodwall.status(user))

@@ -277,10 +277,8 @@ def _message(error: Any) -> str:
 
 def _whole(request: Request, bound: rules.Bound, default: int) -> int:
     raw = request.query_params.get(bound.name, str(default))
-    if not (raw.isascii() and raw.isdigit()):
-        raise _invalid(bound.message)
     try:
-        return bound.whole_number(int(raw))
+        return int(bound.from_text(raw))
     except rules.RuleError as exc:
         raise _invalid(str(exc)) from None
 

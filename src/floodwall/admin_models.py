@@ -44,21 +44,15 @@ __all__ = [
 _BODY = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 
 
-def _integral(value: Any) -> Any:
-    # JSON has one number type, and JSON Schema's "integer" includes 2905.0: clients that
-    # keep every number as a double send that. Everything else (2905.5, true, "2905") is
-    # left to strict int validation to refuse.
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-_INTEGRAL = BeforeValidator(_integral)
-
-
 def _bounded(bound: rules.Bound) -> Any:
-    # The rule book checks (same message as every surface); the schema shows its bounds.
-    return Field(json_schema_extra={"minimum": bound.low, "maximum": bound.high})
+    # The rule book checks the value as JSON parsed it, before pydantic's own type check,
+    # so a wrong type gets the same message as on every surface (and 2905.0 counts as a
+    # whole number, as JSON Schema's "integer" and the Python API have it); the schema
+    # shows its bounds.
+    return (
+        BeforeValidator(bound.check),
+        Field(json_schema_extra={"minimum": bound.low, "maximum": bound.high}),
+    )
 
 
 def _text(text: rules.Text) -> Any:
@@ -66,13 +60,14 @@ def _text(text: rules.Text) -> Any:
 
 
 Reason = Annotated[str, AfterValidator(rules.REASON.check), _text(rules.REASON)]
-TtlSeconds = Annotated[
-    int, _INTEGRAL, AfterValidator(rules.TTL_SECONDS.whole_number), _bounded(rules.TTL_SECONDS)
-]
+TtlSeconds = Annotated[float, *_bounded(rules.TTL_SECONDS)]
+# A rate as the Python API and the CLI take it: a number, or text such as "600/minute".
 Rate = Annotated[
-    float, Field(allow_inf_nan=False), AfterValidator(rules.rate), _bounded(rules.RATE)
+    float,
+    BeforeValidator(rules.rate),
+    Field(json_schema_extra={"minimum": rules.RATE.low, "maximum": rules.RATE.high}),
 ]
-Burst = Annotated[int, _INTEGRAL, AfterValidator(rules.BURST.whole_number), _bounded(rules.BURST)]
+Burst = Annotated[int, *_bounded(rules.BURST)]
 RouteText = Annotated[str, AfterValidator(rules.ROUTE.check), _text(rules.ROUTE)]
 CredentialId = Annotated[str, AfterValidator(rules.CREDENTIAL_ID.check), _text(rules.CREDENTIAL_ID)]
 UserId = Annotated[str, AfterValidator(rules.USER_ID.check), _text(rules.USER_ID)]
@@ -180,12 +175,7 @@ class ConcurrencyBody(BaseModel):
     """A user's own limit of requests in flight at once."""
 
     model_config = _BODY
-    limit: Annotated[
-        int,
-        _INTEGRAL,
-        AfterValidator(rules.CONCURRENCY.whole_number),
-        _bounded(rules.CONCURRENCY),
-    ]
+    limit: Annotated[int, *_bounded(rules.CONCURRENCY)]
 
 
 class RouteBody(BaseModel):

@@ -77,10 +77,8 @@ def _rate(text: str) -> float:
 
 def _whole(bound: rules.Bound) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        if not (text.isascii() and text.isdigit()):
-            raise argparse.ArgumentTypeError(bound.message)
         try:
-            return bound.whole_number(int(text))
+            return int(bound.from_text(text))
         except rules.RuleError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -58,6 +59,8 @@ __all__ = [
     "network",
     "rate",
 ]
+
+_NUMBER_TEXT: Final = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 YEAR_SECONDS: Final = 365 * 24 * 3600
 MAX_SECONDS: Final = 10 * YEAR_SECONDS
@@ -105,6 +108,14 @@ class Bound:
         if not self.low <= value <= self.high:
             raise RuleError(self.message)
         return value
+
+    def from_text(self, text: str) -> int | float:
+        """``check`` of a number written as text (a CLI argument, a query parameter), so
+        text surfaces accept exactly the values the Python API does (``3.0`` is 3)."""
+        stripped = text.strip()
+        if _NUMBER_TEXT.fullmatch(stripped) is None:
+            raise RuleError(self.message)
+        return self.check(float(stripped))
 
     def whole_number(self, value: object) -> int:
         """``check`` for a count, typed as ``int``."""
