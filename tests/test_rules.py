@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -447,3 +449,43 @@ async def test_every_surface_accepts_the_same_values_to_the_same_effect(
     if case.then is not None:
         for user in ("by-python", "by-api", "by-cli"):
             case.then(await floodwall.status(user))
+
+
+# Each row of the README's rule-book table, and the bounds its numbers must be.
+README_ROWS: dict[str, list[rules.Bound | rules.Text]] = {
+    "rate": [rules.RATE],
+    "burst": [rules.BURST],
+    "route cost": [rules.COST],
+    "capacity (`FLOODWALL_CAPACITY`)": [rules.CAPACITY],
+    "concurrency (`FLOODWALL_CONCURRENCY`, a user's own)": [rules.CONCURRENCY],
+    "tarpit (`FLOODWALL_TARPIT_SECONDS`, `Tarpit`)": [rules.TARPIT_SECONDS],
+    "route limit": [rules.ROUTE_LIMIT, rules.ROUTE_PERIOD],
+    "`ttl_seconds` (blocks, revoked credential ids)": [rules.TTL_SECONDS],
+    "auto-block (`FLOODWALL_AUTO_BLOCK_SECONDS`, `_MAX_SECONDS`)": [rules.AUTO_BLOCK_SECONDS],
+    "reason": [rules.REASON],
+    "page size (`limit`)": [rules.PAGE_SIZE],
+    "`top` window": [rules.WINDOW_SECONDS],
+    "user id": [rules.USER_ID],
+    "credential id": [rules.CREDENTIAL_ID],
+}
+_README_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?")
+
+
+def _readme_rule_book(project_root: Path) -> dict[str, str]:
+    text = (project_root / "README.md").read_text("utf-8")
+    section = text.split("### The rule book\n", 1)[1].split("\n#", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    assert rows[0] == "| value | accepted |"
+    return dict(
+        (cell.strip() for cell in line.strip("|").split(" | ", 1))  # type: ignore[misc]
+        for line in rows[1:]
+    )
+
+
+def test_the_readmes_rule_book_table_is_the_rule_book(project_root: Path) -> None:
+    table = _readme_rule_book(project_root)
+    assert list(table) == list(README_ROWS)
+    for row, bounds in README_ROWS.items():
+        shown = [float(n.replace(",", "")) for n in _README_NUMBER.findall(table[row])]
+        expected = sorted({float(b.low) for b in bounds} | {float(b.high) for b in bounds})
+        assert sorted(set(shown)) == pytest.approx(expected, rel=5e-3), row

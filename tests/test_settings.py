@@ -6,6 +6,7 @@ import os
 
 import pytest
 from pydantic import SecretStr, ValidationError
+from pydantic_settings import NoDecode
 
 from floodwall import Floodwall, rules
 from floodwall.errors import ConfigurationError
@@ -544,3 +545,48 @@ def test_an_app_given_a_redis_url_without_its_host_never_shows_the_password(
         Floodwall()
     assert "SuperSecretPw" not in str(caught.value) + repr(caught.value.errors())
     assert settings_error(caught.value).startswith("bad settings: FLOODWALL_REDIS_URL has a port ")
+
+
+BOUNDED_SETTINGS = [
+    ("redis_timeout", rules.REDIS_TIMEOUT, [0, 30.5]),
+    ("expected_instances", rules.EXPECTED_INSTANCES, [0, 10_001, 1.5]),
+    ("breaker_failures", rules.BREAKER_FAILURES, [0, 10_001]),
+    ("breaker_cooldown", rules.BREAKER_COOLDOWN, [0, 301]),
+    ("resync_seconds", rules.RESYNC_SECONDS, [0, -1, 86_401]),
+    ("jwt_leeway", rules.JWT_LEEWAY, [-1, 301]),
+    ("auto_block_refusals", rules.AUTO_BLOCK_REFUSALS, [0, 2.5]),
+    ("auto_block_window", rules.AUTO_BLOCK_WINDOW, [0, 86_401]),
+    ("auto_block_seconds", rules.AUTO_BLOCK_SECONDS, [0.5, rules.MAX_SECONDS + 1]),
+    ("auto_block_max_seconds", rules.AUTO_BLOCK_SECONDS, [0, rules.MAX_SECONDS + 1]),
+    ("tarpit_seconds", rules.TARPIT_SECONDS, [-0.1, 10.5]),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "bound", "values"), BOUNDED_SETTINGS, ids=[row[0] for row in BOUNDED_SETTINGS]
+)
+def test_numeric_settings_are_bounded_by_the_rule_book(
+    monkeypatch: pytest.MonkeyPatch, field: str, bound: rules.Bound, values: list[float]
+) -> None:
+    variable = f"FLOODWALL_{field.upper()}"
+    for value in [*values, "nan", "soon"]:
+        monkeypatch.setenv(variable, str(value))
+        with pytest.raises(ValidationError) as caught:
+            FloodwallSettings()
+        assert settings_error(caught.value) == f"bad settings: {variable}: {bound.message}"
+    for value in (bound.high, bound.low if not bound.low_open else bound.high / 2):
+        monkeypatch.setenv(variable, str(value))
+        assert getattr(FloodwallSettings(), field) == value
+
+
+def test_no_setting_carries_a_bound_of_its_own() -> None:
+    # Every bound is the rule book's (floodwall.rules): none is written on a field.
+    for name, field in FloodwallSettings.model_fields.items():
+        assert all(item is NoDecode for item in field.metadata), name
+
+
+def test_a_key_prefix_follows_the_rule_book() -> None:
+    for value in ("", "x" * 65, "a b", "a{b}"):
+        line = _refusal(key_prefix=value)
+        assert line.startswith(f"bad settings: FLOODWALL_KEY_PREFIX: {rules.KEY_PREFIX.message}")
+    assert FloodwallSettings(key_prefix="my-app.v2_x").key_prefix == "my-app.v2_x"

@@ -22,7 +22,13 @@ from typing import Final
 import limits
 
 __all__ = [
+    "ADMIN_TOKEN_MIN_LENGTH",
+    "ADMIN_TOKEN_NAME",
+    "AUTO_BLOCK_REFUSALS",
     "AUTO_BLOCK_SECONDS",
+    "AUTO_BLOCK_WINDOW",
+    "BREAKER_COOLDOWN",
+    "BREAKER_FAILURES",
     "BULK_USER_IDS",
     "BURST",
     "CAPACITY",
@@ -32,9 +38,12 @@ __all__ = [
     "CREDENTIAL_ID",
     "DEFAULT_JWKS_MAX_BYTES",
     "DEFAULT_JWKS_TIMEOUT_SECONDS",
+    "EXPECTED_INSTANCES",
     "HEADER_NAME",
     "JWKS_MAX_BYTES",
     "JWKS_TIMEOUT",
+    "JWT_LEEWAY",
+    "KEY_PREFIX",
     "MAX_NETWORK_BLOCKS",
     "MAX_SECONDS",
     "MIN_PREFIX_FORCED",
@@ -44,10 +53,13 @@ __all__ = [
     "PAGE_SIZE",
     "RATE",
     "REASON",
+    "REDIS_TIMEOUT",
+    "RESYNC_SECONDS",
     "ROUTE",
     "ROUTE_LIMIT",
     "ROUTE_PERIOD",
     "ROUTE_RATE",
+    "TARPIT_SECONDS",
     "TTL_SECONDS",
     "USER_ID",
     "WINDOW_SECONDS",
@@ -55,6 +67,7 @@ __all__ = [
     "RuleError",
     "Text",
     "header_name",
+    "key_prefix",
     "limit",
     "network",
     "rate",
@@ -76,7 +89,8 @@ class RuleError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Bound:
-    """A number from ``low`` to ``high``; ``whole`` for a count."""
+    """A number from ``low`` to ``high``; ``whole`` for a count; ``low_open``: above
+    ``low`` (a time that must not be zero)."""
 
     name: str
     low: float
@@ -84,6 +98,7 @@ class Bound:
     whole: bool
     unit: str = ""
     low_note: str = ""
+    low_open: bool = False
 
     @property
     def message(self) -> str:
@@ -91,7 +106,10 @@ class Bound:
         kind = "a whole number" if self.whole else "a number"
         unit = f" {self.unit}" if self.unit else ""
         note = f" ({self.low_note})" if self.low_note else ""
-        return f"{self.name} is {kind}{unit} from {_show(self.low)}{note} to {_show(self.high)}"
+        low, high = _show(self.low), _show(self.high)
+        if self.low_open:
+            return f"{self.name} is {kind}{unit} above {low}{note}, at most {high}"
+        return f"{self.name} is {kind}{unit} from {low}{note} to {high}"
 
     def check(self, value: object) -> int | float:
         """``value`` when within bounds (integral floats count as whole numbers), else
@@ -105,7 +123,8 @@ class Bound:
                 value = int(value)
         elif not math.isfinite(value):
             raise RuleError(self.message)
-        if not self.low <= value <= self.high:
+        above_low = self.low < value if self.low_open else self.low <= value
+        if not above_low or value > self.high:
             raise RuleError(self.message)
         return value
 
@@ -186,6 +205,33 @@ _HEADER_NAME_MESSAGE: Final = (
     f"{HEADER_NAME.message}, each a letter, a digit or one of !#$%&'*+-.^_`|~ (RFC 9110)"
 )
 
+# Settings (FLOODWALL_*): each refused at start with its variable's name in front.
+REDIS_TIMEOUT: Final = Bound("redis_timeout", 0, 30, whole=False, unit="of seconds", low_open=True)
+"""How long a request waits for Redis before the fail mode applies."""
+EXPECTED_INSTANCES: Final = Bound("expected_instances", 1, 10_000, whole=True, unit="of workers")
+"""Workers sharing the limits; the fallback divides each limit among them."""
+BREAKER_FAILURES: Final = Bound("breaker_failures", 1, 10_000, whole=True, unit="of failures")
+BREAKER_COOLDOWN: Final = Bound(
+    "breaker_cooldown", 0, 300, whole=False, unit="of seconds", low_open=True
+)
+RESYNC_SECONDS: Final = Bound(
+    "resync_seconds", 0, 86_400, whole=False, unit="of seconds", low_open=True
+)
+"""How often a worker reloads its kill-switch mirror from the store."""
+JWT_LEEWAY: Final = Bound("jwt_leeway", 0, 300, whole=False, unit="of seconds")
+"""Clock skew allowed on a token's exp and nbf."""
+AUTO_BLOCK_REFUSALS: Final = Bound(
+    "auto_block_refusals", 1, 1_000_000, whole=True, unit="of refusals"
+)
+AUTO_BLOCK_WINDOW: Final = Bound(
+    "auto_block_window", 0, 86_400, whole=False, unit="of seconds", low_open=True
+)
+KEY_PREFIX: Final = Text("key_prefix", 1, 64)
+_KEY_PREFIX_PATTERN: Final = re.compile(r"[\w.-]+")
+ADMIN_TOKEN_MIN_LENGTH: Final = 16
+"""The shortest admin token accepted, in characters."""
+ADMIN_TOKEN_NAME: Final = Text("an admin token's name", 1, 64)
+
 BULK_USER_IDS: Final = Bound("user_ids", 1, 1000, whole=True, unit="of ids a call")
 CIDR: Final = Text("cidr", 1, 64)
 JWKS_TIMEOUT: Final = Bound("a key set fetch's timeout", 0.01, 60, whole=False, unit="of seconds")
@@ -234,6 +280,15 @@ def header_name(value: object) -> str:
     if not _TOKEN_CHARACTERS.issuperset(value):
         raise RuleError(_HEADER_NAME_MESSAGE)
     return value.lower()
+
+
+def key_prefix(value: object) -> str:
+    """A key prefix: letters, digits, ``_``, ``.`` and ``-`` (a brace would break the hash
+    tags that keep a subject's keys in one cluster slot)."""
+    text = KEY_PREFIX.check(value)
+    if _KEY_PREFIX_PATTERN.fullmatch(text) is None:
+        raise RuleError(f"{KEY_PREFIX.message}: letters, digits, _ . and -")
+    return text
 
 
 def limit(rate_value: object, burst_value: object) -> tuple[float, int]:

@@ -7,7 +7,7 @@ ever carries an input value: the ``ValidationError`` has every input removed (it
 ``str``, ``repr``, ``errors()`` and ``json()`` alike), each message names the variable it
 is about, and ``settings_error`` turns any failure into the one line a surface shows.
 
-Longer than most modules (~480 lines) for one reason: every refusal's message is written
+Longer than most modules for one reason: every refusal's message is written
 out in full beside the rule it enforces, which is where a reader checks both.
 """
 
@@ -44,11 +44,11 @@ PREFIX: Final = "FLOODWALL_"
 OTHER_VARIABLES: Final = frozenset({"FLOODWALL_DEMO_POOL"})
 """``FLOODWALL_*`` variables that are read elsewhere (the demo), so they are not unknown."""
 
-MIN_ADMIN_TOKEN_LENGTH: Final = 16
+MIN_ADMIN_TOKEN_LENGTH: Final = rules.ADMIN_TOKEN_MIN_LENGTH
 _TOKEN_NAME_CHARACTERS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.@+-"
 )
-_MAX_TOKEN_NAME_LENGTH: Final = 64
+_MAX_TOKEN_NAME_LENGTH: Final = rules.ADMIN_TOKEN_NAME.high
 
 # RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
 HMAC_KEY_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -62,7 +62,22 @@ _PUBLIC_KEY_ALGORITHMS: Final = frozenset(
 _HMAC_NAMES: Final = ", ".join(HMAC_KEY_BYTES)
 DEFAULT_JWKS_ALGORITHMS: Final = ("RS256", "ES256", "EdDSA")
 """What an identity provider's keys verify when ``FLOODWALL_JWT_ALGORITHMS`` is not set."""
-MAX_JWT_LEEWAY_SECONDS: Final = 300
+_BOUNDS: Final = {
+    "redis_timeout": rules.REDIS_TIMEOUT,
+    "expected_instances": rules.EXPECTED_INSTANCES,
+    "breaker_failures": rules.BREAKER_FAILURES,
+    "breaker_cooldown": rules.BREAKER_COOLDOWN,
+    "resync_seconds": rules.RESYNC_SECONDS,
+    "jwt_leeway": rules.JWT_LEEWAY,
+    "auto_block_refusals": rules.AUTO_BLOCK_REFUSALS,
+    "auto_block_window": rules.AUTO_BLOCK_WINDOW,
+    # A block's times: the bound of ttl_seconds, or every auto-block would be refused.
+    "auto_block_seconds": rules.AUTO_BLOCK_SECONDS,
+    "auto_block_max_seconds": rules.AUTO_BLOCK_SECONDS,
+    "tarpit_seconds": rules.TARPIT_SECONDS,
+}
+"""Each numeric setting checked by a bound of the rule book, with its variable's name."""
+_OPTIONAL: Final = frozenset({"auto_block_refusals"})
 
 
 def _algorithms_to_use(keys: dict[str, Any]) -> str:
@@ -229,8 +244,8 @@ class FloodwallSettings(BaseSettings):
 
     redis_url: SecretStr | None = None
     redis_cluster: bool = False
-    redis_timeout: float = Field(default=0.05, gt=0, le=30)
-    key_prefix: str = Field(default="floodwall", min_length=1, max_length=64, pattern=r"^[\w.-]+$")
+    redis_timeout: float = 0.05
+    key_prefix: str = "floodwall"
 
     rate: float = 10.0
     burst: int = 10
@@ -239,10 +254,10 @@ class FloodwallSettings(BaseSettings):
     rate_limit_headers: bool = True
 
     fail_mode: Literal["open", "closed"] = "open"
-    expected_instances: int = Field(default=1, ge=1, le=10_000)
-    breaker_failures: int = Field(default=3, ge=1)
-    breaker_cooldown: float = Field(default=1.0, gt=0, le=300)
-    resync_seconds: float = Field(default=30.0, gt=0)
+    expected_instances: int = 1
+    breaker_failures: int = 3
+    breaker_cooldown: float = 1.0
+    resync_seconds: float = 30.0
 
     admin_token: SecretStr | None = None
     """The admin API's token, acting as ``admin``; or name each token in ``admin_tokens``
@@ -256,7 +271,7 @@ class FloodwallSettings(BaseSettings):
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
-    jwt_leeway: float = Field(default=5.0, ge=0, le=MAX_JWT_LEEWAY_SECONDS)
+    jwt_leeway: float = 5.0
     """Seconds of clock skew allowed on a token's exp and nbf."""
     user_header: str | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -264,8 +279,8 @@ class FloodwallSettings(BaseSettings):
     """The opt-in that ``trusted_proxies=*`` needs: every peer may set the client address."""
 
     shadow: bool = False
-    auto_block_refusals: int | None = Field(default=None, ge=1)
-    auto_block_window: float = Field(default=10.0, gt=0)
+    auto_block_refusals: int | None = None
+    auto_block_window: float = 10.0
     auto_block_seconds: float = 300.0
     auto_block_max_seconds: float = 86_400.0
     request_id_header: str | None = "x-request-id"
@@ -358,22 +373,24 @@ class FloodwallSettings(BaseSettings):
         except rules.RuleError as exc:
             raise ValueError(f"FLOODWALL_CONCURRENCY: {exc}") from None
 
-    @field_validator("tarpit_seconds")
+    @field_validator(*_BOUNDS, mode="before")
     @classmethod
-    def _tarpit_seconds(cls, value: float) -> float:
+    def _bounded(cls, value: object, info: ValidationInfo) -> float | None:
+        field = str(info.field_name)
+        if value is None and field in _OPTIONAL:
+            return None
         try:
-            return rules.TARPIT_SECONDS.number(value)
+            return _BOUNDS[field].check(_whole_number(value))
         except rules.RuleError as exc:
-            raise ValueError(f"FLOODWALL_TARPIT_SECONDS: {exc}") from None
+            raise ValueError(f"{_variable(field)}: {exc}") from None
 
-    @field_validator("auto_block_seconds", "auto_block_max_seconds", mode="before")
+    @field_validator("key_prefix", mode="before")
     @classmethod
-    def _auto_block_seconds(cls, value: object, info: ValidationInfo) -> float:
-        # A block's time: the bound of ttl_seconds, or every auto-block would be refused.
+    def _key_prefix(cls, value: object) -> str:
         try:
-            return rules.AUTO_BLOCK_SECONDS.number(_whole_number(value))
+            return rules.key_prefix(value)
         except rules.RuleError as exc:
-            raise ValueError(f"{_variable(str(info.field_name))}: {exc}") from None
+            raise ValueError(f"FLOODWALL_KEY_PREFIX: {exc}") from None
 
     @field_validator("route_limits")
     @classmethod
