@@ -183,6 +183,12 @@ async def test_route_costs_follow_the_rule_book(floodwall: Floodwall, cost: obje
             await client.get("/api/hello")
 
 
+async def test_an_exempt_path_of_root_fails_the_start(floodwall: Floodwall) -> None:
+    exits, lines = await _uvicorn_startup(starlette_app(floodwall, exempt_paths=["/health", "/"]))
+    assert exits
+    assert any(line.startswith("FloodwallMiddleware: an exempt path of / ") for line in lines)
+
+
 async def test_a_working_middleware_starts_under_uvicorn(floodwall: Floodwall) -> None:
     exits, lines = await _uvicorn_startup(starlette_app(floodwall))
     assert not exits

@@ -590,3 +590,18 @@ def test_a_key_prefix_follows_the_rule_book() -> None:
         line = _refusal(key_prefix=value)
         assert line.startswith(f"bad settings: FLOODWALL_KEY_PREFIX: {rules.KEY_PREFIX.message}")
     assert FloodwallSettings(key_prefix="my-app.v2_x").key_prefix == "my-app.v2_x"
+
+
+@pytest.mark.parametrize("value", ["/", "/health,/", " // ", "/,/metrics"])
+def test_an_exempt_path_of_root_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    # It would exempt every request, silently: refused at start instead.
+    monkeypatch.setenv("FLOODWALL_EXEMPT_PATHS", value)
+    with pytest.raises(ValidationError) as caught:
+        FloodwallSettings()
+    assert settings_error(caught.value) == (
+        "bad settings: FLOODWALL_EXEMPT_PATHS: an exempt path of / covers every path, so "
+        "nothing would be limited or blocked: list the paths to exempt (or set "
+        "FLOODWALL_SHADOW=true to observe without enforcing)"
+    )
+    monkeypatch.setenv("FLOODWALL_EXEMPT_PATHS", "/health,/metrics/")
+    assert FloodwallSettings().exempt_paths == ["/health", "/metrics/"]

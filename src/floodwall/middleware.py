@@ -170,7 +170,8 @@ class FloodwallMiddleware:
         self._load_identity = (
             found.load if isinstance(found, IdentityChain | JwksIdentity) else None
         )
-        self._exempt = PathTable.of([*settings.exempt_paths, *exempt_paths], True)
+        exempt = [rules.exempt_path(path) for path in exempt_paths]
+        self._exempt = PathTable.of([*settings.exempt_paths, *exempt], True)
         costs = {path: rules.COST.whole_number(cost) for path, cost in (route_costs or {}).items()}
         self._costs = PathTable(costs)
         # Route limits are resolved against the app's routes at start, or the first request:

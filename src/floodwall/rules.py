@@ -66,6 +66,7 @@ __all__ = [
     "Bound",
     "RuleError",
     "Text",
+    "exempt_path",
     "header_name",
     "key_prefix",
     "limit",
@@ -280,6 +281,18 @@ def header_name(value: object) -> str:
     if not _TOKEN_CHARACTERS.issuperset(value):
         raise RuleError(_HEADER_NAME_MESSAGE)
     return value.lower()
+
+
+def exempt_path(value: str) -> str:
+    """A path never checked; ``/`` (or any spelling of it) is refused: it covers every
+    path, so nothing would be limited or blocked, and nothing would say so."""
+    if not value.strip().rstrip("/"):
+        raise RuleError(
+            "an exempt path of / covers every path, so nothing would be limited or blocked: "
+            "list the paths to exempt (or set FLOODWALL_SHADOW=true to observe without "
+            "enforcing)"
+        )
+    return value
 
 
 def key_prefix(value: object) -> str:

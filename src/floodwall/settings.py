@@ -363,6 +363,14 @@ class FloodwallSettings(BaseSettings):
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
 
+    @field_validator("exempt_paths")
+    @classmethod
+    def _exempt_paths(cls, paths: list[str]) -> list[str]:
+        try:
+            return [rules.exempt_path(path) for path in paths]
+        except rules.RuleError as exc:
+            raise ValueError(f"FLOODWALL_EXEMPT_PATHS: {exc}") from None
+
     @field_validator("concurrency", mode="before")
     @classmethod
     def _concurrency(cls, value: object) -> int | None:
