@@ -5,6 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -187,6 +190,33 @@ async def test_an_exempt_path_of_root_fails_the_start(floodwall: Floodwall) -> N
     exits, lines = await _uvicorn_startup(starlette_app(floodwall, exempt_paths=["/health", "/"]))
     assert exits
     assert any(line.startswith("FloodwallMiddleware: an exempt path of / ") for line in lines)
+
+
+_MISCONFIGURED_SERVER = """
+import uvicorn
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from floodwall import Floodwall, FloodwallMiddleware
+
+middleware = Middleware(FloodwallMiddleware, floodwall=Floodwall(), route_costs={"/x": 0})
+uvicorn.run(Starlette(middleware=[middleware]), host="127.0.0.1", port=0)
+"""
+
+
+def test_a_misconfigured_middleware_makes_uvicorn_exit_non_zero() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
+    result = subprocess.run(
+        [sys.executable, "-c", _MISCONFIGURED_SERVER],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 3  # uvicorn's STARTUP_FAILURE
+    assert f"FloodwallMiddleware: {rules.COST.message}" in result.stderr
+    assert "Application startup failed. Exiting." in result.stderr
+    assert "unsupported" not in result.stderr
 
 
 async def test_a_working_middleware_starts_under_uvicorn(floodwall: Floodwall) -> None:
