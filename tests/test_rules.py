@@ -467,6 +467,17 @@ README_ROWS: dict[str, list[rules.Bound | rules.Text]] = {
     "`top` window": [rules.WINDOW_SECONDS],
     "user id": [rules.USER_ID],
     "credential id": [rules.CREDENTIAL_ID],
+    "`FLOODWALL_REDIS_TIMEOUT`": [rules.REDIS_TIMEOUT],
+    "`FLOODWALL_EXPECTED_INSTANCES`": [rules.EXPECTED_INSTANCES],
+    "`FLOODWALL_BREAKER_FAILURES` / `_COOLDOWN`": [rules.BREAKER_FAILURES, rules.BREAKER_COOLDOWN],
+    "`FLOODWALL_RESYNC_SECONDS`": [rules.RESYNC_SECONDS],
+    "`FLOODWALL_JWT_LEEWAY`": [rules.JWT_LEEWAY],
+    "`FLOODWALL_AUTO_BLOCK_REFUSALS` / `_WINDOW`": [
+        rules.AUTO_BLOCK_REFUSALS,
+        rules.AUTO_BLOCK_WINDOW,
+    ],
+    "`FLOODWALL_KEY_PREFIX`": [rules.KEY_PREFIX],
+    "header names (`FLOODWALL_USER_HEADER`, `_REQUEST_ID_HEADER`)": [rules.HEADER_NAME],
 }
 _README_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?")
 
