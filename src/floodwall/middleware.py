@@ -291,8 +291,7 @@ class FloodwallMiddleware:
 
     async def _misconfigured(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Reached only when no lifespan ran: the server could not be stopped from starting.
-        assert self._refusal is not None
-        raise self._refusal
+        raise ConfigurationError(str(self._refusal))
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Every request runs this: tables that are empty are not consulted at all. Paths
