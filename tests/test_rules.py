@@ -283,6 +283,11 @@ async def test_every_cost_the_rule_book_accepts_is_checked(floodwall: Floodwall)
         ("1e-15", "3"),
         ("1e-7", "1000"),  # a bucket that takes a century to refill
         ("5", None),
+        ("5", "0x10"),  # Lua's tonumber reads hex, Python's float does not
+        ("1_0", "3"),  # Python's float reads underscores, Lua's tonumber does not
+        (" 5", "3"),
+        ("5", "3 "),
+        ("5", "infinity"),
     ],
 )
 async def test_a_stored_limit_outside_the_rule_book_reads_as_absent_everywhere(

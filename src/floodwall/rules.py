@@ -68,6 +68,7 @@ __all__ = [
     "Text",
     "exempt_path",
     "header_name",
+    "is_number_text",
     "key_prefix",
     "limit",
     "network",
@@ -281,6 +282,12 @@ def header_name(value: object) -> str:
     if not _TOKEN_CHARACTERS.issuperset(value):
         raise RuleError(_HEADER_NAME_MESSAGE)
     return value.lower()
+
+
+def is_number_text(text: str) -> bool:
+    """Whether ``text`` is a plain decimal number (``5``, ``0.5``, ``3.2e-08``): no
+    spaces, underscores, hex, ``inf`` or ``nan``, which Python and Lua read differently."""
+    return _NUMBER_TEXT.fullmatch(text) is not None
 
 
 def exempt_path(value: str) -> str:

@@ -39,6 +39,9 @@ def stored_limit(rate: str | None, burst: str | None) -> tuple[float, int] | Non
     """A stored (rate, burst) pair the rule book accepts, else ``None``."""
     if rate is None or burst is None:
         return None
+    if not (rules.is_number_text(rate) and rules.is_number_text(burst)):
+        # As check.lua reads them: only plain decimal numbers.
+        return None
     try:
         return rules.limit(float(rate), float(burst))
     except ValueError:

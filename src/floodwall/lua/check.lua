@@ -72,7 +72,15 @@ local shadow = state[6] == "1" and 1 or 0
 -- an older version ("nan", "inf", 0), reads as absent: the default applies.
 local rate_text = ARGV[1]
 local burst = tonumber(ARGV[2])
-local own_rate, own_burst = tonumber(state[4]), tonumber(state[5])
+-- Plain decimal numbers only, as floodwall.stored reads them (tonumber would also take
+-- hex and spaces, which Python does not).
+local function decimal(text)
+  if text and string.find(text, "^[-+]?[%d.]+[eE]?[-+]?%d*$") then
+    return tonumber(text)
+  end
+  return nil
+end
+local own_rate, own_burst = decimal(state[4]), decimal(state[5])
 if own_rate and own_burst
   and own_rate >= __MIN_RATE__ and own_rate <= __MAX_RATE__
   and own_burst >= __MIN_BURST__ and own_burst <= __MAX_BURST__ and own_burst % 1 == 0
