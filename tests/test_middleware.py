@@ -178,10 +178,10 @@ async def test_route_costs_follow_the_rule_book(floodwall: Floodwall, cost: obje
     app = starlette_app(floodwall, route_costs={"/x": cost})
     exits, lines = await _uvicorn_startup(app)
     assert exits
-    assert f"FloodwallMiddleware: {rules.COST.message}" in lines
+    assert f"floodwall: {rules.COST.message}" in lines
     assert not any("unsupported" in line for line in lines)
     # Without a lifespan, each request raises the same one line.
-    with pytest.raises(ConfigurationError, match=f"^FloodwallMiddleware: {rules.COST.message}$"):
+    with pytest.raises(ConfigurationError, match=f"^floodwall: {rules.COST.message}$"):
         async with client_for(app) as client:
             await client.get("/api/hello")
 
@@ -189,7 +189,7 @@ async def test_route_costs_follow_the_rule_book(floodwall: Floodwall, cost: obje
 async def test_an_exempt_path_of_root_fails_the_start(floodwall: Floodwall) -> None:
     exits, lines = await _uvicorn_startup(starlette_app(floodwall, exempt_paths=["/health", "/"]))
     assert exits
-    assert any(line.startswith("FloodwallMiddleware: an exempt path of / ") for line in lines)
+    assert any(line.startswith("floodwall: an exempt path of / ") for line in lines)
 
 
 _MISCONFIGURED_SERVER = """
@@ -214,7 +214,7 @@ def test_a_misconfigured_middleware_makes_uvicorn_exit_non_zero() -> None:
         timeout=60,
     )
     assert result.returncode == 3  # uvicorn's STARTUP_FAILURE
-    assert f"FloodwallMiddleware: {rules.COST.message}" in result.stderr
+    assert f"floodwall: {rules.COST.message}" in result.stderr
     assert "Application startup failed. Exiting." in result.stderr
     assert "unsupported" not in result.stderr
 

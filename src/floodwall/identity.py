@@ -773,17 +773,8 @@ class _Bounded(http.client.HTTPConnection):
         self._watch.add(self.sock)
 
 
-class _BoundedSecure(http.client.HTTPSConnection):
-    """``_Bounded`` over TLS."""
-
-    def __init__(self, *args: Any, watch: _Watch, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._watch = watch
-
-    def connect(self) -> None:
-        self.timeout = max(self._watch.deadline - time.monotonic(), 0.001)
-        super().connect()
-        self._watch.add(self.sock)
+class _BoundedSecure(_Bounded, http.client.HTTPSConnection):
+    """``_Bounded`` over TLS: its ``connect`` wraps the socket before the watch gets it."""
 
 
 class _BoundedHandler(urllib.request.HTTPHandler):
