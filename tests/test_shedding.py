@@ -29,6 +29,11 @@ async def take(shed: Shedder, subject: str, count: int) -> list[Ticket]:
     return tickets
 
 
+async def spread(shed: Shedder, count: int) -> list[Ticket]:
+    """A slot each for ``count`` subjects."""
+    return [ticket for n in range(count) for ticket in await take(shed, f"s-{n}", 1)]
+
+
 async def until_waiting(shed: Shedder, count: int) -> None:
     for _ in range(100):
         if len(shed._waiters) == count:
@@ -37,16 +42,35 @@ async def until_waiting(shed: Shedder, count: int) -> None:
     raise AssertionError(f"{len(shed._waiters)} waiting, not {count}")
 
 
-async def test_a_lone_subject_may_use_every_slot_and_no_more() -> None:
+async def test_a_lone_subject_holds_half_the_slots_and_no_more() -> None:
     shed, _ = shedder(4, max_wait=0.01)
-    held = await take(shed, "hog", 4)
-    assert shed.in_flight == 4
-    assert shed.held("hog") == 4
+    held = await take(shed, "hog", 2)
+    # Alone on an idle worker, its share would be every slot: the rest is kept for whoever
+    # comes next, as a slot it took is not given back before its request ends.
     assert await shed.acquire("hog") is None
-    for ticket in held:
+    assert shed.in_flight == 2
+    assert shed.held("hog") == 2
+    # Each slot it gives back it may take again.
+    shed.release(held[0], completed=True)
+    held[0] = (await take(shed, "hog", 1))[0]
+    others = await take(shed, "alice", 1) + await take(shed, "bob", 1)
+    assert shed.in_flight == 4
+    for ticket in [*held, *others]:
         shed.release(ticket, completed=True)
     assert shed.in_flight == 0
-    assert shed.held("hog") == 0
+
+
+async def test_a_critical_request_is_held_to_half_the_slots_too() -> None:
+    shed, _ = shedder(4, critical_paths=True)
+    for _ in range(2):
+        assert await shed.acquire("hog", critical=True) is not None
+    assert await shed.acquire("hog", critical=True) is None
+
+
+async def test_one_slot_is_the_lone_subjects() -> None:
+    shed, _ = shedder(1)
+    assert await shed.acquire("only") is not None
+    assert shed.in_flight == 1
 
 
 async def test_over_half_full_a_subject_beyond_its_share_is_refused_before_the_others() -> None:
@@ -186,25 +210,26 @@ async def test_under_half_full_only_subjects_whose_slots_come_back_quickly_borro
 
 async def test_at_capacity_a_subject_within_its_share_waits_for_the_next_slot() -> None:
     shed, _ = shedder(4, max_wait=5.0)
-    hog = await take(shed, "hog", 3)
-    alice = await take(shed, "alice", 1)
-    waiting = asyncio.create_task(shed.acquire("alice"))
+    hog = await take(shed, "hog", 2)
+    others = await take(shed, "alice", 1) + await take(shed, "carol", 1)
+    waiting = asyncio.create_task(shed.acquire("bob"))
     await until_waiting(shed, 1)
-    # The hog is over its share: refused at once, it cannot take the slot alice waits for.
+    # The hog is over its share: refused at once, it cannot take the slot bob waits for.
     assert await shed.acquire("hog") is None
     shed.release(hog[0], completed=True)
     ticket = await waiting
     assert ticket is not None
-    assert shed.held("alice") == 2
+    assert shed.held("bob") == 1
     assert shed.in_flight == 4
-    for held in [*hog[1:], *alice, ticket]:
+    for held in [*hog[1:], *others, ticket]:
         shed.release(held, completed=True)
     assert shed.in_flight == 0
 
 
 async def test_the_wait_is_bounded() -> None:
     shed, _ = shedder(2, max_wait=0.01)
-    await take(shed, "hog", 2)
+    await take(shed, "hog", 1)
+    await take(shed, "other", 1)
     loop = asyncio.get_running_loop()
     started = loop.time()
     assert await shed.acquire("alice") is None
@@ -267,7 +292,7 @@ async def test_a_full_queue_refuses_whoever_ranks_last() -> None:
 
 async def test_cancelled_waiters_leave_no_trace_and_granted_ones_give_back() -> None:
     shed, _ = shedder(2, max_wait=5.0)
-    hog = await take(shed, "hog", 2)
+    hog = await take(shed, "hog", 1) + await take(shed, "other", 1)
     waiting = asyncio.create_task(shed.acquire("alice"))
     await until_waiting(shed, 1)
     waiting.cancel()
@@ -288,7 +313,7 @@ async def test_cancelled_waiters_leave_no_trace_and_granted_ones_give_back() -> 
 
 async def test_a_waiter_cancelled_without_being_dropped_is_skipped() -> None:
     shed, _ = shedder(2, max_wait=5.0)
-    hog = await take(shed, "hog", 2)
+    hog = await take(shed, "hog", 1) + await take(shed, "other", 1)
     waiting = asyncio.create_task(shed.acquire("alice"))
     await until_waiting(shed, 1)
     shed._waiters[0].future.cancel()
@@ -353,7 +378,7 @@ async def test_an_auto_limit_learns_from_completed_requests_only() -> None:
     shed = Shedder(limit, clock=clock)
     assert shed.limit == 8
     for _ in range(4):
-        tickets = await take(shed, "a", 8)
+        tickets = await spread(shed, 8)
         clock.advance(0.01)
         for ticket in tickets[:4]:
             shed.release(ticket, completed=False)
@@ -362,7 +387,7 @@ async def test_an_auto_limit_learns_from_completed_requests_only() -> None:
     baseline = shed.limit
     assert limit.no_load_latency == pytest.approx(0.01)
     for _ in range(4):
-        tickets = await take(shed, "a", shed.limit)
+        tickets = await spread(shed, shed.limit)
         clock.advance(0.1)
         for ticket in tickets:
             shed.release(ticket, completed=True)
@@ -466,3 +491,19 @@ async def test_a_waiter_whose_subject_took_a_slot_meanwhile_is_beyond_its_share(
     assert await first is not None
     assert await second is None
     assert shed.held("x") == 1
+
+
+async def test_a_critical_waiter_whose_subject_reached_half_the_slots_meanwhile_is_refused() -> (
+    None
+):
+    shed, _ = shedder(4, max_wait=5.0, critical_paths=True)
+    held = [ticket for name in "abc" for ticket in await take(shed, name, 1)]
+    assert await shed.acquire("x", critical=True) is not None
+    # Both wait holding one slot of the two x may hold.
+    first, second = (asyncio.create_task(shed.acquire("x", critical=True)) for _ in range(2))
+    await until_waiting(shed, 2)
+    shed.release(held[0], completed=True)
+    assert await first is not None
+    shed.release(held[1], completed=True)
+    assert await second is None
+    assert shed.held("x") == 2

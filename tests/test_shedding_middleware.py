@@ -4,6 +4,7 @@ test opens, driven over httpx's ASGI transport."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
 from floodwall.metrics import RESULTS
@@ -89,9 +90,10 @@ async def test_a_hog_is_refused_while_a_subject_under_its_share_is_served(
     client: tuple[httpx.AsyncClient, Shedder, Floodwall], gates: Gates
 ) -> None:
     http, shedder, floodwall = client
-    # Three regular slots (one of four is reserved for /pay): the hog takes two, alice one.
-    hog = [get(http, "hog") for _ in range(2)]
-    hog_gates = [await gates.next_gate() for _ in hog]
+    # Three regular slots (one of four is reserved for /pay): one subject holds at most
+    # one of them.
+    hog = get(http, "hog")
+    hog_gate = await gates.next_gate()
     alice = get(http, "alice")
     alice_gate = await gates.next_gate()
     refused = await http.get("/work", headers={"x-user": "hog"})
@@ -100,17 +102,19 @@ async def test_a_hog_is_refused_while_a_subject_under_its_share_is_served(
     assert refused.headers["retry-after"] == "1"
     assert refused.json()["type"] == "urn:floodwall:problem:overloaded"
     assert "x-request-id" in refused.headers
+    carol = get(http, "carol")
+    carol_gate = await gates.next_gate()
     # Bob holds nothing: within his share he waits for the next slot, which the hog cannot
     # take from him.
     bob = get(http, "bob")
     await until(lambda: len(shedder._waiters) == 1)
     assert (await http.get("/work", headers={"x-user": "hog"})).status_code == 503
-    hog_gates[0].set()
-    assert (await hog[0]).status_code == 200
+    hog_gate.set()
+    assert (await hog).status_code == 200
     bob_gate = await gates.next_gate()
-    for gate in (bob_gate, alice_gate, hog_gates[1]):
+    for gate in (bob_gate, alice_gate, carol_gate):
         gate.set()
-    assert [(await task).status_code for task in (bob, alice, hog[1])] == [200, 200, 200]
+    assert [(await task).status_code for task in (bob, alice, carol)] == [200, 200, 200]
     assert shedder.in_flight == 0
     assert floodwall.metrics.hot.results[RESULTS.index("overloaded")] == 2
 
@@ -197,3 +201,105 @@ def _shedder_of(app: Starlette) -> Shedder:
         layer = layer.app
     assert layer._shedder is not None
     return layer._shedder
+
+
+async def test_genuine_users_are_served_while_an_anonymous_hog_holds_slow_requests(
+    gates: Gates,
+) -> None:
+    # Eight slots; the anonymous client comes to a worker that has seen nobody else and
+    # sends ten slow requests at once.
+    floodwall = Floodwall(FloodwallSettings(**ROOMY))
+    shedder = Shedder(8, max_wait=0.05, clock=asyncio.get_running_loop().time)
+    app = app_with(floodwall, gates, shedder=shedder)
+    hog_transport = httpx.ASGITransport(app=app, client=("192.0.2.66", 40000))
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.1", 40000))
+    async with (
+        httpx.AsyncClient(transport=hog_transport, base_url="http://testserver") as hog_http,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as http,
+    ):
+        hog = [asyncio.create_task(hog_http.get("/work")) for _ in range(10)]
+        try:
+            await settled(lambda: sum(task.done() for task in hog) + shedder.in_flight == 10)
+            # Whatever it saw before, it holds at most half the worker; the rest is refused.
+            assert shedder.in_flight == 4
+            assert {(await task).status_code for task in hog if task.done()} == {503}
+            users = [get(http, f"user-{n}") for n in range(4)]
+            await settled(lambda: gates.entered.qsize() == 8)
+            open_all(gates)
+            assert [(await task).status_code for task in users] == [200] * 4
+            assert [(await task).status_code for task in hog].count(200) == 4
+        finally:
+            open_all(gates)
+    assert shedder.in_flight == 0
+
+
+async def test_genuine_users_are_served_while_an_anonymous_hog_holds_websockets(
+    gates: Gates,
+) -> None:
+    floodwall = Floodwall(FloodwallSettings(**ROOMY, capacity=8))
+    app = app_with(floodwall, gates)
+    sockets = [await _open_websocket(app, ("192.0.2.66", 40000 + n)) for n in range(8)]
+    try:
+        shedder = _shedder_of(app)
+        answers = [sent[0]["type"] for sent, _ in sockets]
+        # Whatever it saw before, it holds at most half the worker; the rest is refused.
+        assert answers.count("websocket.accept") == 4
+        assert shedder.in_flight == 4
+        transport = httpx.ASGITransport(app=app, client=("192.0.2.1", 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            users = [get(http, f"user-{n}") for n in range(4)]
+            try:
+                await settled(lambda: gates.entered.qsize() == 4)
+            finally:
+                open_all(gates)
+            assert [(await task).status_code for task in users] == [200] * 4
+    finally:
+        for _, close in sockets:
+            await close()
+    assert shedder.in_flight == 0
+
+
+async def settled(condition: Any) -> None:
+    # Waits that end on a timer (a refusal after ``max_wait``) take real time.
+    for _ in range(500):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never held")
+
+
+def open_all(gates: Gates) -> None:
+    while not gates.entered.empty():
+        gates.entered.get_nowait().set()
+
+
+async def _open_websocket(
+    app: Starlette, client: tuple[str, int]
+) -> tuple[list[dict[str, Any]], Any]:
+    # A websocket driven through the app's ASGI interface: open until ``close`` is awaited.
+    sent: list[dict[str, Any]] = []
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await inbox.put({"type": "websocket.connect"})
+    scope = {
+        "type": "websocket",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": [],
+        "client": client,
+        "subprotocols": [],
+    }
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    task = asyncio.create_task(app(scope, inbox.get, send))
+    await until(lambda: bool(sent))
+
+    async def close() -> None:
+        await inbox.put({"type": "websocket.disconnect", "code": 1000})
+        # The app's socket was waiting for a message: it hears the client leave.
+        with contextlib.suppress(WebSocketDisconnect):
+            await task
+
+    return sent, close

@@ -7,6 +7,12 @@ it back when the app returns, raises or is cancelled. With ``limit`` slots:
 - **Critical paths** may use every slot; other requests ``limit - reserve`` of them, where
   ``reserve`` is a tenth of the limit (at least 1) when critical paths are configured, so
   they are still served while everything else is shed.
+- **Half the usable slots** (rounded down, at least one) is the most one subject holds,
+  critical or not, however alone it was when it took them: a share is decided when a slot
+  is taken, and a slot held by a websocket or a slow request comes back only when it ends,
+  so a client alone on an idle worker (its share: every slot) would otherwise hold them all
+  and everyone coming after would wait and be refused. A request beyond it is refused at
+  once; a waiter whose subject reached it meanwhile too.
 - **The fair share** of a subject is the usable slots divided among the subjects seen in
   the last ``RECENT_SECONDS`` (at least one slot each). It counts recent subjects, not only
   those holding slots: a few subjects holding long requests are otherwise "the only active
@@ -74,6 +80,9 @@ _DECAY_RATE: Final = -math.log(2) / HALF_LIFE_SECONDS
 HOLD_WEIGHT: Final = 0.25
 """Of each released slot's time in its subject's mean hold."""
 BUSY_FRACTION: Final = 0.5
+CAP_FRACTION: Final = 0.5
+"""Of the usable slots, the most one subject holds at once. Higher serves a lone heavy
+user more of an idle worker; it leaves less to the users who come while its requests run."""
 CRITICAL_FRACTION: Final = 0.1
 
 
@@ -145,6 +154,8 @@ class Shedder:
         score, hold = self._seen(subject, now)
         usable = self.usable(critical)
         held = self._held.get(subject, 0)
+        if held >= _cap(usable):
+            return None
         total = self.in_flight
         # Each recent subject's part of the usable slots, at least one.
         within_share = held + 1 <= max(1.0, usable / len(self._recent))
@@ -275,12 +286,19 @@ class Shedder:
             del waiters[0]
             held = self._held.get(waiter.subject, 0)
             share = max(1.0, usable / len(self._recent))
-            if held > waiter.held and not critical and held + 1 > share:
+            beyond = held >= _cap(usable) or (not critical and held + 1 > share)
+            if held > waiter.held and beyond:
                 # Its subject took a slot while it waited (another of its requests): this
-                # one would now take it beyond its share, and is refused as it would be now.
+                # one would now take it beyond its cap or share, and is refused as it would
+                # be now.
                 waiter.future.set_result(None)
                 continue
             waiter.future.set_result(self._take(waiter.subject, self._clock(), critical))
+
+
+def _cap(usable: int) -> int:
+    # The most one subject may hold: half the usable slots, at least one.
+    return max(1, int(usable * CAP_FRACTION))
 
 
 def _decay(seconds: float) -> float:
