@@ -313,3 +313,33 @@ async def test_an_open_websocket_holds_a_slot() -> None:
     finish.set()
     await close_third()
     await floodwall.stop()
+
+
+async def test_an_anonymous_client_is_held_to_the_limit_by_its_address() -> None:
+    floodwall = Floodwall(
+        FloodwallSettings(user_header="x-user", concurrency=2, rate=1000, burst=1000)
+    )
+    started, finish = asyncio.Event(), asyncio.Event()
+    app = _app(floodwall, started, finish)
+    hog_transport = httpx.ASGITransport(app=app, client=("192.0.2.66", 40000))
+    other_transport = httpx.ASGITransport(app=app, client=("192.0.2.1", 40000))
+    async with (
+        httpx.AsyncClient(transport=hog_transport, base_url="http://app") as hog,
+        httpx.AsyncClient(transport=other_transport, base_url="http://app") as other,
+    ):
+        holding = [asyncio.create_task(hog.get("/slow")) for _ in range(2)]
+        await started.wait()
+        await asyncio.sleep(0.01)
+        try:
+            # Not served: answered at once, or never while the others run.
+            refused = await asyncio.wait_for(hog.get("/slow"), 5)
+            assert refused.status_code == 429
+            assert refused.json()["type"] == "urn:floodwall:problem:concurrency-exceeded"
+            # Another address has slots of its own.
+            elsewhere = asyncio.create_task(other.get("/slow"))
+            await asyncio.sleep(0.05)
+        finally:
+            finish.set()
+        assert [(await t).status_code for t in holding] == [200, 200]
+        assert (await elsewhere).status_code == 200
+    await floodwall.stop()

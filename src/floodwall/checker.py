@@ -209,7 +209,7 @@ class Checker:
                         credential_id=identity.credential_id,
                         reset_exempt=reset_exempt,
                         windows=windows,
-                        concurrency=None if identity.anonymous else self._concurrency,
+                        concurrency=self._concurrency,
                         lease_ms=LEASE_MS,
                     )
                 except StoreUnavailable as exc:

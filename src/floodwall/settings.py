@@ -288,7 +288,8 @@ class FloodwallSettings(BaseSettings):
     exempt_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     password_reset_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     concurrency: int | None = None
-    """Requests of one user in flight at once, across every worker; unset: no limit."""
+    """Requests of one user (an anonymous client: of its address) in flight at once,
+    across every worker; unset: no limit."""
     route_limits: str = ""
     """``POST /login=5/minute@address;GET /items/{item_id}/export=1/second``."""
 
