@@ -23,9 +23,9 @@ from starlette.websockets import WebSocket
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, Outcome
 from floodwall.decision import Decision
 from floodwall.keys import Keys
-from floodwall.stores import Store
+from floodwall.stores import RedisStore, Store
 from floodwall.stores.base import LEASE_MS
-from harness import RedisServer
+from harness import RedisServer, client_commands
 
 KEYS = Keys("floodwall")
 ALICE = KEYS.user("alice")
@@ -343,3 +343,31 @@ async def test_an_anonymous_client_is_held_to_the_limit_by_its_address() -> None
         assert [(await t).status_code for t in holding] == [200, 200]
         assert (await elsewhere).status_code == 200
     await floodwall.stop()
+
+
+async def test_a_renewal_costs_two_commands_per_subject_in_flight(
+    redis_server: RedisServer,
+) -> None:
+    # Its cost grows with the subjects holding slots on this worker, not with their
+    # requests: each subject's leases are one ZADD, its key's lifetime one PEXPIRE.
+    store = RedisStore.from_url(redis_server.url, prefix="renew", cluster=False, timeout=5)
+    await store.start()
+    try:
+        subjects = [KEYS.user(f"renew-{n}") for n in range(3)]
+        leases = []
+        for n in range(30):
+            keys = subjects[n % 3]
+            decision = await store.check(keys, rate=1000, burst=1000, concurrency=100)
+            leases.append((keys, decision.lease))
+        now_ms = await store.now_ms()
+        longer = 10 * LEASE_MS
+        with client_commands(redis_server.port) as seen:
+            await store.renew(leases, longer)
+        assert sorted(seen) == ["PEXPIRE"] * 3 + ["TIME"] + ["ZADD"] * 3
+        for keys in subjects:
+            ends = await store.client.zrange(keys.inflight, 0, -1, withscores=True)
+            assert len(ends) == 10
+            assert min(float(end[1]) for end in ends) >= now_ms + longer
+            assert await store.client.pttl(keys.inflight) > LEASE_MS
+    finally:
+        await store.close()

@@ -423,16 +423,21 @@ class RedisStore:
                 await self._client.zrem(keys.inflight, token)
 
     async def renew(self, leases: Sequence[tuple[SubjectKeys, str]], lease_ms: int) -> None:
-        """ZADD XX of each lease's new end, and PEXPIRE, pipelined."""
+        """Per subject, one ZADD XX of its leases' new end and one PEXPIRE, pipelined: the
+        cost follows the subjects holding slots here, not their requests."""
         if not leases:
             return
         # The clock the check leased them on: Redis's, or a test's.
         now = round(self._clock() * 1000) if self._clock is not None else await self.now_ms()
+        end = now + lease_ms
+        tokens: dict[str, dict[str, int]] = {}
+        for keys, token in leases:
+            tokens.setdefault(keys.inflight, {})[token] = end
         with _storage_errors():
             async with self._client.pipeline(transaction=False) as pipe:
-                for keys, token in leases:
-                    pipe.zadd(keys.inflight, {token: now + lease_ms}, xx=True)
-                    pipe.pexpire(keys.inflight, lease_ms)
+                for key, ends in tokens.items():
+                    pipe.zadd(key, ends, xx=True)
+                    pipe.pexpire(key, lease_ms)
                 await pipe.execute()
 
     def _packed_limit(self, limit: _UsualArgs) -> bytes:
