@@ -76,12 +76,13 @@ async def test_a_users_own_limit_wins_and_holds_without_a_default(store: Store) 
 async def test_a_lease_not_renewed_ends_and_a_renewed_one_holds(
     clocked_store: Store, clock: FakeClock
 ) -> None:
+    lease = LEASE_MS / 1000
     held = await take(clocked_store)
     assert held.allowed
     assert (await take(clocked_store)).allowed  # a crashed worker's
-    clock.advance(40)
+    clock.advance(lease * 2 / 3)
     await clocked_store.renew([(ALICE, held.lease)], LEASE_MS)
-    clock.advance(30)  # the crashed worker's lease ended; the held one was renewed
+    clock.advance(lease / 2)  # the crashed worker's lease ended; the held one was renewed
     assert (await take(clocked_store)).allowed
     assert (await take(clocked_store)).outcome is Outcome.CONCURRENCY_EXCEEDED
 

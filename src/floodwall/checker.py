@@ -35,7 +35,8 @@ logger = logging.getLogger("floodwall")
 
 KEYS_CACHE_SIZE: Final = 65_536
 RENEW_SECONDS: Final = LEASE_MS / 1000 / 3
-"""How often the leases of this worker's requests in flight are renewed."""
+"""How often the leases of this worker's requests in flight are renewed: two renewals in a
+row may fail before a live request's slot lapses."""
 _ALLOWED: Final = RESULTS.index("allowed")
 _FALLBACK: Final = RESULTS.index("fallback")
 # No subject's doing: neither counts for top or auto-block.

@@ -75,9 +75,15 @@ class Window(NamedTuple):
     override: str = ""
 
 
-LEASE_MS: Final = 60_000
+LEASE_MS: Final = 15_000
 """How long a concurrency slot is leased: a crashed worker's slots are free after this (a
-live worker renews the leases of its requests)."""
+live worker renews the leases of its requests). Shorter frees a crashed worker's users
+sooner, and costs Redis more renewals (two commands per subject holding slots on a worker,
+each renewal, renewals being a fixed fraction of the lease apart). It also lets a live
+worker's slots lapse sooner while its renewals fail (Redis restarting, the worker stalled):
+their subjects may then go beyond their limit until those requests end, as anyone may
+while Redis is down (the fallback does not count requests in flight); never a lockout.
+Long enough for a Redis restart, well within the minute the design promises."""
 
 
 @dataclass(frozen=True, slots=True)
