@@ -313,6 +313,26 @@ async def test_block_on_one_instance_refuses_on_the_other(
     await answers(b, 200, user=user)
 
 
+async def test_a_network_block_reaches_the_other_instance_and_its_reload(
+    pair: list[Instance],
+) -> None:
+    a, b = pair
+    for index in range(150):
+        await a.floodwall.block_network(f"10.0.{index}.0/24", reason="stuffing")
+
+    async def arrived() -> bool:
+        return len(b.floodwall.networks) == 150
+
+    await wait_until_async(arrived, "the blocks arrive", within=5)
+    await a.floodwall.unblock_network("10.0.7.0/24")
+    await wait_until_async(lambda: len(b.floodwall.networks) == 149, "the lift arrives", within=5)
+    # A reload pages through the blocks on the node that owns them.
+    await b.floodwall.resync()
+    assert len(b.floodwall.networks) == 149
+    assert b.floodwall.networks.match("10.0.8.1") is not None
+    assert b.floodwall.networks.match("10.0.7.1") is None
+
+
 ADMIN_TOKEN = "cluster-admin-token-0123456789"
 
 

@@ -23,6 +23,7 @@ from floodwall.decision import Outcome
 from floodwall.metrics import RESULTS
 from floodwall.networks import NetworkBlock, NetworkBlocks
 from floodwall.rules import RuleError, network
+from floodwall.stores.base import Store
 from harness import RedisServer, client_commands, wait_until_async
 
 TOKEN = "many-admin-token-0123456789"
@@ -437,3 +438,121 @@ async def test_networks_that_ran_out_make_room_at_the_limit(
         "198.51.100.0/24",
         "203.0.113.0/24",
     ]
+
+
+# -- at scale: no reload holds the event loop (issue 22) -----------------------------------------
+
+
+def block_texts(count: int) -> dict[str, str]:
+    """``count`` stored /24 blocks with no end, in 10.0.0.0/8."""
+    texts: dict[str, str] = {}
+    for index in range(count):
+        cidr = f"10.{index // 256}.{index % 256}.0/24"
+        texts[cidr] = NetworkBlock(cidr, "r", "ops", 1, None).stored()
+    return texts
+
+
+async def test_the_store_pages_through_the_network_blocks(store: Store) -> None:
+    texts = block_texts(250)
+    for cidr, text in texts.items():
+        await store.write_network(cidr, text)
+    assert await store.count_networks() == 250
+    assert await store.read_network("10.0.1.0/24") == texts["10.0.1.0/24"]
+    assert await store.read_network("10.9.9.0/24") is None
+    seen: dict[str, str] = {}
+    cursor: str | None = None
+    pages = 0
+    while cursor != "":
+        page, cursor = await store.scan_networks(cursor, 100)
+        seen |= page
+        pages += 1
+    assert seen == texts
+    assert pages > 1
+
+
+@pytest.fixture
+async def two_workers(
+    redis_server: RedisServer, redis_client: redis.asyncio.Redis
+) -> AsyncIterator[tuple[Floodwall, Floodwall]]:
+    """An operator's ``Floodwall`` (as the CLI has) and a serving worker following the feed,
+    on an emptied real Redis."""
+    settings = FloodwallSettings(redis_url=redis_server.url, redis_timeout=2)
+    acting, serving = Floodwall(settings), Floodwall(settings)
+    await redis_client.flushall()
+    try:
+        yield acting, serving
+    finally:
+        await acting.stop()
+        await serving.stop()
+
+
+async def store_blocks(redis_client: redis.asyncio.Redis, count: int) -> None:
+    await redis_client.hset("floodwall:networks", mapping=block_texts(count))  # type: ignore[arg-type]
+
+
+async def test_a_network_change_reads_that_one_network_on_every_worker(
+    two_workers: tuple[Floodwall, Floodwall],
+    redis_server: RedisServer,
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    acting, serving = two_workers
+    await store_blocks(redis_client, 1000)
+    await serving.start()
+    await asyncio.wait_for(serving.following.wait(), 10)
+    assert len(serving.networks) == 1000
+
+    async def holds() -> bool:
+        return serving.networks.match("198.51.100.7") is not None
+
+    async def lifted() -> bool:
+        return not await holds()
+
+    with client_commands(redis_server.port) as seen:
+        await acting.block_network("198.51.100.0/24", reason="r")
+        await wait_until_async(holds, "the block arrives", within=5, interval=0.01)
+        await acting.unblock_network("198.51.100.0/24")
+        await wait_until_async(lifted, "the lift arrives", within=5, interval=0.01)
+    assert len(serving.networks) == 1000
+    # Neither the operator nor the worker reads the 1,000 other blocks: the worker reads the
+    # one network of each change; the operator, whether a block is new and how many are
+    # stored (the limit).
+    assert "HGETALL" not in seen
+    assert "HSCAN" not in seen
+    assert seen.count("HGET") == 3
+    assert seen.count("HLEN") == 1
+
+
+async def test_a_network_change_during_a_reload_wins_over_what_it_read(
+    two_workers: tuple[Floodwall, Floodwall],
+    monkeypatch: pytest.MonkeyPatch,
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    acting, serving = two_workers
+    await store_blocks(redis_client, 300)
+    await acting.block_network("198.51.100.0/24", reason="lifted during the reload")
+    await serving.start()
+    await asyncio.wait_for(serving.following.wait(), 10)
+    scan = serving.store.scan_networks
+
+    async def changed_after_the_last_page(
+        cursor: str | None, count: int
+    ) -> tuple[dict[str, str], str]:
+        page, after = await scan(cursor, count)
+        if after == "":
+            # The reload has read everything: both changes are newer than what it read.
+            await acting.block_network("203.0.113.0/24", reason="blocked during the reload")
+            await acting.unblock_network("198.51.100.0/24")
+
+            async def applied() -> bool:
+                return serving.networks.match("203.0.113.1") is not None and (
+                    serving.networks.match("198.51.100.1") is None
+                )
+
+            await wait_until_async(applied, "the changes arrive", within=5, interval=0.01)
+        return page, after
+
+    monkeypatch.setattr(serving.store, "scan_networks", changed_after_the_last_page)
+    await serving.feed.reload_networks()
+    assert serving.networks.match("203.0.113.1") is not None
+    assert serving.networks.match("198.51.100.1") is None
+    assert len(serving.networks) == 301

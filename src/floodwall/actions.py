@@ -24,7 +24,7 @@ from floodwall.audit import AuditLog, AuditRecord
 from floodwall.change_feed import ChangeFeed
 from floodwall.errors import StorageError, StoreCommandError
 from floodwall.live_limits import APP_ROUTES_FIELD, ROUTE_FIELD, Limit, LiveLimits, WindowLimit
-from floodwall.networks import NetworkBlock, NetworkBlocks
+from floodwall.networks import NetworkBlock, NetworkBlocks, held
 from floodwall.reset_hook import ResetNotifier
 from floodwall.routes import AppRoutes, RouteLimit, route_limit, window_of
 from floodwall.status import UserStatus
@@ -315,8 +315,7 @@ class OperatorActions:
 
     async def networks(self) -> list[NetworkBlock]:
         """The network blocks that hold now, as stored, in address order."""
-        self._networks.replace(await self._store.read_networks())
-        return self._networks.blocks()
+        return held(await self._store.read_networks(), self._networks.wall() * 1000)
 
     async def block_network(
         self,
@@ -333,16 +332,21 @@ class OperatorActions:
         network = str(rules.network(cidr, force=force))
         rules.REASON.check(reason)
         ttl_ms = _ttl_ms(ttl_seconds)
-        stored = await self._store.read_networks()
         now_ms = await self._store.now_ms()
-        if network not in stored and len(stored) >= rules.MAX_NETWORK_BLOCKS:
+        # Only a new network at the limit reads every block (to make room).
+        new = await self._store.read_network(network) is None
+        if new and await self._store.count_networks() >= rules.MAX_NETWORK_BLOCKS:
+            stored = await self._store.read_networks()
             # Blocks that ran out stay stored until lifted: make room from them first.
             for cidr, text in list(stored.items()):
                 block = NetworkBlock.from_stored(cidr, text)
                 if block is None or not block.active(now_ms):
                     await self._store.write_network(cidr, None)
                     del stored[cidr]
-        if network not in stored and len(stored) >= rules.MAX_NETWORK_BLOCKS:
+            full = len(stored) >= rules.MAX_NETWORK_BLOCKS
+        else:
+            full = False
+        if full:
             raise rules.RuleError(
                 f"at most {rules.MAX_NETWORK_BLOCKS} networks are blocked at once: "
                 "lift some, or block a broader network"
@@ -350,7 +354,7 @@ class OperatorActions:
         until = None if ttl_ms is None else now_ms + ttl_ms
         block = NetworkBlock(network, reason, actor, now_ms, until)
         await self._store.write_network(network, block.stored())
-        await self._feed.networks_changed()
+        await self._feed.network_changed(network, block.stored())
         await self.audit.record(
             actor,
             "block-network",
@@ -370,7 +374,7 @@ class OperatorActions:
         network = str(rules.network(cidr, force=True))
         rules.REASON.optional(reason)
         await self._store.write_network(network, None)
-        await self._feed.networks_changed()
+        await self._feed.network_changed(network, None)
         await self.audit.record(
             actor, "unblock-network", None, reason=reason, detail=f"network={network}"
         )

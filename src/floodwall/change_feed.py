@@ -1,11 +1,16 @@
 """The change feed: operator changes reach every worker's local state.
 
 An operator action publishes what changed; each worker follows the feed and updates its
-kill-switch mirror, forgets cached refusals of that subject, reloads its copy of the
-network blocks, and reloads the live default limit. A bulk block publishes its users in a
-few messages, each reloaded by every worker in one round trip. Pub/sub drops messages
-across disconnects, so each worker also reloads everything when it (re)subscribes, polls
-the live default every second and resyncs periodically.
+kill-switch mirror, forgets cached refusals of that subject, reads and applies the one
+network block that changed, and reloads the live default limit. A bulk block publishes its
+users in a few messages, each reloaded by every worker in one round trip. Pub/sub drops
+messages across disconnects, so each worker also reloads everything when it (re)subscribes,
+polls the live default every second and resyncs periodically.
+
+A reload of the network blocks reads a page at a time and gives the event loop back after
+each page, so requests are served between pages however many are stored; the pages are
+built aside and swapped in, and a change applied meanwhile wins over what the reload read
+(``NetworkBlocks.rebuild``).
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ logger = logging.getLogger("floodwall")
 POLL_SECONDS: Final = 1.0
 RESUBSCRIBE_SECONDS: Final = 1.0
 INDEX_PAGE: Final = 500
+# Network blocks handled between two turns of the event loop by a reload: a page is a
+# round trip and its decoding, about a millisecond of the loop.
+NETWORK_PAGE: Final = 100
 # Users named by one message of a bulk change, and the bytes their ids may take in it.
 USERS_PER_MESSAGE: Final = 200
 MESSAGE_ID_BYTES: Final = 64 * 1024
@@ -95,14 +103,25 @@ class ChangeFeed:
         if batch:
             await self._publish({"users": batch})
 
-    async def networks_changed(self) -> None:
-        """The network blocks changed: reload them here, and tell every other worker."""
-        await self.reload_networks()
-        await self._publish({"networks": True})
+    async def network_changed(self, cidr: str, stored: str | None) -> None:
+        """The block of ``cidr`` is now ``stored`` (``None``: lifted): apply it here, and
+        tell every other worker which network to read again."""
+        self._networks.apply(cidr, stored)
+        await self._publish({"network": cidr})
 
     async def reload_networks(self) -> None:
-        """Mirror the stored network blocks; on a store error the last copy keeps holding."""
-        self._networks.replace(await self._store.read_networks())
+        """Mirror the stored network blocks, a page at a time; on a store error the last
+        copy keeps holding."""
+        with self._networks.rebuild() as rebuild:
+            cursor: str | None = None
+            while cursor != "":
+                page, cursor = await self._store.scan_networks(cursor, NETWORK_PAGE)
+                # The store's count is a hint: a page may bring more.
+                entries = list(page.items())
+                for start in range(0, len(entries), NETWORK_PAGE):
+                    rebuild.add(dict(entries[start : start + NETWORK_PAGE]))
+                    await asyncio.sleep(0)
+            rebuild.finish()
 
     async def config_changed(self) -> None:
         """The live default changed here; tell every other worker."""
@@ -215,7 +234,10 @@ class ChangeFeed:
             await self._resets.consider(user_id, snapshot.fields)
         elif isinstance(users := event.get("users"), list):
             await self._users_changed_elsewhere([u for u in users if isinstance(u, str)])
+        elif isinstance(cidr := event.get("network"), str):
+            self._networks.apply(cidr, await self._store.read_network(cidr))
         elif event.get("networks"):
+            # What a process of an older version publishes: it names no network.
             await self.reload_networks()
         elif event.get("config"):
             self._denials.clear()

@@ -246,6 +246,21 @@ class Store(Protocol):
         """Every network block: CIDR → its stored block (JSON)."""
         ...
 
+    async def read_network(self, cidr: str) -> str | None:
+        """One network block (JSON), or ``None`` when none is stored for ``cidr``."""
+        ...
+
+    async def count_networks(self) -> int:
+        """How many network blocks are stored (ended ones too)."""
+        ...
+
+    async def scan_networks(self, cursor: str | None, count: int) -> tuple[dict[str, str], str]:
+        """A page of about ``count`` network blocks and the cursor of the next page, from
+        ``cursor`` (``None``: the first page); the returned cursor is ``""`` after the last
+        page. Each block stored for the whole scan comes at least once; one added or
+        lifted meanwhile may come or not."""
+        ...
+
     async def write_network(self, cidr: str, block: str | None) -> None:
         """Store a network block (JSON), or delete it (``None``)."""
 

@@ -424,6 +424,23 @@ class MemoryStore:
         """Every network block."""
         return dict(self._networks)
 
+    async def read_network(self, cidr: str) -> str | None:
+        """One network block."""
+        return self._networks.get(cidr)
+
+    async def count_networks(self) -> int:
+        """How many network blocks are stored."""
+        return len(self._networks)
+
+    async def scan_networks(self, cursor: str | None, count: int) -> tuple[dict[str, str], str]:
+        """The blocks in CIDR text order after ``cursor``, the last one's CIDR the next
+        cursor: a block stored throughout comes exactly once, whatever changes meanwhile."""
+        names = sorted(self._networks)
+        start = 0 if cursor is None else bisect.bisect_right(names, cursor)
+        page = names[start : start + count]
+        last = start + count >= len(names)
+        return {name: self._networks[name] for name in page}, "" if last else page[-1]
+
     async def write_network(self, cidr: str, block: str | None) -> None:
         """Store or delete a network block."""
         if block is None:

@@ -716,6 +716,24 @@ class RedisStore:
             raw = await self._client.hgetall(self.keys.networks)
         return {_decode(k): _decode(v) for k, v in raw.items()}
 
+    async def read_network(self, cidr: str) -> str | None:
+        """HGET of one network block."""
+        with _storage_errors():
+            raw = await self._client.hget(self.keys.networks, cidr)
+        return None if raw is None else _decode(raw)
+
+    async def count_networks(self) -> int:
+        """HLEN of the network blocks."""
+        with _storage_errors():
+            return int(await self._client.hlen(self.keys.networks))
+
+    async def scan_networks(self, cursor: str | None, count: int) -> tuple[dict[str, str], str]:
+        """HSCAN of the network blocks: Redis's cursor, ``0`` once the scan is over."""
+        with _storage_errors():
+            reply: Any = await self._client.hscan(self.keys.networks, int(cursor or 0), count=count)
+        after, raw = reply
+        return {_decode(k): _decode(v) for k, v in raw.items()}, str(after or "")
+
     async def write_network(self, cidr: str, block: str | None) -> None:
         """HSET or HDEL one network block."""
         with _storage_errors():
