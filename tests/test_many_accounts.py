@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import httpx
@@ -19,11 +20,13 @@ from starlette.routing import Route
 from test_cli_hostile import bash
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, MemoryStore
+from floodwall.change_feed import NETWORK_PAGE, RESYNC_PAGE
 from floodwall.decision import Outcome
 from floodwall.metrics import RESULTS
+from floodwall.mirror import MirroredUser
 from floodwall.networks import NetworkBlock, NetworkBlocks
 from floodwall.rules import RuleError, network
-from floodwall.stores.base import Store
+from floodwall.stores.base import StateSnapshot, Store
 from harness import RedisServer, client_commands, wait_until_async
 
 TOKEN = "many-admin-token-0123456789"
@@ -556,3 +559,86 @@ async def test_a_network_change_during_a_reload_wins_over_what_it_read(
     assert serving.networks.match("203.0.113.1") is not None
     assert serving.networks.match("198.51.100.1") is None
     assert len(serving.networks) == 301
+
+
+async def test_a_user_change_during_a_resync_wins_over_what_it_read(
+    two_workers: tuple[Floodwall, Floodwall], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acting, serving = two_workers
+    await acting.block_many([f"u{index:03}" for index in range(120)], reason="r")
+    await serving.start()
+    await asyncio.wait_for(serving.following.wait(), 10)
+    list_index = serving.store.list_index
+    changed = False
+
+    async def changed_after_the_first_page(
+        index: str, *, after: str | None, count: int
+    ) -> list[str]:
+        nonlocal changed
+        if after is not None and not changed:
+            changed = True
+            # u000 was read blocked, and "a-late" (before it) not at all.
+            await acting.unblock("u000")
+            await acting.block("a-late", reason="blocked during the resync")
+
+            async def applied() -> bool:
+                late, first = serving.mirror.get("a-late"), serving.mirror.get("u000")
+                return late is not None and late.blocked_until_ms == 0 and first is None
+
+            await wait_until_async(applied, "the changes arrive", within=5, interval=0.01)
+        return await list_index(index, after=after, count=count)
+
+    monkeypatch.setattr(serving.store, "list_index", changed_after_the_first_page)
+    await serving.resync()
+    assert changed
+    late = serving.mirror.get("a-late")
+    assert late is not None
+    assert late.blocked_until_ms == 0
+    assert serving.mirror.get("u000") is None
+    assert len(serving.mirror) == 120
+
+
+async def test_a_resync_gives_the_loop_back_after_each_page(
+    two_workers: tuple[Floodwall, Floodwall],
+    monkeypatch: pytest.MonkeyPatch,
+    redis_client: redis.asyncio.Redis,
+) -> None:
+    acting, serving = two_workers
+    await acting.block_many([f"u{index:04}" for index in range(1000)], reason="r")
+    await store_blocks(redis_client, 1000)
+    await serving.start()
+    await asyncio.wait_for(serving.following.wait(), 10)
+    # What each turn of the event loop handled: users and networks read into the mirrors.
+    turns = 0
+    users: Counter[int] = Counter()
+    networks: Counter[int] = Counter()
+    from_snapshot = MirroredUser.from_snapshot.__func__  # type: ignore[attr-defined]
+    from_text = NetworkBlock.from_text.__func__  # type: ignore[attr-defined]
+
+    def user_read(cls: type[MirroredUser], snapshot: StateSnapshot) -> MirroredUser | None:
+        users[turns] += 1
+        return from_snapshot(cls, snapshot)  # type: ignore[no-any-return]
+
+    def network_read(cls: type[NetworkBlock], network: str, text: str) -> NetworkBlock:
+        networks[turns] += 1
+        return from_text(cls, network, text)  # type: ignore[no-any-return]
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    monkeypatch.setattr(MirroredUser, "from_snapshot", classmethod(user_read))
+    monkeypatch.setattr(NetworkBlock, "from_text", classmethod(network_read))
+    counting = asyncio.create_task(count_turns())
+    try:
+        await serving.resync()
+    finally:
+        counting.cancel()
+    assert sum(users.values()) == 1000
+    assert sum(networks.values()) == 1000
+    assert max(users.values()) <= RESYNC_PAGE
+    assert max(networks.values()) <= NETWORK_PAGE
+    assert len(serving.mirror) == 1000
+    assert len(serving.networks) == 1000

@@ -7,10 +7,10 @@ users in a few messages, each reloaded by every worker in one round trip. Pub/su
 messages across disconnects, so each worker also reloads everything when it (re)subscribes,
 polls the live default every second and resyncs periodically.
 
-A reload of the network blocks reads a page at a time and gives the event loop back after
-each page, so requests are served between pages however many are stored; the pages are
-built aside and swapped in, and a change applied meanwhile wins over what the reload read
-(``NetworkBlocks.rebuild``).
+A reload of everything reads a page at a time and gives the event loop back after each
+page, so requests are served between pages however many users or networks are stored; the
+pages are built aside and swapped in, and a change applied meanwhile wins over what the
+reload read (``KillSwitchMirror.rebuild``, ``NetworkBlocks.rebuild``).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ logger = logging.getLogger("floodwall")
 POLL_SECONDS: Final = 1.0
 RESUBSCRIBE_SECONDS: Final = 1.0
 INDEX_PAGE: Final = 500
-# Network blocks handled between two turns of the event loop by a reload: a page is a
-# round trip and its decoding, about a millisecond of the loop.
+# Users, and network blocks, handled between two turns of the event loop by a reload: a
+# page is a round trip and its decoding, about a millisecond of the loop.
+RESYNC_PAGE: Final = 50
 NETWORK_PAGE: Final = 100
 # Users named by one message of a bulk change, and the bytes their ids may take in it.
 USERS_PER_MESSAGE: Final = 200
@@ -140,21 +141,23 @@ class ChangeFeed:
 
     async def resync(self) -> None:
         """Reload this worker's mirror of the kill switch from the store, a page of users
-        per round trip; deliver resets no process has delivered; forget ended blocks."""
-        users: dict[str, StateSnapshot] = {}
-        after: str | None = None
-        while True:
-            page = await self._store.list_index("users", after=after, count=INDEX_PAGE)
-            snapshots = await self._store.read_states([self._keys.user(u) for u in page])
-            for user_id, snapshot in zip(page, snapshots, strict=True):
-                kept = await self._forget_ended_block(user_id, snapshot)
-                if kept.fields or kept.revoked:
-                    users[user_id] = kept
-                    await self._resets.consider(user_id, kept.fields)
-            if len(page) < INDEX_PAGE:
-                break
-            after = page[-1]
-        self._mirror.replace(users)
+        per round trip and turn of the event loop; deliver resets no process has
+        delivered; forget ended blocks. Then reload the network blocks."""
+        with self._mirror.rebuild() as rebuild:
+            after: str | None = None
+            while True:
+                page = await self._store.list_index("users", after=after, count=RESYNC_PAGE)
+                snapshots = await self._store.read_states([self._keys.user(u) for u in page])
+                for user_id, snapshot in zip(page, snapshots, strict=True):
+                    kept = await self._forget_ended_block(user_id, snapshot)
+                    if kept.fields or kept.revoked:
+                        rebuild.add(user_id, kept)
+                        await self._resets.consider(user_id, kept.fields)
+                await asyncio.sleep(0)
+                if len(page) < RESYNC_PAGE:
+                    break
+                after = page[-1]
+            rebuild.finish()
         await self.reload_networks()
         # A lost unblock message must not leave a cached block behind for good.
         self._denials.clear()

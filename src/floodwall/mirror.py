@@ -2,8 +2,10 @@
 keep holding while the store is unreachable.
 
 Kept current by pub/sub, and fully reloaded on (re)subscription and periodically, since
-pub/sub drops messages across disconnects. Times are the store's (ms); while the store is
-down they are compared with this server's clock, the only one left.
+pub/sub drops messages across disconnects: a reload is built aside a page at a time and
+swapped in, and a change applied while it runs wins over what it read. Times are the
+store's (ms); while the store is down they are compared with this server's clock, the
+only one left.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from floodwall.identity import Identity
 from floodwall.stored import stored_int, stored_limit
 from floodwall.stores.base import StateSnapshot
 
-__all__ = ["KillSwitchMirror", "MirroredUser"]
+__all__ = ["KillSwitchMirror", "MirrorRebuild", "MirroredUser"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +49,59 @@ class MirroredUser:
 _EMPTY = MirroredUser(None, None, False, None, {})
 
 
+class MirrorRebuild:
+    """A full reload of the mirror, fed a page at a time and swapped in whole by
+    ``finish``. A user changed meanwhile (``KillSwitchMirror.update``) was read after the
+    reload began, maybe after the reload read that user: the change wins."""
+
+    __slots__ = ("_fresh", "_owner", "_touched")
+
+    def __init__(self, owner: KillSwitchMirror) -> None:
+        self._owner = owner
+        self._fresh: dict[str, MirroredUser] = {}
+        self._touched: dict[str, MirroredUser | None] = {}
+
+    def add(self, user_id: str, snapshot: StateSnapshot) -> None:
+        """Mirror one user's state as the reload read it."""
+        user = MirroredUser.from_snapshot(snapshot)
+        if user is None:
+            return
+        known = self._owner.get(user_id)
+        # Unchanged users keep their object: a reload of many users then leaves no new
+        # long-lived objects behind for the garbage collector to walk.
+        self._fresh[user_id] = known if known == user else user
+
+    def touched(self, user_id: str, user: MirroredUser | None) -> None:
+        self._touched[user_id] = user
+
+    def finish(self) -> None:
+        """Swap the reloaded users in, with the changes applied since the reload began."""
+        fresh = self._fresh
+        for user_id, user in self._touched.items():
+            if user is None:
+                fresh.pop(user_id, None)
+            else:
+                fresh[user_id] = user
+        self._owner.swap(fresh)
+        self._owner.rebuilds.discard(self)
+
+    def __enter__(self) -> MirrorRebuild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Abandoned (the store failed): the last copy keeps holding.
+        self._owner.rebuilds.discard(self)
+
+
 class KillSwitchMirror:
     """User id → mirrored state."""
 
-    __slots__ = ("_users",)
+    __slots__ = ("_users", "rebuilds")
 
     def __init__(self) -> None:
         self._users: dict[str, MirroredUser] = {}
+        self.rebuilds: set[MirrorRebuild] = set()
+        """Reloads under way, each told of every change applied until it finishes."""
 
     def __len__(self) -> int:
         return len(self._users)
@@ -64,19 +112,28 @@ class KillSwitchMirror:
         if not revoked_read and (known := self._users.get(user_id)) is not None:
             snapshot = StateSnapshot(snapshot.fields, snapshot.now_ms, known.revoked)
         user = MirroredUser.from_snapshot(snapshot)
+        for rebuild in self.rebuilds:
+            rebuild.touched(user_id, user)
         if user is None:
             self._users.pop(user_id, None)
         else:
             self._users[user_id] = user
 
+    def rebuild(self) -> MirrorRebuild:
+        """Begin a full reload (a context manager; ``finish`` swaps it in)."""
+        rebuild = MirrorRebuild(self)
+        self.rebuilds.add(rebuild)
+        return rebuild
+
     def replace(self, users: Mapping[str, StateSnapshot]) -> None:
-        """Mirror a full reload."""
-        fresh: dict[str, MirroredUser] = {}
-        for user_id, snapshot in users.items():
-            user = MirroredUser.from_snapshot(snapshot)
-            if user is not None:
-                fresh[user_id] = user
-        self._users = fresh
+        """Mirror a full reload at once."""
+        with self.rebuild() as rebuild:
+            for user_id, snapshot in users.items():
+                rebuild.add(user_id, snapshot)
+            rebuild.finish()
+
+    def swap(self, users: dict[str, MirroredUser]) -> None:
+        self._users = users
 
     def blocked_count(self, now_ms: int) -> int:
         """How many mirrored users are blocked at ``now_ms``."""
