@@ -40,7 +40,7 @@ RESUBSCRIBE_SECONDS: Final = 1.0
 INDEX_PAGE: Final = 500
 # Users, and network blocks, handled between two turns of the event loop by a reload: a
 # page is a round trip and its decoding, about a millisecond of the loop.
-RESYNC_PAGE: Final = 50
+RESYNC_PAGE: Final = 25
 NETWORK_PAGE: Final = 100
 # Users named by one message of a bulk change, and the bytes their ids may take in it.
 USERS_PER_MESSAGE: Final = 200
