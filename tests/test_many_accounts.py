@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ from test_cli_hostile import bash
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, MemoryStore
 from floodwall.change_feed import NETWORK_PAGE, RESYNC_PAGE
 from floodwall.decision import Outcome
+from floodwall.keys import SubjectKeys
 from floodwall.metrics import RESULTS
 from floodwall.mirror import MirroredUser
 from floodwall.networks import NetworkBlock, NetworkBlocks
@@ -642,3 +643,40 @@ async def test_a_resync_gives_the_loop_back_after_each_page(
     assert max(networks.values()) <= NETWORK_PAGE
     assert len(serving.mirror) == 1000
     assert len(serving.networks) == 1000
+
+
+async def test_a_bulk_change_elsewhere_gives_the_loop_back_after_each_page(
+    two_workers: tuple[Floodwall, Floodwall], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    acting, serving = two_workers
+    await serving.start()
+    await asyncio.wait_for(serving.following.wait(), 10)
+    # The users the serving worker reads back (from the bulk block's messages), by turn of
+    # the event loop.
+    turns = 0
+    users: Counter[int] = Counter()
+    read_states = serving.store.read_states
+
+    async def counted(keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
+        users[turns] += len(keys)
+        return await read_states(keys)
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    monkeypatch.setattr(serving.store, "read_states", counted)
+    counting = asyncio.create_task(count_turns())
+    try:
+        await acting.block_many([f"u{index:04}" for index in range(1000)], reason="r")
+
+        async def arrived() -> bool:
+            return len(serving.mirror) == 1000
+
+        await wait_until_async(arrived, "the bulk block arrives", within=10, interval=0.01)
+    finally:
+        counting.cancel()
+    assert sum(users.values()) == 1000
+    assert max(users.values()) <= RESYNC_PAGE

@@ -38,8 +38,8 @@ logger = logging.getLogger("floodwall")
 POLL_SECONDS: Final = 1.0
 RESUBSCRIBE_SECONDS: Final = 1.0
 INDEX_PAGE: Final = 500
-# Users, and network blocks, handled between two turns of the event loop by a reload: a
-# page is a round trip and its decoding, about a millisecond of the loop.
+# Users, and network blocks, handled between two turns of the event loop by a reload or a
+# bulk change: a page is a round trip and its decoding, about a millisecond of the loop.
 RESYNC_PAGE: Final = 25
 NETWORK_PAGE: Final = 100
 # Users named by one message of a bulk change, and the bytes their ids may take in it.
@@ -247,8 +247,10 @@ class ChangeFeed:
             await self.refresh_limits()
 
     async def _users_changed_elsewhere(self, user_ids: list[str]) -> None:
-        for start in range(0, len(user_ids), INDEX_PAGE):
-            page = user_ids[start : start + INDEX_PAGE]
+        for start in range(0, len(user_ids), RESYNC_PAGE):
+            if start:
+                await asyncio.sleep(0)
+            page = user_ids[start : start + RESYNC_PAGE]
             keys = [self._keys.user(user_id) for user_id in page]
             for subject in keys:
                 self._denials.forget(subject.bucket)
