@@ -680,3 +680,32 @@ async def test_a_bulk_change_elsewhere_gives_the_loop_back_after_each_page(
         counting.cancel()
     assert sum(users.values()) == 1000
     assert max(users.values()) <= RESYNC_PAGE
+
+
+async def test_network_changes_reach_workers_of_older_and_newer_versions(
+    two_workers: tuple[Floodwall, Floodwall], redis_client: redis.asyncio.Redis
+) -> None:
+    acting, serving = two_workers
+    await serving.start()
+    await asyncio.wait_for(serving.following.wait(), 10)
+    # An older version's operator names no network: the worker reloads them all.
+    await redis_client.hset(
+        "floodwall:networks", *stored(NetworkBlock("192.0.2.0/24", "old", "ops", 1, None))
+    )
+    await redis_client.publish("floodwall:events", json.dumps({"networks": True}))
+
+    async def reloaded() -> bool:
+        return serving.networks.match("192.0.2.1") is not None
+
+    await wait_until_async(reloaded, "the reload", within=5, interval=0.01)
+    # A change names its network, and still asks an older worker to reload.
+    pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe("floodwall:events")
+    try:
+        await acting.block_network("198.51.100.0/24", reason="r")
+        # The subscription's own confirmation comes first, as None.
+        messages = [await pubsub.get_message(timeout=5) for _ in range(2)]
+    finally:
+        await pubsub.aclose()
+    message = next(m for m in messages if m is not None)
+    assert json.loads(message["data"]) == {"network": "198.51.100.0/24", "networks": True}

@@ -108,7 +108,8 @@ class ChangeFeed:
         """The block of ``cidr`` is now ``stored`` (``None``: lifted): apply it here, and
         tell every other worker which network to read again."""
         self._networks.apply(cidr, stored)
-        await self._publish({"network": cidr})
+        # "networks" makes a worker of an older version, which reads no "network", reload.
+        await self._publish({"network": cidr, "networks": True})
 
     async def reload_networks(self) -> None:
         """Mirror the stored network blocks, a page at a time; on a store error the last
@@ -240,7 +241,7 @@ class ChangeFeed:
         elif isinstance(cidr := event.get("network"), str):
             self._networks.apply(cidr, await self._store.read_network(cidr))
         elif event.get("networks"):
-            # What a process of an older version publishes: it names no network.
+            # A process of an older version names no network.
             await self.reload_networks()
         elif event.get("config"):
             self._denials.clear()
