@@ -709,3 +709,43 @@ async def test_network_changes_reach_workers_of_older_and_newer_versions(
         await pubsub.aclose()
     message = next(m for m in messages if m is not None)
     assert json.loads(message["data"]) == {"network": "198.51.100.0/24", "networks": True}
+
+
+async def test_listing_the_network_blocks_gives_the_loop_back_after_each_page(
+    two_workers: tuple[Floodwall, Floodwall],
+    redis_client: redis.asyncio.Redis,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    acting, _ = two_workers
+    await store_blocks(redis_client, 1000)
+    await acting.block_network("2001:db8::/32", reason="r")
+    ended = NetworkBlock("9.0.0.0/8", "r", "ops", 1, 2)
+    await redis_client.hset("floodwall:networks", mapping=dict([stored(ended)]))
+    await redis_client.hset("floodwall:networks", "not a network", "{}")
+    turns = 0
+    networks: Counter[int] = Counter()
+    from_text = NetworkBlock.from_text.__func__  # type: ignore[attr-defined]
+
+    def network_read(cls: type[NetworkBlock], network: str, text: str) -> NetworkBlock:
+        networks[turns] += 1
+        return from_text(cls, network, text)  # type: ignore[no-any-return]
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            await asyncio.sleep(0)
+            turns += 1
+
+    monkeypatch.setattr(NetworkBlock, "from_text", classmethod(network_read))
+    counting = asyncio.create_task(count_turns())
+    try:
+        listed = await acting.blocked_networks()
+    finally:
+        counting.cancel()
+    assert sum(networks.values()) == 1002
+    assert max(networks.values()) <= NETWORK_PAGE
+    # In address order, IPv4 first; what ran out and what is no network are left out.
+    assert [block.network for block in listed] == [
+        *sorted(block_texts(1000), key=lambda cidr: tuple(map(int, cidr[:-3].split(".")))),
+        "2001:db8::/32",
+    ]

@@ -24,7 +24,7 @@ from floodwall.audit import AuditLog, AuditRecord
 from floodwall.change_feed import ChangeFeed
 from floodwall.errors import StorageError, StoreCommandError
 from floodwall.live_limits import APP_ROUTES_FIELD, ROUTE_FIELD, Limit, LiveLimits, WindowLimit
-from floodwall.networks import NetworkBlock, NetworkBlocks, held
+from floodwall.networks import NetworkBlock, NetworkBlocks, NetworkListing
 from floodwall.reset_hook import ResetNotifier
 from floodwall.routes import AppRoutes, RouteLimit, route_limit, window_of
 from floodwall.status import UserStatus
@@ -315,7 +315,9 @@ class OperatorActions:
 
     async def networks(self) -> list[NetworkBlock]:
         """The network blocks that hold now, as stored, in address order."""
-        return held(await self._store.read_networks(), self._networks.wall() * 1000)
+        listing = NetworkListing(self._networks.wall() * 1000)
+        await self._feed.scan_networks(listing.add)
+        return listing.blocks()
 
     async def block_network(
         self,

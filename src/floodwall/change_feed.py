@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from floodwall.clock import Clock
@@ -115,15 +115,20 @@ class ChangeFeed:
         """Mirror the stored network blocks, a page at a time; on a store error the last
         copy keeps holding."""
         with self._networks.rebuild() as rebuild:
-            cursor: str | None = None
-            while cursor != "":
-                page, cursor = await self._store.scan_networks(cursor, NETWORK_PAGE)
-                # The store's count is a hint: a page may bring more.
-                entries = list(page.items())
-                for start in range(0, len(entries), NETWORK_PAGE):
-                    rebuild.add(dict(entries[start : start + NETWORK_PAGE]))
-                    await asyncio.sleep(0)
+            await self.scan_networks(rebuild.add)
             rebuild.finish()
+
+    async def scan_networks(self, take: Callable[[dict[str, str]], None]) -> None:
+        """Hand every stored network block to ``take``, ``NETWORK_PAGE`` at a time, giving
+        the event loop back after each."""
+        cursor: str | None = None
+        while cursor != "":
+            page, cursor = await self._store.scan_networks(cursor, NETWORK_PAGE)
+            # The store's count is a hint: a page may bring more.
+            entries = list(page.items())
+            for start in range(0, len(entries), NETWORK_PAGE):
+                take(dict(entries[start : start + NETWORK_PAGE]))
+                await asyncio.sleep(0)
 
     async def config_changed(self) -> None:
         """The live default changed here; tell every other worker."""

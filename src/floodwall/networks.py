@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from floodwall.stored import iso_time
 
-__all__ = ["NetworkBlock", "NetworkBlocks", "NetworkRebuild", "held"]
+__all__ = ["NetworkBlock", "NetworkBlocks", "NetworkListing", "NetworkRebuild"]
 
 _MAPPED_PREFIX: Final = b"\x00" * 10 + b"\xff\xff"
 
@@ -276,15 +276,30 @@ class NetworkBlocks:
         return None
 
 
-def held(stored: Mapping[str, str], now_ms: float) -> list[NetworkBlock]:
-    """The stored blocks (``Store.read_networks``) that hold at ``now_ms``, in address
-    order: a listing, which leaves the mirror as it is."""
-    blocks: dict[str, NetworkBlock] = {}
-    for cidr, text in stored.items():
-        block = NetworkBlock.from_stored(cidr, text)
-        if block is not None and block.active(now_ms):
-            blocks[block.network] = block
-    return sorted(blocks.values(), key=lambda b: _order(b.network))
+class NetworkListing:
+    """The stored blocks that hold at ``now_ms``, gathered a page at a time
+    (``Store.scan_networks``), listed in address order; the mirror is left as it is."""
+
+    __slots__ = ("_held", "_now_ms")
+
+    def __init__(self, now_ms: float) -> None:
+        self._now_ms = now_ms
+        self._held: dict[str, tuple[tuple[int, int, int], NetworkBlock]] = {}
+
+    def add(self, stored: Mapping[str, str]) -> None:
+        """List a page of stored blocks (CIDR → JSON)."""
+        for cidr, text in stored.items():
+            try:
+                network, block = _parsed(cidr, text, self._now_ms)
+            except ValueError:
+                continue
+            if block is not None:
+                order = (network.version, int(network.network_address), network.prefixlen)
+                self._held[block.network] = (order, block)
+
+    def blocks(self) -> list[NetworkBlock]:
+        """The listed blocks in address order."""
+        return [block for _, block in sorted(self._held.values(), key=lambda entry: entry[0])]
 
 
 def _order(cidr: str) -> tuple[int, int, int]:
