@@ -3,9 +3,9 @@
 An operator action publishes what changed; each worker follows the feed and updates its
 kill-switch mirror, forgets cached refusals of that subject, reads and applies the one
 network block that changed, and reloads the live default limit. A bulk block publishes its
-users in a few messages, each reloaded by every worker in one round trip. Pub/sub drops
-messages across disconnects, so each worker also reloads everything when it (re)subscribes,
-polls the live default every second and resyncs periodically.
+users in a few messages, whose users every worker reads back a page a round trip.
+Pub/sub drops messages across disconnects, so each worker also reloads everything when it
+(re)subscribes, polls the live default every second and resyncs periodically.
 
 A reload of everything reads a page at a time and gives the event loop back after each
 page, so requests are served between pages however many users or networks are stored; the
@@ -37,7 +37,6 @@ logger = logging.getLogger("floodwall")
 
 POLL_SECONDS: Final = 1.0
 RESUBSCRIBE_SECONDS: Final = 1.0
-INDEX_PAGE: Final = 500
 # Users, and network blocks, handled between two turns of the event loop by a reload or a
 # bulk change: a page is a round trip and its decoding, about a millisecond of the loop.
 RESYNC_PAGE: Final = 25

@@ -125,13 +125,6 @@ class KillSwitchMirror:
         self.rebuilds.add(rebuild)
         return rebuild
 
-    def replace(self, users: Mapping[str, StateSnapshot]) -> None:
-        """Mirror a full reload at once."""
-        with self.rebuild() as rebuild:
-            for user_id, snapshot in users.items():
-                rebuild.add(user_id, snapshot)
-            rebuild.finish()
-
     def swap(self, users: dict[str, MirroredUser]) -> None:
         self._users = users
 
