@@ -14,7 +14,7 @@ import pytest
 from demo_process import wait_until_serving
 from prometheus_client.mmap_dict import MmapedDict
 
-from harness import RedisServer, find_free_port
+from harness import RedisServer, find_free_port, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -101,3 +101,62 @@ def test_workers_on_the_in_memory_store_are_refused_in_one_line() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "--workers 3 needs FLOODWALL_REDIS_URL" in lines[0]
+
+
+WORKERS_APP = """
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
+
+
+async def hello(request):
+    return PlainTextResponse("hello")
+
+
+app = FloodwallMiddleware(
+    Starlette(routes=[Route("/", hello)]), floodwall=Floodwall(FloodwallSettings())
+)
+"""
+
+ONE_WORKERS_SHARE = "is one of 2 and PROMETHEUS_MULTIPROC_DIR is unset"
+
+
+@pytest.mark.parametrize("multiprocess", [False, True], ids=["unset", "set"])
+def test_several_workers_without_the_metrics_directory_say_so(
+    tmp_path: Path, redis_server: RedisServer, multiprocess: bool
+) -> None:
+    (tmp_path / "workers_app.py").write_text(WORKERS_APP)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("FLOODWALL_")}
+    environment.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    environment.pop("WEB_CONCURRENCY", None)
+    environment["FLOODWALL_REDIS_URL"] = redis_server.url
+    if multiprocess:
+        files = tmp_path / "prometheus"
+        files.mkdir()
+        environment["PROMETHEUS_MULTIPROC_DIR"] = str(files)
+    port = find_free_port()
+    log_path = tmp_path / "uvicorn.log"
+    command = [sys.executable, "-m", "uvicorn", "workers_app:app", "--port", str(port)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [*command, "--workers", "2"],
+            cwd=tmp_path,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+
+            def both_started() -> bool:
+                return log_path.read_text().count("Application startup complete") == 2
+
+            wait_until(both_started, "both workers start", within=30, interval=0.1)
+            assert httpx.get(url + "/", timeout=5).status_code == 200
+        finally:
+            process.terminate()
+            process.wait(15)
+    written = log_path.read_text()
+    assert written.count(ONE_WORKERS_SHARE) == (0 if multiprocess else 2), written

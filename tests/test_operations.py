@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from floodwall import Clock, Floodwall, FloodwallSettings, Identity, MemoryStore, rules
 from floodwall.decision import Outcome
 from floodwall.demo import create_app
+from floodwall.metrics import sibling_workers
 from floodwall.request_log import JsonFormatter, RefusalLog
 from floodwall.settings import settings_error
 from harness import RedisServer, client_commands
@@ -451,3 +452,22 @@ async def test_a_background_task_that_fails_is_logged_once(
         ]
     finally:
         await floodwall.stop()
+
+
+@pytest.mark.parametrize(
+    ("environ", "parent", "workers"),
+    [
+        ({}, ["/usr/bin/python3", "-m", "uvicorn", "app:app", "--workers", "4"], 4),
+        ({}, ["/srv/.venv/bin/python", "/srv/.venv/bin/uvicorn", "app:app", "--workers=3"], 3),
+        ({}, ["/srv/.venv/bin/python", "/srv/.venv/bin/gunicorn", "-w", "5", "app:app"], 5),
+        ({"WEB_CONCURRENCY": "6"}, ["/usr/bin/python3", "-m", "gunicorn", "app:app"], 6),
+        ({}, ["/usr/bin/python3", "-m", "uvicorn", "app:app"], 1),
+        ({}, ["/bin/bash", "run.sh", "--workers", "9"], 1),  # not a server's own option
+        ({"WEB_CONCURRENCY": "many"}, [], 1),
+        ({}, [], 1),
+    ],
+)
+def test_the_workers_a_server_runs_are_read_from_its_command_line(
+    environ: dict[str, str], parent: list[str], workers: int
+) -> None:
+    assert sibling_workers(environ, parent) == workers

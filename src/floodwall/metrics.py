@@ -11,8 +11,9 @@ hot-path counts stay plain integers in a single process; in multi-process mode
 from __future__ import annotations
 
 import functools
+import os
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final, NamedTuple, SupportsIndex, overload
 
 from prometheus_client import (
@@ -116,6 +117,33 @@ class HotPathCounts(Collector):
 
 def _bound_label(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(bound)
+
+
+_SERVERS: Final = ("uvicorn", "gunicorn", "hypercorn", "granian")
+_WORKER_OPTIONS: Final = ("--workers", "-w")
+
+
+def sibling_workers(environ: Mapping[str, str], parent_command: Sequence[str]) -> int:
+    """How many workers the server that started this process runs, as far as its
+    ``WEB_CONCURRENCY`` or its command line (``--workers N``, ``-w N``) tell; 1 when they
+    tell nothing. A hint, for a warning: a server may be told its workers other ways."""
+    counts = [environ.get("WEB_CONCURRENCY", "")]
+    if any(server in part for part in parent_command[:3] for server in _SERVERS):
+        for index, part in enumerate(parent_command):
+            option, equals, value = part.partition("=")
+            if option in _WORKER_OPTIONS:
+                counts.append(value if equals else "".join(parent_command[index + 1 : index + 2]))
+    return max([1, *(int(count) for count in counts if count.isdigit())])
+
+
+def parent_command() -> list[str]:
+    """The parent process's command line (Linux); empty where it cannot be read."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as file:
+            raw = file.read()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
 
 
 def multiprocess_mode() -> bool:

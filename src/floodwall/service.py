@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,7 @@ from floodwall.fallback import Fallback
 from floodwall.identity import Identity
 from floodwall.keys import SubjectKeys
 from floodwall.live_limits import Limit, LiveLimits
-from floodwall.metrics import Metrics
+from floodwall.metrics import Metrics, parent_command, sibling_workers
 from floodwall.mirror import KillSwitchMirror
 from floodwall.networks import NetworkBlock, NetworkBlocks
 from floodwall.offenders import Offenders
@@ -182,6 +183,14 @@ class Floodwall:
             if self._started:
                 return
             self.checker.before_first = None
+            workers = sibling_workers(os.environ, parent_command())
+            if workers > 1 and not self.metrics.multiprocess:
+                logger.warning(
+                    "floodwall: this worker is one of %d and PROMETHEUS_MULTIPROC_DIR is unset: "
+                    "each scrape of /metrics shows the counts of the one worker that answers; "
+                    "set it to an empty directory before the server starts",
+                    workers,
+                )
             if isinstance(self.store, MemoryStore):
                 logger.warning(
                     "floodwall: %s: limits, blocks and the audit log live in this process "
