@@ -299,28 +299,39 @@ async def test_a_stored_limit_outside_the_rule_book_reads_as_absent_everywhere(
     keys = floodwall.keys.user("hand-edited")
     fields = {"rate": rate} if burst is None else {"rate": rate, "burst": burst}
     await store.update_state(keys, user_id="hand-edited", assign=fields)
-    decisions = [await floodwall.check(Identity("hand-edited")) for _ in range(3)]
-    assert [d.outcome for d in decisions] == [Outcome.ALLOWED, Outcome.ALLOWED, Outcome.LIMITED]
-    assert decisions[0].burst == 2
-    status = await floodwall.status("hand-edited")
-    assert status.limit_overridden is False
-    assert (status.rate, status.burst) == (1.0, 2)
-    await floodwall.resync()
-    mirrored = floodwall.mirror.get("hand-edited")
-    assert mirrored is None or mirrored.limit is None
+    try:
+        decisions = [await floodwall.check(Identity("hand-edited")) for _ in range(3)]
+        assert [d.outcome for d in decisions] == [
+            Outcome.ALLOWED,
+            Outcome.ALLOWED,
+            Outcome.LIMITED,
+        ]
+        assert decisions[0].burst == 2
+        status = await floodwall.status("hand-edited")
+        assert status.limit_overridden is False
+        assert (status.rate, status.burst) == (1.0, 2)
+        await floodwall.resync()
+        mirrored = floodwall.mirror.get("hand-edited")
+        assert mirrored is None or mirrored.limit is None
+    finally:
+        # The first check started the service: its tasks end here, not with the loop.
+        await floodwall.stop()
 
 
 async def test_a_stored_limit_the_rule_book_accepts_applies_in_the_check(store: Store) -> None:
     floodwall = Floodwall(FloodwallSettings(rate=1, burst=2), store=store)
     keys = floodwall.keys.user("own")
-    for rate, burst in ((repr(rules.MIN_RATE), "3"), ("1000000", "1000000"), ("2.5", "4.0")):
-        await store.update_state(
-            keys, user_id="own", assign={"rate": rate, "burst": burst}, reset_bucket=True
-        )
-        decision = await floodwall.check(Identity("own"))
-        assert decision.allowed
-        assert decision.burst == int(float(burst))
-        assert decision.remaining == int(float(burst)) - 1
+    try:
+        for rate, burst in ((repr(rules.MIN_RATE), "3"), ("1000000", "1000000"), ("2.5", "4.0")):
+            await store.update_state(
+                keys, user_id="own", assign={"rate": rate, "burst": burst}, reset_bucket=True
+            )
+            decision = await floodwall.check(Identity("own"))
+            assert decision.allowed
+            assert decision.burst == int(float(burst))
+            assert decision.remaining == int(float(burst)) - 1
+    finally:
+        await floodwall.stop()
 
 
 @dataclass(frozen=True)
