@@ -1,4 +1,5 @@
-"""The README's Python examples pass ``mypy --strict`` as written, without the pydantic plugin."""
+"""The Python examples of the README and of ``docs/`` pass ``mypy --strict`` as written,
+without the pydantic plugin."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_the_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
-    blocks = re.findall(r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), re.S | re.M)
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    text = "\n".join(page.read_text() for page in pages)
+    blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
     assert len(blocks) >= 3
     files = []
     for number, block in enumerate(blocks, start=1):

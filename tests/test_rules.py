@@ -467,7 +467,7 @@ async def test_every_surface_accepts_the_same_values_to_the_same_effect(
             case.then(await floodwall.status(user))
 
 
-# Each row of the README's rule-book table, and the bounds its numbers must be.
+# Each row of the rule-book table in docs/settings.md, and the bounds its numbers must be.
 README_ROWS: dict[str, list[rules.Bound | rules.Text]] = {
     "rate": [rules.RATE],
     "burst": [rules.BURST],
@@ -499,8 +499,8 @@ _README_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?:e[+-]?\d+)?")
 
 
 def _readme_rule_book(project_root: Path) -> dict[str, str]:
-    text = (project_root / "README.md").read_text("utf-8")
-    section = text.split("### The rule book\n", 1)[1].split("\n#", 1)[0]
+    text = (project_root / "docs" / "settings.md").read_text("utf-8")
+    section = text.split("## The rule book\n", 1)[1].split("\n#", 1)[0]
     rows = [line for line in section.splitlines() if line.startswith("| ")]
     assert rows[0] == "| value | accepted |"
     return dict(

@@ -271,7 +271,7 @@ class RefusingNetworkOut(BaseModel):
 class TopOut(BaseModel):
     """The most refused subjects over the last ``window_seconds``, across workers, and the
     networks whose anonymous clients were refused most. Counts are never over, and under
-    by at most about 1 % of one worker's refusals per second (see the README)."""
+    by at most about 1 % of one worker's refusals per second (see docs/operations.md)."""
 
     window_seconds: int
     items: list[OffenderOut]
