@@ -48,7 +48,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Scope
 
 from benchmarks._common import PATH, USER_HEADER
-from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, rules
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
+from floodwall.core import rules
 
 # The rule book's largest: no bucket runs dry below a million requests a second per user,
 # so the allowed path is what is measured.

@@ -66,7 +66,7 @@ from benchmarks._common import (
     uvicorn_options,
     wrk_command,
 )
-from floodwall.responses import PROBLEM_TYPE_BASE
+from floodwall.http.responses import PROBLEM_TYPE_BASE
 
 RATE: Final = 10.0
 BURST: Final = 10

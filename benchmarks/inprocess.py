@@ -55,7 +55,7 @@ from benchmarks._common import (
     teardown,
 )
 from floodwall import Floodwall, Identity, RedisStore
-from floodwall.keys import Keys
+from floodwall.stores.keys import Keys
 from harness import RedisMonitor, parse_monitor_line
 
 RAW_KEY_PREFIX: Final = "floodwall-bench-raw"

@@ -49,8 +49,8 @@ from starlette.types import Scope
 
 from benchmarks._common import PATH, discard, make_scopes, receive
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
-from floodwall.keys import Keys
-from floodwall.networks import NetworkBlock
+from floodwall.killswitch.networks import NetworkBlock
+from floodwall.stores.keys import Keys
 from harness import RedisServer
 
 PARTS: Final = ("networks", "resync")

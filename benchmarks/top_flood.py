@@ -36,8 +36,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import discard, make_scopes, receive
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity
-from floodwall.decision import Decision, Outcome
-from floodwall.top import HeavyHitters
+from floodwall.core.decision import Decision, Outcome
+from floodwall.observe.top import HeavyHitters
 from harness import RedisServer
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from floodwall.adaptive import AdaptiveLimit
+from floodwall.protection.adaptive import AdaptiveLimit
 
 
 class Drive:

@@ -17,8 +17,8 @@ from cli_process import floodwall_command as run_floodwall
 
 from floodwall import Floodwall, FloodwallSettings
 from floodwall.cli import main
-from floodwall.errors import ConfigurationError
-from floodwall.request_log import JsonFormatter
+from floodwall.core.errors import ConfigurationError
+from floodwall.observe.request_log import JsonFormatter
 from floodwall.stores.redis import RedisStore
 from harness import RedisServer
 

@@ -14,8 +14,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity
-from floodwall.clock import Clock
-from floodwall.decision import Outcome
+from floodwall.core.clock import Clock
+from floodwall.core.decision import Outcome
 
 
 class MovedByHand:

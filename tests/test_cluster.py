@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-import floodwall.change_feed
+import floodwall.control.change_feed
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
-from floodwall.keys import Keys
+from floodwall.stores.keys import Keys
 from harness import RedisCluster, wait_until_async
 
 JWT_SECRET = "cluster-jwt-signing-key-0123456789abcdef"
@@ -170,7 +170,7 @@ async def pair(
     """
     extra: dict[str, Any] = dict(getattr(request, "param", {}))
     if not extra.pop("poll", False):
-        monkeypatch.setattr(floodwall.change_feed, "POLL_SECONDS", 60.0)
+        monkeypatch.setattr(floodwall.control.change_feed, "POLL_SECONDS", 60.0)
     settings = FloodwallSettings(
         redis_url=redis_cluster.url,
         redis_cluster=True,

@@ -21,10 +21,10 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, Outcome
-from floodwall.decision import Decision
-from floodwall.keys import Keys
+from floodwall.core.decision import Decision
 from floodwall.stores import RedisStore, Store
 from floodwall.stores.base import LEASE_MS
+from floodwall.stores.keys import Keys
 from harness import RedisServer, client_commands
 
 KEYS = Keys("floodwall")
@@ -132,10 +132,10 @@ async def test_two_hundred_acquisitions_across_two_instances_admit_exactly_n(
 # one second so the test need not wait a minute.
 CRASHING_WORKER = """
 import asyncio, os, signal, sys
-import floodwall.checker
+import floodwall.limiting.checker
 from floodwall import Floodwall, FloodwallSettings, Identity
 
-floodwall.checker.LEASE_MS = 1000
+floodwall.limiting.checker.LEASE_MS = 1000
 
 async def main(url):
     fw = Floodwall(FloodwallSettings(redis_url=url, key_prefix="conc-crash", concurrency=2))

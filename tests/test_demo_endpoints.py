@@ -12,8 +12,8 @@ import pytest
 from test_jwks import AUDIENCE, ISSUER, Provider, rsa_key
 
 from floodwall import FloodwallSettings
+from floodwall.core.errors import ConfigurationError
 from floodwall.demo import LOGIN_OFF, create_app, demo_pool_size
-from floodwall.errors import ConfigurationError
 
 
 def _client(**options: object) -> httpx.AsyncClient:

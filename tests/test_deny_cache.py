@@ -8,8 +8,8 @@ import time
 import redis.asyncio
 
 from floodwall import Floodwall, FloodwallSettings, Identity
-from floodwall.decision import Decision, Outcome
-from floodwall.deny_cache import DenyCache
+from floodwall.core.decision import Decision, Outcome
+from floodwall.limiting.deny_cache import DenyCache
 from harness import RedisServer, wait_until_async
 
 

@@ -1,5 +1,5 @@
-"""What the terminal is shown of text from outside: ``floodwall.display`` and
-``floodwall.naming``, alone (the commands' output is in test_cli_hostile.py)."""
+"""What the terminal is shown of text from outside: ``floodwall.core.display`` and
+``floodwall.core.naming``, alone (the commands' output is in test_cli_hostile.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from floodwall.display import shell_word, shown
-from floodwall.naming import id_from_argument, id_from_bytes
+from floodwall.core.display import shell_word, shown
+from floodwall.core.naming import id_from_argument, id_from_bytes
 
 BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 

@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
-from floodwall.breaker import BreakerState
+from floodwall.limiting.breaker import BreakerState
 from harness import RedisServer, wait_until_async
 
 TIMEOUT = 0.05

@@ -24,16 +24,12 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware
-from floodwall._types import Scope
-from floodwall.errors import ConfigurationError
-from floodwall.identity import (
-    HeaderIdentity,
-    Identity,
-    JwtIdentity,
-    client_identity,
-    default_identify,
-    starlette_user,
-)
+from floodwall.core.errors import ConfigurationError
+from floodwall.core.identity import Identity
+from floodwall.core.types import Scope
+from floodwall.identity.chain import default_identify
+from floodwall.identity.scope import HeaderIdentity, client_identity, starlette_user
+from floodwall.identity.shared_secret import JwtIdentity
 from floodwall.settings import FloodwallSettings
 
 SECRET = "test-signing-key-0123456789abcdef-0123456789"

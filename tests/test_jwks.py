@@ -29,9 +29,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, JwksIdentity, rules
-from floodwall.errors import ConfigurationError, IdentityUnavailable
-from floodwall.identity import Identity, IdentityPending, TokenRejections
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, JwksIdentity
+from floodwall.core import rules
+from floodwall.core.errors import ConfigurationError, IdentityUnavailable
+from floodwall.core.identity import Identity
+from floodwall.identity.tokens import IdentityPending, TokenRejections
 from floodwall.settings import settings_error
 from harness import wait_until, wait_until_async
 
@@ -523,7 +525,7 @@ def test_jwks_settings_that_cannot_work_are_refused() -> None:
 
 
 def test_jwks_identity_refuses_symmetric_algorithms() -> None:
-    from floodwall.errors import ConfigurationError
+    from floodwall.core.errors import ConfigurationError
 
     for algorithms in ([], ["HS256"], ["RS256", "none"]):
         with pytest.raises(ConfigurationError):

@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from floodwall.keys import Keys, encode_id
+from floodwall.stores.keys import Keys, encode_id
 
 HOSTILE = [
     "{",

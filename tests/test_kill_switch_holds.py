@@ -33,9 +33,9 @@ from floodwall import (
     MemoryStore,
     Outcome,
 )
-from floodwall.deny_cache import DenyCache
-from floodwall.ids import MAX_HELD
-from floodwall.mirror import KillSwitchMirror
+from floodwall.core.ids import MAX_HELD
+from floodwall.killswitch.mirror import KillSwitchMirror
+from floodwall.limiting.deny_cache import DenyCache
 from floodwall.stores.base import StateSnapshot
 from harness import RedisServer, wait_until, wait_until_async
 

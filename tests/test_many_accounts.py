@@ -20,14 +20,14 @@ from starlette.routing import Route
 from test_cli_hostile import bash
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, MemoryStore
-from floodwall.change_feed import NETWORK_PAGE, RESYNC_PAGE
-from floodwall.decision import Outcome
-from floodwall.keys import SubjectKeys
-from floodwall.metrics import RESULTS
-from floodwall.mirror import MirroredUser
-from floodwall.networks import NetworkBlock, NetworkBlocks
-from floodwall.rules import RuleError, network
+from floodwall.control.change_feed import NETWORK_PAGE, RESYNC_PAGE
+from floodwall.core.decision import Outcome
+from floodwall.core.rules import RuleError, network
+from floodwall.killswitch.mirror import MirroredUser
+from floodwall.killswitch.networks import NetworkBlock, NetworkBlocks
+from floodwall.observe.metrics import RESULTS
 from floodwall.stores.base import StateSnapshot, Store
+from floodwall.stores.keys import SubjectKeys
 from harness import RedisServer, client_commands, wait_until_async
 
 TOKEN = "many-admin-token-0123456789"
@@ -431,7 +431,7 @@ async def test_top_json_piped_into_block_from_file_blocks_the_flooders(
 async def test_networks_that_ran_out_make_room_at_the_limit(
     floodwall: Floodwall, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("floodwall.rules.MAX_NETWORK_BLOCKS", 2)
+    monkeypatch.setattr("floodwall.core.rules.MAX_NETWORK_BLOCKS", 2)
     store = floodwall.store
     await store.write_network("192.0.2.0/24", NetworkBlock("192.0.2.0/24", "r", "a", 1, 2).stored())
     await floodwall.block_network("198.51.100.0/24", reason="r")

@@ -30,8 +30,8 @@ from floodwall import (
     FloodwallMiddleware,
     FloodwallSettings,
     MemoryStore,
-    rules,
 )
+from floodwall.core import rules
 
 SLOW: dict[str, Any] = {"rate": 0.001, "burst": 3, "user_header": "x-user"}
 

@@ -18,11 +18,12 @@ import redis.asyncio
 from conftest import FakeClock
 from pydantic import ValidationError
 
-from floodwall import Clock, Floodwall, FloodwallSettings, Identity, MemoryStore, rules
-from floodwall.decision import Outcome
+from floodwall import Clock, Floodwall, FloodwallSettings, Identity, MemoryStore
+from floodwall.core import rules
+from floodwall.core.decision import Outcome
 from floodwall.demo import create_app
-from floodwall.metrics import sibling_workers
-from floodwall.request_log import JsonFormatter, RefusalLog
+from floodwall.observe.metrics import sibling_workers
+from floodwall.observe.request_log import JsonFormatter, RefusalLog
 from floodwall.settings import settings_error
 from harness import RedisServer, client_commands
 

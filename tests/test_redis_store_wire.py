@@ -9,9 +9,9 @@ import pytest
 import redis
 import redis.asyncio
 
-from floodwall.errors import StorageError
-from floodwall.keys import Keys
+from floodwall.core.errors import StorageError
 from floodwall.stores import RedisStore
+from floodwall.stores.keys import Keys
 from harness import RedisServer, client_commands, find_free_port
 
 KEYS = Keys("floodwall")

@@ -32,15 +32,8 @@ from floodwall import (
     RedisStore,
     RuleError,
 )
-from floodwall.routes import (
-    AppRoutes,
-    RateLimit,
-    RouteTable,
-    app_routes,
-    limit,
-    parse_route_limits,
-    route_limit,
-)
+from floodwall.core.route_limits import RouteTable, parse_route_limits, route_limit
+from floodwall.limiting.routes import AppRoutes, RateLimit, app_routes, limit
 from harness import RedisCluster, RedisServer, client_commands, wait_until_async
 
 HIGH: dict[str, Any] = {"rate": 1000, "burst": 1000}

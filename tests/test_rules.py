@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from floodwall import Floodwall, FloodwallSettings, Identity, Outcome, RuleError, rules
+from floodwall import Floodwall, FloodwallSettings, Identity, Outcome, RuleError
 from floodwall.cli import main
-from floodwall.status import UserStatus
+from floodwall.core import rules
+from floodwall.killswitch.status import UserStatus
 from floodwall.stores.base import Store
 from harness import RedisServer
 

@@ -8,8 +8,9 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from pydantic_settings import NoDecode
 
-from floodwall import Floodwall, rules
-from floodwall.errors import ConfigurationError
+from floodwall import Floodwall
+from floodwall.core import rules
+from floodwall.core.errors import ConfigurationError
 from floodwall.settings import FloodwallSettings, settings_error
 
 ADMIN = "0123456789abcdef"

@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 from conftest import FakeClock
 
-from floodwall import shedding
-from floodwall.adaptive import AdaptiveLimit
+from floodwall.protection import shedding
+from floodwall.protection.adaptive import AdaptiveLimit
+from floodwall.protection.shedding import Shedder, Ticket, shedder_from_settings
 from floodwall.settings import FloodwallSettings
-from floodwall.shedding import Shedder, Ticket, shedder_from_settings
 
 
 def shedder(limit: int = 4, **options: object) -> tuple[Shedder, FakeClock]:

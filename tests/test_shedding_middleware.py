@@ -19,8 +19,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
-from floodwall.metrics import RESULTS
-from floodwall.shedding import Shedder
+from floodwall.observe.metrics import RESULTS
+from floodwall.protection.shedding import Shedder
 
 ROOMY: dict[str, Any] = {"rate": 1000, "burst": 1000, "user_header": "x-user"}
 

@@ -13,9 +13,9 @@ from conftest import FakeClock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from floodwall.decision import Decision, Outcome
-from floodwall.keys import Keys
+from floodwall.core.decision import Decision, Outcome
 from floodwall.stores import MemoryStore, RedisStore, Store
+from floodwall.stores.keys import Keys
 from harness import RedisServer
 
 T0_US = 1_800_000_000_000_000

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 from conftest import FakeClock
 
-from floodwall.decision import Decision, Outcome
-from floodwall.keys import Keys
+from floodwall.core.decision import Decision, Outcome
 from floodwall.stores import MemoryStore, RedisStore, Store
 from floodwall.stores.base import Window
+from floodwall.stores.keys import Keys
 from harness import RedisServer
 
 T0 = 1_800_000_000.0

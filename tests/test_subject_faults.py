@@ -17,10 +17,10 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
-from floodwall.breaker import BreakerState
-from floodwall.decision import Decision
-from floodwall.keys import SubjectKeys
+from floodwall.core.decision import Decision
+from floodwall.limiting.breaker import BreakerState
 from floodwall.stores import MemoryStore
+from floodwall.stores.keys import SubjectKeys
 from harness import RedisServer
 
 

@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, rules
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
+from floodwall.core import rules
+from floodwall.protection.shedding import Shedder
+from floodwall.protection.tarpit import FLOOD_REFUSALS, HOLD_SECONDS, LAG_SECONDS, Tarpit
 from floodwall.settings import settings_error
-from floodwall.shedding import Shedder
-from floodwall.tarpit import FLOOD_REFUSALS, HOLD_SECONDS, LAG_SECONDS, Tarpit
 from harness import find_free_port
 
 SECONDS = 0.05

@@ -21,9 +21,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
-from floodwall.decision import Decision, Outcome
-from floodwall.metrics import RESULTS
-from floodwall.telemetry import OUTCOMES, DecisionTelemetry, observe_decisions
+from floodwall.core.decision import Decision, Outcome
+from floodwall.observe.metrics import RESULTS
+from floodwall.observe.telemetry import OUTCOMES, DecisionTelemetry, observe_decisions
 
 SECRET = "s" * 64
 USER = "alice@example.com"

@@ -11,9 +11,8 @@ import redis.asyncio
 from conftest import FakeClock
 
 from floodwall import Clock, Floodwall, FloodwallSettings, Identity
-from floodwall.decision import Decision, Outcome
-from floodwall.stores.base import Store, TopBlock
-from floodwall.top import (
+from floodwall.core.decision import Decision, Outcome
+from floodwall.observe.top import (
     KEPT,
     PUBLISHED,
     SLICE_SECONDS,
@@ -23,6 +22,7 @@ from floodwall.top import (
     cover,
     network_of,
 )
+from floodwall.stores.base import Store, TopBlock
 from harness import RedisServer
 
 LIMITED = Decision(Outcome.LIMITED, 10.0, 10, 0, 1.0, 1.0)

@@ -7,9 +7,9 @@ ASGI middleware::
     app.add_middleware(FloodwallMiddleware, floodwall=floodwall)
 """
 
-from floodwall.clock import Clock
-from floodwall.decision import Decision, Outcome
-from floodwall.errors import (
+from floodwall.core.clock import Clock
+from floodwall.core.decision import Decision, Outcome
+from floodwall.core.errors import (
     ConfigurationError,
     FloodwallError,
     IdentityUnavailable,
@@ -17,10 +17,13 @@ from floodwall.errors import (
     StoreCommandError,
     StoreUnavailable,
 )
-from floodwall.identity import HeaderIdentity, Identify, Identity, JwksIdentity, JwtIdentity
+from floodwall.core.identity import Identify, Identity
+from floodwall.core.rules import RuleError
+from floodwall.identity.jwks import JwksIdentity
+from floodwall.identity.scope import HeaderIdentity
+from floodwall.identity.shared_secret import JwtIdentity
+from floodwall.limiting.routes import RateLimit, limit
 from floodwall.middleware import FloodwallMiddleware
-from floodwall.routes import RateLimit, limit
-from floodwall.rules import RuleError
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings
 from floodwall.stores import MemoryStore, RedisStore, Store

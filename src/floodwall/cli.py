@@ -4,7 +4,7 @@ Operator commands act on the store named by ``FLOODWALL_REDIS_URL`` (or ``--redi
 under ``FLOODWALL_KEY_PREFIX`` (or ``--key-prefix``), through the same service as the admin
 API, and are audited the same way. An action that no running app received (none follows
 that store and prefix) is stored, and says so in a warning on stderr. Output is readable by
-default, with every id, reason and actor escaped (``floodwall.display``), and exact JSON
+default, with every id, reason and actor escaped (``floodwall.core.display``), and exact JSON
 with ``--json``; bad input exits non-zero with one line.
 
 Its length is one command-line surface: the parser of every command and the readable
@@ -29,19 +29,20 @@ from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
-from floodwall import __version__, rules
-from floodwall.actions import BulkBlockResult, bulk_counts
-from floodwall.audit import AuditRecord, audit_logger
-from floodwall.display import shell_word, shown
-from floodwall.errors import ConfigurationError, FloodwallError, StorageError
-from floodwall.live_limits import Limit
-from floodwall.naming import id_from_argument, id_from_bytes
-from floodwall.networks import NetworkBlock
-from floodwall.request_log import JsonFormatter
+from floodwall import __version__
+from floodwall.control.actions import BulkBlockResult, bulk_counts
+from floodwall.core import rules
+from floodwall.core.display import shell_word, shown
+from floodwall.core.errors import ConfigurationError, FloodwallError, StorageError
+from floodwall.core.naming import id_from_argument, id_from_bytes
+from floodwall.core.stored import Limit
+from floodwall.killswitch.audit import AuditRecord, audit_logger
+from floodwall.killswitch.networks import NetworkBlock
+from floodwall.killswitch.status import UserStatus, windows_json
+from floodwall.observe.request_log import JsonFormatter
+from floodwall.observe.top import Offender, RefusingNetwork
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings, settings_error
-from floodwall.status import UserStatus, windows_json
-from floodwall.top import Offender, RefusingNetwork
 
 __all__ = ["main"]
 
@@ -469,7 +470,7 @@ def _route_lines(routes: dict[str, tuple[int, int]]) -> str:
 
 def _ids_from_file(name: str) -> list[str]:
     """One id per line (``\\n`` or ``\\r\\n``); empty lines are skipped (block the empty
-    id with ``floodwall block ''``). Bytes name ids as in a URL (``floodwall.naming``)."""
+    id with ``floodwall block ''``). Bytes name ids as in a URL (``floodwall.core.naming``)."""
     try:
         if name == "-":
             data = sys.stdin.buffer.read()
@@ -692,6 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            # The demo serves with uvicorn, an extra: imported only once it is known here.
             from floodwall.demo import serve
 
             serve(args.host, args.port, args.workers)

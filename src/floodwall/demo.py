@@ -27,10 +27,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from floodwall.errors import ConfigurationError
-from floodwall.identity import default_identify
+from floodwall.core.errors import ConfigurationError
+from floodwall.identity.chain import default_identify
 from floodwall.middleware import FloodwallMiddleware
-from floodwall.request_log import JsonFormatter
+from floodwall.observe.request_log import JsonFormatter
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings
 

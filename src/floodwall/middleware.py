@@ -15,45 +15,33 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
-from floodwall import rules
-from floodwall._types import ASGIApp, Message, Receive, Scope, Send
-from floodwall.decision import Decision, Outcome
-from floodwall.errors import ConfigurationError, IdentityUnavailable, StorageError
-from floodwall.identity import (
-    Identify,
-    Identity,
-    IdentityChain,
-    IdentityPending,
-    JwksIdentity,
-    client_identity,
-    default_identify,
-)
-from floodwall.ids import held
-from floodwall.metrics import RESULTS
-from floodwall.paths import PathTable, route_path
-from floodwall.request_log import RefusalLog, request_logger
-from floodwall.responses import (
+from floodwall.core import rules
+from floodwall.core.decision import Decision, Outcome
+from floodwall.core.errors import ConfigurationError, IdentityUnavailable, StorageError
+from floodwall.core.identity import Identify, Identity
+from floodwall.core.ids import held
+from floodwall.core.route_limits import RouteLimit, RouteTable, route_limit
+from floodwall.core.types import ASGIApp, Message, Receive, Scope, Send
+from floodwall.http.paths import PathTable, route_path
+from floodwall.http.responses import (
     IDENTITY_UNAVAILABLE,
     Refusal,
     rate_limit_headers,
     refusal,
     whole_seconds,
 )
-from floodwall.routes import (
-    AppRoutes,
-    RouteLimit,
-    RouteTable,
-    app_routes,
-    resolve_route_limits,
-    route_limit,
-    with_live_routes,
-)
+from floodwall.identity.chain import IdentityChain, default_identify
+from floodwall.identity.jwks import JwksIdentity
+from floodwall.identity.scope import client_identity
+from floodwall.identity.tokens import IdentityPending
+from floodwall.limiting.routes import AppRoutes, app_routes, resolve_route_limits, with_live_routes
+from floodwall.observe.metrics import RESULTS
+from floodwall.observe.request_log import RefusalLog, request_logger
+from floodwall.observe.telemetry import decision_telemetry
+from floodwall.observe.top import member
+from floodwall.protection.shedding import Shedder, shedder_from_settings
+from floodwall.protection.tarpit import Tarpit
 from floodwall.service import Floodwall
-from floodwall.shedding import Shedder, shedder_from_settings
-from floodwall.stores.redis import RedisStore
-from floodwall.tarpit import Tarpit
-from floodwall.telemetry import decision_telemetry
-from floodwall.top import member
 
 __all__ = ["FloodwallMiddleware"]
 
@@ -399,9 +387,8 @@ class FloodwallMiddleware:
         self._unknown_live = set(unknown)
 
     def _fit(self, table: RouteTable) -> RouteTable:
-        store = self.floodwall.store
         by_address = any(route.by == "address" for route in table.limits)
-        if by_address and isinstance(store, RedisStore) and store.cluster:
+        if by_address and not self.floodwall.store.crosses_subjects:
             # A user's keys and an address's live in different slots: one script cannot
             # count both.
             raise ConfigurationError("route limits by address need one Redis, not a Redis Cluster")

@@ -15,37 +15,37 @@ import asyncio
 import logging
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from floodwall import rules
-from floodwall.actions import BulkBlockResult, OperatorActions
-from floodwall.audit import AuditLog, AuditRecord
-from floodwall.breaker import CircuitBreaker
-from floodwall.change_feed import ChangeFeed
-from floodwall.checker import Checker
-from floodwall.clock import SYSTEM_CLOCK, Clock
-from floodwall.decision import Decision
-from floodwall.deny_cache import DenyCache
-from floodwall.errors import StorageError
-from floodwall.fallback import Fallback
-from floodwall.identity import Identity
-from floodwall.keys import SubjectKeys
-from floodwall.live_limits import Limit, LiveLimits
-from floodwall.metrics import Metrics, parent_command, sibling_workers
-from floodwall.mirror import KillSwitchMirror
-from floodwall.networks import NetworkBlock, NetworkBlocks
-from floodwall.offenders import Offenders
-from floodwall.reset_hook import PasswordResetHook, ResetNotifier
+from starlette.applications import Starlette
+from starlette.routing import Mount
+
+from floodwall.admin.app import AdminMount, create_admin_app
+from floodwall.control.actions import BulkBlockResult, OperatorActions
+from floodwall.control.change_feed import ChangeFeed
+from floodwall.core import rules
+from floodwall.core.clock import SYSTEM_CLOCK, Clock
+from floodwall.core.decision import Decision
+from floodwall.core.errors import StorageError
+from floodwall.core.identity import Identity
+from floodwall.core.stored import Limit
+from floodwall.killswitch.audit import AuditLog, AuditRecord
+from floodwall.killswitch.mirror import KillSwitchMirror
+from floodwall.killswitch.networks import NetworkBlock, NetworkBlocks
+from floodwall.killswitch.reset_hook import PasswordResetHook, ResetNotifier
+from floodwall.killswitch.status import UserStatus
+from floodwall.limiting.breaker import CircuitBreaker
+from floodwall.limiting.checker import Checker
+from floodwall.limiting.deny_cache import DenyCache
+from floodwall.limiting.fallback import Fallback
+from floodwall.limiting.live_limits import LiveLimits
+from floodwall.observe.metrics import Metrics, parent_command, sibling_workers
+from floodwall.observe.offenders import Offenders
+from floodwall.observe.top import Offender, RefusingNetwork
 from floodwall.settings import FloodwallSettings
-from floodwall.status import UserStatus
 from floodwall.stores.base import Store
+from floodwall.stores.keys import SubjectKeys
 from floodwall.stores.memory import MemoryStore
 from floodwall.stores.redis import RedisStore
-from floodwall.top import Offender, RefusingNetwork
-
-if TYPE_CHECKING:
-    from starlette.applications import Starlette
-    from starlette.routing import Mount
 
 __all__ = ["Floodwall", "PasswordResetHook"]
 
@@ -447,8 +447,6 @@ class Floodwall:
 
     def admin_app(self) -> Starlette:
         """The admin API as a Starlette app, to mount (``app.mount("/admin", ...)``)."""
-        from floodwall.admin import create_admin_app
-
         return create_admin_app(
             self.actions,
             self.offenders,
@@ -459,6 +457,4 @@ class Floodwall:
     def admin_mount(self, path: str = "/admin") -> Mount:
         """The admin API mounted at ``path``, for an app's routes. Unlike
         ``Mount(path, floodwall.admin_app())`` it reaches ids with a newline (``%0A``)."""
-        from floodwall.admin import AdminMount
-
         return AdminMount(path, self.admin_app())

@@ -1,6 +1,6 @@
 """floodwall's settings, read from ``FLOODWALL_*`` environment variables or passed in.
 
-Bounds come from the rule book (``floodwall.rules``); this module adds what only settings
+Bounds come from the rule book (``floodwall.core.rules``); this module adds what only settings
 can get wrong: unknown variables, admin tokens, JWT algorithms and keys, trusted proxies.
 A configuration that cannot work is refused when the settings are built, and no error
 ever carries an input value: the ``ValidationError`` has every input removed (its
@@ -32,9 +32,9 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from floodwall import rules
-from floodwall.errors import FloodwallError
-from floodwall.routes import RouteLimit, RouteTable, parse_route_limits
+from floodwall.core import rules
+from floodwall.core.errors import FloodwallError
+from floodwall.core.route_limits import RouteLimit, RouteTable, parse_route_limits
 
 __all__ = ["FloodwallSettings", "redis_url_problem", "settings_error"]
 
@@ -294,13 +294,13 @@ class FloodwallSettings(BaseSettings):
     """``POST /login=5/minute@address;GET /items/{item_id}/export=1/second``."""
 
     capacity: int | Literal["auto"] | None = None
-    """Load shedding (``floodwall.shedding``): requests one worker may have in flight, or
+    """Load shedding (``floodwall.protection.shedding``): requests one worker may have in flight, or
     ``auto`` to learn it from latency; unset, nothing is shed."""
     critical_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Paths that keep a reserved part of ``capacity`` when everything else is shed."""
     tarpit_seconds: float = 0.5
     """How long, on average, a flooding subject's refusals are held back while the flood
-    slows a worker (``floodwall.tarpit``); 0: never."""
+    slows a worker (``floodwall.protection.tarpit``); 0: never."""
 
     @model_validator(mode="wrap")
     @classmethod

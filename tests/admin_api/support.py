@@ -11,7 +11,7 @@ import httpx
 from pydantic import SecretStr
 
 from floodwall import Floodwall, FloodwallSettings, Outcome
-from floodwall.admin_openapi import openapi_document
+from floodwall.admin.openapi import openapi_document
 
 TOKEN = "admin-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -7,8 +7,8 @@ import pytest
 from pydantic import SecretStr
 
 from floodwall import Floodwall, Store
-from floodwall.admin import AUTH_FAILURES, AUTH_WINDOW_SECONDS
-from floodwall.clock import Clock
+from floodwall.admin.app import AUTH_FAILURES, AUTH_WINDOW_SECONDS
+from floodwall.core.clock import Clock
 
 from .support import (
     AUTH,

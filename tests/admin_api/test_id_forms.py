@@ -21,8 +21,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, JwtIdentity, Outcome
-from floodwall.admin_openapi import openapi_document
-from floodwall.admin_routes import SPECS, Spec
+from floodwall.admin.openapi import openapi_document
+from floodwall.admin.routes import SPECS, Spec
 
 from .support import AUTH, VALID_BODIES, assert_problem, audit, change_body, check, json_body
 

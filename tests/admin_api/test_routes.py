@@ -9,7 +9,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 
 from floodwall import Floodwall
-from floodwall.admin_openapi import openapi_document
+from floodwall.admin.openapi import openapi_document
 
 from .support import AUTH, DESIGN_ROUTES, PROBLEM_JSON, audit, documented_routes, json_body
 

@@ -15,7 +15,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall
-from floodwall.routes import app_routes, parse_route_limits
+from floodwall.core.route_limits import parse_route_limits
+from floodwall.limiting.routes import app_routes
 
 from .support import assert_problem, audit, json_body
 

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import hiredis
 
-from floodwall.resp import Arg, pack_command
+from floodwall.stores._resp import Arg, pack_command
 
 __all__ = [
     "NoScript",

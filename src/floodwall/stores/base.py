@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, Protocol, TypeVar
 
-from floodwall.decision import Decision
-from floodwall.errors import StoreCommandError
-from floodwall.keys import Keys, SubjectKeys
+from floodwall.core.decision import Decision
+from floodwall.core.errors import StoreCommandError
+from floodwall.stores.keys import Keys, SubjectKeys
 
 __all__ = [
     "LEASE_MS",
@@ -109,10 +109,17 @@ class Store(Protocol):
     Times are the store's own clock (Redis ``TIME``), never the app server's; rates are
     tokens per second, bursts and costs tokens. Every method raises ``StoreUnavailable``
     when the backend does not answer and ``StoreCommandError`` when it answers with an
-    error (see ``floodwall.errors``).
+    error (see ``floodwall.core.errors``).
     """
 
     keys: Keys
+
+    @property
+    def crosses_subjects(self) -> bool:
+        """Whether one check may also count a window of another subject (a route limit by
+        the client's address beside the user's bucket): not on a Redis Cluster, whose
+        scripts touch one slot."""
+        ...
 
     async def start(self) -> None:
         """Connect and load scripts; safe to call more than once."""

@@ -19,10 +19,9 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-from floodwall.decision import Decision, Outcome, new_decision
-from floodwall.errors import StoreCommandError
-from floodwall.keys import Keys, SubjectKeys
-from floodwall.stored import stored_limit
+from floodwall.core.decision import Decision, Outcome, new_decision
+from floodwall.core.errors import StoreCommandError
+from floodwall.core.stored import stored_limit
 from floodwall.stores.base import (
     LEASE_MS,
     AuditEntry,
@@ -32,6 +31,7 @@ from floodwall.stores.base import (
     most_refused,
     per_block,
 )
+from floodwall.stores.keys import Keys, SubjectKeys
 
 __all__ = ["MemoryStore"]
 
@@ -48,6 +48,8 @@ class MemoryStore:
         self, *, prefix: str = "floodwall", clock: Callable[[], float] = time.time
     ) -> None:
         self.keys = Keys(prefix)
+        self.crosses_subjects = True
+        """Every key is in one process: a check may count any subject's windows."""
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}
         # Requests in flight per subject: token → lease end (ms).

@@ -25,16 +25,15 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from floodwall import rules
-from floodwall.decision import Decision, decision_from_reply
-from floodwall.errors import (
+from floodwall.core import rules
+from floodwall.core.decision import Decision, decision_from_reply
+from floodwall.core.errors import (
     ConfigurationError,
     StorageError,
     StoreCommandError,
     StoreUnavailable,
 )
-from floodwall.keys import Keys, SubjectKeys
-from floodwall.resp import array_header, pack_parts
+from floodwall.stores._resp import array_header, pack_parts
 from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
 from floodwall.stores.base import (
     LEASE_MS,
@@ -45,6 +44,7 @@ from floodwall.stores.base import (
     most_refused,
     per_block,
 )
+from floodwall.stores.keys import Keys, SubjectKeys
 
 __all__ = ["RedisStore"]
 
@@ -59,7 +59,7 @@ _TOP_ROUND_TRIP = 1_000
 
 
 def _script(name: str) -> str:
-    return resources.files("floodwall").joinpath("lua", name).read_text("utf-8")
+    return resources.files("floodwall.stores").joinpath("lua", name).read_text("utf-8")
 
 
 def _check_script() -> str:
@@ -105,7 +105,7 @@ _SERVER_ERRORS: Final = (
 
 
 def _translate(exc: BaseException) -> StorageError:
-    """The one place where backend errors become floodwall's (see ``floodwall.errors``)."""
+    """The one place where backend errors become floodwall's (see ``floodwall.core.errors``)."""
     text = f"{type(exc).__name__}: {exc}"
     # redis-py gives server-wide replies subclasses of their own, and strips "ERR ".
     plain_reply = type(exc) is redis.ResponseError or (
@@ -292,6 +292,11 @@ class RedisStore:
     def cluster(self) -> bool:
         """Whether the store is a Redis Cluster: one command touches one slot."""
         return isinstance(self._client, RedisCluster)
+
+    @property
+    def crosses_subjects(self) -> bool:
+        """One Redis runs a script over any keys; a Cluster keeps a script to one slot."""
+        return not self.cluster
 
     @property
     def client(self) -> RedisClient:

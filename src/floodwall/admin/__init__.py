@@ -1,0 +1,1 @@
+"""The admin API: a Starlette app over the operator actions."""

@@ -1,0 +1,2 @@
+"""Operator changes: the actions that make them, and the change feed that brings them to
+every worker."""

@@ -1,0 +1,1 @@
+"""The domain: rules, decisions, ids, errors, the clock and identities. No I/O."""

@@ -1,0 +1,1 @@
+"""HTTP vocabulary: what a refused request sees, and path matching."""

@@ -1,0 +1,176 @@
+"""The audit trail: every operator action, kept in the store and logged as JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from floodwall.core import rules
+from floodwall.core.stored import iso_time, stored_int
+from floodwall.stores.base import AuditEntry, Store
+
+__all__ = ["AuditLog", "AuditRecord", "log_action"]
+
+audit_logger = logging.getLogger("floodwall.audit")
+
+MAX_ENTRIES: Final = 100_000
+_CURSOR: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One operator action; ``id`` is its cursor in the audit stream."""
+
+    id: str
+    time_ms: int | None
+    actor: str
+    action: str
+    user_id: str | None
+    reason: str | None
+    expires_ms: int | None
+    detail: str | None
+
+    @classmethod
+    def from_entry(cls, entry: AuditEntry) -> AuditRecord:
+        """Read a stored entry; fields that cannot be read come back as ``None``."""
+        fields = entry.fields
+        return cls(
+            id=entry.id,
+            time_ms=stored_int(fields.get("time")),
+            actor=fields.get("actor", ""),
+            action=fields.get("action", ""),
+            user_id=_user_id(fields),
+            reason=fields.get("reason") or None,
+            expires_ms=stored_int(fields.get("expires") or None),
+            detail=fields.get("detail") or None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The admin API's and ``--json``'s shape of a record."""
+        return {
+            "id": self.id,
+            "time": iso_time(self.time_ms),
+            "actor": self.actor,
+            "action": self.action,
+            "user_id": self.user_id,
+            "reason": self.reason,
+            "expires": iso_time(self.expires_ms),
+            "detail": self.detail,
+        }
+
+
+# Before the empty id could be named, actions on no user stored an empty user_id.
+_NO_USER_ACTIONS: Final = frozenset({"set-default-limit", "clear-default-limit"})
+
+
+def _user_id(fields: Mapping[str, str]) -> str | None:
+    user_id = fields.get("user_id")
+    if user_id == "" and fields.get("action") in _NO_USER_ACTIONS:
+        return None
+    return user_id
+
+
+def log_action(record: AuditRecord) -> None:
+    """One JSON line per action, for log pipelines that never read Redis."""
+    fields = {"event": "floodwall.audit", **record.to_json()}
+    # JsonFormatter puts ``extra`` fields at the top level of its line; any other formatter
+    # prints only the message, so it carries the whole record too, as escaped JSON (a user
+    # id or reason is anyone's text).
+    audit_logger.info(
+        "floodwall: %s %s",
+        record.action,
+        json.dumps(fields, ensure_ascii=True, separators=(",", ":")),
+        extra={"fields": fields},
+    )
+
+
+class AuditLog:
+    """Appends operator actions to the store's capped stream and the log, and pages them."""
+
+    __slots__ = ("_on_action", "_store")
+
+    def __init__(self, store: Store, *, on_action: Callable[[str], None]) -> None:
+        self._store = store
+        self._on_action = on_action
+
+    async def record(
+        self,
+        actor: str,
+        action: str,
+        user_id: str | None,
+        *,
+        reason: str | None = None,
+        expires_ms: int | None = None,
+        detail: str | None = None,
+        now_ms: int | None = None,
+    ) -> AuditRecord:
+        """Audit one action, at ``now_ms`` on the store's clock (read when not given)."""
+        self._on_action(action)
+        if now_ms is None:
+            now_ms = await self._store.now_ms()
+        fields = {
+            "time": str(now_ms),
+            "actor": actor,
+            "action": action,
+            "reason": reason or "",
+            "expires": "" if expires_ms is None else str(expires_ms),
+            "detail": detail or "",
+        }
+        if user_id is not None:
+            # Absent for actions on no user, so the empty id reads back as itself.
+            fields["user_id"] = user_id
+        entry_id = await self._store.append_audit(fields, max_entries=MAX_ENTRIES)
+        record = AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, detail)
+        log_action(record)
+        return record
+
+    async def record_many(
+        self,
+        actor: str,
+        action: str,
+        entries: Sequence[tuple[str, int | None, int]],
+        *,
+        reason: str | None = None,
+    ) -> list[AuditRecord]:
+        """Audit one action on many users at once (a bulk block): one record per
+        (user id, expiry ms, store time ms), appended in a few round trips."""
+        fields = [
+            {
+                "time": str(now_ms),
+                "actor": actor,
+                "action": action,
+                "reason": reason or "",
+                "expires": "" if expires_ms is None else str(expires_ms),
+                "detail": "",
+                "user_id": user_id,
+            }
+            for user_id, expires_ms, now_ms in entries
+        ]
+        ids = await self._store.append_audits(fields, max_entries=MAX_ENTRIES)
+        records = []
+        for entry_id, (user_id, expires_ms, now_ms) in zip(ids, entries, strict=True):
+            self._on_action(action)
+            record = AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, None)
+            log_action(record)
+            records.append(record)
+        return records
+
+    async def page(
+        self, *, before: str | None = None, limit: int = 100
+    ) -> tuple[list[AuditRecord], str | None]:
+        """A page of records, newest first, and the cursor of the next page."""
+        limit = rules.PAGE_SIZE.whole_number(limit)
+        if before is not None:
+            match = _CURSOR.fullmatch(before)
+            if match is None or max(int(part) for part in match.groups()) >= 2**64:
+                raise rules.RuleError("cursor is the next_cursor of an earlier page")
+            if before == "0-0":
+                # Nothing is older than the first possible id (Redis refuses the range).
+                return [], None
+        entries = await self._store.read_audit(before=before, count=limit)
+        records = [AuditRecord.from_entry(entry) for entry in entries]
+        return records, (records[-1].id if len(records) == limit else None)

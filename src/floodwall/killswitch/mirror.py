@@ -1,0 +1,177 @@
+"""Each worker's copy of the kill-switch state, so blocks, revocations and password resets
+keep holding while the store is unreachable.
+
+Kept current by pub/sub, and fully reloaded on (re)subscription and periodically, since
+pub/sub drops messages across disconnects: a reload is built aside a page at a time and
+swapped in, and a change applied while it runs wins over what it read. Times are the
+store's (ms); while the store is down they are compared with this server's clock, the
+only one left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from floodwall.core.decision import Outcome
+from floodwall.core.identity import Identity
+from floodwall.core.stored import stored_int, stored_limit
+from floodwall.stores.base import StateSnapshot
+
+__all__ = ["KillSwitchMirror", "MirrorRebuild", "MirroredUser"]
+
+
+@dataclass(frozen=True, slots=True)
+class MirroredUser:
+    """What the fallback needs of one user's state; ``revoked`` maps credential ids revoked
+    one by one to their expiry (ms)."""
+
+    blocked_until_ms: int | None
+    not_before_ms: int | None
+    reset_required: bool
+    limit: tuple[float, int] | None
+    revoked: Mapping[str, int]
+
+    @classmethod
+    def from_snapshot(cls, snapshot: StateSnapshot) -> MirroredUser | None:
+        """``None`` when the user has no state worth keeping."""
+        fields = snapshot.fields
+        user = cls(
+            blocked_until_ms=stored_int(fields.get("blocked_until")),
+            not_before_ms=stored_int(fields.get("not_before")),
+            reset_required=fields.get("reset_required") == "1",
+            limit=stored_limit(fields.get("rate"), fields.get("burst")),
+            revoked=dict(snapshot.revoked),
+        )
+        return None if user == _EMPTY else user
+
+
+_EMPTY = MirroredUser(None, None, False, None, {})
+
+
+class MirrorRebuild:
+    """A full reload of the mirror, fed a page at a time and swapped in whole by
+    ``finish``. A user changed meanwhile (``KillSwitchMirror.update``) was read after the
+    reload began, maybe after the reload read that user: the change wins."""
+
+    __slots__ = ("_fresh", "_owner", "_touched")
+
+    def __init__(self, owner: KillSwitchMirror) -> None:
+        self._owner = owner
+        self._fresh: dict[str, MirroredUser] = {}
+        self._touched: dict[str, MirroredUser | None] = {}
+
+    def add(self, user_id: str, snapshot: StateSnapshot) -> None:
+        """Mirror one user's state as the reload read it."""
+        user = MirroredUser.from_snapshot(snapshot)
+        if user is None:
+            return
+        known = self._owner.get(user_id)
+        # Unchanged users keep their object: a reload of many users then leaves no new
+        # long-lived objects behind for the garbage collector to walk.
+        self._fresh[user_id] = known if known == user else user
+
+    def touched(self, user_id: str, user: MirroredUser | None) -> None:
+        self._touched[user_id] = user
+
+    def finish(self) -> None:
+        """Swap the reloaded users in, with the changes applied since the reload began."""
+        fresh = self._fresh
+        for user_id, user in self._touched.items():
+            if user is None:
+                fresh.pop(user_id, None)
+            else:
+                fresh[user_id] = user
+        self._owner.swap(fresh)
+        self._owner.rebuilds.discard(self)
+
+    def __enter__(self) -> MirrorRebuild:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Abandoned (the store failed): the last copy keeps holding.
+        self._owner.rebuilds.discard(self)
+
+
+class KillSwitchMirror:
+    """User id → mirrored state."""
+
+    __slots__ = ("_users", "rebuilds")
+
+    def __init__(self) -> None:
+        self._users: dict[str, MirroredUser] = {}
+        self.rebuilds: set[MirrorRebuild] = set()
+        """Reloads under way, each told of every change applied until it finishes."""
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def update(self, user_id: str, snapshot: StateSnapshot, *, revoked_read: bool = True) -> None:
+        """Mirror one user's state as read (no state forgets the user); without
+        ``revoked_read`` the snapshot did not read revoked credential ids: keep the known."""
+        if not revoked_read and (known := self._users.get(user_id)) is not None:
+            snapshot = StateSnapshot(snapshot.fields, snapshot.now_ms, known.revoked)
+        user = MirroredUser.from_snapshot(snapshot)
+        for rebuild in self.rebuilds:
+            rebuild.touched(user_id, user)
+        if user is None:
+            self._users.pop(user_id, None)
+        else:
+            self._users[user_id] = user
+
+    def rebuild(self) -> MirrorRebuild:
+        """Begin a full reload (a context manager; ``finish`` swaps it in)."""
+        rebuild = MirrorRebuild(self)
+        self.rebuilds.add(rebuild)
+        return rebuild
+
+    def swap(self, users: dict[str, MirroredUser]) -> None:
+        self._users = users
+
+    def blocked_count(self, now_ms: int) -> int:
+        """How many mirrored users are blocked at ``now_ms``."""
+        return sum(
+            1
+            for user in self._users.values()
+            if user.blocked_until_ms is not None
+            and (user.blocked_until_ms == 0 or user.blocked_until_ms > now_ms)
+        )
+
+    def get(self, user_id: str) -> MirroredUser | None:
+        """The mirrored state of a user, if any."""
+        return self._users.get(user_id)
+
+    def refusal(self, identity: Identity, reset_exempt: bool, now_ms: int | None) -> Outcome | None:
+        """What the kill switch says of this request, as ``check.lua`` would; ``None``: go on.
+
+        With ``now_ms`` ``None`` (no clock to trust), only what holds at any time: a block
+        with no end, a credential issued before the revocation, a reset required. Those
+        change only by an operator's change, which reaches the mirror by the change feed.
+        """
+        if identity.anonymous:
+            return None
+        user = self._users.get(identity.user_id)
+        if user is None:
+            return None
+        until = user.blocked_until_ms
+        if until is not None:
+            if until == 0:
+                return Outcome.BLOCKED
+            if now_ms is None:
+                # A timed block may hold or not: a later refusal would answer wrongly.
+                return None
+            if until > now_ms:
+                return Outcome.BLOCKED
+        issued = identity.issued_at
+        not_before = user.not_before_ms
+        if issued is not None and not_before is not None and int(issued * 1000) < not_before:
+            return Outcome.REVOKED
+        credential = identity.credential_id
+        if credential is not None and credential in user.revoked:
+            if now_ms is None:
+                return None
+            if user.revoked[credential] > now_ms:
+                return Outcome.REVOKED
+        if user.reset_required and not reset_exempt:
+            return Outcome.RESET_REQUIRED
+        return None

@@ -1,0 +1,93 @@
+"""The default limits every worker applies, changed at run time on every worker at once.
+
+The configured default comes from the settings; an operator's live default is kept in the
+store (so it outlasts restarts) and each worker holds a copy, refreshed by the change feed
+and by polling. It is never read from a user's slot, so the check script touches one slot.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from floodwall.core import rules
+from floodwall.core.stored import ROUTE_FIELD, Limit, WindowLimit, stored_limit, window_limit
+from floodwall.settings import FloodwallSettings
+from floodwall.stores.base import Store
+
+__all__ = ["LiveLimits"]
+
+logger = logging.getLogger("floodwall")
+
+
+class LiveLimits:
+    """This worker's default limits for users and anonymous clients."""
+
+    __slots__ = ("_settings", "anonymous", "configured", "live", "routes", "routes_version", "user")
+
+    def __init__(self, settings: FloodwallSettings) -> None:
+        self._settings = settings
+        self.configured: Limit = (settings.rate, settings.burst)
+        """The default of this app's settings."""
+        self.live: Limit | None = None
+        """An operator's default, shared by every worker through the store, if set."""
+        self.user: Limit = self.configured
+        self.anonymous: Limit = self.configured
+        self.routes: dict[str, WindowLimit] = {}
+        """Route limits changed live by an operator, by ``RouteLimit.key``."""
+        self.routes_version = 0
+        """Counts changes of ``routes``: what was worked out from them is stale."""
+        self._apply(None)
+
+    def _apply(self, live: Limit | None) -> bool:
+        changed = live != self.live
+        self.live = live
+        self.user = live if live is not None else self.configured
+        settings = self._settings
+        # Anonymous traffic follows the default unless it has a limit of its own.
+        self.anonymous = (
+            settings.anonymous_rate if settings.anonymous_rate is not None else self.user[0],
+            settings.anonymous_burst if settings.anonymous_burst is not None else self.user[1],
+        )
+        return changed
+
+    async def refresh(self, store: Store) -> bool:
+        """Read the live default from the store; whether it changed."""
+        config = await store.read_config()
+        live = stored_limit(config.get("rate"), config.get("burst"))
+        if live is None and ("rate" in config or "burst" in config):
+            logger.warning("floodwall: the stored default limit is unreadable; using the settings")
+        routes = {
+            name.removeprefix(ROUTE_FIELD): limit
+            for name, value in config.items()
+            if name.startswith(ROUTE_FIELD) and (limit := window_limit(value)) is not None
+        }
+        changed = routes != self.routes
+        if changed:
+            self.routes = routes
+            self.routes_version += 1
+        return self._apply(live) or changed
+
+    async def set(self, store: Store, rate: float, burst: int) -> Limit:
+        """Store a live default (within the rule book) and apply it here."""
+        limit = rules.limit(rate, burst)
+        await store.write_config({"rate": repr(limit[0]), "burst": str(limit[1])})
+        self._apply(limit)
+        return limit
+
+    async def set_route(self, store: Store, route: str, limit: WindowLimit) -> None:
+        """Store a route's live limit and apply it here."""
+        await store.write_config({ROUTE_FIELD + route: f"{limit[0]}:{limit[1]}"})
+        self.routes[route] = limit
+        self.routes_version += 1
+
+    async def clear_route(self, store: Store, route: str) -> None:
+        """Forget a route's live limit: every worker goes back to the app's."""
+        await store.write_config({}, delete=(ROUTE_FIELD + route,))
+        self.routes.pop(route, None)
+        self.routes_version += 1
+
+    async def clear(self, store: Store) -> Limit:
+        """Forget the live default: every worker goes back to its settings."""
+        await store.write_config({}, delete=("rate", "burst"))
+        self._apply(None)
+        return self.user

@@ -1,0 +1,1 @@
+"""What operators see: metrics, telemetry, the request log, top offenders."""

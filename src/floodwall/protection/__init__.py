@@ -1,0 +1,1 @@
+"""Protection from overload: load shedding, adaptive capacity and the tarpit."""
