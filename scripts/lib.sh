@@ -1,6 +1,6 @@
 # Shared by scripts/test and scripts/demo: a virtualenv (.venv) holding exactly the
-# versions of uv.lock, the project and its dev and bench extras. Sourced from the project
-# root.
+# versions of uv.lock, the project and its dev, bench and docs extras. Sourced from the
+# project root.
 # shellcheck shell=bash
 
 ROOT="$(pwd)"
@@ -70,4 +70,4 @@ fi
 
 # --locked: a uv.lock that no longer matches pyproject.toml is an error, never a silent
 # re-resolution (README, "Refreshing the lock").
-"$UV" sync --locked --extra dev --extra bench
+"$UV" sync --locked --extra dev --extra bench --extra docs
