@@ -1,5 +1,7 @@
-"""The Python examples of the README and of ``docs/`` pass ``mypy --strict`` as written,
-without the pydantic plugin."""
+"""The README is a front door: at most 20,000 bytes, no history (commit hashes belong in git
+and ``CHANGELOG.md``), every link to a file of the repository resolves. The Python examples
+of the README and of ``docs/`` pass ``mypy --strict`` as written, without the pydantic
+plugin. (Links between the pages of ``docs/`` are checked by ``mkdocs build --strict``.)"""
 
 from __future__ import annotations
 
@@ -10,13 +12,45 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+# [text](target): the target up to a space or the closing bracket.
+_LINK = re.compile(r"\]\(([^)\s]+)")
+# A commit hash as the README would cite one: 7 to 40 hex digits in backticks.
+_COMMIT = re.compile(r"`[0-9a-f]{7,40}`")
 
 
+def test_the_readme_is_at_most_20000_bytes() -> None:
+    assert len(README.read_bytes()) <= 20_000
+
+
+def test_the_readme_cites_no_commit() -> None:
+    assert _COMMIT.findall(README.read_text("utf-8")) == []
+
+
+def test_the_readmes_links_to_the_repository_resolve() -> None:
+    text = README.read_text("utf-8")
+    headings = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in text.splitlines()
+        if line.startswith("#")
+    }
+    links = _LINK.findall(text)
+    assert any(link.startswith("docs/") for link in links)
+    for link in links:
+        if "://" in link:
+            continue
+        path, _, anchor = link.partition("#")
+        if path:
+            assert (ROOT / path).exists(), link
+        else:
+            assert anchor in headings, link
+
+
+@pytest.mark.slow
 def test_the_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
     text = "\n".join(page.read_text() for page in pages)
     blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
     assert len(blocks) >= 3
