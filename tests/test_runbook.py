@@ -670,6 +670,15 @@ STEPS = [
         'floodwall unblock-network 203.0.113.0/24 --reason "INC-1300: over"',
         shows=(r"\A203\.0\.113\.0/24\tnot blocked\n",),
     ),
+    # Requests are shed for overload (the demo here sheds nothing: no capacity is set)
+    Step(
+        METRICS + 'grep -E \'^floodwall_(decisions_total\\{result="(allowed|overloaded)"\\}'
+        "|capacity_limit)'",
+        shows=(
+            r'^floodwall_decisions_total\{result="allowed"\} [1-9]',
+            r'^floodwall_decisions_total\{result="overloaded"\} 0\.0$',
+        ),
+    ),
 ]
 
 
