@@ -168,3 +168,77 @@ def test_a_store_given_an_unusable_url_never_shows_it() -> None:
         assert str(caught.value) == "FLOODWALL_REDIS_URL is not a URL redis-py can use"
         assert caught.value.__cause__ is None
         assert caught.value.__suppress_context__
+
+
+def test_help_lists_every_command_in_order_with_what_it_does(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    listing = capsys.readouterr().out.split("  COMMAND\n")[1].split("\n\n")[0]
+    assert listing.split("\n") == [
+        "    demo           serve the demo app",
+        "    block          refuse every request of a user, or of many (403)",
+        "    block-network  refuse every request from inside a network (403), on every worker",
+        "    unblock-network",
+        "                   lift a network block",
+        "    unblock        lift a block",
+        "    revoke         refuse every credential issued up to now (401)",
+        "    reset-password",
+        "                   require a password reset (revokes too)",
+        "    clear-reset    clear a required password reset",
+        "    limit          give a user a limit of their own",
+        "    concurrency    give a user a limit of requests in flight",
+        "    status         show a user's status",
+        "    shadow         observe a user's limit without enforcing it",
+        "    top            the most refused users and clients, refreshed live",
+        "    default-limit  show or change the default limit on every worker",
+        "    route-limit    show or change a route's limit, for everyone or for one user",
+        "    blocked        list blocked users (or networks)",
+        "    audit          show operator actions, newest first",
+    ]
+
+
+# Every command that works on the store, each answer of a different shape, in an order
+# where each finds what the one before left.
+EVERY_COMMAND = [
+    ["block", "alice", "--reason", "r"],
+    ["block", "bob", "carol", "--reason", "r"],
+    ["block-network", "10.0.0.0/8", "--reason", "r"],
+    ["blocked"],
+    ["blocked", "--networks"],
+    ["unblock-network", "10.0.0.0/8"],
+    ["unblock", "alice"],
+    ["revoke", "alice"],
+    ["revoke", "alice", "--credential-id", "jti-1"],
+    ["reset-password", "alice"],
+    ["clear-reset", "alice"],
+    ["limit", "alice", "--rate", "5", "--burst", "5"],
+    ["concurrency", "alice", "3"],
+    ["shadow", "alice"],
+    ["status", "alice"],
+    ["default-limit", "--rate", "3", "--burst", "4"],
+    ["default-limit"],
+    ["route-limit", "POST /login", "5/minute"],
+    ["route-limit", "POST /login", "1/second", "--user", "alice"],
+    ["route-limit"],
+    ["top", "--once"],
+    ["audit"],
+]
+
+
+@pytest.mark.parametrize("form", ["readable", "json"])
+def test_every_command_answers_in_both_forms(
+    form: str, redis_server: RedisServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for command in EVERY_COMMAND:
+        extra = ["--json"] if form == "json" else []
+        assert main([*command, "--redis-url", redis_server.url, *extra]) == 0, command
+        out = capsys.readouterr().out
+        assert out.endswith("\n"), command
+        if form == "json":
+            assert isinstance(json.loads(out), dict), command
+        else:
+            assert "{" not in out.split("\n")[0], command
