@@ -36,11 +36,11 @@ class _Parents:
 
 def parser() -> argparse.ArgumentParser:
     """The ``floodwall`` command line."""
-    parser = Parser(
+    command_line = Parser(
         prog="floodwall", description="Per-user rate limits and an account kill switch."
     )
-    parser.add_argument("--version", action="version", version=f"floodwall {__version__}")
-    commands = parser.add_subparsers(
+    command_line.add_argument("--version", action="version", version=f"floodwall {__version__}")
+    commands = command_line.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
     parents = _parents()
@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
     _add_top(commands, parents)
     _add_default_and_route_limits(commands, parents)
     _add_lists(commands, parents)
-    return parser
+    return command_line
 
 
 def _parents() -> _Parents:

@@ -18,7 +18,7 @@ __all__ = ["run"]
 _READS = frozenset({"status", "top", "blocked", "audit"})
 
 
-def settings(args: argparse.Namespace) -> FloodwallSettings:
+def _settings(args: argparse.Namespace) -> FloodwallSettings:
     """The settings of the environment, with ``--redis-url`` and ``--key-prefix`` over them."""
     # Given to the constructor, so an option is validated as the variable would be.
     options: dict[str, Any] = {}
@@ -36,7 +36,7 @@ def settings(args: argparse.Namespace) -> FloodwallSettings:
     return settings.model_copy(update={"redis_timeout": max(settings.redis_timeout, 2.0)})
 
 
-def acts(args: argparse.Namespace) -> bool:
+def _acts(args: argparse.Namespace) -> bool:
     """Whether the command changes something (``default-limit`` and ``route-limit`` with
     nothing to change show the limits instead)."""
     if args.command == "default-limit":
@@ -48,7 +48,7 @@ def acts(args: argparse.Namespace) -> bool:
 
 async def run(args: argparse.Namespace) -> Answer:
     """Run the command on the store the options name."""
-    floodwall = Floodwall(settings(args))
+    floodwall = Floodwall(_settings(args))
     try:
         await floodwall.store.start()
         # Users without a limit of their own are on the live default kept in the store, not
@@ -63,7 +63,7 @@ async def run(args: argparse.Namespace) -> Answer:
 
 async def _answer(floodwall: Floodwall, args: argparse.Namespace) -> Answer:
     received_by = None
-    acted = acts(args)
+    acted = _acts(args)
     if acted:
         result = await act(floodwall, args)
         # Asked after the change: an app that subscribes later reloads it at start.
