@@ -158,7 +158,11 @@ CASES = [
 
 @pytest.fixture
 async def floodwall(redis_server: RedisServer) -> AsyncIterator[Floodwall]:
-    service = Floodwall(FloodwallSettings(redis_url=redis_server.url, admin_token=TOKEN))
+    # A test's store calls wait as a terminal's do, not a request's 50 ms: the machine may
+    # be busy, and no test here is about timeouts.
+    service = Floodwall(
+        FloodwallSettings(redis_url=redis_server.url, admin_token=TOKEN, redis_timeout=2)
+    )
     await service.store.client.flushall()  # type: ignore[attr-defined]
     try:
         yield service
