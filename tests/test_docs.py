@@ -15,7 +15,7 @@ import pytest
 
 from floodwall import FloodwallSettings
 from floodwall.demo import POOL_VARIABLE, demo_pool_size
-from floodwall.settings import OTHER_VARIABLES, PREFIX
+from floodwall.settings.variables import OTHER_VARIABLES, PREFIX
 
 # A default cell starts with the default: `unset`, or the value in backticks as the
 # environment would spell it; an explanation may follow.
