@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Final
 
 import jwt
@@ -24,8 +24,9 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from floodwall.core.errors import ConfigurationError
 from floodwall.identity.chain import default_identify
@@ -45,6 +46,9 @@ MAX_POOL: Final = 1000
 POOL_TIMEOUT_SECONDS: Final = 2.0
 """How long ``/api/work`` waits for a free connection before answering 503."""
 MAX_MILLISECONDS: Final = 10_000
+DEFAULT_EVENTS: Final = 100
+MAX_EVENTS: Final = 100_000
+"""The most events one `GET /api/stream` sends."""
 LOGIN_OFF: Final = (
     "The demo's /login is off: FLOODWALL_JWT_ALGORITHMS names no HMAC algorithm, so the demo "
     "serves your identity provider's tokens (FLOODWALL_JWT_JWKS_URL) and signs none of its own."
@@ -90,6 +94,17 @@ def _milliseconds(request: Request, default: int) -> int | Response:
     return int(text)
 
 
+def _events(request: Request) -> int | Response:
+    text = request.query_params.get("n")
+    if text is None:
+        return DEFAULT_EVENTS
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_EVENTS:
+        return _problem(
+            422, "Unprocessable Content", f"n is a whole number of events from 0 to {MAX_EVENTS}."
+        )
+    return int(text)
+
+
 def _landing_page(base: str, pool_size: int, own_login: bool) -> str:
     base = html.escape(base.rstrip("/"))
     login_item = (
@@ -125,6 +140,10 @@ block a user, revoke their credentials or force a password reset, on every worke
 <li><code>GET /api/slow?ms=N</code>: waits N ms (at most {MAX_MILLISECONDS:,})</li>
 <li><code>GET /api/work?ms=N</code>: holds one of {pool_size} simulated database connections
 for N ms (default 20); 503 after {POOL_TIMEOUT_SECONDS:g} s without a free one</li>
+<li><code>WS /ws/echo</code>: echoes each text message; every message counts against
+the sender's limit, and a block closes the socket</li>
+<li><code>GET /api/stream?n=N&amp;ms=M</code>: server-sent events, N of them (default
+{DEFAULT_EVENTS}), one every M ms (default 100); a block ends the stream</li>
 <li><a href="{base}/admin/openapi.json">/admin/openapi.json</a>: the admin API (set
 <code>FLOODWALL_ADMIN_TOKEN</code> to use it)</li>
 <li><a href="{base}/metrics">/metrics</a>: Prometheus metrics</li>
@@ -248,6 +267,24 @@ def create_app(
             pool.release()
         return JSONResponse({"held_ms": ms, "pool": pool_size})
 
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.send_text(await websocket.receive_text())
+        except WebSocketDisconnect:
+            pass
+
+    async def stream(request: Request) -> Response:
+        count = _events(request)
+        if isinstance(count, Response):
+            return count
+        ms = _milliseconds(request, 100)
+        if isinstance(ms, Response):
+            return ms
+        stream = _event_stream(count, ms, _caller(request))
+        return StreamingResponse(stream, media_type="text/event-stream")
+
     app = Starlette(
         routes=[
             Route("/", home, methods=["GET"]),
@@ -255,6 +292,8 @@ def create_app(
             Route("/api/hello", hello, methods=["GET"]),
             Route("/api/slow", slow, methods=["GET"]),
             Route("/api/work", work, methods=["GET"]),
+            Route("/api/stream", stream, methods=["GET"]),
+            WebSocketRoute("/ws/echo", echo),
             Route("/account/password", change_password, methods=["POST"]),
             floodwall.admin_mount("/admin"),
             # A Route, not a Mount: /metrics itself answers, with no redirect to /metrics/.
@@ -273,6 +312,23 @@ def create_app(
     )
     app.state.floodwall = floodwall
     return app
+
+
+async def _event_stream(count: int, ms: int, caller: str | None) -> AsyncIterator[str]:
+    sent = 0
+    try:
+        for sent in range(1, count + 1):
+            yield f"id: {sent}\ndata: event {sent} of {count}\n\n"
+            await asyncio.sleep(ms / 1000)
+    finally:
+        if sent < count:
+            # The client went, or floodwall ended the stream (the app saw http.disconnect).
+            logger.info(
+                "floodwall demo: a stream ended after %d of %d events",
+                sent,
+                count,
+                extra={"fields": {"user_id": caller}},
+            )
 
 
 def worker_app() -> Starlette:

@@ -15,6 +15,8 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
+from floodwall.connections.registry import OpenConnections
+from floodwall.connections.watched import OverLimit, WatchedResponse, WatchedWebSocket
 from floodwall.core import rules
 from floodwall.core.decision import Decision, Outcome
 from floodwall.core.errors import ConfigurationError, IdentityUnavailable, StorageError
@@ -204,6 +206,15 @@ class FloodwallMiddleware:
         self._request_id_prefix = os.urandom(4).hex()
         self._request_ids = itertools.count()
         self._refusal_log = RefusalLog(clock=floodwall.clock.monotonic)
+        self._connections = OpenConnections(
+            floodwall.mirror,
+            floodwall.networks,
+            clock=floodwall.clock,
+            new_request_id=self._new_request_id,
+            on_close=floodwall.metrics.connection_closed,
+        )
+        self._message_cost = settings.websocket_message_cost
+        self._over_limit: OverLimit = settings.websocket_over_limit
         # None without opentelemetry-api: then a request pays one `is None` test for it.
         self._telemetry = decision_telemetry(floodwall.metrics.hot)
         # Forwarded headers are honoured from trusted proxies only; uvicorn's middleware
@@ -272,6 +283,7 @@ class FloodwallMiddleware:
 
         async def send_and_stop(message: Message) -> None:
             if message["type"].startswith("lifespan.shutdown."):
+                await self._connections.stop()
                 await self.floodwall.stop()
             await send(message)
 
@@ -282,19 +294,18 @@ class FloodwallMiddleware:
         raise ConfigurationError(str(self._refusal))
 
     async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Every request runs this: tables that are empty are not consulted at all. Paths
-        # are matched as the app's router matches them, below any root path.
+        # Every request runs this, top to bottom: exempt paths, blocked networks, who it
+        # is, the one check, then forward or refuse. Tables that are empty are not
+        # consulted at all; paths are matched as the app's router matches them.
         path = route_path(scope)
         if self._any_exempt and self._exempt.get(path, False):
             await self.app(scope, receive, send)
             return
-        if self._networks.any:
+        if self._networks.any and self._in_blocked_network(scope):
             # Before identifying anyone: a blocked network's requests cost no token check,
             # and no round trip (every worker mirrors the blocks).
-            client = scope.get("client")
-            if client and self._networks.match(str(client[0])) is not None:
-                await self._refuse_network(scope, receive, send)
-                return
+            await self._refuse_network(scope, receive, send)
+            return
         resolve = self._resolve
         try:
             try:
@@ -310,52 +321,115 @@ class FloodwallMiddleware:
         scope.setdefault("state", {})["floodwall_identity"] = identity
         cost = self._costs.get(path, 1, scope.get("method")) if self._any_costs else 1
         reset_exempt = self._any_reset_paths and self._reset_paths.get(path, False)
-        any_routes = self._any_routes or self._live.routes
-        routes = self._match_routes(scope, path) if any_routes else ()
+        routes = self._match_routes(scope, path) if self._any_routes or self._live.routes else ()
         if routes:
-            by_address = not identity.anonymous and _by_address(routes)
+            address = client_identity(scope) if _by_address(routes, identity) else None
             decision = await self._check(
-                identity,
-                cost,
-                reset_exempt=reset_exempt,
-                routes=routes,
-                address=client_identity(scope) if by_address else None,
+                identity, cost, reset_exempt=reset_exempt, routes=routes, address=address
             )
         else:
             decision = await self._check(identity, cost, reset_exempt=reset_exempt)
-        if decision.policy:
-            policy = routes[decision.policy - 1].policy
-        else:
-            policy = "anonymous" if identity.anonymous else "user"
+        policy = _policy(decision, routes, identity)
         if self._telemetry is not None:
             self._telemetry(decision, policy)
-        id_header = self._request_id_header
-        request_id = None if id_header is None else self._given_request_id(scope)
+        request_id = None if self._request_id_header is None else self._given_request_id(scope)
         if decision.outcome is Outcome.ALLOWED or not self._enforces(decision):
-            if decision.outcome is not Outcome.ALLOWED:
-                request_id = self._request_id(request_id)
-                self._log_refusal(scope, identity, decision, policy, request_id, enforced=False)
-            elif request_logger.isEnabledFor(logging.DEBUG):
-                request_id = self._request_id(request_id)
-                _log(logging.DEBUG, scope, identity, decision, policy, request_id)
-            if scope["type"] == "http":
-                headers = rate_limit_headers(policy, decision) if self._headers else []
-                if request_id is not None and id_header is not None:
-                    headers.append((id_header, request_id.encode()))
-                if headers:
-                    send = _with_headers(send, headers)
-            if self._shedder is None and not decision.lease:
-                # Most requests: no slot to hold, no coroutine more (about 1 µs, measured).
-                await self.app(scope, receive, send)
-            else:
-                await self._forward(scope, receive, send, identity, decision, policy, request_id)
+            request_id = self._log_passed(scope, identity, decision, policy, request_id)
+            await self._pass(
+                scope, receive, send, identity, decision, policy, request_id, reset_exempt
+            )
             return
         request_id = self._request_id(request_id)
         self._log_refusal(scope, identity, decision, policy, request_id, enforced=True)
-        extra = []
-        if request_id is not None and id_header is not None:
-            extra.append((id_header, request_id.encode()))
-        await self._refuse(scope, receive, send, identity, decision, policy, extra)
+        await self._refuse(
+            scope, receive, send, identity, decision, policy, self._id_headers(request_id)
+        )
+
+    def _in_blocked_network(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        return client is not None and self._networks.match(str(client[0])) is not None
+
+    def _log_passed(
+        self,
+        scope: Scope,
+        identity: Identity,
+        decision: Decision,
+        policy: str,
+        request_id: str | None,
+    ) -> str | None:
+        # A refusal that is not enforced (shadow mode) is logged as a refusal; a request
+        # allowed, only at DEBUG. An id is made for a line that is written.
+        if decision.outcome is not Outcome.ALLOWED:
+            request_id = self._request_id(request_id)
+            self._log_refusal(scope, identity, decision, policy, request_id, enforced=False)
+        elif request_logger.isEnabledFor(logging.DEBUG):
+            request_id = self._request_id(request_id)
+            _log(logging.DEBUG, scope, identity, decision, policy, request_id)
+        return request_id
+
+    async def _pass(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        identity: Identity,
+        decision: Decision,
+        policy: str,
+        request_id: str | None,
+        reset_exempt: bool,
+    ) -> None:
+        # The app gets the request with floodwall's headers on its answer; a websocket,
+        # and a response once it streams, are held against the kill switch while open.
+        watched: WatchedWebSocket | WatchedResponse
+        if scope["type"] == "http":
+            headers = rate_limit_headers(policy, decision) if self._headers else []
+            headers += self._id_headers(request_id)
+            watched = WatchedResponse(
+                scope, send, self._connections, identity, reset_exempt, request_id, headers
+            )
+        else:
+            watched = self._websocket(scope, receive, send, identity, reset_exempt, request_id)
+            receive = watched.receive
+        try:
+            if self._shedder is None and not decision.lease:
+                # Most requests: no slot to hold, no coroutine more (about 1 µs, measured).
+                await self.app(scope, receive, watched.send)
+            else:
+                await self._forward(
+                    scope, receive, watched.send, identity, decision, policy, request_id
+                )
+        finally:
+            self._connections.discard(watched)
+
+    def _websocket(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        identity: Identity,
+        reset_exempt: bool,
+        request_id: str | None,
+    ) -> WatchedWebSocket:
+        return WatchedWebSocket(
+            scope,
+            receive,
+            send,
+            self._connections,
+            identity,
+            reset_exempt,
+            request_id,
+            check=self._check,
+            enforces=self._enforces,
+            release=self._release,
+            cost=self._message_cost,
+            over_limit=self._over_limit,
+        )
+
+    def _id_headers(self, request_id: str | None) -> list[tuple[bytes, bytes]]:
+        header = self._request_id_header
+        if request_id is None or header is None:
+            return []
+        return [(header, request_id.encode())]
 
     def _match_routes(self, scope: Scope, path: str) -> tuple[RouteLimit, ...]:
         if not self._routes_found:
@@ -452,8 +526,7 @@ class FloodwallMiddleware:
         extra = []
         if request_id is None:
             request_id = self._request_id(None)
-            if request_id is not None and self._request_id_header is not None:
-                extra.append((self._request_id_header, request_id.encode()))
+            extra = self._id_headers(request_id)
         self._log_refusal(scope, identity, _OVERLOADED, policy, request_id, enforced=True)
         await self._refuse(scope, receive, send, identity, _OVERLOADED, policy, extra)
 
@@ -469,19 +542,16 @@ class FloodwallMiddleware:
         id_header = self._request_id_header
         request_id = self._request_id(None if id_header is None else self._given_request_id(scope))
         self._log_refusal(scope, identity, decision, "network", request_id, enforced=True)
-        extra = []
-        if request_id is not None and id_header is not None:
-            extra.append((id_header, request_id.encode()))
-        await self._refuse(scope, receive, send, identity, decision, "network", extra)
+        await self._refuse(
+            scope, receive, send, identity, decision, "network", self._id_headers(request_id)
+        )
 
     async def _refuse_unverified(self, scope: Scope, receive: Receive, send: Send) -> None:
         # No identity, so no check: neither the user's limits nor the address's apply.
-        extra = []
         request_id = self._request_id(
             None if self._request_id_header is None else self._given_request_id(scope)
         )
-        if request_id is not None and self._request_id_header is not None:
-            extra.append((self._request_id_header, request_id.encode()))
+        extra = self._id_headers(request_id)
         await _answer(
             scope, receive, send, IDENTITY_UNAVAILABLE, [*IDENTITY_UNAVAILABLE.headers, *extra]
         )
@@ -606,17 +676,16 @@ def _subject(identity: Identity) -> tuple[bool, str]:
     return identity.anonymous, held(identity.user_id)
 
 
-def _by_address(routes: tuple[RouteLimit, ...]) -> bool:
-    return any(route.by == "address" for route in routes)
+def _by_address(routes: tuple[RouteLimit, ...], identity: Identity) -> bool:
+    # A user's request is also counted for its client address where a route says so.
+    return not identity.anonymous and any(route.by == "address" for route in routes)
 
 
-def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
-    async def send_with_headers(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *headers]
-        await send(message)
-
-    return send_with_headers
+def _policy(decision: Decision, routes: tuple[RouteLimit, ...], identity: Identity) -> str:
+    # The limit that decided: a route's (policy i is routes[i - 1]), else the global one.
+    if decision.policy:
+        return routes[decision.policy - 1].policy
+    return "anonymous" if identity.anonymous else "user"
 
 
 async def _send_response(

@@ -7,7 +7,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
-__all__ = ["Decision", "Outcome", "decision_from_reply", "new_decision"]
+__all__ = ["CLOSE_REASONS", "Decision", "Outcome", "decision_from_reply", "new_decision"]
 
 
 class Outcome(enum.IntEnum):
@@ -86,3 +86,14 @@ def decision_from_reply(reply: Sequence[Any]) -> Decision:
         policy=policy,
         lease=lease.decode() if lease else "",
     )
+
+
+CLOSE_REASONS: Final = {
+    Outcome.BLOCKED: "account-blocked",
+    Outcome.REVOKED: "credentials-revoked",
+    Outcome.RESET_REQUIRED: "password-reset-required",
+    Outcome.NETWORK_BLOCKED: "network-blocked",
+    Outcome.LIMITED: "rate-limited",
+}
+"""The reason an open connection (a websocket, a stream) is closed with, for each refusal
+that ends one; a websocket's close code is 1008 for each."""

@@ -62,6 +62,7 @@ __all__ = [
     "TARPIT_SECONDS",
     "TTL_SECONDS",
     "USER_ID",
+    "WEBSOCKET_MESSAGE_COST",
     "WINDOW_SECONDS",
     "Bound",
     "RuleError",
@@ -180,6 +181,11 @@ RATE: Final = Bound(
 )
 BURST: Final = Bound("burst", 1, 1_000_000, whole=True, unit="of requests")
 COST: Final = Bound("cost", 1, 1000, whole=True, unit="of tokens")
+WEBSOCKET_MESSAGE_COST: Final = Bound(
+    "a websocket message's cost", 0, COST.high, whole=True, unit="of tokens"
+)
+"""Tokens each message a client sends on a websocket takes from its user's bucket; 0 counts
+none (``FLOODWALL_WEBSOCKET_MESSAGE_COST``)."""
 CAPACITY: Final = Bound("capacity", 1, 100_000, whole=True, unit="of requests in flight")
 """One worker's in-flight requests under load shedding (``FLOODWALL_CAPACITY``)."""
 TTL_SECONDS: Final = Bound("ttl_seconds", 1, MAX_SECONDS, whole=False, unit="of seconds")

@@ -35,6 +35,7 @@ from prometheus_client.core import (
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from floodwall.core.decision import CLOSE_REASONS
 from floodwall.core.identity import REJECTION_REASONS
 from floodwall.core.types import ASGIApp, Receive, Scope, Send
 
@@ -292,6 +293,15 @@ class Metrics:
         self._rejections = {
             reason: self.token_rejections.labels(reason) for reason in REJECTION_REASONS
         }
+        self.connections_closed = Counter(
+            "floodwall_connections_closed",
+            "Open connections (websockets, streaming responses) floodwall closed, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self._closes = {
+            reason: self.connections_closed.labels(reason) for reason in CLOSE_REASONS.values()
+        }
         if self.multiprocess:
             self.scrape_registry = CollectorRegistry()
             MultiProcessCollector(self.scrape_registry)  # type: ignore[no-untyped-call]
@@ -307,6 +317,10 @@ class Metrics:
         """Count a bearer token that failed verification, for ``reason`` (one of
         ``floodwall.identity.REJECTION_REASONS``)."""
         self._rejections[reason].inc()
+
+    def connection_closed(self, reason: str) -> None:
+        """Count an open connection closed for ``reason`` (a value of ``CLOSE_REASONS``)."""
+        self._closes[reason].inc()
 
     def capacity_limit(self, limit: int) -> None:
         """Report the current in-flight limit of load shedding (``FLOODWALL_CAPACITY``);

@@ -38,6 +38,7 @@ _BOUNDS: Final = {
     "auto_block_seconds": rules.AUTO_BLOCK_SECONDS,
     "auto_block_max_seconds": rules.AUTO_BLOCK_SECONDS,
     "tarpit_seconds": rules.TARPIT_SECONDS,
+    "websocket_message_cost": rules.WEBSOCKET_MESSAGE_COST,
 }
 """Each numeric setting checked by a bound of the rule book, with its variable's name."""
 _OPTIONAL: Final = frozenset({"auto_block_refusals"})
@@ -121,6 +122,13 @@ class FloodwallSettings(BaseSettings):
     tarpit_seconds: float = 0.5
     """How long, on average, a flooding subject's refusals are held back while the flood
     slows a worker (``floodwall.protection.tarpit``); 0: never."""
+    websocket_message_cost: int = 1
+    """Tokens each message a client sends on a websocket takes from its user's bucket (the
+    bucket of its HTTP requests); 0: messages are not counted."""
+    websocket_over_limit: Literal["throttle", "close"] = "throttle"
+    """A websocket message over the limit: ``throttle`` hands it to the app when a token is
+    due (the server reads nothing meanwhile); ``close`` closes the socket (1008,
+    ``rate-limited``)."""
 
     @model_validator(mode="wrap")
     @classmethod
