@@ -91,8 +91,8 @@ def test_a_closed_socket_is_counted_by_reason() -> None:
     ],
 )
 def test_the_websocket_settings_are_bounded(variable: str, value: object, message: str) -> None:
+    settings: Any = FloodwallSettings
     with pytest.raises((ConfigurationError, ValueError)) as refused:
-        settings: Any = FloodwallSettings
         settings(**{variable: value})
     assert message in str(refused.value)
 
