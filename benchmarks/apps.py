@@ -44,8 +44,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from benchmarks._common import PATH, USER_HEADER
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
@@ -62,6 +63,7 @@ KEY_PREFIX: Final = "floodwall-bench"
 WORK_SLEEP: Final = 0.003
 WORK_CPU_LOOP: Final = 3000
 WORK_PATH: Final = "/api/work"
+WS_PATH: Final = "/ws/echo"
 POOL_SIZE: Final = 8
 TARPIT_SECONDS: Final = float(FloodwallSettings.model_fields["tarpit_seconds"].default)
 """floodwall's default, passed explicitly like every other setting."""
@@ -76,6 +78,16 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 async def hello(request: Request) -> Response:
     return JSONResponse({"hello": "world"})
+
+
+async def echo(websocket: WebSocket) -> None:
+    """``WS_PATH``: each text message sent back (``websocket_messages.py``)."""
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        pass
 
 
 async def work(request: Request) -> Response:
@@ -217,7 +229,10 @@ def build(
     if variant in REDIS_VARIANTS and redis_url is None:
         raise ValueError(f"{variant} needs a Redis URL")
     endpoint = hello if handler == "pool" else HANDLERS[handler]
-    routes = [Route(PATH, endpoint, methods=["GET"])]
+    routes: list[BaseRoute] = [
+        Route(PATH, endpoint, methods=["GET"]),
+        WebSocketRoute(WS_PATH, echo),
+    ]
     if handler == "pool":
         routes.append(Route(WORK_PATH, pool_handler(pool), methods=["GET"]))
     if variant == "bare":
