@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from floodwall import FloodwallSettings
+from floodwall import Floodwall, FloodwallSettings
 from floodwall.demo import POOL_VARIABLE, demo_pool_size
 from floodwall.settings.variables import OTHER_VARIABLES, PREFIX
 
@@ -123,3 +123,22 @@ def test_no_table_of_the_docs_escapes_a_pipe_inside_code(project_root: Path) -> 
             if line.startswith("|"):
                 spans = re.findall(r"`[^`]*`", line)
                 assert not [span for span in spans if "\\|" in span], f"{page.name}:{number}"
+
+
+def test_the_observability_page_lists_every_metric_the_service_exports(
+    project_root: Path,
+) -> None:
+    floodwall = Floodwall(FloodwallSettings(capacity=10))
+    floodwall.metrics.capacity_limit(10)
+    listed = set(
+        re.findall(r"^\| `(floodwall_[a-z_]+)` \|", _observability(project_root), re.MULTILINE)
+    )
+    exported = set()
+    for family in floodwall.metrics.registry.collect():
+        suffix = "_total" if family.type == "counter" else ""
+        exported.add(family.name + suffix)
+    assert exported == listed
+
+
+def _observability(project_root: Path) -> str:
+    return (project_root / "docs" / "observability.md").read_text("utf-8")
