@@ -23,7 +23,7 @@ from demo_process import demo_process
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from harness import RedisServer
+from harness import RedisServer, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -260,11 +260,16 @@ async def test_a_block_ends_a_stream_on_the_other_process(apps: list[str], logs:
     # The app saw the end (http.disconnect): the demo logs a stream cut short.
     ended = [row for row in _closes(logs) if row["connection"] == "stream"]
     assert [row["reason"] for row in ended] == ["account-blocked"]
-    [line] = [
-        row
-        for row in _log_lines(logs)
-        if str(row["message"]).startswith("floodwall demo: a stream ended after")
-        and row.get("user_id") == "streamer"
-    ]
+
+    def cut_short() -> list[dict[str, object]]:
+        return [
+            row
+            for row in _log_lines(logs)
+            if str(row["message"]).startswith("floodwall demo: a stream ended after")
+            and row.get("user_id") == "streamer"
+        ]
+
+    wait_until(lambda: bool(cut_short()), "the demo logs the stream's end", within=5)
+    [line] = cut_short()
     sent = int(str(line["message"]).split()[6])
     assert count <= sent < events
