@@ -20,6 +20,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -256,6 +257,29 @@ def mallory_floods(world: World) -> None:
     wait_until(lambda: "mallory" in world.top(), "mallory shows in top", within=WAIT, interval=POLL)
 
 
+def mallory_streams(world: World) -> None:
+    """An open stream of mallory's, for the block to cut (once the flood's refusals let a
+    request through: the bucket refills a token a second)."""
+    headers = {"authorization": f"Bearer {world.token('mallory')}"}
+    opened = threading.Event()
+    seen: list[int] = []
+
+    def stream() -> None:
+        with httpx.Client(base_url=world.url, timeout=30) as client:
+            for _ in range(int(WAIT / 0.5)):
+                with client.stream("GET", "/api/stream?n=600&ms=100", headers=headers) as answer:
+                    seen.append(answer.status_code)
+                    if answer.status_code == 200:
+                        opened.set()
+                        for _line in answer.iter_lines():
+                            pass
+                        return
+                time.sleep(0.5)
+
+    threading.Thread(target=stream, daemon=True).start()
+    assert opened.wait(WAIT), f"mallory's stream did not open: {seen}"
+
+
 def redis_dies(world: World) -> None:
     # Someone is blocked before Redis goes: the block must keep holding from the mirror.
     world.admin("PUT", "/admin/users/eve/block", body={"reason": "card fraud, INC-1200"})
@@ -418,6 +442,7 @@ STEPS = [
     Step(
         'floodwall block mallory --reason "flooding the API, INC-1234" --ttl 1h',
         shows=(BLOCKED + r".*, by cli:\S+: flooding the API, INC-1234$",),
+        before=mallory_streams,
     ),
     Step("floodwall status mallory", shows=(BLOCKED,)),
     # One account is flooding the API: see it
@@ -470,6 +495,10 @@ STEPS = [
     Step(
         METRICS + """grep 'floodwall_decisions_total{result="blocked"}'""",
         shows=(r'^floodwall_decisions_total\{result="blocked"\} [1-9]',),
+    ),
+    Step(
+        METRICS + "grep floodwall_connections_closed_total",
+        shows=(r'^floodwall_connections_closed_total\{reason="account-blocked"\} [1-9]',),
     ),
     Step("floodwall top --once", shows=MALLORY_ON_TOP),
     Step(
