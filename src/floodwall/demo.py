@@ -105,8 +105,19 @@ def _events(request: Request) -> int | Response:
     return int(text)
 
 
-def _landing_page(base: str, pool_size: int, own_login: bool) -> str:
+def _landing_page(base: str, pool_size: int, own_login: bool, admin_on: bool) -> str:
     base = html.escape(base.rstrip("/"))
+    console = f'<a href="{base}/admin/console">the operator console</a>'
+    admin = (
+        f"<p>The admin API is on. Open {console}, sign in with your admin token and watch "
+        "the flooding user appear in Top offenders; block them in one click.</p>"
+        if admin_on
+        else "<p>The admin API is off: no admin token is set, so it refuses every request. "
+        "Restart the demo with <code>FLOODWALL_ADMIN_TOKEN</code> set to a long random "
+        "secret (<code>FLOODWALL_ADMIN_TOKEN=$(python3 -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))') floodwall demo</code>), then sign in to "
+        f"{console} with it.</p>"
+    )
     login_item = (
         '<code>POST /login {"user": "alice"}</code>: a bearer token (JWT with sub, iat, jti)'
         if own_login
@@ -133,6 +144,8 @@ block a user, revoke their credentials or force a password reset, on every worke
 <pre>{html.escape(login)}
 {html.escape(hello)}
 {html.escape(flood)}</pre>
+<h2>Handle it from a browser</h2>
+{admin}
 <h2>What is here</h2>
 <ul>
 <li>{login_item}</li>
@@ -144,8 +157,9 @@ for N ms (default 20); 503 after {POOL_TIMEOUT_SECONDS:g} s without a free one</
 the sender's limit, and a block closes the socket</li>
 <li><code>GET /api/stream?n=N&amp;ms=M</code>: server-sent events, N of them (default
 {DEFAULT_EVENTS}), one every M ms (default 100); a block ends the stream</li>
-<li><a href="{base}/admin/openapi.json">/admin/openapi.json</a>: the admin API (set
-<code>FLOODWALL_ADMIN_TOKEN</code> to use it)</li>
+<li><a href="{base}/admin/console">/admin/console</a>: the operator console;
+<a href="{base}/admin/openapi.json">/admin/openapi.json</a>: the admin API (set
+<code>FLOODWALL_ADMIN_TOKEN</code> to use them)</li>
 <li><a href="{base}/metrics">/metrics</a>: Prometheus metrics</li>
 </ul>
 </body></html>
@@ -234,7 +248,8 @@ def create_app(
         return JSONResponse({"password_changed": True})
 
     async def home(request: Request) -> Response:
-        return HTMLResponse(_landing_page(str(request.base_url), pool_size, own_login))
+        admin_on = bool(settings.named_admin_tokens())
+        return HTMLResponse(_landing_page(str(request.base_url), pool_size, own_login, admin_on))
 
     async def slow(request: Request) -> Response:
         ms = _milliseconds(request, 1000)

@@ -2,8 +2,10 @@
 
 Every route needs ``Authorization: Bearer <token>`` matching one of the configured admin
 tokens (compared in constant time); the token's name is the actor in the audit log. With
-no token configured every request is refused. Bad input gets 422 problem+json and changes
-nothing; a failing store gets 503, never a stack trace.
+no token configured every request is refused. The operator console's page and assets
+(``floodwall.admin.console``) are the exception: they hold no data, and its data calls need
+the token like any other. Bad input gets 422 problem+json and changes nothing; a failing
+store gets 503, never a stack trace.
 
 Its length is the HTTP edge's: authentication, two ways of naming a user, body and
 query parsing and problem responses, each small; the routes themselves are in
@@ -28,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from floodwall.admin.console import console_routes
 from floodwall.admin.openapi import openapi_document
 from floodwall.admin.routes import SPECS, Call, Services, Spec
 from floodwall.control.actions import OperatorActions
@@ -382,7 +385,8 @@ def create_admin_app(
             exc.status_code, "http-error", str(exc.detail), str(exc.detail), headers=exc.headers
         )
 
-    routes = [Route("/openapi.json", openapi, methods=["GET"])]
+    # The console's page and assets hold no data: they need no token (its data calls do).
+    routes = [Route("/openapi.json", openapi, methods=["GET"]), *console_routes()]
     for spec in SPECS:
         # A CIDR holds a "/": percent-encoded (10.0.0.0%2F8) or not, it reaches the route
         # decoded.
