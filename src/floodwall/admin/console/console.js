@@ -190,12 +190,21 @@ function isHeld(subject) {
   return Array.from(subject).length === HELD_LENGTH && HELD.test(subject);
 }
 
-// Someone's text, isolated from what surrounds it: shortened when long, whole in the title,
-// marked when it holds characters that print as nothing.
-function textOf(text, className = "text") {
+// Someone's text, isolated from what surrounds it, and marked when it holds characters
+// that print as nothing.
+function textOf(text) {
   const element = document.createElement("bdi");
-  element.className = className;
-  element.textContent = shortened(text);
+  element.textContent = text;
+  if (INVISIBLE.test(text)) {
+    element.classList.add("invisible-chars");
+  }
+  return element;
+}
+
+// An id (or a network): shortened when long, whole in the title.
+function idOf(text) {
+  const element = textOf(shortened(text));
+  element.classList.add("id");
   element.title = text;
   if (INVISIBLE.test(text)) {
     element.classList.add("invisible-chars");
@@ -265,7 +274,8 @@ function delivery(receivedBy) {
         "this store and key prefix.",
     ];
   }
-  return ["ok", ` Received by ${plural(receivedBy, "app worker", "app workers")} (received_by: ${receivedBy}).`];
+  const workers = plural(receivedBy, "app worker", "app workers");
+  return ["ok", ` Received by ${workers} (received_by: ${receivedBy}).`];
 }
 
 function confirmChange(receivedBy, ...what) {
@@ -300,7 +310,9 @@ function ttlSeconds() {
   const match = /^(\d+(?:\.\d+)?)\s*([smhd]?)$/iu.exec(text);
   if (match === null) {
     ui.ttl.focus();
-    throw new InputError("For (ttl): a number of seconds, or a number followed by s, m, h or d (90s, 15m, 1h, 2d).");
+    throw new InputError(
+      "For (ttl): a number of seconds, or a number followed by s, m, h or d (90s, 15m, 1h, 2d).",
+    );
   }
   return Number(match[1]) * UNITS.get(match[2].toLowerCase());
 }
@@ -384,7 +396,7 @@ function topRow(item) {
   }
   const refusals = cell(item.refusals.toLocaleString("en"));
   refusals.className = "number";
-  row.append(cell(box), cell(textOf(item.subject, "id")), cell(kind), refusals, cell(open));
+  row.append(cell(box), cell(idOf(item.subject)), cell(kind), refusals, cell(open));
   return row;
 }
 
@@ -396,7 +408,7 @@ function networkRow(item) {
   const fill = button("Fill network", () => fillNetwork(item.network),
     `Fill ${item.network} in Network blocks`);
   fill.dataset.control = "fill";
-  row.append(cell(textOf(item.network, "id")), refusals, cell(fill));
+  row.append(cell(idOf(item.network)), refusals, cell(fill));
   return row;
 }
 
@@ -472,7 +484,8 @@ async function refreshTop() {
     if (error instanceof ApiError && error.status === 401) {
       failed(error);
     } else {
-      ui.topUpdated.textContent = `Not refreshed at ${new Date().toISOString().slice(11, 19)} UTC: ${error.message}`;
+      const now = new Date().toISOString().slice(11, 19);
+      ui.topUpdated.textContent = `Not refreshed at ${now} UTC: ${error.message}`;
     }
   } finally {
     busy.delete("top");
@@ -496,7 +509,7 @@ async function blockSelected() {
     if (item.blocked) {
       ticked.delete(item.user_id);
     } else {
-      parts.push(" ", textOf(item.user_id, "id"), ` (${item.error ?? "not blocked"})`);
+      parts.push(" ", idOf(item.user_id), ` (${item.error ?? "not blocked"})`);
     }
   }
   confirmChange(answer.received_by, ...parts);
@@ -517,15 +530,16 @@ function field(list, name, ...value) {
 function renderStatus(status) {
   currentUser = status.user_id;
   const list = document.createDocumentFragment();
-  field(list, "User", textOf(status.user_id, "id"));
+  field(list, "User", idOf(status.user_id));
   field(list, "Blocked", status.blocked ? "yes" : "no");
   if (status.blocked) {
     field(list, "Reason", maybe(status.reason));
     field(list, "Blocked by", maybe(status.blocked_by));
     field(list, "Since (UTC)", timeOf(status.blocked_at));
-    field(list, "Until (UTC)", status.blocked_until ? timeOf(status.blocked_until) : "until unblocked");
+    const until = status.blocked_until ? timeOf(status.blocked_until) : "until unblocked";
+    field(list, "Until (UTC)", until);
   }
-  field(list, "Credentials refused if issued before (UTC)", timeOf(status.credentials_not_before));
+  field(list, "Credentials not before (UTC)", timeOf(status.credentials_not_before));
   field(list, "Password reset required", status.password_reset_required ? "yes" : "no");
   const limit = status.limit;
   field(
@@ -587,7 +601,7 @@ function blockedRow(status) {
   const open = button("Open", () => openUser(status.user_id), `Open ${shortened(status.user_id)}`);
   open.dataset.control = "open";
   row.append(
-    cell(textOf(status.user_id, "id")),
+    cell(idOf(status.user_id)),
     cell(maybe(status.reason)),
     cell(maybe(status.blocked_by)),
     cell(timeOf(status.blocked_at)),
@@ -604,7 +618,7 @@ function networkBlockRow(block) {
     `Lift the block of ${block.network}`);
   lift.dataset.control = "lift";
   row.append(
-    cell(textOf(block.network, "id")),
+    cell(idOf(block.network)),
     cell(maybe(block.reason)),
     cell(maybe(block.blocked_by)),
     cell(timeOf(block.blocked_at)),
@@ -621,7 +635,7 @@ function auditRow(record) {
     cell(timeOf(record.time)),
     cell(textOf(record.actor)),
     cell(textOf(record.action)),
-    cell(record.user_id === null ? "—" : textOf(record.user_id, "id")),
+    cell(record.user_id === null ? "—" : idOf(record.user_id)),
     cell(maybe(record.reason)),
     cell(timeOf(record.expires)),
     cell(maybe(record.detail)),
@@ -681,7 +695,11 @@ async function refreshLists() {
     return;
   }
   const mine = session;
-  const results = await Promise.allSettled([loadBlocked(mine), loadNetworks(mine), loadAudit(mine)]);
+  const results = await Promise.allSettled([
+    loadBlocked(mine),
+    loadNetworks(mine),
+    loadAudit(mine),
+  ]);
   const refused = results.find((result) => result.status === "rejected");
   if (refused !== undefined && mine === session) {
     failed(refused.reason);
@@ -696,7 +714,7 @@ async function blockNetwork() {
   }
   const body = { reason: reasonFor(true), ttl_seconds: ttlSeconds(), force: ui.force.checked };
   const answer = await call("PUT", networkPath(cidr), body);
-  confirmChange(answer.received_by, "Blocked the network ", textOf(answer.network, "id"),
+  confirmChange(answer.received_by, "Blocked the network ", idOf(answer.network),
     `${untilText(answer.blocked_until)}.`);
   ui.cidr.value = "";
   ui.force.checked = false;
@@ -705,7 +723,7 @@ async function blockNetwork() {
 
 async function liftNetwork(network) {
   const answer = await call("DELETE", networkPath(network));
-  confirmChange(answer.received_by, "Lifted the block of ", textOf(answer.network, "id"), ".");
+  confirmChange(answer.received_by, "Lifted the block of ", idOf(answer.network), ".");
   await refreshLists();
 }
 
@@ -722,7 +740,14 @@ function clearData() {
   for (const table of [ui.top, ui.topNetworks, ui.blocked, ui.networks, ui.audit]) {
     table.tBodies[0].replaceChildren();
   }
-  for (const empty of [ui.topEmpty, ui.topNetworksEmpty, ui.blockedEmpty, ui.networksEmpty, ui.auditEmpty]) {
+  const empties = [
+    ui.topEmpty,
+    ui.topNetworksEmpty,
+    ui.blockedEmpty,
+    ui.networksEmpty,
+    ui.auditEmpty,
+  ];
+  for (const empty of empties) {
     empty.hidden = true;
     empty.textContent = "";
   }
@@ -771,7 +796,9 @@ async function signIn(candidate) {
     token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     ui.signInError.textContent =
-      error.status === 401 ? "That admin token was refused. Check it and try again." : error.message;
+      error.status === 401
+        ? "That admin token was refused. Check it and try again."
+        : error.message;
     ui.token.focus();
     return;
   }
@@ -832,21 +859,21 @@ on(ui.lookup, "submit", "lookup", lookUp);
 on(ui.block, "click", "user", () => {
   const body = { reason: reasonFor(true), ttl_seconds: ttlSeconds() };
   return changeUser("PUT", "/block", body, (status) => [
-    "Blocked ", textOf(status.user_id, "id"), `${untilText(status.blocked_until)}.`,
+    "Blocked ", idOf(status.user_id), `${untilText(status.blocked_until)}.`,
   ]);
 });
 on(ui.unblock, "click", "user", () =>
-  changeUser("DELETE", "/block", undefined, (status) => ["Unblocked ", textOf(status.user_id, "id"), "."]),
+  changeUser("DELETE", "/block", undefined, (status) => ["Unblocked ", idOf(status.user_id), "."]),
 );
 on(ui.revoke, "click", "user", () =>
   changeUser("POST", "/revoke", withReason(), (status) => [
-    "Revoked every credential of ", textOf(status.user_id, "id"),
+    "Revoked every credential of ", idOf(status.user_id),
     ` issued before ${timeOf(status.credentials_not_before)} UTC.`,
   ]),
 );
 on(ui.passwordReset, "click", "user", () =>
   changeUser("POST", "/password-reset", withReason(), (status) => [
-    textOf(status.user_id, "id"), " must reset their password; their credentials are revoked.",
+    idOf(status.user_id), " must reset their password; their credentials are revoked.",
   ]),
 );
 on(ui.networkForm, "submit", "network", blockNetwork);
