@@ -18,6 +18,7 @@ import redis
 from demo_process import demo_process
 
 from floodwall import __version__
+from floodwall.admin.console import ASSETS
 from harness import RedisServer, find_free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -107,6 +108,14 @@ def test_the_distributions_pass_twine_check_and_the_wheel_carries_the_scripts(
     assert lua
     assert {f"floodwall/stores/lua/{name}" for name in lua} <= names
     assert "floodwall/py.typed" in names
+    # The operator console's page and assets, which the admin app reads from the package.
+    console = {f"floodwall/admin/console/{name}" for name, _ in ASSETS.values()}
+    assert console == {
+        "floodwall/admin/console/index.html",
+        "floodwall/admin/console/console.js",
+        "floodwall/admin/console/console.css",
+    }
+    assert console <= names
 
 
 def test_the_wheel_alone_needs_no_asgi_server(tmp_path: Path, wheel: Path) -> None:
