@@ -104,6 +104,9 @@ class ApiError extends Error {
 
 class InputError extends Error {}
 
+// An answer for a session that has ended (signed out, or in again): shown nowhere.
+class Stale extends Error {}
+
 // -- the admin API -----------------------------------------------------------------------
 
 // A user id as one path segment or query value: UTF-8, percent-encoded, a lone surrogate
@@ -152,6 +155,7 @@ function problemText(response, data) {
 }
 
 async function call(method, path, body) {
+  const mine = session;
   let headers;
   try {
     headers = new Headers({ Authorization: `Bearer ${token}`, Accept: "application/json" });
@@ -170,6 +174,9 @@ async function call(method, path, body) {
     throw new ApiError(0, "The admin API did not answer: check the connection and retry.");
   }
   const data = await response.json().catch(() => null);
+  if (mine !== session) {
+    throw new Stale();
+  }
   if (!response.ok) {
     throw new ApiError(response.status, problemText(response, data));
   }
@@ -284,6 +291,9 @@ function confirmChange(receivedBy, ...what) {
 }
 
 function failed(error) {
+  if (error instanceof Stale) {
+    return;
+  }
   if (error instanceof ApiError && error.status === 401) {
     signOut("The admin token was refused: sign in again.");
     return;
