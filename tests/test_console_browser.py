@@ -256,6 +256,7 @@ def test_a_flooding_user_shows_in_top_and_is_blocked_from_the_console(
     console.row("top-networks", "network", "127.0.0.0/24")
     assert row.locator("bdi").inner_text() == "mallory"
     assert int(row.locator("td.number").inner_text().replace(",", "")) > 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     console.screenshot("console-top.png")
 
     page.locator('input[name="reason"]').fill("flooding /api/hello")
@@ -547,6 +548,18 @@ def test_on_another_mount_path_a_change_no_app_received_is_a_warning(elsewhere: 
     elsewhere.open()
     elsewhere.sign_in()
     elsewhere.signed_in()
+    # A store with nothing in it: each section says so, and what to do.
+    empty = {
+        "top-empty": "No refusals in the last minute.",
+        "top-networks-empty": "No anonymous client refused in the last minute.",
+        "blocked-empty": "No one is blocked. Block a user from User",
+        "networks-empty": "No network is blocked. Enter one (203.0.113.0/24)",
+        "audit-empty": "No operator action yet",
+    }
+    for element, text in empty.items():
+        page.locator(f"#{element}").filter(has_text=text).wait_for(timeout=WITHIN_MS)
+    page.locator('select[name="window"]').select_option(label="1 hour")
+    page.locator("#top-empty").filter(has_text="No refusals in the last hour.").wait_for()
     page.locator('input[name="user_id"]').fill("carol")
     page.locator('input[name="user_id"]').press("Enter")
     page.locator("#status").wait_for()
@@ -575,6 +588,7 @@ def test_usable_at_phone_width_from_the_keyboard(browser: Browser, demo: str) ->
         page.keyboard.press("Enter")
         phone.signed_in()
         phone.row("top", "subject", "phone-flooder")
+        phone.screenshot("console-phone.png")
         # Nothing wider than the screen: wide tables scroll inside their own box.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
 

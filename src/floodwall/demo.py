@@ -33,7 +33,7 @@ from floodwall.identity.chain import default_identify
 from floodwall.middleware import FloodwallMiddleware
 from floodwall.observe.request_log import JsonFormatter
 from floodwall.service import Floodwall
-from floodwall.settings import FloodwallSettings
+from floodwall.settings import MIN_ADMIN_TOKEN_LENGTH, FloodwallSettings
 
 __all__ = ["configure_logging", "create_app", "demo_pool_size", "serve", "worker_app"]
 
@@ -113,9 +113,9 @@ def _landing_page(base: str, pool_size: int, own_login: bool, admin_on: bool) ->
         "the flooding user appear in Top offenders; block them in one click.</p>"
         if admin_on
         else "<p>The admin API is off: no admin token is set, so it refuses every request. "
-        "Restart the demo with <code>FLOODWALL_ADMIN_TOKEN</code> set to a long random "
-        "secret (<code>FLOODWALL_ADMIN_TOKEN=$(python3 -c 'import secrets; "
-        "print(secrets.token_urlsafe(32))') floodwall demo</code>), then sign in to "
+        "Restart the demo with <code>FLOODWALL_ADMIN_TOKEN</code> set to a random secret of "
+        f"at least {MIN_ADMIN_TOKEN_LENGTH} characters (<code>python3 -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))'</code> makes one), then sign in to "
         f"{console} with it.</p>"
     )
     login_item = (
