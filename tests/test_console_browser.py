@@ -432,6 +432,47 @@ def test_ids_a_path_cannot_hold_are_acted_on_exactly(console: Console, demo: str
     assert admin(demo, "GET", surrogate)["blocked"] is False
 
 
+def test_a_network_block_and_a_password_reset_from_the_console(console: Console, demo: str) -> None:
+    page = console.page
+    console.open()
+    console.sign_in()
+    console.signed_in()
+    page.locator('input[name="reason"]').fill("scanner network")
+    page.locator('input[name="ttl"]').fill("soon")
+    page.locator('input[name="cidr"]').fill("198.51.100.0/24")
+    page.get_by_role("button", name="Block network", exact=True).click()
+    console.notice("For (ttl)")
+    assert admin(demo, "GET", "networks")["items"] == []
+
+    page.locator('input[name="ttl"]').fill("15m")
+    page.get_by_role("button", name="Block network", exact=True).click()
+    text = console.notice("Blocked the network")
+    assert "198.51.100.0/24" in text
+    assert "received_by: 1" in text
+    row = console.row("networks", "network", "198.51.100.0/24")
+    assert row.locator("td").all_inner_texts()[1:3] == ["scanner network", ACTOR]
+    (block,) = admin(demo, "GET", "networks")["items"]
+    assert (block["network"], block["reason"]) == ("198.51.100.0/24", "scanner network")
+    row.get_by_role("button", name="Lift block").click()
+    console.notice("Lifted the block of")
+    assert admin(demo, "GET", "networks")["items"] == []
+
+    page.locator('input[name="user_id"]').fill("reset-me")
+    page.get_by_role("button", name="Look up", exact=True).click()
+    page.locator("#status").wait_for()
+    page.get_by_role("button", name="Require password reset", exact=True).click()
+    assert "received_by: 1" in console.notice("must reset their password")
+    status = status_of(demo, "reset-me")
+    assert status["password_reset_required"] is True
+    assert status["credentials_not_before"] is not None
+    audit = admin(demo, "GET", "audit?limit=1")["items"][0]
+    assert (audit["actor"], audit["user_id"], audit["reason"]) == (
+        ACTOR,
+        "reset-me",
+        "scanner network",
+    )
+
+
 # -- the token -----------------------------------------------------------------------------
 
 

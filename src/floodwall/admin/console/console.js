@@ -241,6 +241,7 @@ function cell(...children) {
   return element;
 }
 
+// A row's button; its accessible name starts with its visible text and names the row.
 function button(text, onClick, label) {
   const element = document.createElement("button");
   element.type = "button";
@@ -394,7 +395,7 @@ function topRow(item) {
   let open;
   if (item.anonymous) {
     open = button("Fill network", () => fillNetwork(addressNetwork(item.subject)),
-      `Fill the network of ${shortened(item.subject)} in Network blocks`);
+      `Fill network of ${shortened(item.subject)}`);
   } else if (isHeld(item.subject)) {
     kind = "user (long id, shortened by the store)";
     open = "";
@@ -416,7 +417,7 @@ function networkRow(item) {
   const refusals = cell(item.refusals.toLocaleString("en"));
   refusals.className = "number";
   const fill = button("Fill network", () => fillNetwork(item.network),
-    `Fill ${item.network} in Network blocks`);
+    `Fill network ${item.network}`);
   fill.dataset.control = "fill";
   row.append(cell(idOf(item.network)), refusals, cell(fill));
   return row;
@@ -625,7 +626,7 @@ function networkBlockRow(block) {
   const row = document.createElement("tr");
   row.dataset.network = block.network;
   const lift = button("Lift block", () => act("lift", () => liftNetwork(block.network)),
-    `Lift the block of ${block.network}`);
+    `Lift block of ${block.network}`);
   lift.dataset.control = "lift";
   row.append(
     cell(idOf(block.network)),
