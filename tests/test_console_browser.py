@@ -500,6 +500,33 @@ def test_a_wrong_token_is_refused_and_shows_no_data(console: Console, demo: str)
     assert page.locator("#sign-in-error").inner_text() == ""
 
 
+def test_a_token_refused_mid_session_signs_out_and_leaves_no_data(
+    console: Console, demo: str
+) -> None:
+    page = console.page
+    flood(demo, "seen-before-rotation")
+    console.open()
+    console.sign_in()
+    console.signed_in()
+    console.row("top", "subject", "seen-before-rotation")
+    # The operators rotate the token: from now on the admin API refuses this one.
+    page.route(
+        "**/admin/top?*",
+        lambda route: route.fulfill(
+            status=401,
+            content_type="application/problem+json",
+            body='{"title": "Unauthorized", "detail": "A valid admin bearer token is required."}',
+        ),
+    )
+    page.get_by_role("alert").filter(has_text="The admin token was refused").wait_for(
+        timeout=WITHIN_MS
+    )
+    assert page.locator("#console").is_hidden()
+    assert page.evaluate("sessionStorage.length") == 0
+    for table in TABLES:
+        assert console.rows(table) == 0, table
+
+
 def test_the_token_is_never_in_a_url_a_cookie_or_a_referrer(console: Console, demo: str) -> None:
     page = console.page
     console.open()

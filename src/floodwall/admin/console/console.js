@@ -296,7 +296,7 @@ function failed(error) {
     return;
   }
   if (error instanceof ApiError && error.status === 401) {
-    signOut("The admin token was refused: sign in again.");
+    signOut("The admin token was refused (it may have been changed): enter a valid one.");
     return;
   }
   notify("error", error.message);
