@@ -646,6 +646,44 @@ def test_on_another_mount_path_a_change_no_app_received_is_a_warning(elsewhere: 
         assert request.url.startswith(elsewhere.base + "/") or request.url.endswith("favicon.ico")
 
 
+def test_blocked_users_and_the_audit_page_on(elsewhere: Console) -> None:
+    page = elsewhere.page
+    users = [f"wave-{n:02}" for n in range(30)]
+    answer = httpx.post(
+        f"{elsewhere.base}/blocks",
+        json={"user_ids": users, "reason": "stuffing wave"},
+        headers=ADMIN,
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    elsewhere.open()
+    elsewhere.sign_in()
+    elsewhere.signed_in()
+    elsewhere.row("blocked", "userId", "wave-00")
+    assert elsewhere.keys("blocked", "userId") == users[:25]
+    page.get_by_role("button", name="Next page", exact=True).click()
+    elsewhere.row("blocked", "userId", "wave-29")
+    assert elsewhere.keys("blocked", "userId") == users[25:]
+    assert page.get_by_role("button", name="Next page", exact=True).is_disabled()
+    page.get_by_role("button", name="First page", exact=True).click()
+    elsewhere.row("blocked", "userId", "wave-00")
+    assert elsewhere.keys("blocked", "userId") == users[:25]
+
+    # The audit, newest first: the last of the bulk block on top, then older entries.
+    newest = [
+        cell.strip() for cell in page.locator("#audit tbody tr td:nth-child(4)").all_inner_texts()
+    ]
+    assert newest == users[::-1][:25]
+    page.get_by_role("button", name="Older", exact=True).click()
+    page.wait_for_function("() => document.getElementById('audit').tBodies[0].rows.length === 5")
+    older = [
+        cell.strip() for cell in page.locator("#audit tbody tr td:nth-child(4)").all_inner_texts()
+    ]
+    assert older == users[::-1][25:]
+    page.get_by_role("button", name="Newest", exact=True).click()
+    page.wait_for_function("() => document.getElementById('audit').tBodies[0].rows.length === 25")
+
+
 def test_usable_at_phone_width_from_the_keyboard(browser: Browser, demo: str) -> None:
     flood(demo, "phone-flooder")
     with console_tab(browser, f"{demo}/admin") as phone:
