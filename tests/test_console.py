@@ -81,7 +81,7 @@ async def test_the_page_and_its_assets_carry_the_design_headers_and_need_no_toke
         assert allowed.status_code == 200
 
 
-async def test_the_policy_allows_no_inline_script_no_eval_and_no_other_origin() -> None:
+def test_the_policy_allows_no_inline_script_no_eval_and_no_other_origin() -> None:
     policy = HEADERS["content-security-policy"]
     assert "unsafe" not in policy
     assert "*" not in policy

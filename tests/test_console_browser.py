@@ -212,7 +212,8 @@ def console(browser: Browser, demo: str) -> Iterator[Console]:
 
 
 def flood(url: str, user: str | None, requests: int = 40) -> None:
-    """Send ``requests`` calls at once as ``user`` (anonymous when None): most refused."""
+    """Call the demo ``requests`` times as ``user`` (anonymous when None), one after another
+    on one connection: faster than the limit, so most are refused."""
     with httpx.Client(base_url=url, timeout=10) as http:
         headers = {}
         if user is not None:
