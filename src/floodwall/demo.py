@@ -29,11 +29,12 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from floodwall.core.errors import ConfigurationError
+from floodwall.core.rules import ADMIN_TOKEN_MIN_LENGTH
 from floodwall.identity.chain import default_identify
 from floodwall.middleware import FloodwallMiddleware
 from floodwall.observe.request_log import JsonFormatter
 from floodwall.service import Floodwall
-from floodwall.settings import MIN_ADMIN_TOKEN_LENGTH, FloodwallSettings
+from floodwall.settings import FloodwallSettings
 
 __all__ = ["configure_logging", "create_app", "demo_pool_size", "serve", "worker_app"]
 
@@ -114,7 +115,7 @@ def _landing_page(base: str, pool_size: int, own_login: bool, admin_on: bool) ->
         if admin_on
         else "<p>The admin API is off: no admin token is set, so it refuses every request. "
         "Restart the demo with <code>FLOODWALL_ADMIN_TOKEN</code> set to a random secret of "
-        f"at least {MIN_ADMIN_TOKEN_LENGTH} characters (<code>python3 -c 'import secrets; "
+        f"at least {ADMIN_TOKEN_MIN_LENGTH} characters (<code>python3 -c 'import secrets; "
         "print(secrets.token_urlsafe(32))'</code> makes one), then sign in to "
         f"{console} with it.</p>"
     )
