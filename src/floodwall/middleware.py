@@ -1,17 +1,15 @@
 """``FloodwallMiddleware``: the per-request check, as a plain ASGI middleware.
 
-Its length is the request's whole path read top to bottom (exempt, identify, check,
-forward or refuse, shed) plus the small helpers of its answers and logs; the decisions
-themselves are the checker's and the shedder's.
+``_guard`` reads top to bottom: exempt paths, blocked networks, who it is, the one check,
+then forward (with the connection held against the kill switch while it is open) or
+refuse. The decisions are the checker's and the shedder's; the request's route limits,
+ids, log lines and answers have modules of their own.
 """
 
 from __future__ import annotations
 
 import inspect
-import itertools
 import logging
-import os
-import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, cast
 
@@ -22,25 +20,19 @@ from floodwall.core.decision import Decision, Outcome
 from floodwall.core.errors import ConfigurationError, IdentityUnavailable, StorageError
 from floodwall.core.identity import Identify, Identity
 from floodwall.core.ids import held
-from floodwall.core.route_limits import RouteLimit, RouteTable, route_limit
+from floodwall.core.route_limits import RouteLimit
 from floodwall.core.types import ASGIApp, Message, Receive, Scope, Send
 from floodwall.http.paths import PathTable, route_path
-from floodwall.http.responses import (
-    IDENTITY_UNAVAILABLE,
-    Refusal,
-    rate_limit_headers,
-    refusal,
-    whole_seconds,
-)
+from floodwall.http.responses import IDENTITY_UNAVAILABLE, answer, rate_limit_headers, refusal
 from floodwall.identity.chain import IdentityChain, default_identify
 from floodwall.identity.jwks import JwksIdentity
 from floodwall.identity.scope import client_identity
 from floodwall.identity.tokens import IdentityPending
-from floodwall.limiting.routes import AppRoutes, app_routes, resolve_route_limits, with_live_routes
+from floodwall.limiting.app_limits import AppRouteLimits
 from floodwall.observe.metrics import RESULTS
-from floodwall.observe.request_log import RefusalLog, request_logger
+from floodwall.observe.request_ids import RequestIds
+from floodwall.observe.request_log import DecisionLog, request_logger
 from floodwall.observe.telemetry import decision_telemetry
-from floodwall.observe.top import member
 from floodwall.protection.shedding import Shedder, shedder_from_settings
 from floodwall.protection.tarpit import Tarpit
 from floodwall.service import Floodwall
@@ -49,7 +41,6 @@ __all__ = ["FloodwallMiddleware"]
 
 logger = logging.getLogger("floodwall")
 
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _OVERLOADED_RESULT = RESULTS.index("overloaded")
 _OVERLOADED = Decision(Outcome.OVERLOADED, 0.0, 0, 0, 1.0, 0.0)
 _NETWORK_BLOCKED = RESULTS.index("network_blocked")
@@ -164,22 +155,12 @@ class FloodwallMiddleware:
         self._exempt = PathTable.of([*settings.exempt_paths, *exempt], True)
         costs = {path: rules.COST.whole_number(cost) for path, cost in (route_costs or {}).items()}
         self._costs = PathTable(costs)
-        # Route limits are resolved against the app's routes at start, or the first request:
-        # routes may be added after the middleware is, and a mistake fails the lifespan
-        # startup (raised here, inside an app's middleware stack, it would answer 500 to
-        # every request). Until then, and then only if there are route limits, requests
-        # look for theirs.
-        self._configured_routes = settings.parsed_route_limits()
-        self._given_routes = dict(route_limits or {})
-        self._routes = RouteTable(())
-        self._app_routes = AppRoutes()
-        self._resolved = self._routes
-        # Routes an operator limits live that the app gives no limit: added when they change.
-        self._live = floodwall.limits
-        self._live_version = self._live.routes_version
-        self._unknown_live: set[str] = set()
-        self._routes_found = False
-        self._any_routes = True
+        self._routes = AppRouteLimits(
+            settings.parsed_route_limits(),
+            route_limits or {},
+            floodwall.limits,
+            crosses_subjects=floodwall.store.crosses_subjects,
+        )
         self._reset_paths = PathTable.of(
             [*settings.password_reset_paths, *password_reset_paths], True
         )
@@ -201,16 +182,13 @@ class FloodwallMiddleware:
             tarpit = Tarpit(settings.tarpit_seconds, clock=floodwall.clock.monotonic)
         self._tarpit = tarpit
         self._headers = settings.rate_limit_headers
-        header = settings.request_id_header
-        self._request_id_header = header.encode("latin-1") if header else None
-        self._request_id_prefix = os.urandom(4).hex()
-        self._request_ids = itertools.count()
-        self._refusal_log = RefusalLog(clock=floodwall.clock.monotonic)
+        self._ids = RequestIds(settings.request_id_header)
+        self._log = DecisionLog(clock=floodwall.clock.monotonic)
         self._connections = OpenConnections(
             floodwall.mirror,
             floodwall.networks,
             clock=floodwall.clock,
-            new_request_id=self._new_request_id,
+            new_request_id=self._ids.new,
             on_close=floodwall.metrics.connection_closed,
         )
         self._message_cost = settings.websocket_message_cost
@@ -258,7 +236,7 @@ class FloodwallMiddleware:
         first: Message | None = started
         if started["type"] == "lifespan.startup":
             try:
-                self._find_declared_routes()
+                self._routes.find(self.app)
                 if self._load_identity is not None:
                     await self._load_identity()
                 await self.floodwall.start()
@@ -266,7 +244,8 @@ class FloodwallMiddleware:
                 await send({"type": "lifespan.startup.failed", "message": f"floodwall: {exc}"})
                 return
             try:
-                await self.floodwall.actions.publish_routes(self._app_routes, self._resolved.limits)
+                routes = self._routes
+                await self.floodwall.actions.publish_routes(routes.app_routes, routes.limits)
             except StorageError:
                 # Only the operator's check of a live route limit needs them: no reason to
                 # refuse to start while the store is down.
@@ -321,7 +300,8 @@ class FloodwallMiddleware:
         scope.setdefault("state", {})["floodwall_identity"] = identity
         cost = self._costs.get(path, 1, scope.get("method")) if self._any_costs else 1
         reset_exempt = self._any_reset_paths and self._reset_paths.get(path, False)
-        routes = self._match_routes(scope, path) if self._any_routes or self._live.routes else ()
+        limits = self._routes
+        routes = limits.match(scope.get("method", "GET"), path, self.app) if limits.active else ()
         if routes:
             address = client_identity(scope) if _by_address(routes, identity) else None
             decision = await self._check(
@@ -332,18 +312,17 @@ class FloodwallMiddleware:
         policy = _policy(decision, routes, identity)
         if self._telemetry is not None:
             self._telemetry(decision, policy)
-        request_id = None if self._request_id_header is None else self._given_request_id(scope)
+        request_id = self._ids.given(scope)
         if decision.outcome is Outcome.ALLOWED or not self._enforces(decision):
             request_id = self._log_passed(scope, identity, decision, policy, request_id)
             await self._pass(
                 scope, receive, send, identity, decision, policy, request_id, reset_exempt
             )
             return
-        request_id = self._request_id(request_id)
-        self._log_refusal(scope, identity, decision, policy, request_id, enforced=True)
-        await self._refuse(
-            scope, receive, send, identity, decision, policy, self._id_headers(request_id)
-        )
+        request_id = self._ids.needed(request_id)
+        self._log.refused(scope, identity, decision, policy, request_id, enforced=True)
+        extra = self._ids.headers(request_id)
+        await self._refuse(scope, receive, send, identity, decision, policy, extra)
 
     def _in_blocked_network(self, scope: Scope) -> bool:
         client = scope.get("client")
@@ -360,11 +339,11 @@ class FloodwallMiddleware:
         # A refusal that is not enforced (shadow mode) is logged as a refusal; a request
         # allowed, only at DEBUG. An id is made for a line that is written.
         if decision.outcome is not Outcome.ALLOWED:
-            request_id = self._request_id(request_id)
-            self._log_refusal(scope, identity, decision, policy, request_id, enforced=False)
+            request_id = self._ids.needed(request_id)
+            self._log.refused(scope, identity, decision, policy, request_id, enforced=False)
         elif request_logger.isEnabledFor(logging.DEBUG):
-            request_id = self._request_id(request_id)
-            _log(logging.DEBUG, scope, identity, decision, policy, request_id)
+            request_id = self._ids.new() if request_id is None else request_id
+            self._log.allowed(scope, identity, decision, policy, request_id)
         return request_id
 
     async def _pass(
@@ -383,7 +362,7 @@ class FloodwallMiddleware:
         watched: WatchedWebSocket | WatchedResponse
         if scope["type"] == "http":
             headers = rate_limit_headers(policy, decision) if self._headers else []
-            headers += self._id_headers(request_id)
+            headers += self._ids.headers(request_id)
             watched = WatchedResponse(
                 scope, send, self._connections, identity, reset_exempt, request_id, headers
             )
@@ -424,49 +403,6 @@ class FloodwallMiddleware:
             cost=self._message_cost,
             over_limit=self._over_limit,
         )
-
-    def _id_headers(self, request_id: str | None) -> list[tuple[bytes, bytes]]:
-        header = self._request_id_header
-        if request_id is None or header is None:
-            return []
-        return [(header, request_id.encode())]
-
-    def _match_routes(self, scope: Scope, path: str) -> tuple[RouteLimit, ...]:
-        if not self._routes_found:
-            self._find_declared_routes()
-        if self._live.routes_version != self._live_version:
-            self._add_live_routes()
-        return self._routes.match(scope.get("method", "GET"), path)
-
-    def _find_declared_routes(self) -> None:
-        self._app_routes = app_routes(self.app)
-        given = [route_limit(key, rate) for key, rate in self._given_routes.items()]
-        table = resolve_route_limits(self._app_routes, self._configured_routes, given)
-        self._resolved = self._fit(table)
-        self._routes_found = True
-        self._add_live_routes()
-
-    def _add_live_routes(self) -> None:
-        self._live_version = self._live.routes_version
-        self._routes, unknown = with_live_routes(
-            self._resolved, self._app_routes, self._live.routes
-        )
-        self._any_routes = bool(self._routes)
-        for key in set(unknown) - self._unknown_live:
-            logger.warning(
-                "floodwall: the live route limit %s names no route of this app: it applies "
-                "nothing here",
-                key,
-            )
-        self._unknown_live = set(unknown)
-
-    def _fit(self, table: RouteTable) -> RouteTable:
-        by_address = any(route.by == "address" for route in table.limits)
-        if by_address and not self.floodwall.store.crosses_subjects:
-            # A user's keys and an address's live in different slots: one script cannot
-            # count both.
-            raise ConfigurationError("route limits by address need one Redis, not a Redis Cluster")
-        return table
 
     async def _forward(
         self,
@@ -525,9 +461,9 @@ class FloodwallMiddleware:
         # `send` already adds an id it was given; one made now is added here.
         extra = []
         if request_id is None:
-            request_id = self._request_id(None)
-            extra = self._id_headers(request_id)
-        self._log_refusal(scope, identity, _OVERLOADED, policy, request_id, enforced=True)
+            request_id = self._ids.needed(None)
+            extra = self._ids.headers(request_id)
+        self._log.refused(scope, identity, _OVERLOADED, policy, request_id, enforced=True)
         await self._refuse(scope, receive, send, identity, _OVERLOADED, policy, extra)
 
     async def _refuse_network(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -539,69 +475,18 @@ class FloodwallMiddleware:
         self.floodwall.offenders.count(identity, decision, enforced=True)
         if self._telemetry is not None:
             self._telemetry(decision, "network")
-        id_header = self._request_id_header
-        request_id = self._request_id(None if id_header is None else self._given_request_id(scope))
-        self._log_refusal(scope, identity, decision, "network", request_id, enforced=True)
-        await self._refuse(
-            scope, receive, send, identity, decision, "network", self._id_headers(request_id)
-        )
+        request_id = self._ids.needed(self._ids.given(scope))
+        self._log.refused(scope, identity, decision, "network", request_id, enforced=True)
+        extra = self._ids.headers(request_id)
+        await self._refuse(scope, receive, send, identity, decision, "network", extra)
 
     async def _refuse_unverified(self, scope: Scope, receive: Receive, send: Send) -> None:
         # No identity, so no check: neither the user's limits nor the address's apply.
-        request_id = self._request_id(
-            None if self._request_id_header is None else self._given_request_id(scope)
-        )
-        extra = self._id_headers(request_id)
-        await _answer(
+        request_id = self._ids.needed(self._ids.given(scope))
+        extra = self._ids.headers(request_id)
+        await answer(
             scope, receive, send, IDENTITY_UNAVAILABLE, [*IDENTITY_UNAVAILABLE.headers, *extra]
         )
-
-    def _given_request_id(self, scope: Scope) -> str | None:
-        # Honour the caller's id when it is sane; a hostile one must not reach the logs.
-        header = self._request_id_header
-        for key, value in scope.get("headers", ()):
-            if key == header:
-                text = bytes(value).decode("latin-1")
-                if _REQUEST_ID.fullmatch(text) is None:
-                    return None
-                scope.setdefault("state", {})["request_id"] = text
-                return text
-        return None
-
-    def _request_id(self, given: str | None) -> str | None:
-        # An id is made only where one is used: a refusal's answer and log line, a logged
-        # request. A request that just passes keeps the caller's id, or gets none.
-        if given is not None or self._request_id_header is None:
-            return given
-        return self._new_request_id()
-
-    def _new_request_id(self) -> str:
-        # Unique, not secret: a random prefix per middleware and a counter, cheaper than
-        # asking the kernel for random bytes on every request.
-        return f"{self._request_id_prefix}{next(self._request_ids):08x}"
-
-    def _log_refusal(
-        self,
-        scope: Scope,
-        identity: Identity,
-        decision: Decision,
-        policy: str,
-        request_id: str | None,
-        *,
-        enforced: bool,
-    ) -> None:
-        count = self._refusal_log.admit(member(identity.user_id, identity.anonymous))
-        if count is not None:
-            _log(
-                logging.INFO,
-                scope,
-                identity,
-                decision,
-                policy,
-                request_id,
-                enforced=enforced,
-                refusals_since_last_line=count,
-            )
 
     async def _refuse(
         self,
@@ -620,54 +505,11 @@ class FloodwallMiddleware:
             if delay:
                 self.floodwall.metrics.tarpitted.inc()
                 await tarpit.hold(delay)
-        answer = refusal(decision, policy)
-        headers = [*answer.headers, *extra]
+        refused = refusal(decision, policy)
+        headers = [*refused.headers, *extra]
         if self._headers and decision.outcome is Outcome.LIMITED:
             headers += rate_limit_headers(policy, decision)
-        await _answer(scope, receive, send, answer, headers)
-
-
-async def _answer(
-    scope: Scope, receive: Receive, send: Send, answer: Refusal, headers: list[tuple[bytes, bytes]]
-) -> None:
-    if scope["type"] == "http":
-        await _send_response(send, "http.response", answer, headers)
-        return
-    # A websocket is refused at connect: with the denial-response extension the client
-    # gets the same HTTP answer; without it, a close before accept (HTTP 403).
-    message = await receive()
-    if message["type"] != "websocket.connect":
-        return
-    if "websocket.http.response" in scope.get("extensions", {}):
-        await _send_response(send, "websocket.http.response", answer, headers)
-    else:
-        await send({"type": "websocket.close", "code": 1008, "reason": ""})
-
-
-def _log(
-    level: int,
-    scope: Scope,
-    identity: Identity,
-    decision: Decision,
-    policy: str,
-    request_id: str | None,
-    **extra: object,
-) -> None:
-    client = scope.get("client")
-    fields = {
-        "event": "floodwall.request",
-        "request_id": request_id,
-        "user_id": None if identity.anonymous else held(identity.user_id),
-        "client": client[0] if client else None,
-        "method": scope.get("method"),
-        "path": scope.get("path"),
-        "decision": decision.outcome.name.lower(),
-        "policy": policy,
-        "remaining": decision.remaining,
-        "retry_after": whole_seconds(decision.retry_after) if decision.retry_after else None,
-        **extra,
-    }
-    request_logger.log(level, "floodwall: %s", fields["decision"], extra={"fields": fields})
+        await answer(scope, receive, send, refused, headers)
 
 
 def _subject(identity: Identity) -> tuple[bool, str]:
@@ -686,10 +528,3 @@ def _policy(decision: Decision, routes: tuple[RouteLimit, ...], identity: Identi
     if decision.policy:
         return routes[decision.policy - 1].policy
     return "anonymous" if identity.anonymous else "user"
-
-
-async def _send_response(
-    send: Send, prefix: str, answer: Refusal, headers: list[tuple[bytes, bytes]]
-) -> None:
-    await send({"type": f"{prefix}.start", "status": answer.status, "headers": headers})
-    await send({"type": f"{prefix}.body", "body": answer.body, "more_body": False})

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import enum
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any, Final, NamedTuple
 
-__all__ = ["CLOSE_REASONS", "Decision", "Outcome", "decision_from_reply", "new_decision"]
+__all__ = [
+    "CLOSE_REASONS",
+    "Decision",
+    "Outcome",
+    "decision_from_reply",
+    "new_decision",
+    "whole_seconds",
+]
 
 
 class Outcome(enum.IntEnum):
@@ -97,3 +105,8 @@ CLOSE_REASONS: Final = {
 }
 """The reason an open connection (a websocket, a stream) is closed with, for each refusal
 that ends one; a websocket's close code is 1008 for each."""
+
+
+def whole_seconds(seconds: float) -> int:
+    """Seconds rounded up, and at least 1, as ``Retry-After`` wants."""
+    return max(1, math.ceil(seconds))

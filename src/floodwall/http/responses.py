@@ -12,12 +12,14 @@ import json
 import math
 from typing import Final
 
-from floodwall.core.decision import Decision, Outcome
+from floodwall.core.decision import Decision, Outcome, whole_seconds
+from floodwall.core.types import Receive, Scope, Send
 
 __all__ = [
     "IDENTITY_UNAVAILABLE",
     "PROBLEM_TYPE_BASE",
     "Refusal",
+    "answer",
     "rate_limit_headers",
     "refusal",
     "whole_seconds",
@@ -37,11 +39,6 @@ class Refusal:
         self.status = status
         self.headers = headers
         self.body = body
-
-
-def whole_seconds(seconds: float) -> int:
-    """Seconds rounded up, and at least 1, as ``Retry-After`` wants."""
-    return max(1, math.ceil(seconds))
 
 
 @functools.lru_cache(maxsize=256)
@@ -173,3 +170,28 @@ def refusal(decision: Decision, policy: str = "user") -> Refusal:
     if outcome is Outcome.OVERLOADED:
         return _OVERLOADED
     raise ValueError(f"{outcome!r} does not refuse")
+
+
+async def answer(
+    scope: Scope, receive: Receive, send: Send, refused: Refusal, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Send ``refused`` with ``headers``: an HTTP response, or for a websocket, at connect,
+    the same answer where the server has the denial-response extension, else a close
+    before accept (the client sees HTTP 403)."""
+    if scope["type"] == "http":
+        await _send_response(send, "http.response", refused, headers)
+        return
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await _send_response(send, "websocket.http.response", refused, headers)
+    else:
+        await send({"type": "websocket.close", "code": 1008, "reason": ""})
+
+
+async def _send_response(
+    send: Send, prefix: str, refused: Refusal, headers: list[tuple[bytes, bytes]]
+) -> None:
+    await send({"type": f"{prefix}.start", "status": refused.status, "headers": headers})
+    await send({"type": f"{prefix}.body", "body": refused.body, "more_body": False})

@@ -14,7 +14,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JsonFormatter", "RefusalLog", "request_logger"]
+from floodwall.core.decision import Decision, whole_seconds
+from floodwall.core.identity import Identity
+from floodwall.core.ids import held
+from floodwall.core.types import Scope
+from floodwall.observe.top import member
+
+__all__ = ["DecisionLog", "JsonFormatter", "RefusalLog", "request_logger"]
 
 request_logger = logging.getLogger("floodwall.requests")
 
@@ -104,3 +110,70 @@ class RefusalLog:
             return False
         self._budget -= 1
         return True
+
+
+class DecisionLog:
+    """The lines a middleware writes of its decisions on ``floodwall.requests``: each
+    refusal, summarised per subject (``RefusalLog``), and allowed requests at DEBUG."""
+
+    __slots__ = ("_refusals",)
+
+    def __init__(self, *, clock: Callable[[], float]) -> None:
+        self._refusals = RefusalLog(clock=clock)
+
+    def refused(
+        self,
+        scope: Scope,
+        identity: Identity,
+        decision: Decision,
+        policy: str,
+        request_id: str | None,
+        *,
+        enforced: bool,
+    ) -> None:
+        """A refusal (``enforced=False``: one shadow mode let through)."""
+        count = self._refusals.admit(member(identity.user_id, identity.anonymous))
+        if count is not None:
+            _log(
+                logging.INFO,
+                scope,
+                identity,
+                decision,
+                policy,
+                request_id,
+                enforced=enforced,
+                refusals_since_last_line=count,
+            )
+
+    def allowed(
+        self, scope: Scope, identity: Identity, decision: Decision, policy: str, request_id: str
+    ) -> None:
+        """An allowed request, at DEBUG."""
+        _log(logging.DEBUG, scope, identity, decision, policy, request_id)
+
+
+def _log(
+    level: int,
+    scope: Scope,
+    identity: Identity,
+    decision: Decision,
+    policy: str,
+    request_id: str | None,
+    **extra: object,
+) -> None:
+    client = scope.get("client")
+    retry_after = decision.retry_after
+    fields = {
+        "event": "floodwall.request",
+        "request_id": request_id,
+        "user_id": None if identity.anonymous else held(identity.user_id),
+        "client": client[0] if client else None,
+        "method": scope.get("method"),
+        "path": scope.get("path"),
+        "decision": decision.outcome.name.lower(),
+        "policy": policy,
+        "remaining": decision.remaining,
+        "retry_after": whole_seconds(retry_after) if retry_after else None,
+        **extra,
+    }
+    request_logger.log(level, "floodwall: %s", fields["decision"], extra={"fields": fields})
