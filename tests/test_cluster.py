@@ -502,28 +502,34 @@ async def test_the_other_instances_mirror_follows_within_a_second(
     assert mirror.get(user) is None
 
     await a.floodwall.block(user, reason="flood")
-    await eventually(lambda: (m := mirror.get(user)) is not None and m.blocked_until_ms == 0)
+    await eventually(
+        lambda: (m := mirror.get(user)) is not None and m.kill_switch.blocked_until_ms == 0
+    )
 
     revoked = await a.floodwall.revoke(user)
     await eventually(
         lambda: (
             (m := mirror.get(user)) is not None
-            and m.not_before_ms == revoked.credentials_not_before_ms
+            and m.kill_switch.not_before_ms == revoked.credentials_not_before_ms
         )
     )
 
     await a.floodwall.require_password_reset(user)
-    await eventually(lambda: (m := mirror.get(user)) is not None and m.reset_required)
+    await eventually(lambda: (m := mirror.get(user)) is not None and m.kill_switch.reset_required)
 
     await a.floodwall.set_limit(user, rate=0.5, burst=7)
     await eventually(lambda: (m := mirror.get(user)) is not None and m.limit == (0.5, 7))
 
     await a.floodwall.unblock(user)
-    await eventually(lambda: (m := mirror.get(user)) is not None and m.blocked_until_ms is None)
+    await eventually(
+        lambda: (m := mirror.get(user)) is not None and m.kill_switch.blocked_until_ms is None
+    )
 
     await a.floodwall.clear_password_reset(user)
     await a.floodwall.clear_limit(user)
-    await eventually(lambda: (m := mirror.get(user)) is not None and not m.reset_required)
+    await eventually(
+        lambda: (m := mirror.get(user)) is not None and not m.kill_switch.reset_required
+    )
     await eventually(lambda: (m := mirror.get(user)) is not None and m.limit is None)
 
 

@@ -92,7 +92,10 @@ async def test_another_worker_learns_a_revoked_id_and_holds_it_without_redis(
     try:
         await acting.revoke_credential("bob", "jti-1")
         await wait_until_async(
-            lambda: (user := serving.mirror.get("bob")) is not None and "jti-1" in user.revoked,
+            lambda: (
+                (user := serving.mirror.get("bob")) is not None
+                and "jti-1" in user.kill_switch.revoked
+            ),
             "the revoked id reaches the other worker",
             within=2,
         )
@@ -340,7 +343,7 @@ async def test_a_block_answered_before_an_unblock_is_not_cached_after_it(
         await wait_until_async(
             lambda: (
                 (user := serving.mirror.get("victim")) is not None
-                and user.blocked_until_ms is not None
+                and user.kill_switch.blocked_until_ms is not None
             ),
             "the block reaches the serving worker",
             within=2,

@@ -584,7 +584,7 @@ async def test_a_user_change_during_a_resync_wins_over_what_it_read(
 
             async def applied() -> bool:
                 late, first = serving.mirror.get("a-late"), serving.mirror.get("u000")
-                return late is not None and late.blocked_until_ms == 0 and first is None
+                return late is not None and late.kill_switch.blocked_until_ms == 0 and first is None
 
             await wait_until_async(applied, "the changes arrive", within=5, interval=0.01)
         return await list_index(index, after=after, count=count)
@@ -594,7 +594,7 @@ async def test_a_user_change_during_a_resync_wins_over_what_it_read(
     assert changed
     late = serving.mirror.get("a-late")
     assert late is not None
-    assert late.blocked_until_ms == 0
+    assert late.kill_switch.blocked_until_ms == 0
     assert serving.mirror.get("u000") is None
     assert len(serving.mirror) == 120
 

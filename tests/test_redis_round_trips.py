@@ -74,7 +74,7 @@ async def test_revoked_and_reset_required_refusals_cost_no_redis_command(
 
             async def mirrored() -> bool:
                 return serving.mirror.get("mallory") is not None and bool(
-                    (eve := serving.mirror.get("eve")) and eve.reset_required
+                    (eve := serving.mirror.get("eve")) and eve.kill_switch.reset_required
                 )
 
             await wait_until_async(mirrored, "the changes reach the serving worker", within=5)

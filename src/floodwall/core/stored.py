@@ -21,6 +21,7 @@ __all__ = [
     "iso_time",
     "stored_int",
     "stored_limit",
+    "stored_ms",
     "window_limit",
 ]
 
@@ -43,6 +44,15 @@ def stored_int(value: str | None) -> int | None:
         except ValueError:
             return None
         return int(number) if math.isfinite(number) else None
+
+
+def stored_ms(value: str | None) -> int | None:
+    """A stored time (ms) as ``check.lua`` reads one: a plain decimal number, finite,
+    rounded down; anything else (``" 5"``, ``"0x10"``, ``"inf"``) is absent."""
+    if value is None or not rules.is_number_text(value):
+        return None
+    number = float(value)
+    return math.floor(number) if math.isfinite(number) else None
 
 
 def stored_limit(rate: str | None, burst: str | None) -> tuple[float, int] | None:

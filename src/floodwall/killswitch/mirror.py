@@ -10,12 +10,12 @@ only one left.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from floodwall.core.decision import Outcome
 from floodwall.core.identity import Identity
-from floodwall.core.stored import stored_int, stored_limit
+from floodwall.core.killswitch import NO_KILL_SWITCH, KillSwitch
+from floodwall.core.stored import stored_limit
 from floodwall.stores.base import StateSnapshot
 
 __all__ = ["KillSwitchMirror", "MirrorRebuild", "MirroredUser"]
@@ -23,30 +23,24 @@ __all__ = ["KillSwitchMirror", "MirrorRebuild", "MirroredUser"]
 
 @dataclass(frozen=True, slots=True)
 class MirroredUser:
-    """What the fallback needs of one user's state; ``revoked`` maps credential ids revoked
-    one by one to their expiry (ms)."""
+    """What the fallback needs of one user's state: what refuses (``kill_switch``), and
+    the user's own limit."""
 
-    blocked_until_ms: int | None
-    not_before_ms: int | None
-    reset_required: bool
+    kill_switch: KillSwitch
     limit: tuple[float, int] | None
-    revoked: Mapping[str, int]
 
     @classmethod
     def from_snapshot(cls, snapshot: StateSnapshot) -> MirroredUser | None:
         """``None`` when the user has no state worth keeping."""
         fields = snapshot.fields
         user = cls(
-            blocked_until_ms=stored_int(fields.get("blocked_until")),
-            not_before_ms=stored_int(fields.get("not_before")),
-            reset_required=fields.get("reset_required") == "1",
-            limit=stored_limit(fields.get("rate"), fields.get("burst")),
-            revoked=dict(snapshot.revoked),
+            KillSwitch.from_fields(fields, dict(snapshot.revoked)),
+            stored_limit(fields.get("rate"), fields.get("burst")),
         )
         return None if user == _EMPTY else user
 
 
-_EMPTY = MirroredUser(None, None, False, None, {})
+_EMPTY = MirroredUser(NO_KILL_SWITCH, None)
 
 
 class MirrorRebuild:
@@ -110,7 +104,7 @@ class KillSwitchMirror:
         """Mirror one user's state as read (no state forgets the user); without
         ``revoked_read`` the snapshot did not read revoked credential ids: keep the known."""
         if not revoked_read and (known := self._users.get(user_id)) is not None:
-            snapshot = StateSnapshot(snapshot.fields, snapshot.now_ms, known.revoked)
+            snapshot = StateSnapshot(snapshot.fields, snapshot.now_ms, known.kill_switch.revoked)
         user = MirroredUser.from_snapshot(snapshot)
         for rebuild in self.rebuilds:
             rebuild.touched(user_id, user)
@@ -130,12 +124,7 @@ class KillSwitchMirror:
 
     def blocked_count(self, now_ms: int) -> int:
         """How many mirrored users are blocked at ``now_ms``."""
-        return sum(
-            1
-            for user in self._users.values()
-            if user.blocked_until_ms is not None
-            and (user.blocked_until_ms == 0 or user.blocked_until_ms > now_ms)
-        )
+        return sum(1 for user in self._users.values() if user.kill_switch.blocked(now_ms))
 
     def get(self, user_id: str) -> MirroredUser | None:
         """The mirrored state of a user, if any."""
@@ -153,25 +142,10 @@ class KillSwitchMirror:
         user = self._users.get(identity.user_id)
         if user is None:
             return None
-        until = user.blocked_until_ms
-        if until is not None:
-            if until == 0:
-                return Outcome.BLOCKED
-            if now_ms is None:
-                # A timed block may hold or not: a later refusal would answer wrongly.
-                return None
-            if until > now_ms:
-                return Outcome.BLOCKED
         issued = identity.issued_at
-        not_before = user.not_before_ms
-        if issued is not None and not_before is not None and int(issued * 1000) < not_before:
-            return Outcome.REVOKED
-        credential = identity.credential_id
-        if credential is not None and credential in user.revoked:
-            if now_ms is None:
-                return None
-            if user.revoked[credential] > now_ms:
-                return Outcome.REVOKED
-        if user.reset_required and not reset_exempt:
-            return Outcome.RESET_REQUIRED
-        return None
+        return user.kill_switch.refusal(
+            issued_at_ms=None if issued is None else int(issued * 1000),
+            credential_id=identity.credential_id,
+            reset_exempt=reset_exempt,
+            now_ms=now_ms,
+        )

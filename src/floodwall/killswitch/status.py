@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from floodwall.core.killswitch import KillSwitch
 from floodwall.core.stored import ROUTE_FIELD, iso_time, stored_int, stored_limit, window_limit
 from floodwall.stores.base import StateSnapshot
 
@@ -44,8 +45,9 @@ class UserStatus:
         """Interpret the stored hash as the check script does: a block whose time has
         passed is no block, and a value it cannot read counts as absent."""
         fields = snapshot.fields
-        until = stored_int(fields.get("blocked_until"))
-        blocked = until is not None and (until == 0 or until > snapshot.now_ms)
+        kill_switch = KillSwitch.from_fields(fields)
+        blocked = kill_switch.blocked(snapshot.now_ms)
+        until = kill_switch.blocked_until_ms
         own_limit = stored_limit(fields.get("rate"), fields.get("burst"))
         rate, burst = own_limit if own_limit is not None else (default_rate, default_burst)
         return cls(
@@ -55,8 +57,8 @@ class UserStatus:
             blocked_by=fields.get("blocked_by") if blocked else None,
             blocked_at_ms=stored_int(fields.get("blocked_at")) if blocked else None,
             blocked_until_ms=until if blocked and until else None,
-            credentials_not_before_ms=stored_int(fields.get("not_before")),
-            password_reset_required=fields.get("reset_required") == "1",
+            credentials_not_before_ms=kill_switch.not_before_ms,
+            password_reset_required=kill_switch.reset_required,
             rate=rate,
             burst=burst,
             limit_overridden=own_limit is not None,

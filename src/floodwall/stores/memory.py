@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from floodwall.core.decision import Decision, Outcome, new_decision
 from floodwall.core.errors import StoreCommandError
+from floodwall.core.killswitch import KillSwitch
 from floodwall.core.stored import stored_limit
 from floodwall.stores.base import (
     LEASE_MS,
@@ -103,6 +104,7 @@ class MemoryStore:
         now_ms = math.floor(now / 1000)
         self._expire(now)
         state = self._states.get(keys.state)
+        revoked = self._revoked.get(keys.revoked) if credential_id else None
         if state is None:
             # Most subjects have no kill-switch state: nothing to read but the defaults.
             rate_value, capacity_tokens, shadow = float(rate), burst, False
@@ -111,15 +113,17 @@ class MemoryStore:
             own = stored_limit(state.get("rate"), state.get("burst"))
             rate_value, capacity_tokens = own if own is not None else (float(rate), burst)
             shadow = state.get("shadow") == "1"
-            outcome, blocked_ms = _kill_switch(state, now_ms, issued_at_ms, reset_exempt)
+        if state is not None or revoked:
+            kill_switch = KillSwitch.from_fields(state or {}, revoked)
+            outcome = kill_switch.refusal(
+                issued_at_ms=issued_at_ms,
+                credential_id=credential_id,
+                reset_exempt=reset_exempt,
+                now_ms=now_ms,
+            )
             if outcome is not None:
-                return _refused(outcome, rate_value, capacity_tokens, shadow, now_ms, blocked_ms)
-        if credential_id:
-            expiry = self._revoked.get(keys.revoked, {}).get(credential_id)
-            if expiry is not None and expiry > now_ms:
-                return _refused(Outcome.REVOKED, rate_value, capacity_tokens, shadow, now_ms)
-        if state is not None and state.get("reset_required") == "1" and not reset_exempt:
-            return _refused(Outcome.RESET_REQUIRED, rate_value, capacity_tokens, shadow, now_ms)
+                until = kill_switch.blocked_until_ms if outcome is Outcome.BLOCKED else None
+                return _refused(outcome, rate_value, capacity_tokens, shadow, now_ms, until or 0)
 
         interval = 1_000_000 / rate_value
         capacity = capacity_tokens * interval
@@ -517,20 +521,6 @@ class _QueueSubscription:
             return await asyncio.wait_for(self._queue.get(), wait)
         except TimeoutError:
             return None
-
-
-def _kill_switch(
-    state: Mapping[str, str], now_ms: int, issued_at_ms: int | None, reset_exempt: bool
-) -> tuple[Outcome | None, int]:
-    # A block, then a revocation by time, as check.lua reads them (the rest is the caller's,
-    # in check.lua's order).
-    blocked_until = _number(state.get("blocked_until"))
-    if blocked_until is not None and (blocked_until == 0 or blocked_until > now_ms):
-        return Outcome.BLOCKED, int(blocked_until)
-    not_before = _number(state.get("not_before"))
-    if issued_at_ms is not None and not_before is not None and issued_at_ms < not_before:
-        return Outcome.REVOKED, 0
-    return None, 0
 
 
 def _refused(

@@ -89,7 +89,16 @@ if own_rate and own_burst
 end
 local rate = tonumber(rate_text)
 
-local blocked_until = tonumber(state[1])
+-- The kill-switch rule, in floodwall.core.killswitch's order; a time reads as
+-- floodwall.core.stored.stored_ms reads it: a finite plain decimal number, rounded down.
+local function stored_ms(text)
+  local number = decimal(text)
+  if number and number == number and number > -math.huge and number < math.huge then
+    return math.floor(number)
+  end
+  return nil
+end
+local blocked_until = stored_ms(state[1])
 if blocked_until and (blocked_until == 0 or blocked_until > now_ms) then
   -- retry_after: how long a timed block still lasts, on Redis's clock (0: no end).
   local left_us = blocked_until > 0 and (blocked_until - now_ms) * 1000 or 0
@@ -97,7 +106,7 @@ if blocked_until and (blocked_until == 0 or blocked_until > now_ms) then
 end
 
 local issued_at = tonumber(ARGV[4])
-local not_before = tonumber(state[2])
+local not_before = stored_ms(state[2])
 if issued_at and not_before and issued_at < not_before then
   return {3, 0, 0, 0, rate_text, burst, 0, shadow, 0, ""}
 end
