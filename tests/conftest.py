@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import fakeredis
@@ -10,9 +10,26 @@ import pytest
 import redis.asyncio
 
 from floodwall.stores import MemoryStore, RedisStore, Store
+from floodwall.stores.user_states import UserStateStore
 from harness import RedisCluster, RedisServer
 
 STORE_KINDS = ["memory", "fakeredis", "redis"]
+
+
+async def write_state_fields(
+    store: Store, user_id: str, fields: Mapping[str, str], *, reset_bucket: bool = False
+) -> None:
+    """Store a user's state fields as given, unreadable ones included: as an operator might
+    write them by hand, or another version, below the store's domain methods."""
+    assert isinstance(store, UserStateStore)
+    await store._update_state(
+        store.keys.user(user_id),
+        user_id=user_id,
+        assign=fields,
+        assign_now_plus_ms=None,
+        delete=(),
+        reset_bucket=reset_bucket,
+    )
 
 
 class FakeClock:

@@ -62,7 +62,7 @@ async def test_no_limit_holds_no_slot(store: Store) -> None:
 
 
 async def test_a_users_own_limit_wins_and_holds_without_a_default(store: Store) -> None:
-    await store.update_state(ALICE, user_id="alice", assign={"concurrency": "1"})
+    await store.set_concurrency("alice", 1)
     held = await take(store, limit=5)
     assert held.allowed
     assert held.lease

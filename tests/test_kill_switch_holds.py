@@ -34,9 +34,10 @@ from floodwall import (
     Outcome,
 )
 from floodwall.core.ids import MAX_HELD
+from floodwall.core.user_state import Listing
 from floodwall.killswitch.mirror import KillSwitchMirror
 from floodwall.limiting.deny_cache import DenyCache
-from floodwall.stores.base import StateSnapshot
+from floodwall.stores.state_fields import StateSnapshot
 from harness import RedisServer, wait_until, wait_until_async
 
 # A long-running app process with a reset hook that appends the user id to a file.
@@ -403,7 +404,7 @@ async def test_an_ended_auto_block_leaves_every_mirror_after_its_window() -> Non
         await floodwall.resync()
         assert floodwall.mirror.get("mallory") is None
         assert (await floodwall.blocked())[0] == []
-        assert await floodwall.store.list_index("users", after=None, count=10) == []
+        assert await floodwall.store.list_users(Listing.USERS, after=None, count=10) == []
     finally:
         await floodwall.stop()
 
@@ -461,15 +462,15 @@ def _resident_bytes() -> int:
 def test_with_no_clock_the_mirror_answers_only_what_holds_in_check_luas_order() -> None:
     mirror = KillSwitchMirror()
     state = {"user_id": "mallory", "not_before": "1000", "reset_required": "1"}
-    mirror.update("mallory", StateSnapshot(state | {"blocked_until": "5000"}, 0, {}))
+    mirror.update("mallory", StateSnapshot(state | {"blocked_until": "5000"}, 0, {}).user_state())
     old = Identity("mallory", issued_at=0.5)
     # A timed block ranks first, and whether it still holds needs a clock.
     assert mirror.refusal(old, False, None) is None
     assert mirror.refusal(old, False, 4000) is Outcome.BLOCKED
     assert mirror.refusal(old, False, 6000) is Outcome.REVOKED
-    mirror.update("mallory", StateSnapshot(state | {"blocked_until": "0"}, 0, {}))
+    mirror.update("mallory", StateSnapshot(state | {"blocked_until": "0"}, 0, {}).user_state())
     assert mirror.refusal(old, False, None) is Outcome.BLOCKED
-    mirror.update("mallory", StateSnapshot(state, 0, {"c-1": 9000}))
+    mirror.update("mallory", StateSnapshot(state, 0, {"c-1": 9000}).user_state())
     assert mirror.refusal(old, False, None) is Outcome.REVOKED
     # A credential revoked by id until a time: no answer without a clock.
     fresh = Identity("mallory", issued_at=2.0, credential_id="c-1")

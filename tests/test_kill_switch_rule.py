@@ -8,18 +8,16 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, write_state_fields
 
 from floodwall.core.decision import Outcome
 from floodwall.core.killswitch import KillSwitch
 from floodwall.stores import Store
-from floodwall.stores.keys import Keys
 
 # After any real clock this suite meets: revoke.lua drops ids that expired on Redis's own
 # clock, and every expiry of the table must outlive it.
 NOW_MS = 2_000_000_000_000
 USER = "mallory"
-KEYS = Keys("floodwall").user(USER)
 
 
 class Case(NamedTuple):
@@ -116,13 +114,13 @@ def test_the_python_rule(case: Case) -> None:
 async def test_every_stores_check(case: Case, clocked_store: Store, clock: FakeClock) -> None:
     clock.now = NOW_MS / 1000
     if case.fields:
-        await clocked_store.update_state(KEYS, user_id=USER, assign=case.fields)
+        await write_state_fields(clocked_store, USER, case.fields)
     for credential_id, expires_at_ms in case.revoked.items():
         await clocked_store.revoke_credential(
-            KEYS, credential_id=credential_id, expires_at_ms=expires_at_ms
+            USER, credential_id=credential_id, expires_at_ms=expires_at_ms
         )
     decision = await clocked_store.check(
-        KEYS,
+        clocked_store.keys.user(USER),
         rate=10,
         burst=10,
         issued_at_ms=case.issued_at_ms,

@@ -23,11 +23,11 @@ from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identit
 from floodwall.control.change_feed import NETWORK_PAGE, RESYNC_PAGE
 from floodwall.core.decision import Outcome
 from floodwall.core.rules import RuleError, network
+from floodwall.core.user_state import Listing, UserState
 from floodwall.killswitch.mirror import MirroredUser
 from floodwall.killswitch.networks import NetworkBlock, NetworkBlocks
 from floodwall.observe.metrics import RESULTS
-from floodwall.stores.base import StateSnapshot, Store
-from floodwall.stores.keys import SubjectKeys
+from floodwall.stores.protocols import Store
 from harness import RedisServer, client_commands, wait_until_async
 
 TOKEN = "many-admin-token-0123456789"
@@ -569,11 +569,11 @@ async def test_a_user_change_during_a_resync_wins_over_what_it_read(
     await acting.block_many([f"u{index:03}" for index in range(120)], reason="r")
     await serving.start()
     await asyncio.wait_for(serving.following.wait(), 10)
-    list_index = serving.store.list_index
+    list_users = serving.store.list_users
     changed = False
 
     async def changed_after_the_first_page(
-        index: str, *, after: str | None, count: int
+        listing: Listing, *, after: str | None, count: int
     ) -> list[str]:
         nonlocal changed
         if after is not None and not changed:
@@ -587,9 +587,9 @@ async def test_a_user_change_during_a_resync_wins_over_what_it_read(
                 return late is not None and late.kill_switch.blocked_until_ms == 0 and first is None
 
             await wait_until_async(applied, "the changes arrive", within=5, interval=0.01)
-        return await list_index(index, after=after, count=count)
+        return await list_users(listing, after=after, count=count)
 
-    monkeypatch.setattr(serving.store, "list_index", changed_after_the_first_page)
+    monkeypatch.setattr(serving.store, "list_users", changed_after_the_first_page)
     await serving.resync()
     assert changed
     late = serving.mirror.get("a-late")
@@ -613,12 +613,12 @@ async def test_a_resync_gives_the_loop_back_after_each_page(
     turns = 0
     users: Counter[int] = Counter()
     networks: Counter[int] = Counter()
-    from_snapshot = MirroredUser.from_snapshot.__func__  # type: ignore[attr-defined]
+    user_of = MirroredUser.of.__func__  # type: ignore[attr-defined]
     from_text = NetworkBlock.from_text.__func__  # type: ignore[attr-defined]
 
-    def user_read(cls: type[MirroredUser], snapshot: StateSnapshot) -> MirroredUser | None:
+    def user_read(cls: type[MirroredUser], state: UserState) -> MirroredUser | None:
         users[turns] += 1
-        return from_snapshot(cls, snapshot)  # type: ignore[no-any-return]
+        return user_of(cls, state)  # type: ignore[no-any-return]
 
     def network_read(cls: type[NetworkBlock], network: str, text: str) -> NetworkBlock:
         networks[turns] += 1
@@ -630,7 +630,7 @@ async def test_a_resync_gives_the_loop_back_after_each_page(
             await asyncio.sleep(0)
             turns += 1
 
-    monkeypatch.setattr(MirroredUser, "from_snapshot", classmethod(user_read))
+    monkeypatch.setattr(MirroredUser, "of", classmethod(user_read))
     monkeypatch.setattr(NetworkBlock, "from_text", classmethod(network_read))
     counting = asyncio.create_task(count_turns())
     try:
@@ -655,11 +655,11 @@ async def test_a_bulk_change_elsewhere_gives_the_loop_back_after_each_page(
     # the event loop.
     turns = 0
     users: Counter[int] = Counter()
-    read_states = serving.store.read_states
+    read_users = serving.store.read_users
 
-    async def counted(keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
-        users[turns] += len(keys)
-        return await read_states(keys)
+    async def counted(user_ids: Sequence[str]) -> list[UserState]:
+        users[turns] += len(user_ids)
+        return await read_users(user_ids)
 
     async def count_turns() -> None:
         nonlocal turns
@@ -667,7 +667,7 @@ async def test_a_bulk_change_elsewhere_gives_the_loop_back_after_each_page(
             await asyncio.sleep(0)
             turns += 1
 
-    monkeypatch.setattr(serving.store, "read_states", counted)
+    monkeypatch.setattr(serving.store, "read_users", counted)
     counting = asyncio.create_task(count_turns())
     try:
         await acting.block_many([f"u{index:04}" for index in range(1000)], reason="r")

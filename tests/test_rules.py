@@ -14,12 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import write_state_fields
 
 from floodwall import Floodwall, FloodwallSettings, Identity, Outcome, RuleError
 from floodwall.cli import main
 from floodwall.core import rules
 from floodwall.killswitch.status import UserStatus
-from floodwall.stores.base import Store
+from floodwall.stores.protocols import Store
 from harness import RedisServer
 
 TOKEN = "rules-admin-token-0123456789"
@@ -301,9 +302,8 @@ async def test_a_stored_limit_outside_the_rule_book_reads_as_absent_everywhere(
     # Written by hand (or by an older version) into the user's state hash: the check, the
     # status and the kill-switch mirror all read the default instead, as the docs say.
     floodwall = Floodwall(FloodwallSettings(rate=1, burst=2), store=store)
-    keys = floodwall.keys.user("hand-edited")
     fields = {"rate": rate} if burst is None else {"rate": rate, "burst": burst}
-    await store.update_state(keys, user_id="hand-edited", assign=fields)
+    await write_state_fields(store, "hand-edited", fields)
     try:
         decisions = [await floodwall.check(Identity("hand-edited")) for _ in range(3)]
         assert [d.outcome for d in decisions] == [
@@ -325,11 +325,10 @@ async def test_a_stored_limit_outside_the_rule_book_reads_as_absent_everywhere(
 
 async def test_a_stored_limit_the_rule_book_accepts_applies_in_the_check(store: Store) -> None:
     floodwall = Floodwall(FloodwallSettings(rate=1, burst=2), store=store)
-    keys = floodwall.keys.user("own")
     try:
         for rate, burst in ((repr(rules.MIN_RATE), "3"), ("1000000", "1000000"), ("2.5", "4.0")):
-            await store.update_state(
-                keys, user_id="own", assign={"rate": rate, "burst": burst}, reset_bucket=True
+            await write_state_fields(
+                store, "own", {"rate": rate, "burst": burst}, reset_bucket=True
             )
             decision = await floodwall.check(Identity("own"))
             assert decision.allowed

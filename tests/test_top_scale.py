@@ -22,7 +22,8 @@ from floodwall.observe.top import (
     cover,
     network_of,
 )
-from floodwall.stores.base import Store, TopBlock
+from floodwall.stores.base import TopBlock
+from floodwall.stores.protocols import Store
 from harness import RedisServer
 
 LIMITED = Decision(Outcome.LIMITED, 10.0, 10, 0, 1.0, 1.0)

@@ -42,9 +42,9 @@ from floodwall.observe.metrics import Metrics, parent_command, sibling_workers
 from floodwall.observe.offenders import Offenders
 from floodwall.observe.top import Offender, RefusingNetwork
 from floodwall.settings import FloodwallSettings
-from floodwall.stores.base import Store
 from floodwall.stores.keys import SubjectKeys
 from floodwall.stores.memory import MemoryStore
+from floodwall.stores.protocols import Store
 from floodwall.stores.redis import RedisStore
 
 __all__ = ["Floodwall", "PasswordResetHook"]

@@ -19,17 +19,17 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Final
+from typing import Final, Protocol
 
 from floodwall.core.clock import Clock
 from floodwall.core.errors import StorageError
-from floodwall.core.stored import BLOCK_FIELDS, stored_int
+from floodwall.core.user_state import Listing, UserState
 from floodwall.killswitch.mirror import KillSwitchMirror
 from floodwall.killswitch.networks import NetworkBlocks
 from floodwall.killswitch.reset_hook import ResetNotifier
 from floodwall.limiting.deny_cache import DenyCache
 from floodwall.limiting.live_limits import LiveLimits
-from floodwall.stores.base import StateSnapshot, Store
+from floodwall.stores.protocols import ChangeChannel, LiveConfig, NetworkBlockStore, UserStates
 
 __all__ = ["ChangeFeed"]
 
@@ -46,12 +46,16 @@ USERS_PER_MESSAGE: Final = 200
 MESSAGE_ID_BYTES: Final = 64 * 1024
 
 
+class FeedStore(UserStates, NetworkBlockStore, ChangeChannel, LiveConfig, Protocol):
+    """What the change feed reads and publishes through."""
+
+
 class ChangeFeed:
     """Publishes operator changes and keeps this worker's copy of them."""
 
     def __init__(
         self,
-        store: Store,
+        store: FeedStore,
         *,
         mirror: KillSwitchMirror,
         networks: NetworkBlocks,
@@ -79,21 +83,21 @@ class ChangeFeed:
     # -- publishing ---------------------------------------------------------------------
 
     async def user_changed(
-        self, user_id: str, snapshot: StateSnapshot, *, revoked_read: bool = True
+        self, user_id: str, state: UserState, *, revoked_read: bool = True
     ) -> None:
         """Apply a user's new state here, and tell every other worker (see
         ``KillSwitchMirror.update`` for ``revoked_read``)."""
-        self._mirror.update(user_id, snapshot, revoked_read=revoked_read)
+        self._mirror.update(user_id, state, revoked_read=revoked_read)
         self._denials.forget(self._keys.user(user_id).bucket)
         await self._publish({"user": user_id})
 
-    async def users_changed(self, snapshots: Mapping[str, StateSnapshot]) -> None:
+    async def users_changed(self, states: Mapping[str, UserState]) -> None:
         """Many users' new states (a bulk block): applied here, published in a few
         messages rather than one per user."""
         batch: list[str] = []
         size = 0
-        for user_id, snapshot in snapshots.items():
-            self._mirror.update(user_id, snapshot, revoked_read=False)
+        for user_id, state in states.items():
+            self._mirror.update(user_id, state, revoked_read=False)
             self._denials.forget(self._keys.user(user_id).bucket)
             if batch and (len(batch) >= USERS_PER_MESSAGE or size > MESSAGE_ID_BYTES):
                 await self._publish({"users": batch})
@@ -151,13 +155,13 @@ class ChangeFeed:
         with self._mirror.rebuild() as rebuild:
             after: str | None = None
             while True:
-                page = await self._store.list_index("users", after=after, count=RESYNC_PAGE)
-                snapshots = await self._store.read_states([self._keys.user(u) for u in page])
-                for user_id, snapshot in zip(page, snapshots, strict=True):
-                    kept = await self._forget_ended_block(user_id, snapshot)
-                    if kept.fields or kept.revoked:
+                page = await self._store.list_users(Listing.USERS, after=after, count=RESYNC_PAGE)
+                states = await self._store.read_users(page)
+                for user_id, state in zip(page, states, strict=True):
+                    kept = await self._forget_ended_block(user_id, state)
+                    if kept.stored or kept.revoked:
                         rebuild.add(user_id, kept)
-                        await self._resets.consider(user_id, kept.fields)
+                        await self._resets.consider(user_id, kept)
                 await asyncio.sleep(0)
                 if len(page) < RESYNC_PAGE:
                     break
@@ -167,27 +171,20 @@ class ChangeFeed:
         # A lost unblock message must not leave a cached block behind for good.
         self._denials.clear()
 
-    async def _forget_ended_block(self, user_id: str, snapshot: StateSnapshot) -> StateSnapshot:
+    async def _forget_ended_block(self, user_id: str, state: UserState) -> UserState:
         # An ended block would otherwise stay in every mirror and every resync for good
         # (auto-block blocks thousands). Its offence count is kept while it can escalate.
-        fields = snapshot.fields
-        raw_until = fields.get("blocked_until")
-        until = stored_int(raw_until)
-        if raw_until is None or until is None or until == 0:
-            return snapshot
-        memory_ms = self._auto_memory_ms if "auto_offences" in fields else 0
-        if until + memory_ms > snapshot.now_ms:
-            return snapshot
-        keys = self._keys.user(user_id)
-        emptied = await self._store.lapse_block(keys, blocked_until=raw_until, fields=BLOCK_FIELDS)
-        if emptied is None:
+        until = state.kill_switch.blocked_until_ms
+        if state.block_mark is None or until is None or until == 0:
+            return state
+        memory_ms = self._auto_memory_ms if state.auto_offences is not None else 0
+        if until + memory_ms > state.now_ms:
+            return state
+        left = await self._store.lapse_block(user_id, state)
+        if left is None:
             # Blocked again meanwhile: keep what is there now.
-            return (await self._store.read_states([keys]))[0]
-        await self._store.set_index("blocked", user_id, present=False)
-        if emptied and not snapshot.revoked:
-            await self._store.set_index("users", user_id, present=False)
-        left = {name: value for name, value in fields.items() if name not in BLOCK_FIELDS}
-        return StateSnapshot(left if not emptied else {}, snapshot.now_ms, snapshot.revoked)
+            return await self._store.read_user(user_id)
+        return left
 
     async def follow_events(self) -> None:
         """Apply published changes until cancelled; resubscribe after any break."""
@@ -235,11 +232,10 @@ class ChangeFeed:
             return
         user_id = event.get("user")
         if isinstance(user_id, str):
-            keys = self._keys.user(user_id)
-            self._denials.forget(keys.bucket)
-            snapshot = await self._store.read_state(keys)
-            self._mirror.update(user_id, snapshot)
-            await self._resets.consider(user_id, snapshot.fields)
+            self._denials.forget(self._keys.user(user_id).bucket)
+            state = await self._store.read_user(user_id)
+            self._mirror.update(user_id, state)
+            await self._resets.consider(user_id, state)
         elif isinstance(users := event.get("users"), list):
             await self._users_changed_elsewhere([u for u in users if isinstance(u, str)])
         elif isinstance(cidr := event.get("network"), str):
@@ -256,10 +252,9 @@ class ChangeFeed:
             if start:
                 await asyncio.sleep(0)
             page = user_ids[start : start + RESYNC_PAGE]
-            keys = [self._keys.user(user_id) for user_id in page]
-            for subject in keys:
-                self._denials.forget(subject.bucket)
-            snapshots = await self._store.read_states(keys)
-            for user_id, snapshot in zip(page, snapshots, strict=True):
-                self._mirror.update(user_id, snapshot)
-                await self._resets.consider(user_id, snapshot.fields)
+            for user_id in page:
+                self._denials.forget(self._keys.user(user_id).bucket)
+            states = await self._store.read_users(page)
+            for user_id, state in zip(page, states, strict=True):
+                self._mirror.update(user_id, state)
+                await self._resets.consider(user_id, state)

@@ -14,7 +14,6 @@ from floodwall.core import rules
 
 __all__ = [
     "APP_ROUTES_FIELD",
-    "BLOCK_FIELDS",
     "ROUTE_FIELD",
     "Limit",
     "WindowLimit",
@@ -24,9 +23,6 @@ __all__ = [
     "stored_ms",
     "window_limit",
 ]
-
-BLOCK_FIELDS = ("blocked_until", "reason", "blocked_by", "blocked_at", "auto_offences")
-"""The fields of a user's state that make a block (auto-block counts its offences there)."""
 
 # The latest instant datetime can show, in ms since the epoch (9999-12-31).
 _MAX_MS = 253_402_300_799_000

@@ -11,7 +11,8 @@ from typing import Any, Final
 
 from floodwall.core import rules
 from floodwall.core.stored import iso_time, stored_int
-from floodwall.stores.base import AuditEntry, Store
+from floodwall.stores.base import AuditEntry
+from floodwall.stores.protocols import AuditTrail
 
 __all__ = ["AuditLog", "AuditRecord", "log_action"]
 
@@ -93,7 +94,7 @@ class AuditLog:
 
     __slots__ = ("_on_action", "_store")
 
-    def __init__(self, store: Store, *, on_action: Callable[[str], None]) -> None:
+    def __init__(self, store: AuditTrail, *, on_action: Callable[[str], None]) -> None:
         self._store = store
         self._on_action = on_action
 

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from floodwall.core.decision import Outcome
 from floodwall.core.identity import Identity
 from floodwall.core.killswitch import NO_KILL_SWITCH, KillSwitch
-from floodwall.core.stored import stored_limit
-from floodwall.stores.base import StateSnapshot
+from floodwall.core.user_state import UserState
 
 __all__ = ["KillSwitchMirror", "MirrorRebuild", "MirroredUser"]
 
@@ -30,13 +29,9 @@ class MirroredUser:
     limit: tuple[float, int] | None
 
     @classmethod
-    def from_snapshot(cls, snapshot: StateSnapshot) -> MirroredUser | None:
+    def of(cls, state: UserState) -> MirroredUser | None:
         """``None`` when the user has no state worth keeping."""
-        fields = snapshot.fields
-        user = cls(
-            KillSwitch.from_fields(fields, dict(snapshot.revoked)),
-            stored_limit(fields.get("rate"), fields.get("burst")),
-        )
+        user = cls(state.kill_switch, state.limit)
         return None if user == _EMPTY else user
 
 
@@ -55,9 +50,9 @@ class MirrorRebuild:
         self._fresh: dict[str, MirroredUser] = {}
         self._touched: dict[str, MirroredUser | None] = {}
 
-    def add(self, user_id: str, snapshot: StateSnapshot) -> None:
+    def add(self, user_id: str, state: UserState) -> None:
         """Mirror one user's state as the reload read it."""
-        user = MirroredUser.from_snapshot(snapshot)
+        user = MirroredUser.of(state)
         if user is None:
             return
         known = self._owner.get(user_id)
@@ -100,12 +95,12 @@ class KillSwitchMirror:
     def __len__(self) -> int:
         return len(self._users)
 
-    def update(self, user_id: str, snapshot: StateSnapshot, *, revoked_read: bool = True) -> None:
+    def update(self, user_id: str, state: UserState, *, revoked_read: bool = True) -> None:
         """Mirror one user's state as read (no state forgets the user); without
-        ``revoked_read`` the snapshot did not read revoked credential ids: keep the known."""
+        ``revoked_read`` the state did not read revoked credential ids: keep the known."""
         if not revoked_read and (known := self._users.get(user_id)) is not None:
-            snapshot = StateSnapshot(snapshot.fields, snapshot.now_ms, known.kill_switch.revoked)
-        user = MirroredUser.from_snapshot(snapshot)
+            state = state.with_revoked(known.kill_switch.revoked)
+        user = MirroredUser.of(state)
         for rebuild in self.rebuilds:
             rebuild.touched(user_id, user)
         if user is None:

@@ -11,10 +11,11 @@ hook fails the claim is given back, so another process (or the next resync) trie
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 
 from floodwall.core.errors import StorageError
-from floodwall.stores.base import Store
+from floodwall.core.user_state import UserState
+from floodwall.stores.protocols import ResetClaims
 
 __all__ = ["PasswordResetHook", "ResetNotifier"]
 
@@ -29,28 +30,22 @@ class ResetNotifier:
 
     __slots__ = ("_hook", "_store")
 
-    def __init__(self, store: Store, hook: PasswordResetHook | None) -> None:
+    def __init__(self, store: ResetClaims, hook: PasswordResetHook | None) -> None:
         self._store = store
         self._hook = hook
 
-    async def consider(self, user_id: str, fields: Mapping[str, str]) -> None:
+    async def consider(self, user_id: str, state: UserState) -> None:
         """Deliver the user's pending reset, if this process wins it."""
-        reset_id = fields.get("reset_id")
-        if (
-            self._hook is None
-            or fields.get("reset_required") != "1"
-            or not reset_id
-            or fields.get("reset_notified") == reset_id
-        ):
+        reset_id = state.pending_reset
+        if self._hook is None or reset_id is None:
             return
-        keys = self._store.keys.user(user_id)
-        if not await self._store.claim_reset(keys, reset_id=reset_id, claim=True):
+        if not await self._store.claim_reset(user_id, reset_id=reset_id, claim=True):
             return
         try:
             await self._hook(user_id)
         except Exception:
             logger.exception("floodwall: the password-reset hook failed; it will be retried")
             try:
-                await self._store.claim_reset(keys, reset_id=reset_id, claim=False)
+                await self._store.claim_reset(user_id, reset_id=reset_id, claim=False)
             except StorageError as exc:
                 logger.warning("floodwall: giving a reset back failed (%s)", exc)

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from floodwall.core.killswitch import KillSwitch
-from floodwall.core.stored import ROUTE_FIELD, iso_time, stored_int, stored_limit, window_limit
-from floodwall.stores.base import StateSnapshot
+from floodwall.core.stored import Limit, iso_time
+from floodwall.core.user_state import UserState
 
 __all__ = ["UserStatus", "windows_json"]
 
@@ -39,36 +38,27 @@ class UserStatus:
     """The user's own limit of requests in flight, if any."""
 
     @classmethod
-    def from_snapshot(
-        cls, user_id: str, snapshot: StateSnapshot, default_rate: float, default_burst: int
-    ) -> UserStatus:
-        """Interpret the stored hash as the check script does: a block whose time has
-        passed is no block, and a value it cannot read counts as absent."""
-        fields = snapshot.fields
-        kill_switch = KillSwitch.from_fields(fields)
-        blocked = kill_switch.blocked(snapshot.now_ms)
-        until = kill_switch.blocked_until_ms
-        own_limit = stored_limit(fields.get("rate"), fields.get("burst"))
-        rate, burst = own_limit if own_limit is not None else (default_rate, default_burst)
+    def of(cls, user_id: str, state: UserState, default: Limit) -> UserStatus:
+        """A user's status as the check script sees the state: a block whose time has
+        passed is no block."""
+        blocked = state.kill_switch.blocked(state.now_ms)
+        until = state.kill_switch.blocked_until_ms
+        rate, burst = state.limit if state.limit is not None else default
         return cls(
             user_id=user_id,
             blocked=blocked,
-            reason=fields.get("reason") if blocked else None,
-            blocked_by=fields.get("blocked_by") if blocked else None,
-            blocked_at_ms=stored_int(fields.get("blocked_at")) if blocked else None,
+            reason=state.reason if blocked else None,
+            blocked_by=state.blocked_by if blocked else None,
+            blocked_at_ms=state.blocked_at_ms if blocked else None,
             blocked_until_ms=until if blocked and until else None,
-            credentials_not_before_ms=kill_switch.not_before_ms,
-            password_reset_required=kill_switch.reset_required,
+            credentials_not_before_ms=state.kill_switch.not_before_ms,
+            password_reset_required=state.kill_switch.reset_required,
             rate=rate,
             burst=burst,
-            limit_overridden=own_limit is not None,
-            shadow=fields.get("shadow") == "1",
-            concurrency=stored_int(fields.get("concurrency")),
-            route_limits={
-                name.removeprefix(ROUTE_FIELD): window
-                for name, value in fields.items()
-                if name.startswith(ROUTE_FIELD) and (window := window_limit(value)) is not None
-            },
+            limit_overridden=state.limit is not None,
+            shadow=state.shadow,
+            concurrency=state.concurrency,
+            route_limits=state.route_limits,
         )
 
     def to_json(self) -> dict[str, Any]:

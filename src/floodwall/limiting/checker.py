@@ -27,8 +27,9 @@ from floodwall.limiting.fallback import Fallback
 from floodwall.limiting.live_limits import LiveLimits
 from floodwall.observe.metrics import RESULTS, Metrics
 from floodwall.observe.offenders import Offenders
-from floodwall.stores.base import LEASE_MS, Store, Window
+from floodwall.stores.base import LEASE_MS, Window
 from floodwall.stores.keys import SubjectKeys
+from floodwall.stores.protocols import Buckets
 
 __all__ = ["Checker"]
 
@@ -53,7 +54,7 @@ class Checker:
 
     def __init__(
         self,
-        store: Store,
+        store: Buckets,
         *,
         limits: LiveLimits,
         denials: DenyCache,

@@ -12,7 +12,7 @@ import logging
 from floodwall.core import rules
 from floodwall.core.stored import ROUTE_FIELD, Limit, WindowLimit, stored_limit, window_limit
 from floodwall.settings import FloodwallSettings
-from floodwall.stores.base import Store
+from floodwall.stores.protocols import LiveConfig
 
 __all__ = ["LiveLimits"]
 
@@ -50,7 +50,7 @@ class LiveLimits:
         )
         return changed
 
-    async def refresh(self, store: Store) -> bool:
+    async def refresh(self, store: LiveConfig) -> bool:
         """Read the live default from the store; whether it changed."""
         config = await store.read_config()
         live = stored_limit(config.get("rate"), config.get("burst"))
@@ -67,26 +67,26 @@ class LiveLimits:
             self.routes_version += 1
         return self._apply(live) or changed
 
-    async def set(self, store: Store, rate: float, burst: int) -> Limit:
+    async def set(self, store: LiveConfig, rate: float, burst: int) -> Limit:
         """Store a live default (within the rule book) and apply it here."""
         limit = rules.limit(rate, burst)
         await store.write_config({"rate": repr(limit[0]), "burst": str(limit[1])})
         self._apply(limit)
         return limit
 
-    async def set_route(self, store: Store, route: str, limit: WindowLimit) -> None:
+    async def set_route(self, store: LiveConfig, route: str, limit: WindowLimit) -> None:
         """Store a route's live limit and apply it here."""
         await store.write_config({ROUTE_FIELD + route: f"{limit[0]}:{limit[1]}"})
         self.routes[route] = limit
         self.routes_version += 1
 
-    async def clear_route(self, store: Store, route: str) -> None:
+    async def clear_route(self, store: LiveConfig, route: str) -> None:
         """Forget a route's live limit: every worker goes back to the app's."""
         await store.write_config({}, delete=(ROUTE_FIELD + route,))
         self.routes.pop(route, None)
         self.routes_version += 1
 
-    async def clear(self, store: Store) -> Limit:
+    async def clear(self, store: LiveConfig) -> Limit:
         """Forget the live default: every worker goes back to its settings."""
         await store.write_config({}, delete=("rate", "burst"))
         self._apply(None)

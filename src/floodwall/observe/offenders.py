@@ -22,7 +22,7 @@ from floodwall.core.decision import Decision, Outcome
 from floodwall.core.errors import StorageError
 from floodwall.core.identity import Identity
 from floodwall.core.ids import held, is_long
-from floodwall.core.stored import stored_int
+from floodwall.core.user_state import UserState
 from floodwall.observe.metrics import Metrics
 from floodwall.observe.top import (
     KEPT,
@@ -37,7 +37,7 @@ from floodwall.observe.top import (
     offender,
 )
 from floodwall.settings import FloodwallSettings
-from floodwall.stores.base import Store
+from floodwall.stores.protocols import RefusalBoards
 
 __all__ = ["AUTO_ACTOR", "Blocker", "Offenders"]
 
@@ -46,6 +46,14 @@ logger = logging.getLogger("floodwall")
 FLUSH_SECONDS: Final = 1.0
 AUTO_ACTOR: Final = "auto"
 _MAX_WATCHED: Final = 10_000
+
+
+class OffenderStore(RefusalBoards, Protocol):
+    """The top boards, and a user's state: auto-block counts its offences there."""
+
+    async def read_user(self, user_id: str) -> UserState:
+        """The user's state."""
+        ...
 
 
 class Blocker(Protocol):
@@ -70,7 +78,7 @@ class Offenders:
 
     def __init__(
         self,
-        store: Store,
+        store: OffenderStore,
         *,
         actions: Blocker,
         settings: FloodwallSettings,
@@ -192,9 +200,9 @@ class Offenders:
     async def _auto_block(self, user_id: str) -> None:
         settings = self._settings
         try:
-            state = await self._store.read_state(self._store.keys.user(user_id))
+            state = await self._store.read_user(user_id)
             # Bounded: a hand-written count must not make the power below endless.
-            offences = min(max(stored_int(state.fields.get("auto_offences")) or 0, 0), 64)
+            offences = min(max(state.auto_offences or 0, 0), 64)
             ttl = min(settings.auto_block_seconds * 2**offences, settings.auto_block_max_seconds)
             await self._actions.block(
                 user_id,

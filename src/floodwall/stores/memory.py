@@ -23,16 +23,18 @@ from floodwall.core.decision import Decision, Outcome, new_decision
 from floodwall.core.errors import StoreCommandError
 from floodwall.core.killswitch import KillSwitch
 from floodwall.core.stored import stored_limit
+from floodwall.core.user_state import Listing
 from floodwall.stores.base import (
     LEASE_MS,
     AuditEntry,
-    StateSnapshot,
     TopBlock,
     Window,
     most_refused,
     per_block,
 )
 from floodwall.stores.keys import Keys, SubjectKeys
+from floodwall.stores.state_fields import StateSnapshot
+from floodwall.stores.user_states import UserStateStore
 
 __all__ = ["MemoryStore"]
 
@@ -42,7 +44,7 @@ _Counted = tuple[str, deque[float], float, int]
 """A window that will count the request: its key, times, period (µs) and limit."""
 
 
-class MemoryStore:
+class MemoryStore(UserStateStore):
     """Buckets and kill-switch state in this process's memory."""
 
     def __init__(
@@ -275,7 +277,7 @@ class MemoryStore:
         self._expire(float(self._now_us()))
         return len(self._buckets)
 
-    async def read_state(self, keys: SubjectKeys) -> StateSnapshot:
+    async def _read_state(self, keys: SubjectKeys) -> StateSnapshot:
         """The subject's kill-switch fields and revoked credential ids."""
         now_ms = await self.now_ms()
         revoked = self._revoked.get(keys.revoked, {})
@@ -285,11 +287,11 @@ class MemoryStore:
             {cid: expiry for cid, expiry in revoked.items() if expiry > now_ms},
         )
 
-    async def read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
+    async def _read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
         """Many subjects' kill-switch fields."""
-        return [await self.read_state(subject) for subject in keys]
+        return [await self._read_state(subject) for subject in keys]
 
-    async def claim_reset(self, keys: SubjectKeys, *, reset_id: str, claim: bool) -> bool:
+    async def _claim_reset(self, keys: SubjectKeys, *, reset_id: str, claim: bool) -> bool:
         """As ``claim_reset.lua``."""
         state = self._states.get(keys.state, {})
         if state.get("reset_id") != reset_id:
@@ -303,7 +305,7 @@ class MemoryStore:
             del state["reset_notified"]
         return True
 
-    async def lapse_block(
+    async def _lapse_block(
         self, keys: SubjectKeys, *, blocked_until: str, fields: Sequence[str]
     ) -> bool | None:
         """As ``lapse_block.lua``."""
@@ -317,7 +319,7 @@ class MemoryStore:
             return True
         return False
 
-    async def update_state(
+    async def _update_state(
         self,
         keys: SubjectKeys,
         *,
@@ -343,7 +345,7 @@ class MemoryStore:
             state = {}
         return StateSnapshot(dict(state), now_ms)
 
-    async def revoke_credential(
+    async def _revoke_credential(
         self, keys: SubjectKeys, *, credential_id: str, expires_at_ms: int
     ) -> None:
         """Remember a revoked credential id until its expiry."""
@@ -353,7 +355,7 @@ class MemoryStore:
         for stale in [cid for cid, expiry in revoked.items() if expiry <= now_ms]:
             del revoked[stale]
 
-    async def set_index(self, index: str, user_id: str, *, present: bool) -> None:
+    async def _set_index(self, index: Listing, user_id: str, *, present: bool) -> None:
         """Keep a sorted list of user ids per index."""
         members = self._indexes.setdefault(index, [])
         position = bisect.bisect_left(members, user_id)
@@ -363,7 +365,7 @@ class MemoryStore:
         elif not present and found:
             del members[position]
 
-    async def list_index(self, index: str, *, after: str | None, count: int) -> list[str]:
+    async def _list_index(self, index: Listing, *, after: str | None, count: int) -> list[str]:
         """A page of an index, in id order."""
         members = self._indexes.get(index, [])
         start = 0 if after is None else bisect.bisect_right(members, after)
@@ -374,7 +376,7 @@ class MemoryStore:
         for queue in list(self._subscribers):
             queue.put_nowait(message)
 
-    async def listeners(self) -> int:
+    async def receivers(self) -> int:
         """Subscriptions of this store (all in this process)."""
         return len(self._subscribers)
 
@@ -454,24 +456,24 @@ class MemoryStore:
         else:
             self._networks[cidr] = block
 
-    async def update_states(
+    async def _update_states(
         self,
         subjects: Sequence[tuple[SubjectKeys, str]],
         *,
         assign: Mapping[str, str] | None = None,
         assign_now_plus_ms: Mapping[str, int] | None = None,
-        indexes: Sequence[str] = (),
+        indexes: Sequence[Listing] = (),
     ) -> list[StateSnapshot | StoreCommandError]:
         """``update_state`` and ``set_index`` of each subject."""
         results: list[StateSnapshot | StoreCommandError] = []
         for keys, user_id in subjects:
             results.append(
-                await self.update_state(
+                await self._update_state(
                     keys, user_id=user_id, assign=assign, assign_now_plus_ms=assign_now_plus_ms
                 )
             )
             for index in indexes:
-                await self.set_index(index, user_id, present=True)
+                await self._set_index(index, user_id, present=True)
         return results
 
     async def append_audits(

@@ -33,18 +33,20 @@ from floodwall.core.errors import (
     StoreCommandError,
     StoreUnavailable,
 )
+from floodwall.core.user_state import Listing
 from floodwall.stores._resp import array_header, pack_parts
 from floodwall.stores._wire import NoScript, WireClient, WireConnectionError, WireError
 from floodwall.stores.base import (
     LEASE_MS,
     AuditEntry,
-    StateSnapshot,
     TopBlock,
     Window,
     most_refused,
     per_block,
 )
 from floodwall.stores.keys import Keys, SubjectKeys
+from floodwall.stores.state_fields import StateSnapshot
+from floodwall.stores.user_states import UserStateStore
 
 __all__ = ["RedisStore"]
 
@@ -216,7 +218,7 @@ def _snapshot_of(reply: Any) -> StateSnapshot:
     return StateSnapshot(fields, int(now_ms))
 
 
-class RedisStore:
+class RedisStore(UserStateStore):
     """A ``Store`` on a redis-py asyncio client (``Redis`` or ``RedisCluster``).
 
     ``wire``, a ``WireClient`` for the same Redis, carries the checks when given. ``clock``
@@ -248,8 +250,8 @@ class RedisStore:
         self._window_resp: dict[tuple[Window, ...], tuple[bytes, bytes, bytes]] = {}
         self._update = client.register_script(_script("update_state.lua"))
         self._revoke = client.register_script(_script("revoke.lua"))
-        self._claim_reset = client.register_script(_script("claim_reset.lua"))
-        self._lapse_block = client.register_script(_script("lapse_block.lua"))
+        self._claim_reset_script = client.register_script(_script("claim_reset.lua"))
+        self._lapse_block_script = client.register_script(_script("lapse_block.lua"))
 
     @classmethod
     def from_url(
@@ -504,11 +506,7 @@ class RedisStore:
             self._loading = task
         await asyncio.shield(task)
 
-    async def read_state(self, keys: SubjectKeys) -> StateSnapshot:
-        """The subject's hash, read with Redis's clock."""
-        return (await self.read_states([keys]))[0]
-
-    async def read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
+    async def _read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
         """HGETALL of each hash, its revoked ids and TIME, pipelined: one round trip on a
         single Redis."""
         if not keys:
@@ -529,21 +527,21 @@ class RedisStore:
             for fields, revoked in zip(replies[::2], replies[1::2], strict=True)
         ]
 
-    async def claim_reset(self, keys: SubjectKeys, *, reset_id: str, claim: bool) -> bool:
+    async def _claim_reset(self, keys: SubjectKeys, *, reset_id: str, claim: bool) -> bool:
         """One ``EVALSHA`` of ``claim_reset.lua``."""
         with _storage_errors():
-            reply = await self._claim_reset(keys=(keys.state,), args=(reset_id, int(claim)))
+            reply = await self._claim_reset_script(keys=(keys.state,), args=(reset_id, int(claim)))
         return bool(reply)
 
-    async def lapse_block(
+    async def _lapse_block(
         self, keys: SubjectKeys, *, blocked_until: str, fields: Sequence[str]
     ) -> bool | None:
         """One ``EVALSHA`` of ``lapse_block.lua``."""
         with _storage_errors():
-            left = await self._lapse_block(keys=(keys.state,), args=(blocked_until, *fields))
+            left = await self._lapse_block_script(keys=(keys.state,), args=(blocked_until, *fields))
         return None if left < 0 else left == 0
 
-    async def update_state(
+    async def _update_state(
         self,
         keys: SubjectKeys,
         *,
@@ -560,14 +558,14 @@ class RedisStore:
             reply = await self._update(keys=touched, args=args)
         return _snapshot_of(reply)
 
-    async def revoke_credential(
+    async def _revoke_credential(
         self, keys: SubjectKeys, *, credential_id: str, expires_at_ms: int
     ) -> None:
         """One ``EVALSHA`` of ``revoke.lua``."""
         with _storage_errors():
             await self._revoke(keys=(keys.revoked,), args=(_encode(credential_id), expires_at_ms))
 
-    async def set_index(self, index: str, user_id: str, *, present: bool) -> None:
+    async def _set_index(self, index: Listing, user_id: str, *, present: bool) -> None:
         """Members all score 0, so an index pages in id order with ZRANGEBYLEX."""
         key = self.keys.index(index)
         with _storage_errors():
@@ -576,7 +574,7 @@ class RedisStore:
             else:
                 await self._client.zrem(key, _encode(user_id))
 
-    async def list_index(self, index: str, *, after: str | None, count: int) -> list[str]:
+    async def _list_index(self, index: Listing, *, after: str | None, count: int) -> list[str]:
         """A page of an index after ``after``."""
         low = b"-" if after is None else b"(" + _encode(after)
         with _storage_errors():
@@ -597,7 +595,7 @@ class RedisStore:
             else:
                 await self._client.publish(self.keys.events, message)
 
-    async def listeners(self) -> int:
+    async def receivers(self) -> int:
         """PUBSUB NUMSUB of the change feed, on the node every worker subscribes through."""
         with _storage_errors():
             if isinstance(self._client, RedisCluster):
@@ -747,13 +745,13 @@ class RedisStore:
             else:
                 await self._client.hset(self.keys.networks, cidr, _encode(block))
 
-    async def update_states(
+    async def _update_states(
         self,
         subjects: Sequence[tuple[SubjectKeys, str]],
         *,
         assign: Mapping[str, str] | None = None,
         assign_now_plus_ms: Mapping[str, int] | None = None,
-        indexes: Sequence[str] = (),
+        indexes: Sequence[Listing] = (),
     ) -> list[StateSnapshot | StoreCommandError]:
         """``update_state.lua`` of each subject, pipelined in batches of ``_BULK_BATCH``
         subjects, then one ZADD per index of the subjects whose update succeeded: 1,000
