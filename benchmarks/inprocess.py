@@ -255,7 +255,9 @@ async def run(config: Config, url: str, stop: StopRequest) -> dict[str, Any]:
         raise RuntimeError("floodwall did not build a RedisStore on a redis.asyncio.Redis")
     raw_client = on_redis.store.client
     script = raw_client.register_script(
-        importlib.resources.files("floodwall").joinpath("lua", "check.lua").read_text("utf-8")
+        importlib.resources.files("floodwall.stores.redis")
+        .joinpath("lua", "check.lua")
+        .read_text("utf-8")
     )
     raw_keys = [
         (subject.bucket, subject.state, subject.revoked)

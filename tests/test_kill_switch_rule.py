@@ -1,5 +1,5 @@
 """The kill-switch rule has two copies, ``floodwall.core.killswitch`` (the memory store, the
-mirror, a user's status) and ``stores/lua/check.lua``: one table of cases runs through
+mirror, a user's status) and ``stores/redis/lua/check.lua``: one table of cases runs through
 the Python rule and through every store's check, so the copies cannot drift."""
 
 from __future__ import annotations

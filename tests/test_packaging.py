@@ -104,9 +104,12 @@ def test_the_distributions_pass_twine_check_and_the_wheel_carries_the_scripts(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.count("PASSED") == 2, checked.stdout
     names = set(zipfile.ZipFile(wheel).namelist())
-    lua = {path.name for path in (ROOT / "src" / "floodwall" / "stores" / "lua").glob("*.lua")}
+    lua = {
+        path.name
+        for path in (ROOT / "src" / "floodwall" / "stores" / "redis" / "lua").glob("*.lua")
+    }
     assert lua
-    assert {f"floodwall/stores/lua/{name}" for name in lua} <= names
+    assert {f"floodwall/stores/redis/lua/{name}" for name in lua} <= names
     assert "floodwall/py.typed" in names
     # The operator console's page and assets, which the admin app reads from the package.
     console = {f"floodwall/admin/console/{name}" for name, _ in ASSETS.values()}

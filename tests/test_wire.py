@@ -15,7 +15,7 @@ import redis
 import redis.asyncio
 
 from floodwall.core.decision import decision_from_reply
-from floodwall.stores._wire import (
+from floodwall.stores.redis.wire import (
     NoScript,
     WireClient,
     WireConnectionError,
@@ -25,7 +25,9 @@ from floodwall.stores._wire import (
 )
 from harness import RedisServer
 
-CHECK_LUA = resources.files("floodwall.stores").joinpath("lua", "check.lua").read_text("utf-8")
+CHECK_LUA = (
+    resources.files("floodwall.stores.redis").joinpath("lua", "check.lua").read_text("utf-8")
+)
 ECHO_LUA = "return {KEYS[1], ARGV[1], ARGV[2]}"
 # Busy for ARGV[1] ms on Redis's clock, then answers: a slow reply, not a stopped server.
 SLOW_LUA = """

@@ -4,7 +4,7 @@ One rule, read in one order: a block (no end, or not yet ended), then a revocati
 every credential issued before a time, then a revocation of this credential by its id
 (until its expiry), then a password reset required outside the reset flow. The memory
 store, every worker's mirror and a user's status apply it through ``KillSwitch``;
-``stores/lua/check.lua`` is its only other copy, and ``tests/test_kill_switch_rule.py``
+``stores/redis/lua/check.lua`` is its only other copy, and ``tests/test_kill_switch_rule.py``
 runs one table of cases through both.
 """
 
