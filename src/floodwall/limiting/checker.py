@@ -19,7 +19,7 @@ from floodwall.core.errors import StorageError, StoreCommandError, StoreUnavaila
 from floodwall.core.identity import Identity
 from floodwall.core.ids import is_long
 from floodwall.core.route_limits import RouteLimit
-from floodwall.core.stored import ROUTE_FIELD
+from floodwall.core.stored import Limit
 from floodwall.killswitch.mirror import KillSwitchMirror
 from floodwall.limiting.breaker import BreakerState, CircuitBreaker
 from floodwall.limiting.deny_cache import DenyCache
@@ -148,7 +148,7 @@ class Checker:
         live = self._limits.routes.get(route.key)
         limit, period_us = live or (route.limit, round(route.period * 1e6))
         # An operator's limit for one user lives in the user's state.
-        own = "" if identity.anonymous or by_address else ROUTE_FIELD + route.key
+        own = "" if identity.anonymous or by_address else route.key
         return Window(subject.window(route.id), limit, period_us, own)
 
     async def check(
@@ -180,15 +180,8 @@ class Checker:
         if windows and known is None:
             known = denials.lookup_window(bucket, windows)
         probing = False
-        while known is None and bucket in denials.probes:
-            # The subject's refusal just lapsed: one request asks the store for them all,
-            # and may find the token not quite due yet; then the next one asks.
-            probe = denials.claim(bucket)
-            if probe is None:
-                probing = True
-                break
-            await asyncio.shield(probe)
-            known = denials.lookup(bucket, cost)
+        if known is None and bucket in denials.probes:
+            known, probing = await self._after_probe(bucket, cost)
         if known is not None:
             self._hot.local_refusals += 1
             self._tally(identity, known, _RESULT[known.outcome])
@@ -237,17 +230,41 @@ class Checker:
                     self._tally(identity, decision, _RESULT[decision.outcome])
                     return decision
             # 3. The fail mode.
-            decision = await self._fallback.check(
-                identity, keys, limit, cost, reset_exempt, windows
-            )
-            unavailable = decision.outcome is Outcome.UNAVAILABLE
-            self._tally(
-                identity, decision, _RESULT[Outcome.UNAVAILABLE] if unavailable else _FALLBACK
-            )
-            return decision
+            return await self._fail_mode(identity, keys, limit, cost, reset_exempt, windows)
         finally:
             if probing:
                 denials.settle(bucket)
+
+    # The rare paths of check, out of its way: a call each costs only the requests that
+    # take them; the common path (allowed, or refused by the store) stays inline.
+
+    async def _after_probe(self, bucket: str, cost: int) -> tuple[Decision | None, bool]:
+        # The subject's refusal just lapsed: one request asks the store for them all, and
+        # may find the token not quite due yet; then the next one asks. Returns the refusal
+        # now certain, or whether this request is the one to ask (it settles the probe).
+        denials = self._denials
+        known = None
+        while known is None and bucket in denials.probes:
+            probe = denials.claim(bucket)
+            if probe is None:
+                return None, True
+            await asyncio.shield(probe)
+            known = denials.lookup(bucket, cost)
+        return known, False
+
+    async def _fail_mode(
+        self,
+        identity: Identity,
+        keys: SubjectKeys,
+        limit: Limit,
+        cost: int,
+        reset_exempt: bool,
+        windows: tuple[Window, ...],
+    ) -> Decision:
+        decision = await self._fallback.check(identity, keys, limit, cost, reset_exempt, windows)
+        unavailable = decision.outcome is Outcome.UNAVAILABLE
+        self._tally(identity, decision, _RESULT[Outcome.UNAVAILABLE] if unavailable else _FALLBACK)
+        return decision
 
     def _kill_switch_refusal(self, identity: Identity, reset_exempt: bool) -> Decision | None:
         refusal = self._mirror.refusal(identity, reset_exempt, None)

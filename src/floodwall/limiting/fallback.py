@@ -80,7 +80,7 @@ class Fallback:
             reset_exempt=reset_exempt,
             # A user's own route limits live in the store: the app's hold meanwhile.
             windows=tuple(
-                w._replace(limit=max(1, math.ceil(w.limit / instances)), override="")
+                w._replace(limit=max(1, math.ceil(w.limit / instances)), own_route="")
                 for w in windows
             ),
         )

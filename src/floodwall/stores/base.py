@@ -49,13 +49,13 @@ def most_refused(totals: Mapping[_Name, _Count], count: int) -> list[tuple[_Name
 
 class Window(NamedTuple):
     """One route limit of a request: at most ``limit`` requests in any ``period_us``, counted
-    at ``key`` (``SubjectKeys.window``); ``override`` names the field of the subject's state
-    that replaces both (``"limit:period_us"``), or is empty."""
+    at ``key`` (``SubjectKeys.window``); ``own_route`` names the route whose limit of the
+    subject's own (``UserLimits.set_route_limit``) replaces both, or is empty: none may."""
 
     key: str
     limit: int
     period_us: int
-    override: str = ""
+    own_route: str = ""
 
 
 LEASE_MS: Final = 15_000

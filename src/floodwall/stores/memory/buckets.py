@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 from floodwall.core.decision import Decision, Outcome, new_decision
 from floodwall.core.killswitch import KillSwitch
-from floodwall.core.stored import stored_limit
+from floodwall.core.stored import ROUTE_FIELD, stored_limit
 from floodwall.stores.base import LEASE_MS, Window
 from floodwall.stores.keys import SubjectKeys
 from floodwall.stores.memory.parts import MemoryParts
@@ -144,7 +144,9 @@ class MemoryBuckets(MemoryParts):
         counted = []
         for policy, window in enumerate(windows, start=1):
             limit, period = window.limit, float(window.period_us)
-            own = state.get(window.override, "") if state and window.override else ""
+            own = (
+                state.get(ROUTE_FIELD + window.own_route, "") if state and window.own_route else ""
+            )
             own_limit, sep, own_period = own.partition(":")
             if sep and own_limit.isdigit() and own_period.isdigit():
                 limit, period = int(own_limit), float(own_period)

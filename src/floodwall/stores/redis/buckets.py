@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from floodwall.core import rules
 from floodwall.core.decision import Decision, decision_from_reply
+from floodwall.core.stored import ROUTE_FIELD
 from floodwall.stores._resp import array_header, pack_parts
 from floodwall.stores.base import LEASE_MS, Window
 from floodwall.stores.keys import SubjectKeys
@@ -83,7 +84,12 @@ _UsualArgs = tuple[float, int, int, bool, int | None, int]
 
 def _window_args(windows: Sequence[Window]) -> list[str | int]:
     # ARGV[10 ...] of check.lua: three per window.
-    return [part for w in windows for part in (w.limit, w.period_us, w.override)]
+    # The state field of a route limit of the subject's own: see state_fields.
+    return [
+        part
+        for w in windows
+        for part in (w.limit, w.period_us, ROUTE_FIELD + w.own_route if w.own_route else "")
+    ]
 
 
 class RedisBuckets(RedisParts):
