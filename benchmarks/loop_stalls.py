@@ -51,6 +51,7 @@ from benchmarks._common import PATH, discard, make_scopes, receive
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
 from floodwall.killswitch.networks import NetworkBlock
 from floodwall.stores.keys import Keys
+from floodwall.stores.network_fields import block_text
 from harness import RedisServer
 
 PARTS: Final = ("networks", "resync")
@@ -71,7 +72,7 @@ def seed(url: str, networks: int, users: int) -> None:
         pipe = client.pipeline(transaction=False)
         for index in range(networks):
             cidr = f"10.{index // 256 % 256}.{index % 256}.0/{24}"
-            pipe.hset(keys.networks, cidr, NetworkBlock(cidr, "seed", "ops", 1, None).stored())
+            pipe.hset(keys.networks, cidr, block_text(NetworkBlock(cidr, "seed", "ops", 1, None)))
         for index in range(users):
             user = f"stuffed-{index}"
             fields: dict[Any, Any] = {

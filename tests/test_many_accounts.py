@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import httpx
 import pytest
@@ -24,9 +25,11 @@ from floodwall.control.change_feed import NETWORK_PAGE, RESYNC_PAGE
 from floodwall.core.decision import Outcome
 from floodwall.core.rules import RuleError, network
 from floodwall.core.user_state import Listing, UserState
+from floodwall.killswitch import networks as networks_module
 from floodwall.killswitch.mirror import MirroredUser
 from floodwall.killswitch.networks import NetworkBlock, NetworkBlocks
 from floodwall.observe.metrics import RESULTS
+from floodwall.stores.network_fields import block_text, read_block
 from floodwall.stores.protocols import Store
 from harness import RedisServer, client_commands, wait_until_async
 
@@ -70,8 +73,13 @@ def test_networks_the_rule_book_refuses(text: str, message: str) -> None:
         network(text, force="forced" not in message)
 
 
-def stored(block: NetworkBlock) -> tuple[str, str]:
-    return block.network, block.stored()
+def stored(block: NetworkBlock) -> tuple[str, NetworkBlock]:
+    return block.network, block
+
+
+def stored_text(block: NetworkBlock) -> tuple[str, str]:
+    """A block as the Redis store writes it: its CIDR and JSON."""
+    return block.network, block_text(block)
 
 
 def test_the_lookup_takes_the_longest_block_that_holds(clock: FakeClock) -> None:
@@ -88,7 +96,14 @@ def test_the_lookup_takes_the_longest_block_that_holds(clock: FakeClock) -> None
                 stored(NetworkBlock("2001:db8:1::/48", "v6", None, None, None)),
             ]
         )
-        | {"not a network": "{}", "192.0.2.0/24": "garbage", "198.51.100.0/24": "[1]"}
+        | {
+            cidr: read_block(cidr, text)
+            for cidr, text in (
+                ("not a network", "{}"),
+                ("192.0.2.0/24", "garbage"),
+                ("198.51.100.0/24", "[1]"),
+            )
+        }
     )
     assert blocks.any
     # Mirrored: the three that hold and the two garbled; neither the ended block nor what
@@ -433,7 +448,7 @@ async def test_networks_that_ran_out_make_room_at_the_limit(
 ) -> None:
     monkeypatch.setattr("floodwall.core.rules.MAX_NETWORK_BLOCKS", 2)
     store = floodwall.store
-    await store.write_network("192.0.2.0/24", NetworkBlock("192.0.2.0/24", "r", "a", 1, 2).stored())
+    await store.write_network("192.0.2.0/24", NetworkBlock("192.0.2.0/24", "r", "a", 1, 2))
     await floodwall.block_network("198.51.100.0/24", reason="r")
     await floodwall.block_network("203.0.113.0/24", reason="r")
     with pytest.raises(RuleError, match="at most 2 networks are blocked at once"):
@@ -447,30 +462,35 @@ async def test_networks_that_ran_out_make_room_at_the_limit(
 # -- at scale: no reload holds the event loop (issue 22) -----------------------------------------
 
 
-def block_texts(count: int) -> dict[str, str]:
-    """``count`` stored /24 blocks with no end, in 10.0.0.0/8."""
-    texts: dict[str, str] = {}
+def network_blocks(count: int) -> dict[str, NetworkBlock]:
+    """``count`` /24 blocks with no end, in 10.0.0.0/8."""
+    blocks: dict[str, NetworkBlock] = {}
     for index in range(count):
         cidr = f"10.{index // 256}.{index % 256}.0/24"
-        texts[cidr] = NetworkBlock(cidr, "r", "ops", 1, None).stored()
-    return texts
+        blocks[cidr] = NetworkBlock(cidr, "r", "ops", 1, None)
+    return blocks
+
+
+def block_texts(count: int) -> dict[str, str]:
+    """``network_blocks`` as the Redis store writes them."""
+    return dict(stored_text(block) for block in network_blocks(count).values())
 
 
 async def test_the_store_pages_through_the_network_blocks(store: Store) -> None:
-    texts = block_texts(250)
-    for cidr, text in texts.items():
-        await store.write_network(cidr, text)
+    blocks = network_blocks(250)
+    for cidr, block in blocks.items():
+        await store.write_network(cidr, block)
     assert await store.count_networks() == 250
-    assert await store.read_network("10.0.1.0/24") == texts["10.0.1.0/24"]
+    assert await store.read_network("10.0.1.0/24") == blocks["10.0.1.0/24"]
     assert await store.read_network("10.9.9.0/24") is None
-    seen: dict[str, str] = {}
+    seen: dict[str, NetworkBlock | None] = {}
     cursor: str | None = None
     pages = 0
     while cursor != "":
         page, cursor = await store.scan_networks(cursor, 100)
         seen |= page
         pages += 1
-    assert seen == texts
+    assert seen == blocks
     assert pages > 1
 
 
@@ -540,7 +560,7 @@ async def test_a_network_change_during_a_reload_wins_over_what_it_read(
 
     async def changed_after_the_last_page(
         cursor: str | None, count: int
-    ) -> tuple[dict[str, str], str]:
+    ) -> tuple[dict[str, NetworkBlock | None], str]:
         page, after = await scan(cursor, count)
         if after == "":
             # The reload has read everything: both changes are newer than what it read.
@@ -614,15 +634,15 @@ async def test_a_resync_gives_the_loop_back_after_each_page(
     users: Counter[int] = Counter()
     networks: Counter[int] = Counter()
     user_of = MirroredUser.of.__func__  # type: ignore[attr-defined]
-    from_text = NetworkBlock.from_text.__func__  # type: ignore[attr-defined]
+    held = networks_module._held
 
     def user_read(cls: type[MirroredUser], state: UserState) -> MirroredUser | None:
         users[turns] += 1
         return user_of(cls, state)  # type: ignore[no-any-return]
 
-    def network_read(cls: type[NetworkBlock], network: str, text: str) -> NetworkBlock:
+    def network_read(block: NetworkBlock, now_ms: float) -> tuple[Any, NetworkBlock | None]:
         networks[turns] += 1
-        return from_text(cls, network, text)  # type: ignore[no-any-return]
+        return held(block, now_ms)
 
     async def count_turns() -> None:
         nonlocal turns
@@ -631,7 +651,7 @@ async def test_a_resync_gives_the_loop_back_after_each_page(
             turns += 1
 
     monkeypatch.setattr(MirroredUser, "of", classmethod(user_read))
-    monkeypatch.setattr(NetworkBlock, "from_text", classmethod(network_read))
+    monkeypatch.setattr(networks_module, "_held", network_read)
     counting = asyncio.create_task(count_turns())
     try:
         await serving.resync()
@@ -690,7 +710,7 @@ async def test_network_changes_reach_workers_of_older_and_newer_versions(
     await asyncio.wait_for(serving.following.wait(), 10)
     # An older version's operator names no network: the worker reloads them all.
     await redis_client.hset(
-        "floodwall:networks", *stored(NetworkBlock("192.0.2.0/24", "old", "ops", 1, None))
+        "floodwall:networks", *stored_text(NetworkBlock("192.0.2.0/24", "old", "ops", 1, None))
     )
     await redis_client.publish("floodwall:events", json.dumps({"networks": True}))
 
@@ -720,15 +740,15 @@ async def test_listing_the_network_blocks_gives_the_loop_back_after_each_page(
     await store_blocks(redis_client, 1000)
     await acting.block_network("2001:db8::/32", reason="r")
     ended = NetworkBlock("9.0.0.0/8", "r", "ops", 1, 2)
-    await redis_client.hset("floodwall:networks", mapping=dict([stored(ended)]))
+    await redis_client.hset("floodwall:networks", mapping=dict([stored_text(ended)]))
     await redis_client.hset("floodwall:networks", "not a network", "{}")
     turns = 0
     networks: Counter[int] = Counter()
-    from_text = NetworkBlock.from_text.__func__  # type: ignore[attr-defined]
+    held = networks_module._held
 
-    def network_read(cls: type[NetworkBlock], network: str, text: str) -> NetworkBlock:
+    def network_read(block: NetworkBlock, now_ms: float) -> tuple[Any, NetworkBlock | None]:
         networks[turns] += 1
-        return from_text(cls, network, text)  # type: ignore[no-any-return]
+        return held(block, now_ms)
 
     async def count_turns() -> None:
         nonlocal turns
@@ -736,7 +756,7 @@ async def test_listing_the_network_blocks_gives_the_loop_back_after_each_page(
             await asyncio.sleep(0)
             turns += 1
 
-    monkeypatch.setattr(NetworkBlock, "from_text", classmethod(network_read))
+    monkeypatch.setattr(networks_module, "_held", network_read)
     counting = asyncio.create_task(count_turns())
     try:
         listed = await acting.blocked_networks()

@@ -23,6 +23,7 @@ from typing import Final, Protocol
 
 from floodwall.core.clock import Clock
 from floodwall.core.errors import StorageError
+from floodwall.core.network_block import NetworkBlock
 from floodwall.core.user_state import Listing, UserState
 from floodwall.killswitch.mirror import KillSwitchMirror
 from floodwall.killswitch.networks import NetworkBlocks
@@ -107,10 +108,10 @@ class ChangeFeed:
         if batch:
             await self._publish({"users": batch})
 
-    async def network_changed(self, cidr: str, stored: str | None) -> None:
-        """The block of ``cidr`` is now ``stored`` (``None``: lifted): apply it here, and
+    async def network_changed(self, cidr: str, block: NetworkBlock | None) -> None:
+        """The block of ``cidr`` is now ``block`` (``None``: lifted): apply it here, and
         tell every other worker which network to read again."""
-        self._networks.apply(cidr, stored)
+        self._networks.apply(cidr, block)
         # "networks" makes a worker of an older version, which reads no "network", reload.
         await self._publish({"network": cidr, "networks": True})
 
@@ -121,7 +122,9 @@ class ChangeFeed:
             await self.scan_networks(rebuild.add)
             rebuild.finish()
 
-    async def scan_networks(self, take: Callable[[dict[str, str]], None]) -> None:
+    async def scan_networks(
+        self, take: Callable[[Mapping[str, NetworkBlock | None]], None]
+    ) -> None:
         """Hand every stored network block to ``take``, ``NETWORK_PAGE`` at a time, giving
         the event loop back after each."""
         cursor: str | None = None

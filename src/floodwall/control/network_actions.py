@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from floodwall.control.action_parts import PYTHON_ACTOR, ActionParts, ttl_ms
 from floodwall.core import rules
-from floodwall.killswitch.networks import NetworkBlock, NetworkListing
+from floodwall.core.network_block import NetworkBlock
+from floodwall.killswitch.networks import NetworkListing
 
 __all__ = ["NetworkActions"]
 
@@ -40,9 +41,8 @@ class NetworkActions(ActionParts):
         if new and await self._store.count_networks() >= rules.MAX_NETWORK_BLOCKS:
             stored = await self._store.read_networks()
             # Blocks that ran out stay stored until lifted: make room from them first.
-            for cidr, text in list(stored.items()):
-                block = NetworkBlock.from_stored(cidr, text)
-                if block is None or not block.active(now_ms):
+            for cidr, stored_block in list(stored.items()):
+                if stored_block is None or not stored_block.active(now_ms):
                     await self._store.write_network(cidr, None)
                     del stored[cidr]
             full = len(stored) >= rules.MAX_NETWORK_BLOCKS
@@ -55,8 +55,8 @@ class NetworkActions(ActionParts):
             )
         until = None if ttl is None else now_ms + ttl
         block = NetworkBlock(network, reason, actor, now_ms, until)
-        await self._store.write_network(network, block.stored())
-        await self._feed.network_changed(network, block.stored())
+        await self._store.write_network(network, block)
+        await self._feed.network_changed(network, block)
         await self.audit.record(
             actor,
             "block-network",

@@ -1,6 +1,6 @@
 """Network blocks: each worker's copy, and the lookup every request makes while one exists.
 
-Blocks are stored in one hash (``Keys.networks``: CIDR → JSON). A change names its
+Blocks are stored by the store (``NetworkBlockStore``), one per CIDR. A change names its
 network on the change feed, and each worker reads and applies that one entry; a resync
 reloads them all, a page at a time, built aside and swapped in. They keep holding while
 the store is down. A request is matched against its client address (after
@@ -12,88 +12,15 @@ are blocked. With no block at all the middleware tests one attribute (``any``) a
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from floodwall.core.stored import iso_time
+from floodwall.core.network_block import NetworkBlock
 
 __all__ = ["NetworkBlock", "NetworkBlocks", "NetworkListing", "NetworkRebuild"]
 
 _MAPPED_PREFIX: Final = b"\x00" * 10 + b"\xff\xff"
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkBlock:
-    """One blocked network; times are the store's, in ms since the epoch (``None``: no
-    end, or not known)."""
-
-    network: str
-    reason: str | None
-    blocked_by: str | None
-    blocked_at_ms: int | None
-    blocked_until_ms: int | None
-
-    def stored(self) -> str:
-        """The JSON kept in the store."""
-        return json.dumps(
-            {
-                "reason": self.reason,
-                "blocked_by": self.blocked_by,
-                "blocked_at": self.blocked_at_ms,
-                "blocked_until": self.blocked_until_ms,
-            },
-            ensure_ascii=True,
-        )
-
-    @classmethod
-    def from_stored(cls, cidr: str, text: str) -> NetworkBlock | None:
-        """Read a stored block back; ``None`` when its CIDR is no network. A block whose
-        details cannot be read is kept, with no end: a block must not lapse by accident."""
-        try:
-            network = ipaddress.ip_network(cidr, strict=False)
-        except ValueError:
-            return None
-        return cls.from_text(str(network), text)
-
-    @classmethod
-    def from_text(cls, network: str, text: str) -> NetworkBlock:
-        """``from_stored`` of a network already read (``10.0.0.0/8``, as ``str`` of it)."""
-        try:
-            data: Any = json.loads(text)
-        except ValueError:
-            data = None
-        if not isinstance(data, dict):
-            data = {}
-        reason = data.get("reason")
-        actor = data.get("blocked_by")
-        return cls(
-            network,
-            reason if isinstance(reason, str) else None,
-            actor if isinstance(actor, str) else None,
-            _whole(data.get("blocked_at")),
-            _whole(data.get("blocked_until")),
-        )
-
-    def active(self, now_ms: float) -> bool:
-        """Whether the block holds at ``now_ms``."""
-        return self.blocked_until_ms is None or self.blocked_until_ms > now_ms
-
-    def to_json(self) -> dict[str, Any]:
-        """The admin API's and ``--json``'s shape of a block."""
-        return {
-            "network": self.network,
-            "reason": self.reason,
-            "blocked_by": self.blocked_by,
-            "blocked_at": iso_time(self.blocked_at_ms),
-            "blocked_until": iso_time(self.blocked_until_ms),
-        }
-
-
-def _whole(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -103,13 +30,10 @@ _ByLength = dict[int, dict[int, NetworkBlock]]
 _Table = list[tuple[int, dict[int, NetworkBlock]]]
 
 
-def _parsed(cidr: str, text: str | None, now_ms: float) -> tuple[_Network, NetworkBlock | None]:
-    """A stored entry as the mirror keeps it: its network, and its block when one holds at
-    ``now_ms`` (``None``: lifted, or ran out). ``ValueError`` when ``cidr`` is no network."""
-    network = ipaddress.ip_network(cidr, strict=False)
-    if text is None:
-        return network, None
-    block = NetworkBlock.from_text(str(network), text)
+def _held(block: NetworkBlock, now_ms: float) -> tuple[_Network, NetworkBlock | None]:
+    """A stored block as the mirror keeps it: its network, and the block when it holds at
+    ``now_ms`` (``None``: it ran out)."""
+    network = ipaddress.ip_network(block.network)
     # A block that ran out stays stored until lifted or made room for; mirrored, it
     # would keep every request looking its address up.
     return network, block if block.active(now_ms) else None
@@ -166,16 +90,14 @@ class NetworkRebuild:
         self._fresh = _Blocks()
         self._touched: dict[_Network, NetworkBlock | None] = {}
 
-    def add(self, stored: Mapping[str, str]) -> None:
-        """Mirror a page of stored blocks (CIDR → JSON)."""
+    def add(self, stored: Mapping[str, NetworkBlock | None]) -> None:
+        """Mirror a page of stored blocks (CIDR → block; ``None``: the CIDR is no network)."""
         now_ms = self._owner.wall() * 1000
-        for cidr, text in stored.items():
-            try:
-                network, block = _parsed(cidr, text, now_ms)
-            except ValueError:
-                continue
-            if block is not None:
-                self._fresh.set(network, block)
+        for stored_block in stored.values():
+            if stored_block is not None:
+                network, block = _held(stored_block, now_ms)
+                if block is not None:
+                    self._fresh.set(network, block)
 
     def touched(self, network: _Network, block: NetworkBlock | None) -> None:
         self._touched[network] = block
@@ -219,19 +141,22 @@ class NetworkBlocks:
         self.rebuilds.add(rebuild)
         return rebuild
 
-    def replace(self, stored: Mapping[str, str]) -> None:
+    def replace(self, stored: Mapping[str, NetworkBlock | None]) -> None:
         """Mirror the stored blocks (``Store.read_networks``) at once."""
         with self.rebuild() as rebuild:
             rebuild.add(stored)
             rebuild.finish()
 
-    def apply(self, cidr: str, stored: str | None) -> None:
+    def apply(self, cidr: str, stored: NetworkBlock | None) -> None:
         """Mirror one network's stored block (``Store.read_network``; ``None``: lifted),
         with no other network read or touched."""
-        try:
-            network, block = _parsed(cidr, stored, self.wall() * 1000)
-        except ValueError:
-            return
+        if stored is not None:
+            network, block = _held(stored, self.wall() * 1000)
+        else:
+            try:
+                network, block = ipaddress.ip_network(cidr, strict=False), None
+            except ValueError:
+                return
         for rebuild in self.rebuilds:
             rebuild.touched(network, block)
         if self._blocks.set(network, block):
@@ -286,13 +211,12 @@ class NetworkListing:
         self._now_ms = now_ms
         self._held: dict[str, tuple[tuple[int, int, int], NetworkBlock]] = {}
 
-    def add(self, stored: Mapping[str, str]) -> None:
-        """List a page of stored blocks (CIDR → JSON)."""
-        for cidr, text in stored.items():
-            try:
-                network, block = _parsed(cidr, text, self._now_ms)
-            except ValueError:
+    def add(self, stored: Mapping[str, NetworkBlock | None]) -> None:
+        """List a page of stored blocks (CIDR → block; ``None``: the CIDR is no network)."""
+        for stored_block in stored.values():
+            if stored_block is None:
                 continue
+            network, block = _held(stored_block, self._now_ms)
             if block is not None:
                 order = (network.version, int(network.network_address), network.prefixlen)
                 self._held[block.network] = (order, block)

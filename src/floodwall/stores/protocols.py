@@ -20,6 +20,7 @@ from typing import Protocol
 
 from floodwall.core.decision import Decision
 from floodwall.core.errors import StoreCommandError
+from floodwall.core.network_block import NetworkBlock
 from floodwall.core.stored import Limit, WindowLimit
 from floodwall.core.user_state import Listing, UserState
 from floodwall.stores.base import LEASE_MS, AuditEntry, Subscription, TopBlock, Window
@@ -196,13 +197,15 @@ class UserLimits(Protocol):
 
 
 class NetworkBlockStore(Protocol):
-    """Blocked networks, each stored as its CIDR and its block (``NetworkBlock.stored``)."""
+    """Blocked networks, one block per CIDR. A listing maps each CIDR as stored to its block,
+    or to ``None`` where the stored CIDR is no network (written by hand): it can only be
+    deleted."""
 
-    async def read_networks(self) -> dict[str, str]:
-        """Every network block: CIDR → its stored block."""
+    async def read_networks(self) -> dict[str, NetworkBlock | None]:
+        """Every network block."""
         ...
 
-    async def read_network(self, cidr: str) -> str | None:
+    async def read_network(self, cidr: str) -> NetworkBlock | None:
         """One network block, or ``None`` when none is stored for ``cidr``."""
         ...
 
@@ -210,14 +213,16 @@ class NetworkBlockStore(Protocol):
         """How many network blocks are stored (ended ones too)."""
         ...
 
-    async def scan_networks(self, cursor: str | None, count: int) -> tuple[dict[str, str], str]:
+    async def scan_networks(
+        self, cursor: str | None, count: int
+    ) -> tuple[dict[str, NetworkBlock | None], str]:
         """A page of about ``count`` network blocks and the cursor of the next page, from
         ``cursor`` (``None``: the first page); the returned cursor is ``""`` after the last
         page. Each block stored for the whole scan comes at least once; one added or
         lifted meanwhile may come or not."""
         ...
 
-    async def write_network(self, cidr: str, block: str | None) -> None:
+    async def write_network(self, cidr: str, block: NetworkBlock | None) -> None:
         """Store a network block, or delete it (``None``)."""
 
 

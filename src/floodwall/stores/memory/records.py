@@ -8,6 +8,7 @@ import itertools
 from collections import deque
 from collections.abc import Mapping, Sequence
 
+from floodwall.core.network_block import NetworkBlock
 from floodwall.stores.base import AuditEntry, TopBlock, most_refused, per_block
 from floodwall.stores.memory.parts import MemoryParts
 
@@ -23,13 +24,14 @@ class MemoryRecords(MemoryParts):
         self._config: dict[str, str] = {}
         # (board, block) → the block's counts, and when it expires.
         self._top: dict[tuple[str, TopBlock], tuple[dict[str, int], float]] = {}
-        self._networks: dict[str, str] = {}
+        # Blocks as written: a memory store has no other writer.
+        self._networks: dict[str, NetworkBlock | None] = {}
 
-    async def read_networks(self) -> dict[str, str]:
+    async def read_networks(self) -> dict[str, NetworkBlock | None]:
         """Every network block."""
         return dict(self._networks)
 
-    async def read_network(self, cidr: str) -> str | None:
+    async def read_network(self, cidr: str) -> NetworkBlock | None:
         """One network block."""
         return self._networks.get(cidr)
 
@@ -37,7 +39,9 @@ class MemoryRecords(MemoryParts):
         """How many network blocks are stored."""
         return len(self._networks)
 
-    async def scan_networks(self, cursor: str | None, count: int) -> tuple[dict[str, str], str]:
+    async def scan_networks(
+        self, cursor: str | None, count: int
+    ) -> tuple[dict[str, NetworkBlock | None], str]:
         """The blocks in CIDR text order after ``cursor``, the last one's CIDR the next
         cursor: a block stored throughout comes exactly once, whatever changes meanwhile."""
         names = sorted(self._networks)
@@ -46,7 +50,7 @@ class MemoryRecords(MemoryParts):
         last = start + count >= len(names)
         return {name: self._networks[name] for name in page}, "" if last else page[-1]
 
-    async def write_network(self, cidr: str, block: str | None) -> None:
+    async def write_network(self, cidr: str, block: NetworkBlock | None) -> None:
         """Store or delete a network block."""
         if block is None:
             self._networks.pop(cidr, None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from floodwall.core.network_block import NetworkBlock
+from floodwall.stores import network_fields
 from floodwall.stores.base import AuditEntry, TopBlock, most_refused, per_block
 from floodwall.stores.redis.parts import RedisParts, decode, encode, storage_errors
 from floodwall.stores.redis.states import BULK_BATCH
@@ -19,37 +21,40 @@ _TOP_ROUND_TRIP: Final = 1_000
 class RedisRecords(RedisParts):
     """``NetworkBlockStore``, ``AuditTrail``, ``RefusalBoards`` and ``LiveConfig`` on Redis."""
 
-    async def read_networks(self) -> dict[str, str]:
+    async def read_networks(self) -> dict[str, NetworkBlock | None]:
         """HGETALL of the network blocks."""
         with storage_errors():
             raw = await self._client.hgetall(self.keys.networks)
-        return {decode(k): decode(v) for k, v in raw.items()}
+        return _blocks(raw)
 
-    async def read_network(self, cidr: str) -> str | None:
+    async def read_network(self, cidr: str) -> NetworkBlock | None:
         """HGET of one network block."""
         with storage_errors():
             raw = await self._client.hget(self.keys.networks, cidr)
-        return None if raw is None else decode(raw)
+        return None if raw is None else network_fields.read_block(cidr, decode(raw))
 
     async def count_networks(self) -> int:
         """HLEN of the network blocks."""
         with storage_errors():
             return int(await self._client.hlen(self.keys.networks))
 
-    async def scan_networks(self, cursor: str | None, count: int) -> tuple[dict[str, str], str]:
+    async def scan_networks(
+        self, cursor: str | None, count: int
+    ) -> tuple[dict[str, NetworkBlock | None], str]:
         """HSCAN of the network blocks: Redis's cursor, ``0`` once the scan is over."""
         with storage_errors():
             reply: Any = await self._client.hscan(self.keys.networks, int(cursor or 0), count=count)
         after, raw = reply
-        return {decode(k): decode(v) for k, v in raw.items()}, str(after or "")
+        return _blocks(raw), str(after or "")
 
-    async def write_network(self, cidr: str, block: str | None) -> None:
+    async def write_network(self, cidr: str, block: NetworkBlock | None) -> None:
         """HSET or HDEL one network block."""
         with storage_errors():
             if block is None:
                 await self._client.hdel(self.keys.networks, cidr)
             else:
-                await self._client.hset(self.keys.networks, cidr, encode(block))
+                text = network_fields.block_text(block)
+                await self._client.hset(self.keys.networks, cidr, encode(text))
 
     async def append_audit(self, fields: Mapping[str, str], *, max_entries: int) -> str:
         """XADD to a capped stream."""
@@ -146,3 +151,11 @@ class RedisRecords(RedisParts):
                     for name, refusals in rows:
                         totals[name] = totals.get(name, 0.0) + refusals
         return [(decode(name), int(total)) for name, total in most_refused(totals, count)]
+
+
+def _blocks(raw: Mapping[Any, Any]) -> dict[str, NetworkBlock | None]:
+    # The hash's entries, read as blocks.
+    return {
+        (cidr := decode(key)): network_fields.read_block(cidr, decode(value))
+        for key, value in raw.items()
+    }
