@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from floodwall.control.action_parts import PYTHON_ACTOR, ActionParts, check_change
 from floodwall.core import rules
 from floodwall.core.route_limits import RouteLimit, route_limit, window_of
-from floodwall.core.stored import APP_ROUTES_FIELD, ROUTE_FIELD, Limit, WindowLimit
+from floodwall.core.stored import Limit, WindowLimit
 from floodwall.killswitch.status import UserStatus
 from floodwall.limiting.routes import AppRoutes
 
@@ -89,8 +89,8 @@ class UserLimitActions(ActionParts):
     async def _check_route(self, key: str, *, limited: bool) -> None:
         # A live limit on a route no app has would apply nothing: refused, saying why. With
         # no app published yet (none has started), there is nothing to check against.
-        config = await self._store.read_config()
-        published = [v for k, v in config.items() if k.startswith(APP_ROUTES_FIELD)]
+        settings = await self._store.read_live_settings()
+        published = settings.published_routes
         if not published:
             return
         found, limited_keys = AppRoutes.from_published(published)
@@ -100,7 +100,7 @@ class UserLimitActions(ActionParts):
                 f"no app using this store has the route {key}: name it as the app's router "
                 "declares it, 'METHOD /path/{param}'"
             )
-        limited_keys |= {k.removeprefix(ROUTE_FIELD) for k in config if k.startswith(ROUTE_FIELD)}
+        limited_keys |= settings.limited_routes
         if limited and key not in limited_keys:
             raise rules.RuleError(
                 f"the route {key} has no limit to give a user one of their own: "
@@ -144,7 +144,7 @@ class DefaultLimitActions(UserLimitActions):
         against; the workers of one app share one field."""
         text = routes.published(limited)
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        await self._store.write_config({APP_ROUTES_FIELD + digest: text})
+        await self._store.publish_app_routes(digest, text)
 
     async def clear_route_default(
         self, route: str, *, actor: str = PYTHON_ACTOR

@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from floodwall.core import rules
 
 __all__ = [
-    "APP_ROUTES_FIELD",
-    "ROUTE_FIELD",
     "Limit",
     "WindowLimit",
     "iso_time",
@@ -76,13 +74,6 @@ Limit = tuple[float, int]
 
 WindowLimit = tuple[int, int]
 """A route limit: (requests, period in µs)."""
-
-ROUTE_FIELD = "route:"
-"""Prefix of the field, in the config hash or a user's state, overriding a route limit."""
-
-APP_ROUTES_FIELD = "app-routes:"
-"""Prefix of the config hash's fields where apps publish their routes (``AppRoutes``), one
-field per distinct set of routes: what an operator's live route limit is checked against."""
 
 
 def window_limit(text: str | None) -> WindowLimit | None:

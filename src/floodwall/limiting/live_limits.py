@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from floodwall.core import rules
-from floodwall.core.stored import ROUTE_FIELD, Limit, WindowLimit, stored_limit, window_limit
+from floodwall.core.stored import Limit, WindowLimit
 from floodwall.settings import FloodwallSettings
 from floodwall.stores.protocols import LiveConfig
 
@@ -52,15 +52,11 @@ class LiveLimits:
 
     async def refresh(self, store: LiveConfig) -> bool:
         """Read the live default from the store; whether it changed."""
-        config = await store.read_config()
-        live = stored_limit(config.get("rate"), config.get("burst"))
-        if live is None and ("rate" in config or "burst" in config):
+        settings = await store.read_live_settings()
+        live = settings.default_limit
+        if settings.default_limit_unreadable:
             logger.warning("floodwall: the stored default limit is unreadable; using the settings")
-        routes = {
-            name.removeprefix(ROUTE_FIELD): limit
-            for name, value in config.items()
-            if name.startswith(ROUTE_FIELD) and (limit := window_limit(value)) is not None
-        }
+        routes = dict(settings.route_limits)
         changed = routes != self.routes
         if changed:
             self.routes = routes
@@ -70,24 +66,24 @@ class LiveLimits:
     async def set(self, store: LiveConfig, rate: float, burst: int) -> Limit:
         """Store a live default (within the rule book) and apply it here."""
         limit = rules.limit(rate, burst)
-        await store.write_config({"rate": repr(limit[0]), "burst": str(limit[1])})
+        await store.set_default_limit(limit)
         self._apply(limit)
         return limit
 
     async def set_route(self, store: LiveConfig, route: str, limit: WindowLimit) -> None:
         """Store a route's live limit and apply it here."""
-        await store.write_config({ROUTE_FIELD + route: f"{limit[0]}:{limit[1]}"})
+        await store.set_route_default(route, limit)
         self.routes[route] = limit
         self.routes_version += 1
 
     async def clear_route(self, store: LiveConfig, route: str) -> None:
         """Forget a route's live limit: every worker goes back to the app's."""
-        await store.write_config({}, delete=(ROUTE_FIELD + route,))
+        await store.set_route_default(route, None)
         self.routes.pop(route, None)
         self.routes_version += 1
 
     async def clear(self, store: LiveConfig) -> Limit:
         """Forget the live default: every worker goes back to its settings."""
-        await store.write_config({}, delete=("rate", "burst"))
+        await store.set_default_limit(None)
         self._apply(None)
         return self.user

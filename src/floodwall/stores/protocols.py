@@ -20,6 +20,7 @@ from typing import Protocol
 
 from floodwall.core.decision import Decision
 from floodwall.core.errors import StoreCommandError
+from floodwall.core.live_settings import LiveSettings
 from floodwall.core.network_block import NetworkBlock
 from floodwall.core.stored import Limit, WindowLimit
 from floodwall.core.user_state import Listing, UserState
@@ -272,12 +273,18 @@ class RefusalBoards(Protocol):
 class LiveConfig(Protocol):
     """Settings changed at run time, shared by every worker (``LiveLimits``)."""
 
-    async def read_config(self) -> dict[str, str]:
-        """Every setting changed at run time."""
+    async def read_live_settings(self) -> LiveSettings:
+        """Every setting changed at run time, as the store holds it."""
         ...
 
-    async def write_config(self, fields: Mapping[str, str], *, delete: Sequence[str] = ()) -> None:
-        """Store settings changed at run time; ``delete`` removes some."""
+    async def set_default_limit(self, limit: Limit | None) -> None:
+        """Store the live default limit (``None``: forget it, the settings apply)."""
+
+    async def set_route_default(self, route: str, window: WindowLimit | None) -> None:
+        """Store a route's live limit for everyone (``None``: forget it, the app's applies)."""
+
+    async def publish_app_routes(self, digest: str, routes: str) -> None:
+        """Store an app's published routes (``AppRoutes.published``) under ``digest``."""
 
 
 class ChangeChannel(Protocol):

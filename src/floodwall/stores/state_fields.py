@@ -8,15 +8,18 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from floodwall.core.killswitch import KillSwitch
-from floodwall.core.stored import ROUTE_FIELD, stored_int, stored_limit, window_limit
+from floodwall.core.stored import stored_int, stored_limit, window_limit
 from floodwall.core.user_state import UserState
 
-__all__ = ["BLOCK_FIELDS", "RESET_FIELDS", "StateSnapshot", "user_state"]
+__all__ = ["BLOCK_FIELDS", "RESET_FIELDS", "ROUTE_FIELD", "StateSnapshot", "user_state"]
 
 BLOCK_FIELDS: Final = ("blocked_until", "reason", "blocked_by", "blocked_at", "auto_offences")
 """The fields that make a block (auto-block counts its offences there)."""
 RESET_FIELDS: Final = ("reset_required", "reset_id", "reset_notified")
 """The fields of a required password reset and its delivery."""
+ROUTE_FIELD: Final = "route:"
+"""Prefix of the field, in the config hash or a user's state, of a route's limit
+(``"limit:period_us"``)."""
 
 
 @dataclass(frozen=True, slots=True)

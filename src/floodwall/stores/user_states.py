@@ -13,10 +13,10 @@ import abc
 from collections.abc import Mapping, Sequence
 
 from floodwall.core.errors import StoreCommandError
-from floodwall.core.stored import ROUTE_FIELD, Limit, WindowLimit
+from floodwall.core.stored import Limit, WindowLimit
 from floodwall.core.user_state import Listing, UserState
 from floodwall.stores.keys import Keys, SubjectKeys
-from floodwall.stores.state_fields import BLOCK_FIELDS, RESET_FIELDS, StateSnapshot
+from floodwall.stores.state_fields import BLOCK_FIELDS, RESET_FIELDS, ROUTE_FIELD, StateSnapshot
 
 __all__ = ["UserStateStore"]
 

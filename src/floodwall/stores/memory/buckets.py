@@ -12,10 +12,11 @@ from typing import NamedTuple
 
 from floodwall.core.decision import Decision, Outcome, new_decision
 from floodwall.core.killswitch import KillSwitch
-from floodwall.core.stored import ROUTE_FIELD, stored_limit
+from floodwall.core.stored import stored_limit
 from floodwall.stores.base import LEASE_MS, Window
 from floodwall.stores.keys import SubjectKeys
 from floodwall.stores.memory.parts import MemoryParts
+from floodwall.stores.state_fields import ROUTE_FIELD
 
 __all__ = ["MemoryBuckets"]
 

@@ -10,12 +10,13 @@ from collections.abc import Mapping, Sequence
 
 from floodwall.core.network_block import NetworkBlock
 from floodwall.stores.base import AuditEntry, TopBlock, most_refused, per_block
+from floodwall.stores.live_config import LiveConfigStore
 from floodwall.stores.memory.parts import MemoryParts
 
 __all__ = ["MemoryRecords"]
 
 
-class MemoryRecords(MemoryParts):
+class MemoryRecords(MemoryParts, LiveConfigStore):
     """``NetworkBlockStore``, ``AuditTrail``, ``RefusalBoards`` and ``LiveConfig`` in memory."""
 
     def _init_records(self) -> None:
@@ -82,11 +83,11 @@ class MemoryRecords(MemoryParts):
                 break
         return entries
 
-    async def read_config(self) -> dict[str, str]:
+    async def _read_config(self) -> dict[str, str]:
         """Run-time settings."""
         return dict(self._config)
 
-    async def write_config(self, fields: Mapping[str, str], *, delete: Sequence[str] = ()) -> None:
+    async def _write_config(self, fields: Mapping[str, str], *, delete: Sequence[str] = ()) -> None:
         """Store run-time settings."""
         self._config.update(fields)
         for name in delete:

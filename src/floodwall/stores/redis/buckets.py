@@ -15,7 +15,6 @@ from typing import Any, Final
 
 from floodwall.core import rules
 from floodwall.core.decision import Decision, decision_from_reply
-from floodwall.core.stored import ROUTE_FIELD
 from floodwall.stores._resp import array_header, pack_parts
 from floodwall.stores.base import LEASE_MS, Window
 from floodwall.stores.keys import SubjectKeys
@@ -29,6 +28,7 @@ from floodwall.stores.redis.parts import (
     translate,
 )
 from floodwall.stores.redis.wire import NoScript, WireClient, WireConnectionError
+from floodwall.stores.state_fields import ROUTE_FIELD
 
 __all__ = ["RedisBuckets"]
 

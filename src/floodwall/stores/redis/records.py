@@ -9,6 +9,7 @@ from typing import Any, Final
 from floodwall.core.network_block import NetworkBlock
 from floodwall.stores import network_fields
 from floodwall.stores.base import AuditEntry, TopBlock, most_refused, per_block
+from floodwall.stores.live_config import LiveConfigStore
 from floodwall.stores.redis.parts import RedisParts, decode, encode, storage_errors
 from floodwall.stores.redis.states import BULK_BATCH
 
@@ -18,7 +19,7 @@ __all__ = ["RedisRecords"]
 _TOP_ROUND_TRIP: Final = 1_000
 
 
-class RedisRecords(RedisParts):
+class RedisRecords(RedisParts, LiveConfigStore):
     """``NetworkBlockStore``, ``AuditTrail``, ``RefusalBoards`` and ``LiveConfig`` on Redis."""
 
     async def read_networks(self) -> dict[str, NetworkBlock | None]:
@@ -90,13 +91,13 @@ class RedisRecords(RedisParts):
             if entry_id is not None and data is not None
         ]
 
-    async def read_config(self) -> dict[str, str]:
+    async def _read_config(self) -> dict[str, str]:
         """HGETALL of the config hash."""
         with storage_errors():
             raw = await self._client.hgetall(self.keys.config)
         return {decode(k): decode(v) for k, v in raw.items()}
 
-    async def write_config(self, fields: Mapping[str, str], *, delete: Sequence[str] = ()) -> None:
+    async def _write_config(self, fields: Mapping[str, str], *, delete: Sequence[str] = ()) -> None:
         """HSET into the config hash, and HDEL."""
         with storage_errors():
             if fields:
