@@ -1,10 +1,11 @@
 """Users' states in domain terms, written once for every store over a few primitives.
 
 A store keeps each user's state in one hash (``state_fields``) and two listings
-(``Listing``); ``UserStateStore`` turns an operator's block, revocation, reset or limit into
-one atomic change of that hash, keeps the listings in step, and reads the hash back as a
-``UserState``. A store supplies the primitives (``_update_state`` and the rest), each one
-round trip or one script.
+(``Listing``). ``UserStateStore`` (the kill switch) and ``UserLimitStore`` (a user's own
+limits) turn an operator's block, revocation, reset or limit into one atomic change of that
+hash, keep the listings in step, and read the hash back as a ``UserState``. A store supplies
+the primitives (``StatePrimitives``: ``_update_state`` and the rest), each one round trip or
+one script.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from floodwall.core.user_state import Listing, UserState
 from floodwall.stores.keys import Keys, SubjectKeys
 from floodwall.stores.state_fields import BLOCK_FIELDS, RESET_FIELDS, ROUTE_FIELD, StateSnapshot
 
-__all__ = ["UserStateStore"]
+__all__ = ["StatePrimitives", "UserLimitStore", "UserStateStore"]
 
 
 def _block_fields(
@@ -34,10 +35,98 @@ def _block_fields(
     return assign, now_plus
 
 
-class UserStateStore(abc.ABC):
-    """The kill-switch state and per-user limits of a store (``stores.protocols``)."""
+class StatePrimitives(abc.ABC):
+    """What a store supplies to keep users' state, and the one change built on it."""
 
     keys: Keys
+
+    # -- one change -----------------------------------------------------------------------
+
+    async def _change(
+        self,
+        user_id: str,
+        *,
+        assign: Mapping[str, str] | None = None,
+        now_plus_ms: Mapping[str, int] | None = None,
+        delete: Sequence[str] = (),
+        reset_bucket: bool = False,
+    ) -> UserState:
+        keys = self.keys.user(user_id)
+        snapshot = await self._update_state(
+            keys,
+            user_id=user_id,
+            assign=assign,
+            assign_now_plus_ms=now_plus_ms,
+            delete=delete,
+            reset_bucket=reset_bucket,
+        )
+        # Resync finds users by this listing: one with revoked credential ids stays in it.
+        present = bool(snapshot.fields) or bool((await self._read_states([keys]))[0].revoked)
+        await self._set_index(Listing.USERS, user_id, present=present)
+        return snapshot.user_state()
+
+    # -- what a store supplies ------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
+        """Many subjects' hashes and revoked credential ids, in order, in one round trip."""
+
+    @abc.abstractmethod
+    async def _update_state(
+        self,
+        keys: SubjectKeys,
+        *,
+        user_id: str,
+        assign: Mapping[str, str] | None,
+        assign_now_plus_ms: Mapping[str, int] | None,
+        delete: Sequence[str],
+        reset_bucket: bool,
+    ) -> StateSnapshot:
+        """Atomically set fields, set fields to the store's now plus an offset (ms), delete
+        fields, and with ``reset_bucket`` refill the subject's bucket (its limit changed).
+        The hash also keeps ``user_id`` (listings name users by it); it is deleted once no
+        other field is left."""
+
+    @abc.abstractmethod
+    async def _update_states(
+        self,
+        subjects: Sequence[tuple[SubjectKeys, str]],
+        *,
+        assign: Mapping[str, str],
+        assign_now_plus_ms: Mapping[str, int],
+        indexes: Sequence[Listing],
+    ) -> list[StateSnapshot | StoreCommandError]:
+        """``_update_state`` of many (keys, user id) with one change, and each user whose
+        update succeeded added to ``indexes``."""
+
+    @abc.abstractmethod
+    async def _revoke_credential(
+        self, keys: SubjectKeys, *, credential_id: str, expires_at_ms: int
+    ) -> None:
+        """Remember a revoked credential id until its expiry."""
+
+    @abc.abstractmethod
+    async def _claim_reset(self, keys: SubjectKeys, *, reset_id: str, claim: bool) -> bool:
+        """As ``lua/claim_reset.lua``."""
+
+    @abc.abstractmethod
+    async def _lapse_block(
+        self, keys: SubjectKeys, *, blocked_until: str, fields: Sequence[str]
+    ) -> bool | None:
+        """Delete a block's ``fields`` if ``blocked_until`` is still as read; ``None`` when
+        it changed, else whether the subject has no state left."""
+
+    @abc.abstractmethod
+    async def _set_index(self, index: Listing, user_id: str, *, present: bool) -> None:
+        """Add a user to, or remove one from, a listing."""
+
+    @abc.abstractmethod
+    async def _list_index(self, index: Listing, *, after: str | None, count: int) -> list[str]:
+        """A page of a listing in id order, strictly after ``after``."""
+
+
+class UserStateStore(StatePrimitives):
+    """``UserStates`` of a store (``stores.protocols``): the kill switch, read and changed."""
 
     # -- reading --------------------------------------------------------------------------
 
@@ -148,7 +237,9 @@ class UserStateStore(abc.ABC):
         claim succeeds), or give a claim back (``claim=False``) after the hook failed."""
         return await self._claim_reset(self.keys.user(user_id), reset_id=reset_id, claim=claim)
 
-    # -- the user's own limits ------------------------------------------------------------
+
+class UserLimitStore(StatePrimitives):
+    """``UserLimits`` of a store (``stores.protocols``): a user's own limits."""
 
     async def set_limit(self, user_id: str, limit: Limit | None) -> UserState:
         """Give the user a limit of their own (``None``: the default again), from a full
@@ -179,87 +270,3 @@ class UserStateStore(abc.ABC):
         if limit is None:
             return await self._change(user_id, delete=("concurrency",))
         return await self._change(user_id, assign={"concurrency": str(limit)})
-
-    # -- one change -----------------------------------------------------------------------
-
-    async def _change(
-        self,
-        user_id: str,
-        *,
-        assign: Mapping[str, str] | None = None,
-        now_plus_ms: Mapping[str, int] | None = None,
-        delete: Sequence[str] = (),
-        reset_bucket: bool = False,
-    ) -> UserState:
-        keys = self.keys.user(user_id)
-        snapshot = await self._update_state(
-            keys,
-            user_id=user_id,
-            assign=assign,
-            assign_now_plus_ms=now_plus_ms,
-            delete=delete,
-            reset_bucket=reset_bucket,
-        )
-        # Resync finds users by this listing: one with revoked credential ids stays in it.
-        present = bool(snapshot.fields) or bool((await self._read_states([keys]))[0].revoked)
-        await self._set_index(Listing.USERS, user_id, present=present)
-        return snapshot.user_state()
-
-    # -- what a store supplies ------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def _read_states(self, keys: Sequence[SubjectKeys]) -> list[StateSnapshot]:
-        """Many subjects' hashes and revoked credential ids, in order, in one round trip."""
-
-    @abc.abstractmethod
-    async def _update_state(
-        self,
-        keys: SubjectKeys,
-        *,
-        user_id: str,
-        assign: Mapping[str, str] | None,
-        assign_now_plus_ms: Mapping[str, int] | None,
-        delete: Sequence[str],
-        reset_bucket: bool,
-    ) -> StateSnapshot:
-        """Atomically set fields, set fields to the store's now plus an offset (ms), delete
-        fields, and with ``reset_bucket`` refill the subject's bucket (its limit changed).
-        The hash also keeps ``user_id`` (listings name users by it); it is deleted once no
-        other field is left."""
-
-    @abc.abstractmethod
-    async def _update_states(
-        self,
-        subjects: Sequence[tuple[SubjectKeys, str]],
-        *,
-        assign: Mapping[str, str],
-        assign_now_plus_ms: Mapping[str, int],
-        indexes: Sequence[Listing],
-    ) -> list[StateSnapshot | StoreCommandError]:
-        """``_update_state`` of many (keys, user id) with one change, and each user whose
-        update succeeded added to ``indexes``."""
-
-    @abc.abstractmethod
-    async def _revoke_credential(
-        self, keys: SubjectKeys, *, credential_id: str, expires_at_ms: int
-    ) -> None:
-        """Remember a revoked credential id until its expiry."""
-
-    @abc.abstractmethod
-    async def _claim_reset(self, keys: SubjectKeys, *, reset_id: str, claim: bool) -> bool:
-        """As ``lua/claim_reset.lua``."""
-
-    @abc.abstractmethod
-    async def _lapse_block(
-        self, keys: SubjectKeys, *, blocked_until: str, fields: Sequence[str]
-    ) -> bool | None:
-        """Delete a block's ``fields`` if ``blocked_until`` is still as read; ``None`` when
-        it changed, else whether the subject has no state left."""
-
-    @abc.abstractmethod
-    async def _set_index(self, index: Listing, user_id: str, *, present: bool) -> None:
-        """Add a user to, or remove one from, a listing."""
-
-    @abc.abstractmethod
-    async def _list_index(self, index: Listing, *, after: str | None, count: int) -> list[str]:
-        """A page of a listing in id order, strictly after ``after``."""

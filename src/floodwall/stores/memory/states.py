@@ -11,12 +11,12 @@ from floodwall.core.user_state import Listing
 from floodwall.stores.keys import SubjectKeys
 from floodwall.stores.memory.parts import MemoryParts
 from floodwall.stores.state_fields import StateSnapshot
-from floodwall.stores.user_states import UserStateStore
+from floodwall.stores.user_states import UserLimitStore, UserStateStore
 
 __all__ = ["MemoryStates"]
 
 
-class MemoryStates(MemoryParts, UserStateStore):
+class MemoryStates(MemoryParts, UserStateStore, UserLimitStore):
     """``UserStates`` and ``UserLimits`` in this process's memory."""
 
     def _init_states(self) -> None:

@@ -19,7 +19,7 @@ from floodwall.stores.redis.parts import (
     translate,
 )
 from floodwall.stores.state_fields import StateSnapshot
-from floodwall.stores.user_states import UserStateStore
+from floodwall.stores.user_states import UserLimitStore, UserStateStore
 
 __all__ = ["RedisStates"]
 
@@ -46,7 +46,7 @@ def _snapshot_of(reply: Any) -> StateSnapshot:
     return StateSnapshot(fields, int(now_ms))
 
 
-class RedisStates(RedisParts, UserStateStore):
+class RedisStates(RedisParts, UserStateStore, UserLimitStore):
     """``UserStates`` and ``UserLimits`` on Redis: one hash per user, two sorted sets of
     user ids (the listings)."""
 
