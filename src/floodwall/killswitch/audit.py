@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Final
 
 from floodwall.core import rules
-from floodwall.core.stored import iso_time, stored_int
-from floodwall.stores.base import AuditEntry
+from floodwall.core.audit import AuditAction, AuditRecord
 from floodwall.stores.protocols import AuditTrail
 
 __all__ = ["AuditLog", "AuditRecord", "log_action"]
@@ -20,59 +18,6 @@ audit_logger = logging.getLogger("floodwall.audit")
 
 MAX_ENTRIES: Final = 100_000
 _CURSOR: Final = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
-
-
-@dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One operator action; ``id`` is its cursor in the audit stream."""
-
-    id: str
-    time_ms: int | None
-    actor: str
-    action: str
-    user_id: str | None
-    reason: str | None
-    expires_ms: int | None
-    detail: str | None
-
-    @classmethod
-    def from_entry(cls, entry: AuditEntry) -> AuditRecord:
-        """Read a stored entry; fields that cannot be read come back as ``None``."""
-        fields = entry.fields
-        return cls(
-            id=entry.id,
-            time_ms=stored_int(fields.get("time")),
-            actor=fields.get("actor", ""),
-            action=fields.get("action", ""),
-            user_id=_user_id(fields),
-            reason=fields.get("reason") or None,
-            expires_ms=stored_int(fields.get("expires") or None),
-            detail=fields.get("detail") or None,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The admin API's and ``--json``'s shape of a record."""
-        return {
-            "id": self.id,
-            "time": iso_time(self.time_ms),
-            "actor": self.actor,
-            "action": self.action,
-            "user_id": self.user_id,
-            "reason": self.reason,
-            "expires": iso_time(self.expires_ms),
-            "detail": self.detail,
-        }
-
-
-# Before the empty id could be named, actions on no user stored an empty user_id.
-_NO_USER_ACTIONS: Final = frozenset({"set-default-limit", "clear-default-limit"})
-
-
-def _user_id(fields: Mapping[str, str]) -> str | None:
-    user_id = fields.get("user_id")
-    if user_id == "" and fields.get("action") in _NO_USER_ACTIONS:
-        return None
-    return user_id
 
 
 def log_action(record: AuditRecord) -> None:
@@ -113,19 +58,9 @@ class AuditLog:
         self._on_action(action)
         if now_ms is None:
             now_ms = await self._store.now_ms()
-        fields = {
-            "time": str(now_ms),
-            "actor": actor,
-            "action": action,
-            "reason": reason or "",
-            "expires": "" if expires_ms is None else str(expires_ms),
-            "detail": detail or "",
-        }
-        if user_id is not None:
-            # Absent for actions on no user, so the empty id reads back as itself.
-            fields["user_id"] = user_id
-        entry_id = await self._store.append_audit(fields, max_entries=MAX_ENTRIES)
-        record = AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, detail)
+        done = AuditAction(now_ms, actor, action, user_id, reason, expires_ms, detail)
+        entry_id = await self._store.append_audit(done, max_entries=MAX_ENTRIES)
+        record = AuditRecord.of(entry_id, done)
         log_action(record)
         return record
 
@@ -139,23 +74,15 @@ class AuditLog:
     ) -> list[AuditRecord]:
         """Audit one action on many users at once (a bulk block): one record per
         (user id, expiry ms, store time ms), appended in a few round trips."""
-        fields = [
-            {
-                "time": str(now_ms),
-                "actor": actor,
-                "action": action,
-                "reason": reason or "",
-                "expires": "" if expires_ms is None else str(expires_ms),
-                "detail": "",
-                "user_id": user_id,
-            }
+        done = [
+            AuditAction(now_ms, actor, action, user_id, reason, expires_ms)
             for user_id, expires_ms, now_ms in entries
         ]
-        ids = await self._store.append_audits(fields, max_entries=MAX_ENTRIES)
+        ids = await self._store.append_audits(done, max_entries=MAX_ENTRIES)
         records = []
-        for entry_id, (user_id, expires_ms, now_ms) in zip(ids, entries, strict=True):
+        for entry_id, one in zip(ids, done, strict=True):
             self._on_action(action)
-            record = AuditRecord(entry_id, now_ms, actor, action, user_id, reason, expires_ms, None)
+            record = AuditRecord.of(entry_id, one)
             log_action(record)
             records.append(record)
         return records
@@ -172,6 +99,5 @@ class AuditLog:
             if before == "0-0":
                 # Nothing is older than the first possible id (Redis refuses the range).
                 return [], None
-        entries = await self._store.read_audit(before=before, count=limit)
-        records = [AuditRecord.from_entry(entry) for entry in entries]
+        records = await self._store.read_audit(before=before, count=limit)
         return records, (records[-1].id if len(records) == limit else None)

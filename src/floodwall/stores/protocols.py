@@ -18,13 +18,14 @@ import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from floodwall.core.audit import AuditAction, AuditRecord
 from floodwall.core.decision import Decision
 from floodwall.core.errors import StoreCommandError
 from floodwall.core.live_settings import LiveSettings
 from floodwall.core.network_block import NetworkBlock
 from floodwall.core.stored import Limit, WindowLimit
 from floodwall.core.user_state import Listing, UserState
-from floodwall.stores.base import LEASE_MS, AuditEntry, Subscription, TopBlock, Window
+from floodwall.stores.base import LEASE_MS, Subscription, TopBlock, Window
 from floodwall.stores.keys import Keys, SubjectKeys
 
 __all__ = [
@@ -228,20 +229,18 @@ class NetworkBlockStore(Protocol):
 
 
 class AuditTrail(StoreClock, Protocol):
-    """The audit records of operator actions, capped."""
+    """The audit trail of operator actions, capped."""
 
-    async def append_audit(self, fields: Mapping[str, str], *, max_entries: int) -> str:
-        """Append an audit record, keeping about the newest ``max_entries``; returns its id."""
+    async def append_audit(self, action: AuditAction, *, max_entries: int) -> str:
+        """Audit one action, keeping about the newest ``max_entries``; returns its id."""
         ...
 
-    async def append_audits(
-        self, records: Sequence[Mapping[str, str]], *, max_entries: int
-    ) -> list[str]:
-        """``append_audit`` of many records, in order, in as few round trips as possible."""
+    async def append_audits(self, actions: Sequence[AuditAction], *, max_entries: int) -> list[str]:
+        """``append_audit`` of many actions, in order, in as few round trips as possible."""
         ...
 
-    async def read_audit(self, *, before: str | None, count: int) -> list[AuditEntry]:
-        """Up to ``count`` audit records, newest first, strictly older than ``before``."""
+    async def read_audit(self, *, before: str | None, count: int) -> list[AuditRecord]:
+        """Up to ``count`` audited actions, newest first, strictly older than ``before``."""
         ...
 
 

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 from floodwall.core.network_block import NetworkBlock
+from floodwall.stores.audit_fields import AuditTrailStore
 from floodwall.stores.base import AuditEntry, TopBlock, most_refused, per_block
 from floodwall.stores.live_config import LiveConfigStore
 from floodwall.stores.memory.parts import MemoryParts
@@ -16,7 +17,7 @@ from floodwall.stores.memory.parts import MemoryParts
 __all__ = ["MemoryRecords"]
 
 
-class MemoryRecords(MemoryParts, LiveConfigStore):
+class MemoryRecords(MemoryParts, AuditTrailStore, LiveConfigStore):
     """``NetworkBlockStore``, ``AuditTrail``, ``RefusalBoards`` and ``LiveConfig`` in memory."""
 
     def _init_records(self) -> None:
@@ -58,21 +59,21 @@ class MemoryRecords(MemoryParts, LiveConfigStore):
         else:
             self._networks[cidr] = block
 
-    async def append_audit(self, fields: Mapping[str, str], *, max_entries: int) -> str:
-        """Append a record, dropping the oldest beyond ``max_entries``."""
-        entry = AuditEntry(f"{await self.now_ms()}-{next(self._audit_ids)}", dict(fields))
-        self._audit.append(entry)
-        while len(self._audit) > max_entries:
-            self._audit.popleft()
-        return entry.id
-
-    async def append_audits(
+    async def _append_audits(
         self, records: Sequence[Mapping[str, str]], *, max_entries: int
     ) -> list[str]:
-        """``append_audit`` of each record."""
-        return [await self.append_audit(fields, max_entries=max_entries) for fields in records]
+        """Append each record, dropping the oldest beyond ``max_entries``."""
+        now_ms = await self.now_ms()
+        ids = []
+        for fields in records:
+            entry = AuditEntry(f"{now_ms}-{next(self._audit_ids)}", dict(fields))
+            self._audit.append(entry)
+            ids.append(entry.id)
+        while len(self._audit) > max_entries:
+            self._audit.popleft()
+        return ids
 
-    async def read_audit(self, *, before: str | None, count: int) -> list[AuditEntry]:
+    async def _read_audit(self, *, before: str | None, count: int) -> list[AuditEntry]:
         """Newest first, strictly older than ``before``."""
         entries: list[AuditEntry] = []
         for entry in reversed(self._audit):

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from floodwall.core.network_block import NetworkBlock
 from floodwall.stores import network_fields
+from floodwall.stores.audit_fields import AuditTrailStore
 from floodwall.stores.base import AuditEntry, TopBlock, most_refused, per_block
 from floodwall.stores.live_config import LiveConfigStore
 from floodwall.stores.redis.parts import RedisParts, decode, encode, storage_errors
@@ -19,7 +20,7 @@ __all__ = ["RedisRecords"]
 _TOP_ROUND_TRIP: Final = 1_000
 
 
-class RedisRecords(RedisParts, LiveConfigStore):
+class RedisRecords(RedisParts, AuditTrailStore, LiveConfigStore):
     """``NetworkBlockStore``, ``AuditTrail``, ``RefusalBoards`` and ``LiveConfig`` on Redis."""
 
     async def read_networks(self) -> dict[str, NetworkBlock | None]:
@@ -57,16 +58,7 @@ class RedisRecords(RedisParts, LiveConfigStore):
                 text = network_fields.block_text(block)
                 await self._client.hset(self.keys.networks, cidr, encode(text))
 
-    async def append_audit(self, fields: Mapping[str, str], *, max_entries: int) -> str:
-        """XADD to a capped stream."""
-        encoded: dict[Any, Any] = {key: encode(value) for key, value in fields.items()}
-        with storage_errors():
-            entry_id = await self._client.xadd(
-                self.keys.audit, encoded, maxlen=max_entries, approximate=True
-            )
-        return decode(entry_id)
-
-    async def append_audits(
+    async def _append_audits(
         self, records: Sequence[Mapping[str, str]], *, max_entries: int
     ) -> list[str]:
         """XADD each record to the capped stream, pipelined."""
@@ -80,7 +72,7 @@ class RedisRecords(RedisParts, LiveConfigStore):
                     ids += [decode(entry_id) for entry_id in await pipe.execute()]
         return ids
 
-    async def read_audit(self, *, before: str | None, count: int) -> list[AuditEntry]:
+    async def _read_audit(self, *, before: str | None, count: int) -> list[AuditEntry]:
         """XREVRANGE from ``before`` (exclusive) down."""
         high = "+" if before is None else f"({before}"
         with storage_errors():
