@@ -59,10 +59,13 @@ def _offences(extra: Mapping[str, str] | None) -> int | None:
     # Auto-block's count is the one thing a block keeps beside its reason.
     if not extra:
         return None
-    unknown = set(extra) - {"auto_offences"}
+    unknown = sorted(set(extra) - {"auto_offences"})
     if unknown:
         raise ValueError(f"a block keeps only auto_offences beside its reason, not {unknown}")
-    return int(extra["auto_offences"])
+    try:
+        return int(extra["auto_offences"])
+    except ValueError:
+        raise ValueError("a block's auto_offences is a whole number") from None
 
 
 class UserActions(ActionParts):
