@@ -5,8 +5,8 @@ kill-switch mirror, the fallback, the operator actions, the audit log and the of
 and runs their background tasks between ``start`` and ``stop``. Nothing but the store
 talks to Redis.
 
-Its length is the facade's: one short delegate per public operator action, so the
-public API stays on the one object an app builds; the work is in the parts.
+Each public operator action is a short delegate here, so the public API stays on the one
+object an app builds; the work is in the parts.
 """
 
 from __future__ import annotations

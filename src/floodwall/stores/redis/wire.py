@@ -7,9 +7,6 @@ and answered in order, replies parsed by ``hiredis``.
 
 Out of scope, on purpose: TLS, unix sockets, RESP3, pub/sub, Redis Cluster. Callers use
 redis-py for those.
-
-Its length is a protocol client's (connections, pipelining, timeouts, reconnection),
-kept apart so the store reads as the protocol's methods only.
 """
 
 from __future__ import annotations
