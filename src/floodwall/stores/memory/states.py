@@ -127,7 +127,7 @@ class MemoryStates(MemoryParts, UserStateStore, UserLimitStore):
         assign_now_plus_ms: Mapping[str, int] | None = None,
         indexes: Sequence[Listing] = (),
     ) -> list[StateSnapshot | StoreCommandError]:
-        """``update_state`` and ``set_index`` of each subject."""
+        """``_update_state`` and ``_set_index`` of each subject."""
         results: list[StateSnapshot | StoreCommandError] = []
         for keys, user_id in subjects:
             results.append(

@@ -67,12 +67,12 @@ for i = 1, windows do
 end
 local state = redis.call("HMGET", KEYS[2], unpack(fields))
 local shadow = state[6] == "1" and 1 or 0
--- The subject's own limit, when the rule book accepts it (floodwall.rules.limit; the
+-- The subject's own limit, when the rule book accepts it (floodwall.core.rules.limit; the
 -- bounds are written in when the script is loaded); anything else, written by hand or by
 -- an older version ("nan", "inf", 0), reads as absent: the default applies.
 local rate_text = ARGV[1]
 local burst = tonumber(ARGV[2])
--- Plain decimal numbers only, as floodwall.stored reads them (tonumber would also take
+-- Plain decimal numbers only, as floodwall.core.stored reads them (tonumber would also take
 -- hex and spaces, which Python does not).
 local function decimal(text)
   if text and string.find(text, "^[-+]?[%d.]+[eE]?[-+]?%d*$") then
