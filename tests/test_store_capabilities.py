@@ -9,6 +9,7 @@ from conftest import write_state_fields
 
 from floodwall import Floodwall, FloodwallSettings
 from floodwall.core.audit import AuditAction
+from floodwall.core.decision import Outcome
 from floodwall.core.network_block import NetworkBlock
 from floodwall.core.user_state import Listing
 from floodwall.stores import Store
@@ -163,3 +164,24 @@ async def test_a_block_keeps_only_auto_blocks_count_beside_its_reason(
     with pytest.raises(ValueError, match="auto_offences"):
         await floodwall.actions.block("mallory", reason="r", extra=extra)
     assert not (await store.read_user("mallory")).stored
+
+
+async def test_every_change_of_the_kill_switch_reaches_the_next_check(store: Store) -> None:
+    keys = store.keys.user("mallory")
+
+    async def outcome() -> Outcome:
+        return (await store.check(keys, rate=100, burst=100)).outcome
+
+    assert await outcome() is Outcome.ALLOWED
+    await store.block("mallory", reason="r", actor="ops", ttl_ms=None)
+    assert await outcome() is Outcome.BLOCKED
+    await store.unblock("mallory")
+    assert await outcome() is Outcome.ALLOWED
+    await store.require_reset("mallory", reset_id="r-1")
+    assert await outcome() is Outcome.RESET_REQUIRED
+    await store.clear_reset("mallory")
+    assert await outcome() is Outcome.ALLOWED
+    await write_state_fields(store, "mallory", {"blocked_until": "1"})
+    assert await outcome() is Outcome.ALLOWED
+    await store.block("mallory", reason="r", actor="ops", ttl_ms=60_000)
+    assert await outcome() is Outcome.BLOCKED

@@ -8,6 +8,7 @@ import itertools
 import math
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import NamedTuple
 
 from floodwall.core.decision import Decision, Outcome, new_decision
@@ -22,6 +23,8 @@ __all__ = ["MemoryBuckets"]
 
 # The same slack as check.lua, so both stores decide boundary cases alike.
 _SLACK_US = 1.0
+# Default limits held at most: apps use a handful.
+_HELD_LIMITS = 1024
 _Counted = tuple[str, deque[float], float, int]
 """A window that will count the request: its key, times, period (µs) and limit."""
 
@@ -39,7 +42,6 @@ class _Limit(NamedTuple):
 
 def _limit_of(state: Mapping[str, str] | None, rate: float, burst: int) -> _Limit:
     if state is None:
-        # Most subjects have no kill-switch state: nothing to read but the defaults.
         rate_value, burst_value, shadow = float(rate), burst, False
     else:
         # As check.lua: a stored limit the rule book refuses reads as absent.
@@ -63,6 +65,9 @@ class MemoryBuckets(MemoryParts):
         # period (µs) they count over.
         self._windows: dict[str, tuple[deque[float], float]] = {}
         self._expiries: list[tuple[float, str]] = []
+        # The default limits' _Limit, by (rate, burst): most subjects have no state, and
+        # their checks then read nothing but the defaults, which repeat.
+        self._default_limits: dict[tuple[float, int], _Limit] = {}
 
     async def check(
         self,
@@ -84,10 +89,13 @@ class MemoryBuckets(MemoryParts):
         now_ms = math.floor(now / 1000)
         self._expire(now)
         state = self._states.get(keys.state)
-        limit = _limit_of(state, rate, burst)
+        if state is None:
+            limit = self._default_limits.get((rate, burst)) or self._default_limit(rate, burst)
+        else:
+            limit = _limit_of(state, rate, burst)
         revoked = self._revoked.get(keys.revoked) if credential_id else None
         if state is not None or revoked:
-            kill_switch = KillSwitch.from_fields(state or {}, revoked)
+            kill_switch = self._kill_switch(keys.state, state, revoked)
             outcome = kill_switch.refusal(
                 issued_at_ms=issued_at_ms,
                 credential_id=credential_id,
@@ -119,8 +127,27 @@ class MemoryBuckets(MemoryParts):
         if leases is not None:
             lease = f"{now:.0f}:{next(self._lease_numbers)}"
             leases[lease] = now_ms + lease_ms
-        self._count(counted, now)
+        if counted:
+            self._count(counted, now)
         return _allowed(limit, new_ahead, lease)
+
+    def _default_limit(self, rate: float, burst: int) -> _Limit:
+        if len(self._default_limits) >= _HELD_LIMITS:
+            self._default_limits.clear()
+        limit = self._default_limits[(rate, burst)] = _limit_of(None, rate, burst)
+        return limit
+
+    def _kill_switch(
+        self, key: str, state: Mapping[str, str] | None, revoked: Mapping[str, int] | None
+    ) -> KillSwitch:
+        # The subject's fields read once per change (see MemoryParts._kill_switches), with
+        # the credential ids revoked one by one, which change apart, when this check has one.
+        kill_switch = self._kill_switches.get(key)
+        if kill_switch is None:
+            kill_switch = KillSwitch.from_fields(state or {})
+            if state is not None:
+                self._kill_switches[key] = kill_switch
+        return kill_switch if not revoked else replace(kill_switch, revoked=revoked)
 
     def _ahead(self, key: str, limit: _Limit, now: float) -> float:
         # How far the bucket's next arrival is ahead of now (µs): its debt.

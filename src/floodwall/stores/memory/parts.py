@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from floodwall.core.killswitch import KillSwitch
 from floodwall.stores.keys import Keys
 
 __all__ = ["MemoryParts"]
@@ -21,6 +22,9 @@ class MemoryParts:
     _states: dict[str, dict[str, str]]
     # Subject revoked key → credential id → expiry (ms).
     _revoked: dict[str, dict[str, int]]
+    # Subject state key → its kill switch as read from the fields (revoked ids aside), kept
+    # until the fields change: checks read it far more often than operators change it.
+    _kill_switches: dict[str, KillSwitch]
 
     def _now_us(self) -> int:
         # round, not int: a clock given in float seconds is exact to the µs only when rounded.

@@ -22,6 +22,7 @@ class MemoryStates(MemoryParts, UserStateStore, UserLimitStore):
     def _init_states(self) -> None:
         self._states = {}
         self._revoked = {}
+        self._kill_switches = {}
         # Listing → its user ids, sorted.
         self._indexes: dict[str, list[str]] = {}
 
@@ -60,6 +61,7 @@ class MemoryStates(MemoryParts, UserStateStore, UserLimitStore):
         state = self._states.get(keys.state, {})
         if state.get("blocked_until") != blocked_until:
             return None
+        self._kill_switches.pop(keys.state, None)
         for name in fields:
             state.pop(name, None)
         if len(state) <= 1:
@@ -80,6 +82,7 @@ class MemoryStates(MemoryParts, UserStateStore, UserLimitStore):
         """Set and delete fields in one step, as ``update_state.lua`` does."""
         if reset_bucket:
             self._buckets.pop(keys.bucket, None)
+        self._kill_switches.pop(keys.state, None)
         now_ms = await self.now_ms()
         state = self._states.setdefault(keys.state, {})
         state["user_id"] = user_id
