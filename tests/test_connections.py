@@ -154,7 +154,7 @@ async def test_the_sweep_reads_the_mirror_alone_and_lifting_closes_nothing() -> 
 
 async def _blocked_for(floodwall: Floodwall, user: str, seconds: float) -> Any:
     await floodwall.block(user, reason="cool down", ttl_seconds=seconds)
-    return await floodwall.store.read_state(floodwall.store.keys.user(user))
+    return await floodwall.store.read_user(user)
 
 
 def test_a_reset_closes_for_the_reset_not_for_the_revocation_it_brings() -> None:

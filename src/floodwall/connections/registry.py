@@ -91,7 +91,7 @@ class OpenConnections:
             # A password reset also revokes what was issued before it: the connection is
             # closed for the reset, the operator's action, when one is required.
             user = self._mirror.get(connection.identity.user_id)
-            if user is not None and user.reset_required:
+            if user is not None and user.kill_switch.reset_required:
                 return Outcome.RESET_REQUIRED
         return refused
 
