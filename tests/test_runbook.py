@@ -317,14 +317,14 @@ def token_leaks_then_is_rotated(world: World) -> None:
 
 
 def alice_gets_auto_blocked(world: World) -> None:
-    codes = world.hammer("alice", 120)
-    assert 429 in codes, codes
-    wait_until(
-        lambda: world.status("alice")["blocked_by"] == "auto",
-        "auto-block blocks alice",
-        within=WAIT,
-        interval=POLL,
-    )
+    # Over 100 refusals in 10 s: on a loaded machine the tarpit holds refusals back (the
+    # worker lags), so alice keeps going, as a flood does, until auto-block takes her.
+    def auto_blocked() -> bool:
+        codes = world.hammer("alice", 40)
+        assert set(codes) <= {200, 403, 429}, codes
+        return bool(world.status("alice")["blocked_by"] == "auto")
+
+    wait_until(auto_blocked, "auto-block blocks alice", within=6 * WAIT, interval=POLL)
 
 
 def bigcorp_goes_over_the_new_limit(world: World) -> None:
