@@ -78,8 +78,8 @@ def _signed(header: dict[str, object], claims: str) -> str:
     return f"{signing_input}.{_b64(signature)}"
 
 
-def test_an_identity_is_a_user_its_kind_and_its_credential() -> None:
-    assert Identity._fields == ("user_id", "anonymous", "issued_at", "credential_id")
+def test_an_identity_is_a_user_its_kind_its_credential_and_its_plan() -> None:
+    assert Identity._fields == ("user_id", "anonymous", "issued_at", "credential_id", "plan")
 
 
 async def test_a_jwt_names_the_user_and_the_credential() -> None:

@@ -18,6 +18,8 @@ class Identity(NamedTuple):
     credential with no usable issue time has ``issued_at=0.0``: issued before any
     revocation, so every revocation refuses it. ``None`` means no credential at all (a
     session user, a gateway header, a client address), which revocation cannot apply to.
+    ``plan`` names the user's plan (``FLOODWALL_PLANS``): its limit applies unless an
+    operator set the user's own; no plan, or one not configured, gets the default limit.
     """
 
     # A named tuple, not a frozen dataclass: one is built per request, at half the cost.
@@ -25,6 +27,7 @@ class Identity(NamedTuple):
     anonymous: bool = False
     issued_at: float | None = None
     credential_id: str | None = None
+    plan: str | None = None
 
 
 Identify: TypeAlias = Callable[[Scope], Awaitable[Identity | None] | Identity | None]

@@ -51,6 +51,8 @@ __all__ = [
     "MIN_PREFIX_IPV6",
     "MIN_RATE",
     "PAGE_SIZE",
+    "PLANS",
+    "PLAN_NAME",
     "RATE",
     "REASON",
     "REDIS_TIMEOUT",
@@ -235,6 +237,9 @@ AUTO_BLOCK_WINDOW: Final = Bound(
     "auto_block_window", 0, 86_400, whole=False, unit="of seconds", low_open=True
 )
 KEY_PREFIX: Final = Text("key_prefix", 1, 64)
+PLAN_NAME: Final = Text("a plan's name", 1, 64)
+"""Letters, digits, ``_``, ``.`` and ``-``: a plan is named in a token, a header, a URL."""
+PLANS: Final = Bound("plans", 0, 100, whole=True, unit="of plans")
 _KEY_PREFIX_PATTERN: Final = re.compile(r"[\w.-]+")
 ADMIN_TOKEN_MIN_LENGTH: Final = 16
 """The shortest admin token accepted, in characters."""

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from floodwall.core.identity import Identity
 from floodwall.core.types import Scope
 from floodwall.identity.jwks import JwksIdentity
-from floodwall.identity.scope import HeaderIdentity, bearer, starlette_identity
+from floodwall.identity.scope import HeaderIdentity, bearer, header_value, starlette_identity
 from floodwall.identity.shared_secret import JwtIdentity
 from floodwall.identity.tokens import IdentityPending, TokenRejections
 from floodwall.settings import FloodwallSettings
@@ -19,19 +19,22 @@ class IdentityChain:
     """Resolvers tried in order; the first identity found wins. An ``Identify``.
 
     ``loaders`` are awaited by ``load``, at the lifespan startup (an identity provider's
-    keys).
+    keys). ``plan_header`` names a header a trusted gateway sets to the user's plan: it
+    gives the plan of an identity that names none of its own.
     """
 
-    __slots__ = ("_loaders", "_resolvers")
+    __slots__ = ("_loaders", "_plan_header", "_resolvers")
 
     def __init__(
         self,
         resolvers: list[Callable[[Scope], Identity | None]],
         *,
         loaders: Sequence[Callable[[], Awaitable[None]]] = (),
+        plan_header: str | None = None,
     ) -> None:
         self._resolvers = resolvers
         self._loaders = list(loaders)
+        self._plan_header = plan_header.lower().encode("latin-1") if plan_header else None
 
     async def __call__(self, scope: Scope) -> Identity | None:
         """The first resolver's identity, or ``None``; waits (bounded) for a key not at
@@ -48,7 +51,7 @@ class IdentityChain:
             for resolve in self._resolvers:
                 identity = resolve(scope)
                 if identity is not None:
-                    return identity
+                    return identity if self._plan_header is None else self._planned(identity, scope)
         except IdentityPending:
             raise IdentityPending(self.settle) from None
         return None
@@ -62,8 +65,14 @@ class IdentityChain:
             except IdentityPending as pending:
                 identity = await pending.settle(scope)
             if identity is not None:
-                return identity
+                return identity if self._plan_header is None else self._planned(identity, scope)
         return None
+
+    def _planned(self, identity: Identity, scope: Scope) -> Identity:
+        if identity.plan is not None or identity.anonymous or self._plan_header is None:
+            return identity
+        plan = header_value(scope, self._plan_header)
+        return identity._replace(plan=plan.decode("latin-1")) if plan else identity
 
     async def load(self) -> None:
         """What the resolvers need before the first request (the lifespan startup)."""
@@ -136,6 +145,7 @@ def default_identify(
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
             leeway=settings.jwt_leeway,
+            plan_claim=settings.jwt_plan_claim,
         )
         verifiers.append(jwks)
         loaders.append(jwks.load)
@@ -147,6 +157,7 @@ def default_identify(
                 audience=settings.jwt_audience,
                 issuer=settings.jwt_issuer,
                 leeway=settings.jwt_leeway,
+                plan_claim=settings.jwt_plan_claim,
             )
         )
     if verifiers:
@@ -157,4 +168,4 @@ def default_identify(
     resolvers.append(starlette_identity)
     if settings.user_header:
         resolvers.append(HeaderIdentity(settings.user_header).resolve)
-    return IdentityChain(resolvers, loaders=loaders)
+    return IdentityChain(resolvers, loaders=loaders, plan_header=settings.plan_header)

@@ -102,6 +102,7 @@ class JwksIdentity:
         max_bytes: int = rules.DEFAULT_JWKS_MAX_BYTES,
         wait_seconds: float | None = None,
         rejections: TokenRejections | None = None,
+        plan_claim: str | None = None,
     ) -> None:
         if not algorithms:
             raise ConfigurationError("JwksIdentity needs at least one algorithm")
@@ -121,6 +122,7 @@ class JwksIdentity:
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway
+        self._plan_claim = plan_claim
         self._refresh_seconds = refresh_seconds
         self._min_refresh_seconds = min_refresh_seconds
         # Long enough for a fetch asked for just after the last one: the wait between
@@ -255,7 +257,15 @@ class JwksIdentity:
     def _verify(self, token: str, algorithm: str, key: _Key) -> Identity | str:
         if algorithm not in key.algorithms:
             return "algorithm"
-        return verified(token, key.key, [algorithm], self._audience, self._issuer, self._leeway)
+        return verified(
+            token,
+            key.key,
+            [algorithm],
+            self._audience,
+            self._issuer,
+            self._leeway,
+            self._plan_claim,
+        )
 
     async def _next_fetch(self, within: float) -> _Fetch | None:
         """The outcome of the next fetch to end, or ``None`` after ``within`` seconds."""

@@ -22,7 +22,15 @@ class JwtIdentity:
     With one key, a token's ``kid`` header selects nothing and is ignored.
     """
 
-    __slots__ = ("_algorithms", "_audience", "_issuer", "_key", "_leeway", "_rejections")
+    __slots__ = (
+        "_algorithms",
+        "_audience",
+        "_issuer",
+        "_key",
+        "_leeway",
+        "_plan_claim",
+        "_rejections",
+    )
 
     def __init__(
         self,
@@ -33,6 +41,7 @@ class JwtIdentity:
         issuer: str | None = None,
         leeway: float = 0.0,
         rejections: TokenRejections | None = None,
+        plan_claim: str | None = None,
     ) -> None:
         if not algorithms:
             raise ConfigurationError("JwtIdentity needs at least one algorithm")
@@ -52,6 +61,7 @@ class JwtIdentity:
         self._audience = audience
         self._issuer = issuer
         self._leeway = leeway
+        self._plan_claim = plan_claim
         self._rejections = rejections
 
     async def __call__(self, scope: Scope) -> Identity | None:
@@ -68,7 +78,13 @@ class JwtIdentity:
     def _check(self, token: str) -> Identity | str:
         """The token's identity, or why it is refused (one of ``REJECTION_REASONS``)."""
         return verified(
-            token, self._key, self._algorithms, self._audience, self._issuer, self._leeway
+            token,
+            self._key,
+            self._algorithms,
+            self._audience,
+            self._issuer,
+            self._leeway,
+            self._plan_claim,
         )
 
     async def _check_waiting(self, token: str) -> Identity | str:

@@ -109,8 +109,10 @@ def verified(
     audience: str | None,
     issuer: str | None,
     leeway: float,
+    plan_claim: str | None = None,
 ) -> Identity | str:
-    """The identity of a token verified with ``key``, or why it is refused."""
+    """The identity of a token verified with ``key``, or why it is refused; its plan is the
+    claim ``plan_claim`` names, when that is text."""
     try:
         decoded: dict[str, Any] = jwt.decode_complete(
             token,
@@ -148,6 +150,7 @@ def verified(
         subject,
         issued_at=_issued_at(claims.get("iat")),
         credential_id=_text(claims.get("jti")),
+        plan=None if plan_claim is None else _text(claims.get(plan_claim)),
     )
 
 

@@ -17,6 +17,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from floodwall.core import rules
+from floodwall.core.plans import Limit, parse_plans
 from floodwall.core.route_limits import RouteLimit, RouteTable, parse_route_limits
 from floodwall.settings import checks, signing, values
 from floodwall.settings.errors import hidden, problem
@@ -72,6 +73,13 @@ class FloodwallSettings(BaseSettings):
     burst: int = 10
     anonymous_rate: float | None = None
     anonymous_burst: int | None = None
+    plans: str = ""
+    """``free=10/second;pro=100/second,200``: each plan's limit (``NAME=RATE[,BURST]``),
+    for users whose identity names the plan; an operator's limit for a user still wins."""
+    jwt_plan_claim: str | None = None
+    """The JWT claim that names the user's plan."""
+    plan_header: str | None = None
+    """A header a trusted gateway sets to the user's plan (never let clients set it)."""
     rate_limit_headers: bool = True
 
     fail_mode: Literal["open", "closed"] = "open"
@@ -238,7 +246,13 @@ class FloodwallSettings(BaseSettings):
     def _tokens(cls, value: object) -> object:
         return values.admin_tokens(value)
 
-    @field_validator("user_header", "request_id_header")
+    @field_validator("plans")
+    @classmethod
+    def _plans(cls, value: str) -> str:
+        ruled("plans", parse_plans, value)
+        return value
+
+    @field_validator("user_header", "request_id_header", "plan_header")
     @classmethod
     def _header(cls, value: str | None, info: ValidationInfo) -> str | None:
         # Checked here, not when the middleware encodes it: a name that is no token would
@@ -283,6 +297,10 @@ class FloodwallSettings(BaseSettings):
     def effective_anonymous_burst(self) -> int:
         """The anonymous burst, falling back to the per-user burst."""
         return self.anonymous_burst if self.anonymous_burst is not None else self.burst
+
+    def plan_limits(self) -> dict[str, Limit]:
+        """``plans`` as name → (rate, burst) (validated when the settings were made)."""
+        return parse_plans(self.plans)
 
     def parsed_route_limits(self) -> list[RouteLimit]:
         """``route_limits`` as route limits (validated when the settings were made)."""
