@@ -383,3 +383,39 @@ async def _never_receive() -> Any:
 
 async def _never_send(message: Any) -> None:
     raise AssertionError("not called")
+
+
+async def test_the_plan_comes_from_the_claim_the_settings_name() -> None:
+    settings = FloodwallSettings(jwt_secret=SECRET, jwt_plan_claim="tier")
+    identify = default_identify(settings)
+    now = time.time()
+    token = _token(sub="alice", iat=now, tier="pro", plan="free")
+    identity = await identify(_scope({"Authorization": f"Bearer {token}"}))
+    assert identity is not None
+    assert identity.plan == "pro"
+    # A claim that is no text names no plan: the default limit applies.
+    odd = _token(sub="bob", iat=now, tier=["pro"])
+    found = await identify(_scope({"Authorization": f"Bearer {odd}"}))
+    assert found is not None
+    assert found.plan is None
+    # Without the setting no claim is read.
+    plain = await default_identify(FloodwallSettings(jwt_secret=SECRET))(
+        _scope({"Authorization": f"Bearer {token}"})
+    )
+    assert plain is not None
+    assert plain.plan is None
+
+
+async def test_a_gateways_plan_header_names_the_plan_of_a_user_without_one() -> None:
+    settings = FloodwallSettings(
+        jwt_secret=SECRET, jwt_plan_claim="tier", user_header="x-user", plan_header="x-plan"
+    )
+    identify = default_identify(settings)
+    by_gateway = await identify(_scope({"x-user": "carol", "x-plan": "team"}))
+    assert by_gateway == Identity("carol", plan="team")
+    # The token's own claim wins over the header; an anonymous client has no plan.
+    token = _token(sub="alice", iat=time.time(), tier="pro")
+    claimed = await identify(_scope({"Authorization": f"Bearer {token}", "x-plan": "team"}))
+    assert claimed is not None
+    assert claimed.plan == "pro"
+    assert await identify(_scope({"x-plan": "team"})) is None
