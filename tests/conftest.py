@@ -13,6 +13,9 @@ from floodwall.stores import MemoryStore, RedisStore, Store
 from floodwall.stores.user_states import UserStateStore
 from harness import RedisCluster, RedisServer
 
+# The fixtures an app's tests get from floodwall.testing; tests/example_app uses them.
+pytest_plugins = ["floodwall.testing.plugin"]
+
 STORE_KINDS = ["memory", "fakeredis", "redis"]
 
 
