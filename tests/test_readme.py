@@ -53,6 +53,8 @@ def test_the_readme_examples_pass_mypy_strict(tmp_path: Path) -> None:
     pages = [README, *sorted((ROOT / "docs").glob("*.md"))]
     text = "\n".join(page.read_text() for page in pages)
     blocks = re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+    # A block that includes a file of the project (--8<--) is checked where that file lives.
+    blocks = [block for block in blocks if not block.startswith("--8<--")]
     assert len(blocks) >= 3
     files = []
     for number, block in enumerate(blocks, start=1):
