@@ -419,6 +419,22 @@ class Floodwall:
         """Put every worker back on the default limit of its own settings."""
         return await self.actions.clear_default_limit(actor=actor)
 
+    @property
+    def plan_limits(self) -> dict[str, Limit]:
+        """Each plan's (rate, burst) on this worker now: live, else ``FLOODWALL_PLANS``'."""
+        return self.actions.plan_limits
+
+    async def set_plan_limit(
+        self, plan: str, rate: float, burst: int, *, actor: str = "python"
+    ) -> Limit:
+        """Change a plan's limit on every worker, and keep it across restarts."""
+        return await self.actions.set_plan_limit(plan, rate, burst, actor=actor)
+
+    async def clear_plan_limit(self, plan: str, *, actor: str = "python") -> Limit | None:
+        """Put every worker back on the plan's limit in its settings (``None``: none there,
+        so the plan's users get the default)."""
+        return await self.actions.clear_plan_limit(plan, actor=actor)
+
     async def blocked(
         self, *, after: str | None = None, limit: int = 100
     ) -> tuple[list[UserStatus], str | None]:

@@ -317,6 +317,7 @@ def _endpoint(
                 _user_id(request, spec.suffix) if spec.has_user else "",
                 _query(request, spec),
                 str(request.path_params.get("cidr", "")),
+                str(request.path_params.get("name", "")),
             )
             result = await spec.handler(services, call)
         except _Refused as refused:

@@ -334,6 +334,27 @@ class DefaultLimitOut(BaseModel):
     burst: int
 
 
+class PlanLimitOut(BaseModel):
+    """A plan's limit: ``null`` rate and burst when the plan has none (its users get the
+    default limit)."""
+
+    plan: str
+    rate: float | None
+    burst: int | None
+
+
+class PlanLimitChangeOut(PlanLimitOut):
+    """A plan's limit after a change, and how many app workers received the change."""
+
+    received_by: ReceivedBy
+
+
+class PlansOut(BaseModel):
+    """Every plan's limit on the worker that answers."""
+
+    plans: list[PlanLimitOut]
+
+
 class DefaultLimitChangeOut(DefaultLimitOut):
     """The default limit after a change, and how many app workers received the change."""
 

@@ -32,6 +32,18 @@ NETWORK: Final[dict[str, Any]] = {
     "(10.0.0.0%2F8, 2001:db8::%2F32); a bare address is its /32 or /128.",
     "schema": {"type": "string", "minLength": rules.CIDR.low, "maxLength": rules.CIDR.high},
 }
+PLAN: Final[dict[str, Any]] = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "A plan's name: letters, digits, '_', '.' and '-'.",
+    "schema": {
+        "type": "string",
+        "minLength": rules.PLAN_NAME.low,
+        "maxLength": rules.PLAN_NAME.high,
+        "pattern": "^[A-Za-z0-9_.-]+$",
+    },
+}
 QUERY_FORM: Final[dict[str, Any]] = {
     "name": "user_id",
     "in": "query",
@@ -53,6 +65,8 @@ def _operation(
     parameters: list[dict[str, Any]] = [] if user_parameter is None else [user_parameter]
     if spec.has_network:
         parameters.append(NETWORK)
+    if spec.has_plan:
+        parameters.append(PLAN)
     if spec.paged:
         parameters += [
             {
@@ -101,7 +115,14 @@ def _operation(
         "responses": responses,
         "security": [{"bearer": []}],
     }
-    if spec.body is not None or spec.paged or spec.windowed or spec.has_user or spec.has_network:
+    if (
+        spec.body is not None
+        or spec.paged
+        or spec.windowed
+        or spec.has_user
+        or spec.has_network
+        or spec.has_plan
+    ):
         responses["422"] = problem_response("The request is not valid.")
     if spec.body is not None:
         responses["413"] = problem_response("The body is too large.")

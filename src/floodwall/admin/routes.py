@@ -29,6 +29,9 @@ from floodwall.admin.models import (
     NetworkBlockBody,
     NetworkChangeOut,
     NetworksOut,
+    PlanLimitChangeOut,
+    PlanLimitOut,
+    PlansOut,
     ReasonBody,
     RevokeBody,
     RouteBody,
@@ -64,6 +67,7 @@ class Call:
     user_id: str = ""
     query: dict[str, Any] = field(default_factory=dict)
     network: str = ""
+    plan: str = ""
 
 
 Handler = Callable[[Services, Call], Awaitable[BaseModel]]
@@ -93,6 +97,10 @@ class Spec:
     @property
     def has_network(self) -> bool:
         return "{cidr}" in self.path
+
+    @property
+    def has_plan(self) -> bool:
+        return "{name}" in self.path
 
     @property
     def query_form(self) -> str:
@@ -174,6 +182,33 @@ async def _set_default(on: Services, call: Call) -> BaseModel:
     )
     received_by = await on.actions.listeners()
     return DefaultLimitChangeOut(rate=rate, burst=burst, received_by=received_by)
+
+
+async def _plan_changed(on: Services, plan: str, limit: tuple[float, int] | None) -> BaseModel:
+    rate, burst = limit if limit is not None else (None, None)
+    received_by = await on.actions.listeners()
+    return PlanLimitChangeOut(plan=plan, rate=rate, burst=burst, received_by=received_by)
+
+
+async def _set_plan(on: Services, call: Call) -> BaseModel:
+    assert isinstance(call.body, LimitBody)
+    plan = call.plan
+    limit = await on.actions.set_plan_limit(plan, call.body.rate, call.body.burst, actor=call.actor)
+    return await _plan_changed(on, plan, limit)
+
+
+async def _clear_plan(on: Services, call: Call) -> BaseModel:
+    plan = call.plan
+    return await _plan_changed(on, plan, await on.actions.clear_plan_limit(plan, actor=call.actor))
+
+
+async def _get_plans(on: Services, call: Call) -> BaseModel:
+    plans = on.actions.plan_limits
+    return PlansOut(
+        plans=[
+            PlanLimitOut(plan=name, rate=rate, burst=burst) for name, (rate, burst) in plans.items()
+        ]
+    )
 
 
 async def _get_default(on: Services, call: Call) -> BaseModel:
@@ -377,6 +412,23 @@ SPECS = [
         _shadow_off,
     ),
     Spec("GET", "/limits/default", "The default per-user limit", DefaultLimitOut, _get_default),
+    Spec("GET", "/limits/plans", "Every plan's limit", PlansOut, _get_plans),
+    Spec(
+        "PUT",
+        "/limits/plans/{name}",
+        "Change a plan's limit on every worker",
+        PlanLimitChangeOut,
+        _set_plan,
+        LimitBody,
+        True,
+    ),
+    Spec(
+        "DELETE",
+        "/limits/plans/{name}",
+        "Put a plan back on the limit of the settings",
+        PlanLimitChangeOut,
+        _clear_plan,
+    ),
     Spec(
         "PUT",
         "/limits/default",

@@ -11,6 +11,7 @@ from floodwall.cli.arguments import UsageError, ids_from_file
 from floodwall.control.actions import BulkBlockResult
 from floodwall.core import rules
 from floodwall.core.naming import id_from_argument
+from floodwall.core.plans import plan_limit
 from floodwall.service import Floodwall
 
 __all__ = ["act"]
@@ -116,6 +117,16 @@ async def _route_limit(floodwall: Floodwall, args: argparse.Namespace, actor: st
     return await floodwall.set_route_default(args.route, args.limit, actor=actor)
 
 
+async def _plan(floodwall: Floodwall, args: argparse.Namespace, actor: str) -> Any:
+    if args.clear == (args.limit is not None):
+        raise UsageError("plan takes NAME LIMIT, or NAME --clear")
+    if args.clear:
+        return args.name, await floodwall.clear_plan_limit(args.name, actor=actor)
+    rate, _, burst = args.limit.partition(",")
+    limit = plan_limit(rate, burst if burst.strip() else None)
+    return args.name, await floodwall.set_plan_limit(args.name, *limit, actor=actor)
+
+
 _ACTIONS: Final[dict[str, _Action]] = {
     "block": _block,
     "block-network": _block_network,
@@ -129,4 +140,5 @@ _ACTIONS: Final[dict[str, _Action]] = {
     "shadow": _shadow,
     "default-limit": _default_limit,
     "route-limit": _route_limit,
+    "plan": _plan,
 }

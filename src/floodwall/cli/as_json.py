@@ -81,6 +81,14 @@ def _default_limit(args: argparse.Namespace, answer: Answer) -> _Json:
     return {"rate": limit[0], "burst": limit[1]} | _defaults(answer) | _received(answer)
 
 
+def _plan(args: argparse.Namespace, answer: Answer) -> _Json:
+    if answer.acted:
+        name, limit = answer.result
+        return {"plan": name, "limit": _limit(limit), "store": answer.store} | _received(answer)
+    plans: dict[str, Limit] = answer.result
+    return {"plans": [{"plan": name, **(_limit(limit) or {})} for name, limit in plans.items()]}
+
+
 def _blocked_list(args: argparse.Namespace, answer: Answer) -> _Json:
     if args.networks:
         return {"items": [block.to_json() for block in answer.result]}
@@ -101,5 +109,6 @@ _FORMS: Final[dict[str, Callable[[argparse.Namespace, Answer], _Json]]] = {
     "unblock-network": _network_unblock,
     "blocked": _blocked_list,
     "default-limit": _default_limit,
+    "plan": _plan,
     "audit": _audit,
 }

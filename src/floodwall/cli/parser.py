@@ -205,6 +205,14 @@ def _add_default_and_route_limits(commands: _Commands, parents: _Parents) -> Non
     route.add_argument("limit", nargs="?", help="e.g. 10/minute")
     route.add_argument("--user", help="only this user's limit of the route")
     route.add_argument("--clear", action="store_true", help="back to the app's limit")
+    plan = commands.add_parser(
+        "plan",
+        help="show the plans' limits, or change one on every worker",
+        parents=parents.of(acts=True),
+    )
+    plan.add_argument("name", nargs="?", help="the plan's name, as FLOODWALL_PLANS names it")
+    plan.add_argument("limit", nargs="?", help="RATE[,BURST]: 100/second,200 or 2.5")
+    plan.add_argument("--clear", action="store_true", help="back to FLOODWALL_PLANS")
 
 
 def _add_lists(commands: _Commands, parents: _Parents) -> None:

@@ -31,6 +31,8 @@ async def read(floodwall: Floodwall, args: argparse.Namespace) -> Any:
         return await floodwall.audit_log(before=args.cursor, limit=args.limit)
     if command == "route-limit":
         return floodwall.actions.live_route_limits
+    if command == "plan":
+        return floodwall.plan_limits
     return floodwall.default_limit
 
 

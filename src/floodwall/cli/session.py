@@ -41,8 +41,8 @@ def _acts(args: argparse.Namespace) -> bool:
     nothing to change show the limits instead)."""
     if args.command == "default-limit":
         return bool(args.rate is not None or args.burst is not None or args.clear)
-    if args.command == "route-limit":
-        return args.route is not None
+    if args.command in ("route-limit", "plan"):
+        return (args.route if args.command == "route-limit" else args.name) is not None
     return args.command not in _READS
 
 

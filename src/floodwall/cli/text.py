@@ -158,6 +158,17 @@ def _default_limit(args: argparse.Namespace, answer: Answer) -> list[str]:
     return [_rows(_defaults(answer))]
 
 
+def _plan(args: argparse.Namespace, answer: Answer) -> list[str]:
+    if answer.acted:
+        name, limit = answer.result
+        shown_limit = _limit(limit) if limit is not None else "none: its users get the default"
+        return [_rows([(f"plan {name}", shown_limit), ("store", answer.store)])]
+    plans: dict[str, Limit] = answer.result
+    if not plans:
+        return ["no plans (FLOODWALL_PLANS)"]
+    return [_columns(name, _limit(limit)) for name, limit in plans.items()]
+
+
 def _blocked_row(status: UserStatus) -> str:
     until = status.to_json()["blocked_until"] or "no end"
     return _columns(
@@ -199,5 +210,6 @@ _FORMS: Final[dict[str, Callable[[argparse.Namespace, Answer], list[str]]]] = {
     "unblock-network": _network_unblock,
     "blocked": _blocked_list,
     "default-limit": _default_limit,
+    "plan": _plan,
     "audit": _audit,
 }

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from floodwall.control.action_parts import PYTHON_ACTOR, ActionParts, check_change
 from floodwall.core import rules
+from floodwall.core.plans import plan_name
 from floodwall.core.route_limits import RouteLimit, route_limit, window_of
 from floodwall.core.stored import Limit, WindowLimit
 from floodwall.killswitch.status import UserStatus
@@ -173,3 +174,29 @@ class DefaultLimitActions(UserLimitActions):
         await self._feed.config_changed()
         await self.audit.record(actor, "clear-default-limit", None)
         return self.default_limit
+
+    @property
+    def plan_limits(self) -> dict[str, Limit]:
+        """Each plan's limit on this worker now: an operator's live one, else the settings'."""
+        return dict(self._limits.plans)
+
+    async def set_plan_limit(
+        self, plan: str, rate: float, burst: int, *, actor: str = PYTHON_ACTOR
+    ) -> Limit:
+        """Change a plan's limit on every worker, and keep it across restarts."""
+        name = plan_name(plan)
+        rate, burst = await self._limits.set_plan(self._store, name, rate, burst)
+        await self._feed.config_changed()
+        await self.audit.record(
+            actor, "set-plan-limit", None, detail=f"plan={name} rate={rate} burst={burst}"
+        )
+        return rate, burst
+
+    async def clear_plan_limit(self, plan: str, *, actor: str = PYTHON_ACTOR) -> Limit | None:
+        """Put every worker back on the plan's limit in its settings (``None``: the plan is
+        not configured there, so its users get the default)."""
+        name = plan_name(plan)
+        limit = await self._limits.clear_plan(self._store, name)
+        await self._feed.config_changed()
+        await self.audit.record(actor, "clear-plan-limit", None, detail=f"plan={name}")
+        return limit

@@ -28,3 +28,5 @@ class LiveSettings:
     route_limits: Mapping[str, WindowLimit] = field(default_factory=dict)
     limited_routes: frozenset[str] = frozenset()
     published_routes: Sequence[str] = ()
+    plan_limits: Mapping[str, Limit] = field(default_factory=dict)
+    """Each plan's live limit (rate, burst), where an operator set one and it is readable."""

@@ -192,7 +192,14 @@ class Checker:
 
         # try/finally costs nothing when nothing is raised; most requests never probe.
         try:
-            limit = self._limits.anonymous if identity.anonymous else self._limits.user
+            limits = self._limits
+            if identity.anonymous:
+                limit = limits.anonymous
+            elif identity.plan is None:
+                limit = limits.user
+            else:
+                # The plan's limit goes to the store like the default: a user's own wins there.
+                limit = limits.for_plan(identity.plan)
             # 2. The store: one round trip.
             breaker = self._breaker
             if breaker.state is BreakerState.CLOSED or breaker.allow():

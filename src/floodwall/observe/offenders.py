@@ -99,6 +99,12 @@ class Offenders:
         self._offences: dict[str | tuple[str, str], list[float]] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
 
+    def clear(self) -> None:
+        """Forget the refusals counted and the offences seen (``floodwall.testing.reset``)."""
+        self.refusals = HeavyHitters()
+        self.networks = HeavyHitters()
+        self._offences.clear()
+
     def count(self, identity: Identity, decision: Decision, *, enforced: bool) -> None:
         """Count one refusal; an enforced limit may lead to an auto-block."""
         if identity.anonymous:

@@ -1,6 +1,7 @@
 """The run-time settings in domain terms, written once for every store over one hash of
 fields (``_read_config``, ``_write_config``): ``rate`` and ``burst`` for the default limit,
-``route:<route>`` for a route's live limit (``"limit:period_us"``), ``app-routes:<digest>``
+``route:<route>`` for a route's live limit (``"limit:period_us"``), ``plan:<name>`` for a
+plan's (``"rate burst"``), ``app-routes:<digest>``
 for the routes an app published, one field per distinct set of routes."""
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from floodwall.core.live_settings import LiveSettings
 from floodwall.core.stored import Limit, WindowLimit, stored_limit, window_limit
 from floodwall.stores.state_fields import ROUTE_FIELD
 
-__all__ = ["APP_ROUTES_FIELD", "LiveConfigStore"]
+__all__ = ["APP_ROUTES_FIELD", "PLAN_FIELD", "LiveConfigStore"]
 
+PLAN_FIELD: Final = "plan:"
+"""Prefix of the fields of the plans' live limits."""
 APP_ROUTES_FIELD: Final = "app-routes:"
 """Prefix of the fields where apps publish their routes (``AppRoutes``)."""
 
@@ -40,6 +43,11 @@ class LiveConfigStore(abc.ABC):
             published_routes=[
                 value for name, value in config.items() if name.startswith(APP_ROUTES_FIELD)
             ],
+            plan_limits={
+                name.removeprefix(PLAN_FIELD): plan
+                for name, value in config.items()
+                if name.startswith(PLAN_FIELD) and (plan := _plan_limit(value)) is not None
+            },
         )
 
     async def set_default_limit(self, limit: Limit | None) -> None:
@@ -56,6 +64,13 @@ class LiveConfigStore(abc.ABC):
         else:
             await self._write_config({ROUTE_FIELD + route: f"{window[0]}:{window[1]}"})
 
+    async def set_plan_limit(self, plan: str, limit: Limit | None) -> None:
+        """Store a plan's live limit (``None``: forget it, ``FLOODWALL_PLANS`` applies)."""
+        if limit is None:
+            await self._write_config({}, delete=(PLAN_FIELD + plan,))
+        else:
+            await self._write_config({PLAN_FIELD + plan: f"{float(limit[0])!r} {limit[1]}"})
+
     async def publish_app_routes(self, digest: str, routes: str) -> None:
         """Store an app's published routes under ``digest``: the workers of one app, which
         publish the same routes, share one field."""
@@ -68,3 +83,8 @@ class LiveConfigStore(abc.ABC):
     @abc.abstractmethod
     async def _write_config(self, fields: Mapping[str, str], *, delete: Sequence[str] = ()) -> None:
         """Set fields of the config hash; ``delete`` removes some."""
+
+
+def _plan_limit(value: str) -> Limit | None:
+    rate, _, burst = value.partition(" ")
+    return stored_limit(rate, burst)

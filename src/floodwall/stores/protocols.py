@@ -282,6 +282,9 @@ class LiveConfig(Protocol):
     async def set_route_default(self, route: str, window: WindowLimit | None) -> None:
         """Store a route's live limit for everyone (``None``: forget it, the app's applies)."""
 
+    async def set_plan_limit(self, plan: str, limit: Limit | None) -> None:
+        """Store a plan's live limit (``None``: forget it, ``FLOODWALL_PLANS`` applies)."""
+
     async def publish_app_routes(self, digest: str, routes: str) -> None:
         """Store an app's published routes (``AppRoutes.published``) under ``digest``."""
 

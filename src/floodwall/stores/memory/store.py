@@ -35,6 +35,13 @@ class MemoryStore(MemoryBuckets, MemoryStates, MemoryChannel, MemoryRecords):
         self._init_channel()
         self._init_records()
 
+    def clear(self) -> None:
+        """Forget every bucket, state, record and setting (``floodwall.testing.reset``);
+        subscriptions stay open."""
+        self._init_buckets()
+        self._init_states()
+        self._init_records()
+
     async def start(self) -> None:
         """Nothing to connect."""
 
