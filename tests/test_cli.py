@@ -196,6 +196,7 @@ def test_help_lists_every_command_in_order_with_what_it_does(
         "    top            the most refused users and clients, refreshed live",
         "    default-limit  show or change the default limit on every worker",
         "    route-limit    show or change a route's limit, for everyone or for one user",
+        "    plan           show the plans' limits, or change one on every worker",
         "    blocked        list blocked users (or networks)",
         "    audit          show operator actions, newest first",
     ]

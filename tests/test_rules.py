@@ -477,6 +477,7 @@ README_ROWS: dict[str, list[rules.Bound | rules.Text]] = {
     "burst": [rules.BURST],
     "route cost": [rules.COST],
     "websocket message cost (`FLOODWALL_WEBSOCKET_MESSAGE_COST`)": [rules.WEBSOCKET_MESSAGE_COST],
+    "plans (`FLOODWALL_PLANS`)": [rules.PLANS, rules.PLAN_NAME],
     "capacity (`FLOODWALL_CAPACITY`)": [rules.CAPACITY],
     "concurrency (`FLOODWALL_CONCURRENCY`, a user's own)": [rules.CONCURRENCY],
     "tarpit (`FLOODWALL_TARPIT_SECONDS`, `Tarpit`)": [rules.TARPIT_SECONDS],
