@@ -192,3 +192,33 @@ def test_a_live_plan_change_reaches_the_other_process_and_goes_back(
     wait_until(lambda: _quota(b, next(users)).startswith('"user";q=3;'), "b goes back", within=1)
     audit = httpx.get(a + "/admin/audit?limit=2", headers=admin, timeout=5).json()["items"]
     assert [item["action"] for item in audit] == ["clear-plan-limit", "set-plan-limit"]
+
+
+async def test_status_shows_the_plan_and_its_limit(redis_server: RedisServer) -> None:
+    settings = FloodwallSettings(
+        redis_url=redis_server.url,
+        redis_timeout=2,
+        key_prefix="plans-status",
+        rate=0.001,
+        burst=1,
+        plans=PLANS,
+        user_header="x-user",
+        plan_header="x-plan",
+    )
+    floodwall = Floodwall(settings)
+    await floodwall.start()
+    try:
+        async with _app(floodwall) as client:
+            await _codes(client, 1, **{"x-user": "paying", "x-plan": "pro"})
+            await floodwall.plan_notes.stop()  # the write happens off the request's path
+            status = await floodwall.status("paying")
+            assert (status.plan, status.rate, status.burst) == ("pro", 0.001, 5)
+            # A plan alone lists nobody: the kill switch has nothing of the user's.
+            assert (await floodwall.blocked())[0] == []
+            # The plan changes with the user's requests.
+            await _codes(client, 1, **{"x-user": "paying", "x-plan": "free"})
+            await floodwall.plan_notes.stop()
+            assert (await floodwall.status("paying")).plan == "free"
+            assert (await floodwall.status("nobody")).plan is None
+    finally:
+        await floodwall.stop()

@@ -38,6 +38,7 @@ from floodwall.limiting.checker import Checker
 from floodwall.limiting.deny_cache import DenyCache
 from floodwall.limiting.fallback import Fallback
 from floodwall.limiting.live_limits import LiveLimits
+from floodwall.limiting.plan_notes import PlanNotes
 from floodwall.observe.metrics import Metrics, parent_command, sibling_workers
 from floodwall.observe.offenders import Offenders
 from floodwall.observe.top import Offender, RefusingNetwork
@@ -136,6 +137,8 @@ class Floodwall:
             cooldown=settings.breaker_cooldown,
             clock=clock.monotonic,
         )
+        self.plan_notes = PlanNotes(self.store)
+        """The plan each user's requests name, written to the store for ``status``."""
         self.checker = Checker(
             self.store,
             limits=self.limits,
@@ -153,6 +156,7 @@ class Floodwall:
             clock=clock,
             shadow=settings.shadow,
             concurrency=settings.concurrency,
+            plan_notes=self.plan_notes,
         )
         self.checker.before_first = self.start
         self.metrics.watch_blocked(lambda: self.mirror.blocked_count(int(clock.wall() * 1000)))
@@ -226,6 +230,7 @@ class Floodwall:
         self._started = False
         self.checker.before_first = self.start
         await self.offenders.stop()
+        await self.plan_notes.stop()
         await self.checker.settle_releases()
         pending = set(self._tasks)
         self._tasks = []

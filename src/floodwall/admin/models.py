@@ -206,6 +206,9 @@ class UserStatusOut(BaseModel):
     limit: LimitOut
     route_limits: dict[str, WindowOut] = Field(default_factory=dict)
     concurrency: int | None = None
+    plan: str | None = Field(
+        default=None, description="The plan the user's requests name, as last seen."
+    )
 
 
 ReceivedBy = Annotated[

@@ -68,6 +68,8 @@ def _describe(status: UserStatus, answer: Answer) -> str:
         ("password reset required", "yes" if status.password_reset_required else "no"),
         ("limit", _user_limit(status)),
     ]
+    if status.plan is not None:
+        rows.append(("plan", status.plan))
     if status.concurrency is not None:
         rows.append(("requests in flight", f"at most {status.concurrency} (custom)"))
     rows += [

@@ -89,7 +89,9 @@ class ActionParts:
         return self._limits.user
 
     def _status(self, user_id: str, state: UserState) -> UserStatus:
-        return UserStatus.of(user_id, state, self._limits.user)
+        limits = self._limits
+        default = limits.user if state.plan is None else limits.for_plan(state.plan)
+        return UserStatus.of(user_id, state, default)
 
     async def _changed(
         self,

@@ -48,6 +48,8 @@ class UserState:
     concurrency: int | None = None
     route_limits: Mapping[str, WindowLimit] = field(default_factory=dict)
     """The user's own route limits: route → (requests, period in µs)."""
+    plan: str | None = None
+    """The plan the user's requests name, as a worker last wrote it."""
     stored: bool = False
 
     @property

@@ -36,6 +36,8 @@ class UserStatus:
     """The user's own route limits: route → (requests, period in µs)."""
     concurrency: int | None = None
     """The user's own limit of requests in flight, if any."""
+    plan: str | None = None
+    """The plan the user's requests name (``FLOODWALL_PLANS``), as last seen."""
 
     @classmethod
     def of(cls, user_id: str, state: UserState, default: Limit) -> UserStatus:
@@ -59,6 +61,7 @@ class UserStatus:
             shadow=state.shadow,
             concurrency=state.concurrency,
             route_limits=state.route_limits,
+            plan=state.plan,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -80,6 +83,7 @@ class UserStatus:
             },
             "route_limits": windows_json(self.route_limits),
             "concurrency": self.concurrency,
+            "plan": self.plan,
         }
 
 

@@ -25,6 +25,7 @@ from floodwall.limiting.breaker import BreakerState, CircuitBreaker
 from floodwall.limiting.deny_cache import DenyCache
 from floodwall.limiting.fallback import Fallback
 from floodwall.limiting.live_limits import LiveLimits
+from floodwall.limiting.plan_notes import PlanNotes
 from floodwall.observe.metrics import RESULTS, Metrics
 from floodwall.observe.offenders import Offenders
 from floodwall.stores.base import LEASE_MS, Window
@@ -66,8 +67,10 @@ class Checker:
         clock: Clock,
         shadow: bool,
         concurrency: int | None = None,
+        plan_notes: PlanNotes | None = None,
     ) -> None:
         self._store = store
+        self._plan_notes = plan_notes
         self._keys = store.keys
         self._limits = limits
         self._denials = denials
@@ -238,6 +241,8 @@ class Checker:
                     elif decision.outcome is not Outcome.ALLOWED or not decision.remaining:
                         denials.remember(bucket, decision, started)
                     self._tally(identity, decision, _RESULT[decision.outcome])
+                    if identity.plan is not None and self._plan_notes is not None:
+                        self._plan_notes.note(identity.user_id, identity.plan)
                     return decision
             # 3. The fail mode.
             return await self._fail_mode(identity, keys, limit, cost, reset_exempt, windows)

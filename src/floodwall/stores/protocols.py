@@ -127,6 +127,9 @@ class UserStates(ResetClaims, StoreClock, Protocol):
     async def unlist(self, listing: Listing, user_id: str) -> None:
         """Drop a user from a listing (a block that ended, seen by a listing)."""
 
+    async def note_plan(self, user_id: str, plan: str) -> None:
+        """Keep the plan the user's requests name with the user's state (no listing)."""
+
     async def block(
         self,
         user_id: str,

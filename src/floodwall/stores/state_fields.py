@@ -60,5 +60,6 @@ def user_state(
             for name, value in fields.items()
             if name.startswith(ROUTE_FIELD) and (window := window_limit(value)) is not None
         },
+        plan=fields.get("plan"),
         stored=True,
     )

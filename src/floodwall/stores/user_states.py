@@ -143,6 +143,18 @@ class UserStateStore(StatePrimitives):
         """Up to ``count`` user ids of a listing in id order, strictly after ``after``."""
         return await self._list_index(listing, after=after, count=count)
 
+    async def note_plan(self, user_id: str, plan: str) -> None:
+        """Keep the plan the user's requests name with the user's state (no listing: a
+        plan alone is nothing the kill switch acts on)."""
+        await self._update_state(
+            self.keys.user(user_id),
+            user_id=user_id,
+            assign={"plan": plan},
+            assign_now_plus_ms=None,
+            delete=(),
+            reset_bucket=False,
+        )
+
     async def unlist(self, listing: Listing, user_id: str) -> None:
         """Drop a user from a listing (a block that ended, seen by a listing)."""
         await self._set_index(listing, user_id, present=False)
