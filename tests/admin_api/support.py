@@ -50,6 +50,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/users/{user_id}/block"): {"reason": "flooding"},
     ("PUT", "/users/{user_id}/limit"): {"rate": 1.0, "burst": 2},
     ("PUT", "/limits/default"): {"rate": 1.0, "burst": 2},
+    ("PUT", "/limits/plans/{name}"): {"rate": 2, "burst": 3},
     ("PUT", "/users/{user_id}/route-limit"): {"route": "POST /login", "limit": "10/minute"},
     ("PUT", "/users/{user_id}/concurrency"): {"limit": 3},
     ("DELETE", "/users/{user_id}/route-limit"): {"route": "POST /login"},

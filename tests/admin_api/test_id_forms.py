@@ -228,7 +228,11 @@ async def test_a_write_answer_counts_the_workers_that_received_it(
         for spec in SPECS:
             if spec.method == "GET":
                 continue
-            target = spec.path.replace("{user_id}", "alice").replace("{cidr}", "10.0.0.0%2F8")
+            target = (
+                spec.path.replace("{user_id}", "alice")
+                .replace("{cidr}", "10.0.0.0%2F8")
+                .replace("{name}", "pro")
+            )
             response = await client.request(
                 spec.method, target, json=VALID_BODIES.get((spec.method, spec.path))
             )
