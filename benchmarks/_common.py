@@ -29,7 +29,7 @@ import tempfile
 import time
 import types
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -578,3 +578,19 @@ def write_json(path: pathlib.Path, data: object) -> None:
     partial = path.with_name(path.name + ".tmp")
     partial.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     partial.replace(path)
+
+
+async def per_request_us(
+    app: Any, scopes: list[MutableMapping[str, Any]], requests: int, callers: int = 32
+) -> float:
+    """µs per request of ``app`` called in-process, with ``callers`` requests in flight,
+    each caller going through ``scopes`` from its own offset."""
+    per_caller = requests // callers
+
+    async def caller(offset: int) -> None:
+        for n in range(per_caller):
+            await app(dict(scopes[(offset + n) % len(scopes)]), receive, discard)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(caller(c * 7) for c in range(callers)))
+    return (time.perf_counter() - started) / (per_caller * callers) * 1e6

@@ -46,11 +46,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Scope
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from benchmarks._common import PATH, USER_HEADER
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
 from floodwall.core import rules
+from floodwall.demo import echo
 
 # The rule book's largest: no bucket runs dry below a million requests a second per user,
 # so the allowed path is what is measured.
@@ -78,16 +78,6 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 async def hello(request: Request) -> Response:
     return JSONResponse({"hello": "world"})
-
-
-async def echo(websocket: WebSocket) -> None:
-    """``WS_PATH``: each text message sent back (``websocket_messages.py``)."""
-    await websocket.accept()
-    try:
-        while True:
-            await websocket.send_text(await websocket.receive_text())
-    except WebSocketDisconnect:
-        pass
 
 
 async def work(request: Request) -> Response:

@@ -23,7 +23,6 @@ import pathlib
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -34,11 +33,10 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import PlainTextResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from benchmarks._common import PATH, discard, make_scopes, receive  # noqa: E402
+from benchmarks._common import PATH, make_scopes, per_request_us  # noqa: E402
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings  # noqa: E402
 from harness import RedisServer  # noqa: E402
 
-CALLERS = 32
 USERS = 200
 TARGET = 1.03
 PLANS = "free=1000000,1000000;pro=1000000,1000000;team=1000000,1000000"
@@ -73,19 +71,6 @@ def with_plans(scopes: list[MutableMapping[str, Any]]) -> list[MutableMapping[st
     ]
 
 
-async def timed(app: Any, scopes: list[MutableMapping[str, Any]], requests: int) -> float:
-    """µs per request, with CALLERS requests in flight."""
-    per_caller = requests // CALLERS
-
-    async def caller(offset: int) -> None:
-        for n in range(per_caller):
-            await app(dict(scopes[(offset + n) % len(scopes)]), receive, discard)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller(c * 7) for c in range(CALLERS)))
-    return (time.perf_counter() - started) / (per_caller * CALLERS) * 1e6
-
-
 async def main(quick: bool) -> int:
     rounds, requests = (5, 4_000) if quick else (11, 10_000)
     plain = make_scopes(USERS)
@@ -99,13 +84,13 @@ async def main(quick: bool) -> int:
         }
         for floodwall, app, scopes in variants.values():
             await floodwall.start()
-            await timed(app, scopes, 2_000)  # connect, load the script, fill the caches
+            await per_request_us(app, scopes, 2_000)  # connect, load the script, fill the caches
         samples: dict[str, list[float]] = {name: [] for name in variants}
         for round_number in range(rounds):
             order = list(variants) if round_number % 2 == 0 else list(reversed(variants))
             for name in order:
                 _, app, scopes = variants[name]
-                samples[name].append(await timed(app, scopes, requests))
+                samples[name].append(await per_request_us(app, scopes, requests))
         for floodwall, _, _ in variants.values():
             await floodwall.stop()
     medians = {name: statistics.median(values) for name, values in samples.items()}

@@ -23,8 +23,6 @@ import pathlib
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import MutableMapping
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -35,11 +33,10 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import PlainTextResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from benchmarks._common import PATH, discard, make_scopes, receive  # noqa: E402
+from benchmarks._common import PATH, make_scopes, per_request_us  # noqa: E402
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings  # noqa: E402
 from harness import RedisServer  # noqa: E402
 
-CALLERS = 32
 USERS = 200
 TARGET = 1.10
 RESULTS = ROOT / "benchmarks" / "results" / "route_limits.json"
@@ -65,19 +62,6 @@ def build(url: str, route_limits: dict[str, str], prefix: str) -> tuple[Floodwal
     return floodwall, app
 
 
-async def timed(app: Any, scopes: list[MutableMapping[str, Any]], requests: int) -> float:
-    """µs per request, with CALLERS requests in flight."""
-    per_caller = requests // CALLERS
-
-    async def caller(offset: int) -> None:
-        for n in range(per_caller):
-            await app(dict(scopes[(offset + n) % len(scopes)]), receive, discard)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller(c * 7) for c in range(CALLERS)))
-    return (time.perf_counter() - started) / (per_caller * CALLERS) * 1e6
-
-
 async def main(quick: bool) -> int:
     rounds, requests = (5, 4_000) if quick else (11, 10_000)
     with (
@@ -98,7 +82,7 @@ async def main(quick: bool) -> int:
         scopes = make_scopes(USERS)
         for floodwall, app in variants.values():
             await floodwall.start()
-            await timed(app, scopes, 2_000)  # connect, load the script, fill the caches
+            await per_request_us(app, scopes, 2_000)  # connect, load the script, fill the caches
         samples: dict[str, list[float]] = {name: [] for name in variants}
         # Redis's side too: the time its one thread spends in each EVALSHA.
         in_redis: dict[str, list[float]] = {name: [] for name in variants}
@@ -107,7 +91,7 @@ async def main(quick: bool) -> int:
             order = list(variants) if round_number % 2 == 0 else list(reversed(variants))
             for name in order:
                 stats.config_resetstat()
-                samples[name].append(await timed(variants[name][1], scopes, requests))
+                samples[name].append(await per_request_us(variants[name][1], scopes, requests))
                 in_redis[name].append(
                     stats.info("commandstats")["cmdstat_evalsha"]["usec_per_call"]
                 )

@@ -13,24 +13,16 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.testclient import TestClient
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings, Identity, MemoryStore
 from floodwall.connections.registry import OpenConnections
 from floodwall.core.clock import Clock
 from floodwall.core.errors import ConfigurationError
+from floodwall.demo import echo
 from floodwall.identity.scope import HeaderIdentity
 
 
 def _echo_app(floodwall: Floodwall) -> Starlette:
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-        except WebSocketDisconnect:
-            pass
-
     app = Starlette(routes=[WebSocketRoute("/ws", echo)])
     app.add_middleware(FloodwallMiddleware, floodwall=floodwall, identify=HeaderIdentity("x-user"))
     return app

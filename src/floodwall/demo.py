@@ -36,7 +36,14 @@ from floodwall.observe.request_log import JsonFormatter
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings
 
-__all__ = ["configure_logging", "create_app", "demo_pool_size", "serve", "worker_app"]
+__all__ = [
+    "configure_logging",
+    "create_app",
+    "demo_pool_size",
+    "echo",
+    "serve",
+    "worker_app",
+]
 
 logger = logging.getLogger("floodwall")
 
@@ -283,14 +290,6 @@ def create_app(
             pool.release()
         return JSONResponse({"held_ms": ms, "pool": pool_size})
 
-    async def echo(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text(await websocket.receive_text())
-        except WebSocketDisconnect:
-            pass
-
     async def stream(request: Request) -> Response:
         count = _events(request)
         if isinstance(count, Response):
@@ -328,6 +327,16 @@ def create_app(
     )
     app.state.floodwall = floodwall
     return app
+
+
+async def echo(websocket: WebSocket) -> None:
+    """``WS /ws/echo``: each text message sent back, until the client goes."""
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        pass
 
 
 async def _event_stream(count: int, ms: int, caller: str | None) -> AsyncIterator[str]:
