@@ -72,7 +72,11 @@ class IdentityChain:
         if identity.plan is not None or identity.anonymous or self._plan_header is None:
             return identity
         plan = header_value(scope, self._plan_header)
-        return identity._replace(plan=plan.decode("latin-1")) if plan else identity
+        if not plan:
+            return identity
+        # Built whole: NamedTuple._replace cost a µs a request, a new tuple a tenth of it.
+        user_id, anonymous, issued_at, credential_id, _ = identity
+        return Identity(user_id, anonymous, issued_at, credential_id, plan.decode("latin-1"))
 
     async def load(self) -> None:
         """What the resolvers need before the first request (the lifespan startup)."""

@@ -41,8 +41,12 @@ class PlanNotes:
 
     def note(self, user_id: str, plan: str) -> None:
         """A request of ``user_id`` named ``plan``."""
+        noted = self._noted
+        # The usual case, a short id whose plan is already written: one lookup.
+        if noted.get(user_id) == plan:
+            return
         key = held(user_id)
-        if self._noted.get(key) == plan or len(self._tasks) >= _PENDING:
+        if (key != user_id and noted.get(key) == plan) or len(self._tasks) >= _PENDING:
             return
         if len(self._noted) >= HELD:
             self._noted.clear()
