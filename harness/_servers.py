@@ -36,6 +36,7 @@ from typing import Self
 
 from harness._polling import wait_until
 from harness._resp import HOST, ReplyError, call
+from harness._tls import TlsFiles
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -176,12 +177,20 @@ class RedisServer:
         port: int,
         appendonly: bool,
         extra_args: Sequence[str] = (),
+        tls: TlsFiles | None = None,
     ) -> None:
         self.workdir = workdir
         self.port = port
         self.appendonly = appendonly
         self.extra_args: tuple[str, ...] = tuple(extra_args)
-        self.url = f"redis://{HOST}:{port}/0"
+        self.tls = tls
+        """With certificates, the server speaks TLS only, and asks clients for theirs."""
+        self._tls_context = tls.client_context() if tls is not None else None
+        self.url = (
+            f"rediss://{HOST}:{port}/0?{tls.url_query()}"
+            if tls is not None
+            else f"redis://{HOST}:{port}/0"
+        )
         self.log_path = workdir / "redis.log"
         # Anything redis prints before its logfile is open (bad arguments)
         # goes to stdout; keep it for error messages.
@@ -197,13 +206,16 @@ class RedisServer:
         appendonly: bool = False,
         port: int | None = None,
         extra_args: Sequence[str] = (),
-    ) -> RedisServer:
+        tls: TlsFiles | None = None,
+    ) -> Self:
         """Start a server in ``workdir`` and wait until it answers ``PING``.
 
         With ``port=None`` a free port is chosen, and another one is tried if
         that port is taken before redis binds it. ``appendonly=True`` turns on
         the AOF with ``appendfsync always`` so that ``kill()`` loses no
-        acknowledged write. ``extra_args`` are appended to the command line.
+        acknowledged write. ``extra_args`` are appended to the command line. ``tls``
+        (``harness.make_certificates``) makes it a TLS-only server: its ``url`` is
+        ``rediss://`` with redis-py's ssl parameters.
 
         Raises RuntimeError if ``redis-server`` is missing or does not start
         within ``START_TIMEOUT`` seconds (the message includes the log tail).
@@ -214,6 +226,7 @@ class RedisServer:
             port=port,
             extra_args=extra_args,
             pick_port=find_free_port,
+            tls=tls,
         )
 
     @classmethod
@@ -225,14 +238,17 @@ class RedisServer:
         port: int | None,
         extra_args: Sequence[str],
         pick_port: Callable[[], int],
-    ) -> RedisServer:
+        tls: TlsFiles | None = None,
+    ) -> Self:
         binary = _binary("redis-server")
         workdir = workdir.resolve()
         workdir.mkdir(parents=True, exist_ok=True)
         attempts = 1 if port is not None else _PORT_ATTEMPTS
         for attempt in range(attempts):
             chosen = port if port is not None else pick_port()
-            server = cls(workdir, port=chosen, appendonly=appendonly, extra_args=extra_args)
+            server = cls(
+                workdir, port=chosen, appendonly=appendonly, extra_args=extra_args, tls=tls
+            )
             try:
                 server._launch(binary)
             except _PortTaken:
@@ -267,6 +283,13 @@ class RedisServer:
         ]
         if self.appendonly:
             args += ["--appendfsync", "always"]
+        if self.tls is not None:
+            args[1] = "0"  # no plain port
+            args += [
+                *("--tls-port", str(self.port)),
+                *("--tls-cert-file", str(self.tls.cert), "--tls-key-file", str(self.tls.key)),
+                *("--tls-ca-cert-file", str(self.tls.ca), "--tls-auth-clients", "yes"),
+            ]
         return [*args, *self.extra_args]
 
     def _launch(self, binary: str) -> None:
@@ -307,10 +330,10 @@ class RedisServer:
                 f"{proc.returncode} during startup\n{self._logs()}"
             )
         with contextlib.suppress(OSError, ReplyError):
-            if call(self.port, "PING", timeout=0.5) == "PONG":
+            if call(self.port, "PING", timeout=0.5, tls=self._tls_context) == "PONG":
                 # Another process may own this port and answer for us
                 # while our redis is failing to bind it.
-                info = call(self.port, "INFO", "server", timeout=1.0)
+                info = call(self.port, "INFO", "server", timeout=1.0, tls=self._tls_context)
                 if _info_field(str(info), "process_id") == str(proc.pid):
                     return True
                 raise _PortTaken
@@ -400,7 +423,7 @@ class RedisServer:
             if self._paused:
                 self.resume()
             if keep_data and not self.appendonly:
-                call(self.port, "SAVE", timeout=STOP_TIMEOUT)
+                call(self.port, "SAVE", timeout=STOP_TIMEOUT, tls=self._tls_context)
         self.stop()
         if not keep_data:
             self._wipe_data()
