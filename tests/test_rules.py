@@ -490,6 +490,7 @@ README_ROWS: dict[str, list[rules.Bound | rules.Text]] = {
     "user id": [rules.USER_ID],
     "credential id": [rules.CREDENTIAL_ID],
     "`FLOODWALL_REDIS_TIMEOUT`": [rules.REDIS_TIMEOUT],
+    "`FLOODWALL_REDIS_WAIT_TIMEOUT`": [rules.REDIS_WAIT_TIMEOUT],
     "`FLOODWALL_EXPECTED_INSTANCES`": [rules.EXPECTED_INSTANCES],
     "`FLOODWALL_BREAKER_FAILURES` / `_COOLDOWN`": [rules.BREAKER_FAILURES, rules.BREAKER_COOLDOWN],
     "`FLOODWALL_RESYNC_SECONDS`": [rules.RESYNC_SECONDS],

@@ -56,6 +56,7 @@ __all__ = [
     "RATE",
     "REASON",
     "REDIS_TIMEOUT",
+    "REDIS_WAIT_TIMEOUT",
     "RESYNC_SECONDS",
     "ROUTE",
     "ROUTE_LIMIT",
@@ -217,6 +218,8 @@ _HEADER_NAME_MESSAGE: Final = (
 
 # Settings (FLOODWALL_*): each refused at start with its variable's name in front.
 REDIS_TIMEOUT: Final = Bound("redis_timeout", 0, 30, whole=False, unit="of seconds", low_open=True)
+REDIS_WAIT_TIMEOUT: Final = Bound("redis_wait_timeout", 0, 10, whole=False, unit="of seconds")
+"""How long an operator write waits for a replica's acknowledgement (``WAIT``); 0: none."""
 """How long a request waits for Redis before the fail mode applies."""
 EXPECTED_INSTANCES: Final = Bound("expected_instances", 1, 10_000, whole=True, unit="of workers")
 """Workers sharing the limits; the fallback divides each limit among them."""

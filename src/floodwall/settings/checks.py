@@ -4,6 +4,7 @@ limits, admin tokens, trusted proxies and load shedding (the JWT keys: ``signing
 from __future__ import annotations
 
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -15,6 +16,7 @@ __all__ = [
     "admin_token_conflicts",
     "limit_conflicts",
     "proxy_conflicts",
+    "sentinel_conflicts",
     "shedding_conflicts",
 ]
 
@@ -149,3 +151,35 @@ def shedding_conflicts(
             )
         ]
     return []
+
+
+def sentinel_conflicts(
+    sentinels: list[str],
+    service: str | None,
+    redis_url: SecretStr | None,
+    cluster: bool,
+) -> list[_Conflict]:
+    """(field, message) when the Sentinels cannot name a primary: one of the pair missing,
+    a Cluster (which has no Sentinels), or a URL that names a host of its own."""
+    if not sentinels and service is None:
+        return []
+    if not sentinels:
+        return [("redis_sentinels", f"{_SERVICE} needs {_SENTINELS}")]
+    if service is None or not service.strip():
+        return [("redis_sentinel_service", f"{_SENTINELS} needs {_SERVICE}, the primary's name")]
+    if cluster:
+        return [("redis_cluster", f"{_CLUSTER} cannot go with {_SENTINELS}: a Cluster has none")]
+    if redis_url is not None:
+        parts = urlsplit(redis_url.get_secret_value().strip())
+        if parts.scheme == "unix" or parts.hostname:
+            return [("redis_url", _URL_WITH_SENTINELS)]
+    return []
+
+
+_SENTINELS: Final = "FLOODWALL_REDIS_SENTINELS"
+_SERVICE: Final = "FLOODWALL_REDIS_SENTINEL_SERVICE"
+_CLUSTER: Final = "FLOODWALL_REDIS_CLUSTER"
+_URL_WITH_SENTINELS: Final = (
+    "with FLOODWALL_REDIS_SENTINELS, FLOODWALL_REDIS_URL names no host, only what the "
+    "primary needs (redis://:password@/0, or rediss://...?ssl_ca_certs=...)"
+)

@@ -28,6 +28,7 @@ __all__ = ["FloodwallSettings"]
 
 _BOUNDS: Final = {
     "redis_timeout": rules.REDIS_TIMEOUT,
+    "redis_wait_timeout": rules.REDIS_WAIT_TIMEOUT,
     "expected_instances": rules.EXPECTED_INSTANCES,
     "breaker_failures": rules.BREAKER_FAILURES,
     "breaker_cooldown": rules.BREAKER_COOLDOWN,
@@ -44,6 +45,7 @@ _BOUNDS: Final = {
 """Each numeric setting checked by a bound of the rule book, with its variable's name."""
 _OPTIONAL: Final = frozenset({"auto_block_refusals"})
 _LISTS: Final = (
+    "redis_sentinels",
     "jwt_algorithms",
     "trusted_proxies",
     "exempt_paths",
@@ -67,6 +69,17 @@ class FloodwallSettings(BaseSettings):
     redis_url: SecretStr | None = None
     redis_cluster: bool = False
     redis_timeout: float = 0.05
+    redis_sentinels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """``host:port`` of each Sentinel: the primary of ``redis_sentinel_service`` is found
+    through them, and followed across a failover."""
+    redis_sentinel_service: str | None = None
+    """The name the Sentinels know the primary by (``sentinel monitor <name> ...``)."""
+    redis_sentinel_password: SecretStr | None = None
+    """The Sentinels' own password, when they ask for one; the primary's is in
+    ``redis_url`` (``redis://:password@/0``, with no host)."""
+    redis_wait_timeout: float = 0.5
+    """Seconds an operator's write waits for a replica to acknowledge it (``WAIT``), where
+    the primary has replicas; 0: it does not wait."""
     key_prefix: str = "floodwall"
 
     rate: float = 10.0
@@ -231,6 +244,11 @@ class FloodwallSettings(BaseSettings):
             raise ValueError(reason)
         return value
 
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels(cls, entries: list[str]) -> list[str]:
+        return values.sentinel_addresses(entries)
+
     @field_validator("jwt_jwks_url")
     @classmethod
     def _jwks_url(cls, value: str | None) -> str | None:
@@ -273,6 +291,12 @@ class FloodwallSettings(BaseSettings):
             ),
             *checks.proxy_conflicts(self.trusted_proxies, self.trust_all_proxies),
             *checks.shedding_conflicts(self.critical_paths, self.capacity),
+            *checks.sentinel_conflicts(
+                self.redis_sentinels,
+                self.redis_sentinel_service,
+                self.redis_url,
+                self.redis_cluster,
+            ),
         ]
 
     @property

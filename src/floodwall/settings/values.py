@@ -16,6 +16,7 @@ __all__ = [
     "jwks_url",
     "redis_url_problem",
     "ruled",
+    "sentinel_addresses",
     "split_csv",
     "trusted_proxies",
     "whole_number",
@@ -104,6 +105,18 @@ def redis_url_problem(url: str) -> str | None:
             f"password goes before @host: {_REDIS_URL_FORM})"
         )
     return None
+
+
+def sentinel_addresses(entries: list[str]) -> list[str]:
+    """``entries`` when each is ``host:port`` with a port from 1 to 65535."""
+    for entry in entries:
+        host, sep, port = entry.rpartition(":")
+        if not (sep and host and port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(
+                f"FLOODWALL_REDIS_SENTINELS: {printable(entry)} is not host:port "
+                "(such as 10.0.0.5:26379)"
+            )
+    return entries
 
 
 def jwks_url(value: str) -> str:
