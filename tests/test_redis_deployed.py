@@ -1,0 +1,207 @@
+"""Redis as it is deployed: a TLS-only server with a CA made here, and a primary with a
+replica behind three Sentinels, failed over by killing the primary.
+
+Each app instance runs in-process over real servers (``harness``): limits stay exact, an
+operator's write says how many replicas acknowledged it, and a block acknowledged by a
+replica holds on the new primary after the old one dies.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
+from harness import (
+    SERVICE,
+    RedisSentinelGroup,
+    RedisServer,
+    make_certificates,
+    wait_until,
+    wait_until_async,
+)
+
+pytestmark = pytest.mark.slow
+
+ADMIN_TOKEN = "deployed-admin-token-0123456789"
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+BURST = 5
+
+
+async def ok(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+@dataclass
+class Instance:
+    floodwall: Floodwall
+    http: httpx.AsyncClient
+
+    async def codes(self, user: str, count: int) -> list[int]:
+        return [
+            (await self.http.get("/", headers={"x-user": user})).status_code for _ in range(count)
+        ]
+
+    async def admin(self, method: str, path: str, body: object = None) -> httpx.Response:
+        return await self.http.request(method, "/admin" + path, json=body, headers=ADMIN)
+
+
+def _settings(**redis: Any) -> FloodwallSettings:
+    return FloodwallSettings(
+        **redis,
+        redis_timeout=0.5,
+        user_header="x-user",
+        admin_token=ADMIN_TOKEN,
+        key_prefix=f"t{uuid.uuid4().hex[:8]}",
+        rate=0.01,
+        burst=BURST,
+        breaker_cooldown=0.2,
+    )
+
+
+async def _instance(settings: FloodwallSettings) -> Instance:
+    service = Floodwall(settings)
+    app = Starlette(routes=[Route("/", ok), service.admin_mount("/admin")])
+    guarded = FloodwallMiddleware(app, floodwall=service, exempt_paths=["/admin"])
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://t")
+    await service.start()
+    return Instance(service, http)
+
+
+async def _close(instance: Instance) -> None:
+    await instance.http.aclose()
+    await instance.floodwall.stop()
+
+
+# -- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A redis-server that speaks TLS only and asks clients for a certificate."""
+    folder = tmp_path_factory.mktemp("tls")
+    with RedisServer.start(folder / "server", tls=make_certificates(folder / "certs")) as server:
+        yield server
+
+
+async def test_limits_and_the_kill_switch_work_over_tls(tls_server: RedisServer) -> None:
+    assert tls_server.url.startswith("rediss://")
+    instance = await _instance(_settings(redis_url=tls_server.url))
+    try:
+        assert await instance.codes("alice", BURST + 2) == [200] * BURST + [429] * 2
+        blocked = await instance.admin("PUT", "/users/mallory/block", {"reason": "INC-1"})
+        assert blocked.status_code == 200
+        # One Redis, no replica: nothing to wait for, and the answer says so.
+        assert blocked.json()["replicas"] == 0
+        assert await instance.codes("mallory", 1) == [403]
+    finally:
+        await _close(instance)
+
+
+def test_a_plain_text_client_is_refused_by_the_tls_server(tls_server: RedisServer) -> None:
+    plain = redis.Redis(port=tls_server.port, socket_timeout=1)
+    with pytest.raises(redis.RedisError):
+        plain.ping()
+    plain.close()
+
+
+def test_the_cli_reaches_a_tls_redis(tls_server: RedisServer, tmp_path: Path) -> None:
+    env = {"FLOODWALL_REDIS_URL": tls_server.url, "FLOODWALL_KEY_PREFIX": "cli-tls"}
+    done = subprocess.run(
+        [sys.executable, "-m", "floodwall.cli", "block", "eve", "--reason", "INC-2", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"blocked": true' in done.stdout
+
+
+# -- Sentinel ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sentinels(tmp_path: Path) -> Iterator[RedisSentinelGroup]:
+    """A primary, its replica and three sentinels, for one test (it kills the primary)."""
+    with RedisSentinelGroup.start(tmp_path / "sentinel") as group:
+        yield group
+
+
+@pytest.fixture
+async def pair(sentinels: RedisSentinelGroup) -> AsyncIterator[list[Instance]]:
+    settings = _settings(
+        redis_sentinels=sentinels.sentinel_addresses, redis_sentinel_service=SERVICE
+    )
+    instances = [await _instance(settings) for _ in range(2)]
+    try:
+        yield instances
+    finally:
+        for instance in instances:
+            await _close(instance)
+
+
+async def test_a_failover_loses_no_acknowledged_block_and_limits_come_back_exact(
+    sentinels: RedisSentinelGroup, pair: list[Instance]
+) -> None:
+    a, b = pair
+    assert await a.codes("alice", BURST + 1) == [200] * BURST + [429]
+    blocked = await a.admin("PUT", "/users/mallory/block", {"reason": "INC-3"})
+    assert blocked.status_code == 200
+    assert blocked.json()["replicas"] == 1, "the replica acknowledged the block"
+
+    old = sentinels.kill_primary()
+    killed = time.monotonic()
+    # No primary: the fail mode answers (open: each worker's own limits), never a 500.
+    during = await b.codes("carol", 3)
+    assert set(during) <= {200, 429}
+    new = sentinels.wait_for_failover(old)
+    assert new.port != old.port
+
+    # Limits are exact again once the app follows the new primary on its own.
+    async def exact_again() -> bool:
+        user = f"fresh-{uuid.uuid4().hex[:6]}"
+        return await b.codes(user, BURST + 1) == [200] * BURST + [429]
+
+    await wait_until_async(exact_again, "limits are exact on the new primary", within=30)
+    print(f"\nkill to exact limits: {time.monotonic() - killed:.1f} s")
+
+    # The acknowledged block is on the new primary: a worker with no memory of it reads it.
+    fresh = await _instance(pair[0].floodwall.settings)
+    try:
+        assert (await fresh.floodwall.status("mallory")).blocked is True
+        assert await fresh.codes("mallory", 1) == [403]
+    finally:
+        await _close(fresh)
+
+    # The change feed follows the failover too: a block on one worker reaches the other.
+    assert (await a.admin("PUT", "/users/eve/block", {"reason": "INC-4"})).status_code == 200
+
+    async def eve_refused() -> bool:
+        return await b.codes("eve", 1) == [403]
+
+    await wait_until_async(eve_refused, "the block reaches the other worker", within=3)
+
+
+def test_the_sentinels_promote_the_replica_when_the_primary_dies(
+    sentinels: RedisSentinelGroup,
+) -> None:
+    # The harness's own promise, which the failover test above relies on.
+    old = sentinels.kill_primary()
+    new = sentinels.wait_for_failover(old)
+    wait_until(lambda: sentinels.primary_port() == new.port, "the sentinels agree", within=5)
