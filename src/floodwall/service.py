@@ -54,15 +54,32 @@ logger = logging.getLogger("floodwall")
 
 
 def _store_for(settings: FloodwallSettings, clock: Clock) -> Store:
-    if settings.redis_url is None:
+    url = None if settings.redis_url is None else settings.redis_url.get_secret_value()
+    if settings.redis_sentinels and settings.redis_sentinel_service is not None:
+        password = settings.redis_sentinel_password
+        return RedisStore.via_sentinels(
+            [_address(entry) for entry in settings.redis_sentinels],
+            settings.redis_sentinel_service,
+            url=url,
+            sentinel_password=None if password is None else password.get_secret_value(),
+            prefix=settings.key_prefix,
+            timeout=settings.redis_timeout,
+        )
+    if url is None:
         return MemoryStore(prefix=settings.key_prefix, clock=clock.wall)
     # Redis reads its own clock (TIME in the scripts): the one every worker shares.
     return RedisStore.from_url(
-        settings.redis_url.get_secret_value(),
+        url,
         prefix=settings.key_prefix,
         cluster=settings.redis_cluster,
         timeout=settings.redis_timeout,
     )
+
+
+def _address(entry: str) -> tuple[str, int]:
+    # A Sentinel's host:port, as the settings checked it (an IPv6 host keeps its colons).
+    host, _, port = entry.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -124,6 +141,7 @@ class Floodwall:
             audit=self.audit,
             resets=resets,
             networks=self.networks,
+            wait_ms=round(settings.redis_wait_timeout * 1000),
         )
         self.offenders = Offenders(
             self.store,

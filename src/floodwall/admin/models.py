@@ -222,10 +222,23 @@ ReceivedBy = Annotated[
 ]
 
 
+Replicas = Annotated[
+    int,
+    Field(
+        description="How many replicas of the store's primary acknowledged the change "
+        "(WAIT, bounded by FLOODWALL_REDIS_WAIT_TIMEOUT) before this answer: a change they "
+        "hold survives a failover. 0 where the primary has no replica connected (nothing "
+        "to wait for), or none acknowledged in time.",
+    ),
+]
+
+
 class UserChangeOut(UserStatusOut):
-    """The user's status after a change, and how many app workers received the change."""
+    """The user's status after a change, how many app workers received the change, and how
+    many replicas acknowledged it."""
 
     received_by: ReceivedBy
+    replicas: Replicas
 
 
 class BlockedPage(BaseModel):
@@ -292,13 +305,14 @@ class BulkBlockResultOut(BaseModel):
 
 
 class BulkBlockChangeOut(BaseModel):
-    """One result per id asked for, how many were blocked and failed, and how many app
-    workers received the change."""
+    """One result per id asked for, how many were blocked and failed, how many app workers
+    received the change, and how many replicas acknowledged it."""
 
     items: list[BulkBlockResultOut]
     blocked: int
     failed: int
     received_by: ReceivedBy
+    replicas: Replicas
 
 
 class NetworkBlockOut(BaseModel):
@@ -312,8 +326,8 @@ class NetworkBlockOut(BaseModel):
 
 
 class NetworkChangeOut(BaseModel):
-    """A network after a change (``blocked``: whether it is blocked now), and how many app
-    workers received the change."""
+    """A network after a change (``blocked``: whether it is blocked now), how many app
+    workers received the change, and how many replicas acknowledged it."""
 
     network: str
     blocked: bool
@@ -322,6 +336,7 @@ class NetworkChangeOut(BaseModel):
     blocked_at: str | None
     blocked_until: str | None
     received_by: ReceivedBy
+    replicas: Replicas
 
 
 class NetworksOut(BaseModel):
@@ -359,15 +374,19 @@ class PlansOut(BaseModel):
 
 
 class DefaultLimitChangeOut(DefaultLimitOut):
-    """The default limit after a change, and how many app workers received the change."""
+    """The default limit after a change, how many app workers received the change, and how
+    many replicas acknowledged it."""
 
     received_by: ReceivedBy
+    replicas: Replicas
 
 
 class RouteDefaultsChangeOut(RouteDefaultsOut):
-    """The route limits after a change, and how many app workers received the change."""
+    """The route limits after a change, how many app workers received the change, and how
+    many replicas acknowledged it."""
 
     received_by: ReceivedBy
+    replicas: Replicas
 
 
 class Problem(BaseModel):

@@ -112,10 +112,19 @@ def _status_out(status: UserStatus) -> UserStatusOut:
     return UserStatusOut.model_validate(status.to_json())
 
 
-async def _changed(on: Services, status: UserStatus) -> UserChangeOut:
-    # Asked after the change: a worker that subscribes in between reloads it anyway.
+async def _delivered(
+    on: Services, *, user_id: str | None = None, networks: bool = False
+) -> dict[str, Any]:
+    # Asked after the change: the replicas first (the answer waits for one to hold it),
+    # then the workers (one that subscribes in between reloads the change anyway).
+    replicas = await on.actions.replicated(user_id=user_id, networks=networks)
     received_by = await on.actions.listeners()
-    return UserChangeOut.model_validate(status.to_json() | {"received_by": received_by})
+    return {"received_by": received_by, "replicas": replicas.acknowledged}
+
+
+async def _changed(on: Services, status: UserStatus) -> UserChangeOut:
+    delivered = await _delivered(on, user_id=status.user_id)
+    return UserChangeOut.model_validate(status.to_json() | delivered)
 
 
 async def _get_status(on: Services, call: Call) -> BaseModel:
@@ -180,8 +189,9 @@ async def _set_default(on: Services, call: Call) -> BaseModel:
     rate, burst = await on.actions.set_default_limit(
         call.body.rate, call.body.burst, actor=call.actor
     )
-    received_by = await on.actions.listeners()
-    return DefaultLimitChangeOut(rate=rate, burst=burst, received_by=received_by)
+    return DefaultLimitChangeOut.model_validate(
+        {"rate": rate, "burst": burst} | await _delivered(on)
+    )
 
 
 async def _plan_changed(on: Services, plan: str, limit: tuple[float, int] | None) -> BaseModel:
@@ -237,18 +247,16 @@ async def _get_route_defaults(on: Services, call: Call) -> BaseModel:
 async def _set_route_default(on: Services, call: Call) -> BaseModel:
     assert isinstance(call.body, RouteLimitBody)
     routes = await on.actions.set_route_default(call.body.route, call.body.limit, actor=call.actor)
-    received_by = await on.actions.listeners()
     return RouteDefaultsChangeOut.model_validate(
-        {"routes": windows_json(routes), "received_by": received_by}
+        {"routes": windows_json(routes)} | await _delivered(on)
     )
 
 
 async def _clear_route_default(on: Services, call: Call) -> BaseModel:
     assert isinstance(call.body, RouteBody)
     routes = await on.actions.clear_route_default(call.body.route, actor=call.actor)
-    received_by = await on.actions.listeners()
     return RouteDefaultsChangeOut.model_validate(
-        {"routes": windows_json(routes), "received_by": received_by}
+        {"routes": windows_json(routes)} | await _delivered(on)
     )
 
 
@@ -299,8 +307,9 @@ async def _bulk_block(on: Services, call: Call) -> BaseModel:
             "items": [result.to_json() for result in results],
             "blocked": blocked,
             "failed": failed,
-            "received_by": await on.actions.listeners(),
         }
+        # On a Cluster the users are on many nodes: the wait is on the last one's.
+        | await _delivered(on, user_id=body.user_ids[-1] if body.user_ids else None)
     )
 
 
@@ -314,22 +323,23 @@ async def _block_network(on: Services, call: Call) -> BaseModel:
         force=body.force,
         actor=call.actor,
     )
-    received_by = await on.actions.listeners()
     return NetworkChangeOut.model_validate(
-        block.to_json() | {"blocked": True, "received_by": received_by}
+        block.to_json() | {"blocked": True} | await _delivered(on, networks=True)
     )
 
 
 async def _unblock_network(on: Services, call: Call) -> BaseModel:
     network = await on.actions.unblock_network(call.network, actor=call.actor, reason=_reason(call))
-    return NetworkChangeOut(
-        network=network,
-        blocked=False,
-        reason=None,
-        blocked_by=None,
-        blocked_at=None,
-        blocked_until=None,
-        received_by=await on.actions.listeners(),
+    return NetworkChangeOut.model_validate(
+        {
+            "network": network,
+            "blocked": False,
+            "reason": None,
+            "blocked_by": None,
+            "blocked_at": None,
+            "blocked_until": None,
+        }
+        | await _delivered(on, networks=True)
     )
 
 

@@ -26,14 +26,16 @@ def dumps(data: Any) -> str:
 
 def document(args: argparse.Namespace, answer: Answer) -> _Json:
     """The JSON document that shows ``answer``; an action's tells how many workers
-    received it (``received_by``)."""
+    received it (``received_by``) and how many replicas acknowledged it (``replicas``)."""
     if isinstance(answer.result, UserStatus):
         return answer.result.to_json() | _defaults(answer) | _received(answer)
     return _FORMS[args.command](args, answer)
 
 
 def _received(answer: Answer) -> _Json:
-    return {"received_by": answer.received_by} if answer.acted else {}
+    if not answer.acted:
+        return {}
+    return {"received_by": answer.received_by, "replicas": answer.replicas.acknowledged}
 
 
 def _limit(limit: Limit | None) -> _Json | None:

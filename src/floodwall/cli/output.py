@@ -30,7 +30,15 @@ def show(args: argparse.Namespace, answer: Answer) -> None:
 
 
 def warn(answer: Answer) -> None:
-    """One line on stderr when no running app received an action, or none can be counted."""
+    """One line on stderr when no running app received an action, or none can be counted;
+    one when no replica acknowledged it, where the primary has some."""
+    if answer.acted and answer.replicas.connected and not answer.replicas.acknowledged:
+        print(
+            "floodwall: warning: the change is stored on the primary, but none of its "
+            f"{answer.replicas.connected} replica(s) acknowledged it within "
+            "FLOODWALL_REDIS_WAIT_TIMEOUT: a failover now may lose it",
+            file=sys.stderr,
+        )
     if not answer.acted or answer.received_by not in (None, 0):
         return
     where = shown(answer.store.removesuffix(f", key prefix {answer.prefix}"))

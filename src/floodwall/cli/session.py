@@ -10,8 +10,11 @@ from floodwall.cli.acting import act
 from floodwall.cli.answer import Answer
 from floodwall.cli.arguments import UsageError
 from floodwall.cli.reading import read
+from floodwall.control.actions import BulkBlockResult
+from floodwall.killswitch.status import UserStatus
 from floodwall.service import Floodwall
 from floodwall.settings import FloodwallSettings
+from floodwall.stores.base import Replicas
 
 __all__ = ["run"]
 
@@ -27,7 +30,7 @@ def _settings(args: argparse.Namespace) -> FloodwallSettings:
     if args.key_prefix is not None:
         options["key_prefix"] = args.key_prefix
     settings = FloodwallSettings(**options)
-    if settings.redis_url is None:
+    if settings.redis_url is None and not settings.redis_sentinels:
         raise UsageError(
             "no store: set FLOODWALL_REDIS_URL or pass --redis-url (an in-memory store lives "
             "inside the app process; use the admin API for it)"
@@ -61,11 +64,24 @@ async def run(args: argparse.Namespace) -> Answer:
         await floodwall.stop()
 
 
+async def _replicated(floodwall: Floodwall, args: argparse.Namespace, result: Any) -> Replicas:
+    """Wait for a replica to hold the change, on the node of what it changed (a Cluster)."""
+    user_id = None
+    if isinstance(result, UserStatus):
+        user_id = result.user_id
+    elif isinstance(result, list) and result and isinstance(result[-1], BulkBlockResult):
+        user_id = result[-1].user_id
+    networks = args.command in ("block-network", "unblock-network")
+    return await floodwall.actions.replicated(user_id=user_id, networks=networks)
+
+
 async def _answer(floodwall: Floodwall, args: argparse.Namespace) -> Answer:
     received_by = None
+    replicas = Replicas(0, 0)
     acted = _acts(args)
     if acted:
         result = await act(floodwall, args)
+        replicas = await _replicated(floodwall, args, result)
         # Asked after the change: an app that subscribes later reloads it at start.
         received_by = await floodwall.actions.listeners()
     else:
@@ -79,4 +95,5 @@ async def _answer(floodwall: Floodwall, args: argparse.Namespace) -> Answer:
         actions.live_default_limit,
         acted,
         received_by,
+        replicas,
     )

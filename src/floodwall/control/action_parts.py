@@ -17,10 +17,12 @@ from floodwall.killswitch.networks import NetworkBlocks
 from floodwall.killswitch.reset_hook import ResetNotifier
 from floodwall.killswitch.status import UserStatus
 from floodwall.limiting.live_limits import LiveLimits
+from floodwall.stores.base import Replicas
 from floodwall.stores.protocols import (
     ChangeChannel,
     LiveConfig,
     NetworkBlockStore,
+    Replication,
     UserLimits,
     UserStates,
 )
@@ -32,7 +34,9 @@ logger = logging.getLogger("floodwall")
 PYTHON_ACTOR: Final = "python"
 
 
-class ActionStore(UserStates, UserLimits, NetworkBlockStore, LiveConfig, ChangeChannel, Protocol):
+class ActionStore(
+    UserStates, UserLimits, NetworkBlockStore, LiveConfig, ChangeChannel, Replication, Protocol
+):
     """What operator actions change and read."""
 
     def describe(self) -> str:
@@ -59,8 +63,10 @@ class ActionParts:
         audit: AuditLog,
         resets: ResetNotifier,
         networks: NetworkBlocks,
+        wait_ms: int = 0,
     ) -> None:
         self._store = store
+        self._wait_ms = wait_ms
         self._networks = networks
         self._feed = feed
         self._limits = limits
@@ -82,6 +88,23 @@ class ActionParts:
         except StorageError as exc:
             logger.warning("the change is stored; the workers that received it: unknown: %s", exc)
             return None
+
+    async def replicated(self, *, user_id: str | None = None, networks: bool = False) -> Replicas:
+        """Wait, at most FLOODWALL_REDIS_WAIT_TIMEOUT, until a replica of the store's primary
+        holds every change made so far, so that it survives a failover; how many replicas
+        acknowledged it. On a Redis Cluster, on the node of ``user_id``'s state, of the
+        network blocks (``networks``), or else of the run-time settings. Asked after a
+        change: a failure here is logged, and reads as no replica's acknowledgement."""
+        keys = self._store.keys
+        if user_id is not None:
+            near = keys.user(user_id).state
+        else:
+            near = keys.networks if networks else keys.config
+        try:
+            return await self._store.replicate(near, timeout_ms=self._wait_ms)
+        except StorageError as exc:
+            logger.warning("the change is stored; the replicas that hold it: unknown: %s", exc)
+            return Replicas(0, 0)
 
     @property
     def default_limit(self) -> Limit:

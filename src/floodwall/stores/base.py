@@ -12,6 +12,7 @@ __all__ = [
     "LEASE_MS",
     "TOP_READ_BUDGET",
     "AuditEntry",
+    "Replicas",
     "Subscription",
     "TopBlock",
     "Window",
@@ -75,6 +76,15 @@ class AuditEntry:
 
     id: str
     fields: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Replicas:
+    """How many replicas hold an operator's writes: ``acknowledged`` of the ``connected``
+    ones the primary had (both 0 where it has none, or for a store with no replicas)."""
+
+    acknowledged: int
+    connected: int
 
 
 class Subscription(Protocol):

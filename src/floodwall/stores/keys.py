@@ -87,6 +87,17 @@ class Keys:
         """A sorted set of user ids: ``blocked``, or ``users`` (any kill-switch state)."""
         return f"{self.prefix}:index:{name}"
 
+    def replicated(self, near: str, *, cluster: bool) -> str:
+        """The marker an operator's writes end with before ``WAIT`` (``Replication``): one
+        key on a single Redis; on a Cluster, one in the slot of ``near`` (its hash tag, or
+        the whole key where it has none), so it lands on the node that took the writes."""
+        if not cluster:
+            return f"{self.prefix}:replicated"
+        start = near.find("{")
+        end = near.find("}", start + 1)
+        tag = near[start + 1 : end] if start != -1 and end > start + 1 else near
+        return f"{self.prefix}:replicated:{{{tag}}}"
+
     def user(self, user_id: str) -> SubjectKeys:
         """The keys of an authenticated user."""
         return self._subject("u", user_id)

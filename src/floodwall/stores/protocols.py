@@ -25,7 +25,7 @@ from floodwall.core.live_settings import LiveSettings
 from floodwall.core.network_block import NetworkBlock
 from floodwall.core.stored import Limit, WindowLimit
 from floodwall.core.user_state import Listing, UserState
-from floodwall.stores.base import LEASE_MS, Subscription, TopBlock, Window
+from floodwall.stores.base import LEASE_MS, Replicas, Subscription, TopBlock, Window
 from floodwall.stores.keys import Keys, SubjectKeys
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "LiveConfig",
     "NetworkBlockStore",
     "RefusalBoards",
+    "Replication",
     "ResetClaims",
     "Store",
     "StoreClock",
@@ -307,6 +308,17 @@ class ChangeChannel(Protocol):
         ...
 
 
+class Replication(Protocol):
+    """Where the store has replicas: an operator's writes made to survive a failover."""
+
+    async def replicate(self, key: str, *, timeout_ms: int) -> Replicas:
+        """Wait at most ``timeout_ms`` until a replica holds every write made so far to the
+        primary of ``key`` (a key the writes touched: on a Redis Cluster, each node has
+        replicas of its own); returns at once where the primary has no replica connected,
+        or ``timeout_ms`` is 0."""
+        ...
+
+
 class Store(
     Buckets,
     UserStates,
@@ -316,6 +328,7 @@ class Store(
     RefusalBoards,
     LiveConfig,
     ChangeChannel,
+    Replication,
     Protocol,
 ):
     """Every capability: what the service holds, and hands each part its own."""

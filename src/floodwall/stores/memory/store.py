@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from floodwall.stores.base import Replicas
 from floodwall.stores.keys import Keys
 from floodwall.stores.memory.buckets import MemoryBuckets
 from floodwall.stores.memory.channel import MemoryChannel
@@ -47,6 +48,10 @@ class MemoryStore(MemoryBuckets, MemoryStates, MemoryChannel, MemoryRecords):
 
     async def close(self) -> None:
         """Nothing to release."""
+
+    async def replicate(self, key: str, *, timeout_ms: int) -> Replicas:
+        """No replicas: nothing to wait for."""
+        return Replicas(0, 0)
 
     def describe(self) -> str:
         """Where the state lives."""

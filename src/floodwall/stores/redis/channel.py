@@ -11,6 +11,7 @@ import redis
 import redis.asyncio
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -110,14 +111,24 @@ class RedisChannel(RedisParts):
             # node's connection hears every worker's PUBLISH.
             node = self._subscriber_node()
             options = self._client.get_connection_kwargs()
+            tls = {name: value for name, value in options.items() if name.startswith("ssl_")}
             return redis.asyncio.Redis(
-                host=node.host,
-                port=int(node.port),
-                username=options.get("username"),
-                password=options.get("password"),
-                socket_connect_timeout=options.get("socket_connect_timeout"),
-                retry=_NO_RETRY,
+                connection_pool=redis.asyncio.ConnectionPool(
+                    connection_class=options.get("connection_class") or Connection,
+                    max_connections=1,
+                    host=node.host,
+                    port=int(node.port),
+                    username=options.get("username"),
+                    password=options.get("password"),
+                    socket_connect_timeout=options.get("socket_connect_timeout"),
+                    retry=_NO_RETRY,
+                    **tls,
+                )
             )
+        if self._sentinel is not None:
+            # Asks the Sentinels for the primary on each (re)subscription: after a failover
+            # the change feed subscribes on the new one.
+            return self._sentinel.client(socket_timeout=None, retry=_NO_RETRY)
         pool = self._client.connection_pool
         kwargs: dict[str, Any] = dict(pool.connection_kwargs)
         kwargs["socket_timeout"] = None

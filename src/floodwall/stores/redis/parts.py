@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Final
 
 import redis
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from floodwall.core.errors import StorageError, StoreCommandError, StoreUnavailable
 from floodwall.stores.keys import Keys
@@ -20,6 +22,7 @@ __all__ = [
     "STORAGE_ERRORS",
     "RedisClient",
     "RedisParts",
+    "SentinelPrimary",
     "decode",
     "encode",
     "script",
@@ -87,12 +90,47 @@ def storage_errors() -> Iterator[None]:
         raise translate(exc) from exc
 
 
+@dataclass(frozen=True)
+class SentinelPrimary:
+    """A primary found through Sentinels: ``service`` is its name there, ``options`` what
+    a connection to it needs (password, db, TLS, timeouts)."""
+
+    sentinel: Sentinel
+    service: str
+    options: dict[str, Any]
+
+    def client(self, **overrides: Any) -> redis.asyncio.Redis:
+        """A client of the current primary, which finds the new one after a failover."""
+        client: redis.asyncio.Redis = self.sentinel.master_for(
+            self.service, **(self.options | overrides)
+        )
+        return client
+
+    async def close(self) -> None:
+        """Close the connections to the Sentinels."""
+        for sentinel in self.sentinel.sentinels:
+            await sentinel.aclose()
+
+    def describe(self) -> str:
+        """Which primary, through which Sentinels (never a credential)."""
+        pool = self.sentinel.sentinels
+        where = ", ".join(
+            f"{s.connection_pool.connection_kwargs.get('host')}:"
+            f"{s.connection_pool.connection_kwargs.get('port')}"
+            for s in pool
+        )
+        return (
+            f"Redis primary {self.service!r} via Sentinels {where} db {self.options.get('db', 0)}"
+        )
+
+
 class RedisParts:
     """The state every part of ``RedisStore`` reads (set by ``RedisStore.__init__``)."""
 
     keys: Keys
     _client: RedisClient
     _wire: WireClient | None
+    _sentinel: SentinelPrimary | None
     _clock: Callable[[], float] | None
     _closing: bool
 
