@@ -129,6 +129,7 @@ async def test_status_and_default_limit_show_the_store_and_both_defaults(
     assert data["store"] == store
     assert data["default_limit"] == {"live": None, "configured": {"rate": 10.0, "burst": 10}}
     assert "received_by" not in data
+    assert "replicas" not in data
 
     # An operator's live default, then cleared: each shown beside this shell's setting.
     await app.set_default_limit(4, 5, actor="admin")
@@ -148,6 +149,7 @@ async def test_status_and_default_limit_show_the_store_and_both_defaults(
         "store": store,
         "default_limit": {"live": None, "configured": {"rate": 10.0, "burst": 10}},
         "received_by": 1,
+        "replicas": 0,
     }
     for _ in range(100):
         if app.default_limit == (2.0, 3):

@@ -231,6 +231,7 @@ async def test_the_admin_api_blocks_lists_and_lifts_networks(floodwall: Floodwal
             "blocked_at": None,
             "blocked_until": None,
             "received_by": 0,
+            "replicas": 0,
         }
         audit = (await api.get("/audit?limit=4")).json()["items"]
         assert [(e["action"], e["user_id"], e["detail"], e["reason"]) for e in audit] == [

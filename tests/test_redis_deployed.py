@@ -26,6 +26,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings
+from floodwall.stores import RedisStore
+from floodwall.stores.redis.wire import WireClient, WireConnectionError
 from harness import (
     SERVICE,
     RedisSentinelGroup,
@@ -117,6 +119,42 @@ def test_a_plain_text_client_is_refused_by_the_tls_server(tls_server: RedisServe
     with pytest.raises(redis.RedisError):
         plain.ping()
     plain.close()
+
+
+async def test_checks_over_tls_keep_the_lean_client(tls_server: RedisServer) -> None:
+    store = RedisStore.from_url(tls_server.url, prefix="lean-tls", cluster=False, timeout=2)
+    seen = redis.Redis.from_url(tls_server.url)
+    await store.start()
+    try:
+        decision = await store.check(store.keys.user("alice"), rate=1, burst=3)
+        assert decision.allowed
+        clients: Any = seen.client_list()
+    finally:
+        await store.close()
+        seen.close()
+    # The store's redis-py connection pinged at start, speaking RESP3; the check's EVALSHA
+    # came on another, in RESP2: the wire client's.
+    assert [c["resp"] for c in clients if c["cmd"] == "ping"] == ["3"]
+    assert [c["resp"] for c in clients if c["cmd"] == "evalsha"] == ["2"]
+
+
+async def test_the_wire_client_checks_the_servers_certificate(
+    tls_server: RedisServer, tmp_path: Path
+) -> None:
+    trusted = WireClient.from_url(tls_server.url, timeout=2, connect_timeout=2)
+    try:
+        assert await trusted.execute("PING") == b"PONG"
+    finally:
+        await trusted.close()
+    # Another CA's: the server's certificate is refused before any command is sent.
+    other = make_certificates(tmp_path / "other")
+    url = tls_server.url.replace(str(tls_server.tls.ca), str(other.ca))  # type: ignore[union-attr]
+    stranger = WireClient.from_url(url, timeout=2, connect_timeout=2)
+    try:
+        with pytest.raises(WireConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            await stranger.execute("PING")
+    finally:
+        await stranger.close()
 
 
 def test_the_cli_reaches_a_tls_redis(tls_server: RedisServer, tmp_path: Path) -> None:

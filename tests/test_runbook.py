@@ -685,7 +685,7 @@ STEPS = [
         """-H 'content-type: application/json' """
         """-d '{"user_ids": ["stuffed-01", "stuffed-02"], "reason": "credential stuffing, """
         """INC-1300", "ttl_seconds": 86400}'""",
-        shows=(r'"blocked": 2, "failed": 0, "received_by": 1\}$',),
+        shows=(r'"blocked": 2, "failed": 0, "received_by": 1, "replicas": 0\}$',),
     ),
     Step(
         METRICS + """grep 'floodwall_decisions_total{result="network_blocked"}'""",

@@ -390,7 +390,9 @@ async def test_from_url_authenticates_and_selects_the_database(tmp_path: Path) -
 @pytest.mark.parametrize(
     "url",
     [
-        "rediss://127.0.0.1:6379",
+        "rediss://127.0.0.1:6379?ssl_ciphers=ALL",
+        "rediss://127.0.0.1:6379?ssl_cert_reqs=sometimes",
+        "rediss://127.0.0.1:6379?ssl_ca_certs=/nonexistent/ca.crt",
         "unix:///tmp/redis.sock",
         "redis://127.0.0.1:6379?protocol=3",
         "redis://127.0.0.1:6379/zero",

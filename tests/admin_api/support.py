@@ -129,11 +129,13 @@ def json_body(response: httpx.Response) -> Any:
 
 def change_body(response: httpx.Response, received_by: int = 0) -> Any:
     """A write route's answer: the status (or default limit) it changed, without the
-    ``received_by`` count, which is checked (no app follows a Floodwall not started)."""
+    ``received_by`` count, which is checked (no app follows a Floodwall not started), nor
+    the ``replicas`` count, 0 (these stores have no replica)."""
     body = json_body(response)
     assert response.status_code == 200, response.text
     assert type(body["received_by"]) is int
     assert body.pop("received_by") == received_by, response.text
+    assert body.pop("replicas") == 0, response.text
     return body
 
 

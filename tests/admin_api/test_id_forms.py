@@ -238,7 +238,9 @@ async def test_a_write_answer_counts_the_workers_that_received_it(
             )
             change_body(response, received_by=1)
         # A read says nothing of the kind.
-        assert "received_by" not in json_body(await client.get("/users/alice"))
+        read = json_body(await client.get("/users/alice"))
+        assert "received_by" not in read
+        assert "replicas" not in read
     finally:
         await floodwall.stop()
 

@@ -2,9 +2,9 @@
 concurrency slots' release and renewal.
 
 The script is reloaded when Redis answers NOSCRIPT (after a restart or a ``SCRIPT
-FLUSH``). On a single Redis at a ``redis://`` URL the check goes through ``WireClient``,
-which pipelines concurrent checks on one connection at a fraction of redis-py's cost per
-command; every check on a cluster or over TLS uses redis-py.
+FLUSH``). On a single Redis at a ``redis://`` or ``rediss://`` URL the check goes through
+``WireClient``, which pipelines concurrent checks on one connection at a fraction of
+redis-py's cost per command; every check on a Cluster or through Sentinels uses redis-py.
 """
 
 from __future__ import annotations

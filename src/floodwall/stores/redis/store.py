@@ -92,7 +92,7 @@ class RedisStore(RedisBuckets, RedisStates, RedisChannel, RedisRecords, RedisRep
         try:
             wire = WireClient.from_url(url, timeout=timeout, connect_timeout=timeout)
         except ValueError:
-            # TLS, unix sockets, URL options: redis-py does those, a little slower.
+            # Unix sockets, URL options beside TLS's: redis-py does those, a little slower.
             wire = None
         try:
             client = redis.asyncio.Redis.from_url(url, **options)

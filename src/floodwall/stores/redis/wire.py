@@ -1,12 +1,13 @@
-"""A lean asyncio Redis client for the hot path: pipelined ``EVALSHA`` over plain TCP.
+"""A lean asyncio Redis client for the hot path: pipelined ``EVALSHA`` over TCP or TLS.
 
 redis-py spends far more time per command in its own machinery (pool checkout, packing,
 streams, parsing wrappers, retries) than Redis spends answering on loopback. This client
-does only what the check needs: RESP2 over one or two TCP connections, requests pipelined
-and answered in order, replies parsed by ``hiredis``.
+does only what the check needs: RESP2 over one or two TCP connections (TLS with an
+``ssl.SSLContext``), requests pipelined and answered in order, replies parsed by
+``hiredis``.
 
-Out of scope, on purpose: TLS, unix sockets, RESP3, pub/sub, Redis Cluster. Callers use
-redis-py for those.
+Out of scope, on purpose: unix sockets, RESP3, pub/sub, Redis Cluster, Sentinel. Callers
+use redis-py for those.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import ssl
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
 from typing import Any, Final, Self, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import hiredis
 
@@ -30,6 +32,7 @@ __all__ = [
     "WireError",
     "WireReplyError",
     "WireTimeout",
+    "tls_context",
 ]
 
 _DEFAULT_PORT: Final = 6379
@@ -39,6 +42,47 @@ _DEFAULT_PORT: Final = 6379
 # Measured on loopback with 32 concurrent callers: more throughput, and less CPU per call,
 # than writing each request at once or each loop iteration at once; 4 to 16 did alike.
 _BATCH: Final = 8
+# The query parameters of a rediss:// URL this client reads, as redis-py names them.
+_CERT_REQS: Final = {
+    "none": ssl.CERT_NONE,
+    "optional": ssl.CERT_OPTIONAL,
+    "required": ssl.CERT_REQUIRED,
+}
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def tls_context(options: dict[str, str]) -> ssl.SSLContext:
+    """The ``ssl.SSLContext`` redis-py builds from a ``rediss://`` URL's ``ssl_ca_certs``,
+    ``ssl_certfile``, ``ssl_keyfile``, ``ssl_cert_reqs`` (``required`` by default) and
+    ``ssl_check_hostname`` (true by default, never without a certificate check).
+
+    Raises ``ValueError`` for any other parameter, a value it cannot read, or files that
+    cannot be loaded.
+    """
+    unknown = sorted(
+        set(options)
+        - {"ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname"}
+    )
+    if unknown:
+        raise ValueError(f"URL options {unknown} are not supported")
+    reqs = _CERT_REQS.get(options.get("ssl_cert_reqs", "required").lower())
+    if reqs is None:
+        raise ValueError("ssl_cert_reqs is none, optional or required")
+    check = options.get("ssl_check_hostname", "true").lower()
+    if check not in _TRUE | _FALSE:
+        raise ValueError("ssl_check_hostname is true or false")
+    context = ssl.create_default_context()
+    context.check_hostname = check in _TRUE and reqs != ssl.CERT_NONE
+    context.verify_mode = reqs
+    try:
+        if "ssl_ca_certs" in options:
+            context.load_verify_locations(options["ssl_ca_certs"])
+        if "ssl_certfile" in options or "ssl_keyfile" in options:
+            context.load_cert_chain(options["ssl_certfile"], options.get("ssl_keyfile"))
+    except (OSError, KeyError) as exc:
+        raise ValueError(f"the TLS files cannot be loaded: {type(exc).__name__}") from None
+    return context
 
 
 class WireError(Exception):
@@ -226,7 +270,7 @@ class _Connection(asyncio.Protocol):
 
 
 class WireClient:
-    """A pipelined asyncio client for a few Redis commands, over plain TCP.
+    """A pipelined asyncio client for a few Redis commands, over TCP, or TLS with ``tls``.
 
     ``connections`` TCP connections (opened lazily, on first use) each carry any number of
     requests in flight; requests are spread over them round-robin. A request fails with
@@ -250,6 +294,7 @@ class WireClient:
         timeout: float | None = 1.0,
         connect_timeout: float | None = 1.0,
         connections: int = 1,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be at least 1")
@@ -261,6 +306,7 @@ class WireClient:
         self.username = username
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.tls = tls
         self._address = f"{host}:{port}"
         self._handshake = self._handshake_commands(db, username, password)
         self._conns: list[_Connection | None] = [None] * connections
@@ -294,16 +340,20 @@ class WireClient:
         connect_timeout: float | None = 1.0,
         connections: int = 1,
     ) -> WireClient:
-        """A client for a ``redis://[[user]:password@]host[:port][/db]`` URL.
+        """A client for a ``redis://[[user]:password@]host[:port][/db]`` URL, or a
+        ``rediss://`` one with the ``ssl_*`` query parameters ``tls_context`` reads.
 
-        Raises ``ValueError`` for anything this client does not do (``rediss://``,
-        ``unix://``, query options), so the caller can fall back to redis-py.
+        Raises ``ValueError`` for anything this client does not do (``unix://``, other
+        query options), so the caller can fall back to redis-py.
         """
         parts = urlsplit(url)
-        if parts.scheme != "redis":
-            raise ValueError(f"unsupported scheme {parts.scheme!r}: only redis:// is")
-        if parts.query or parts.fragment:
+        if parts.scheme not in ("redis", "rediss"):
+            raise ValueError(f"unsupported scheme {parts.scheme!r}: only redis:// and rediss://")
+        if parts.fragment or (parts.query and parts.scheme == "redis"):
             raise ValueError("URL options are not supported")
+        tls = None
+        if parts.scheme == "rediss":
+            tls = tls_context(dict(parse_qsl(parts.query, keep_blank_values=True)))
         path = unquote(parts.path).strip("/")
         try:
             db = int(path) if path else 0
@@ -318,6 +368,7 @@ class WireClient:
             timeout=timeout,
             connect_timeout=connect_timeout,
             connections=connections,
+            tls=tls,
         )
 
     # -- commands -------------------------------------------------------------------------
@@ -408,7 +459,10 @@ class WireClient:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, self._address, self.timeout), self.host, self.port
+                    lambda: _Connection(loop, self._address, self.timeout),
+                    self.host,
+                    self.port,
+                    ssl=self.tls,
                 )
                 for name, command in self._handshake:
                     try:
