@@ -8,6 +8,7 @@ replica holds on the new primary after the old one dies.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -211,10 +212,15 @@ async def test_a_failover_loses_no_acknowledged_block_and_limits_come_back_exact
     new = sentinels.wait_for_failover(old)
     assert new.port != old.port
 
-    # Limits are exact again once the app follows the new primary on its own.
+    # Limits are exact again once the app follows the new primary on its own: decided there
+    # (the user's bucket is on it), since each worker's own limits in the fail mode would
+    # look exact to one worker too.
     async def exact_again() -> bool:
         user = f"fresh-{uuid.uuid4().hex[:6]}"
-        return await b.codes(user, BURST + 1) == [200] * BURST + [429]
+        if await b.codes(user, BURST + 1) != [200] * BURST + [429]:
+            return False
+        with redis.Redis(port=new.port, socket_timeout=1) as primary:
+            return bool(primary.exists(b.floodwall.store.keys.user(user).bucket))
 
     await wait_until_async(exact_again, "limits are exact on the new primary", within=30)
     print(f"\nkill to exact limits: {time.monotonic() - killed:.1f} s")
@@ -234,6 +240,44 @@ async def test_a_failover_loses_no_acknowledged_block_and_limits_come_back_exact
         return await b.codes("eve", 1) == [403]
 
     await wait_until_async(eve_refused, "the block reaches the other worker", within=3)
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "floodwall.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_the_cli_through_the_sentinels_says_whether_a_replica_holds_its_write(
+    sentinels: RedisSentinelGroup,
+) -> None:
+    env = {
+        "FLOODWALL_REDIS_SENTINELS": sentinels.sentinel_addresses,
+        "FLOODWALL_REDIS_SENTINEL_SERVICE": SERVICE,
+        "FLOODWALL_REDIS_WAIT_TIMEOUT": "0.3",
+        "FLOODWALL_KEY_PREFIX": "cli-sentinel",
+    }
+    held = _cli(env, "block", "eve", "--reason", "INC-5", "--json")
+    assert held.returncode == 0, held.stderr
+    assert json.loads(held.stdout)["replicas"] == 1
+    assert "acknowledged" not in held.stderr
+
+    # A frozen replica stays connected but acknowledges nothing: the write is stored on the
+    # primary, and the operator is told it may not survive a failover.
+    [replica] = [s for s in sentinels.servers if s.port != sentinels.primary_port()]
+    replica.pause()
+    try:
+        unheld = _cli(env, "block", "frank", "--reason", "INC-6", "--json")
+    finally:
+        replica.resume()
+    assert unheld.returncode == 0, unheld.stderr
+    assert json.loads(unheld.stdout)["replicas"] == 0
+    assert "none of its 1 replica(s) acknowledged it" in unheld.stderr
 
 
 def test_the_sentinels_promote_the_replica_when_the_primary_dies(
