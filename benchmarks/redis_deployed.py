@@ -2,8 +2,10 @@
 
 Run from the repository root with the project's Python (``redis-server`` on ``PATH``)::
 
-    python benchmarks/redis_deployed.py            # about a minute
-    python benchmarks/redis_deployed.py --quick    # about 30 seconds
+    python benchmarks/redis_deployed.py            # about two minutes
+    python benchmarks/redis_deployed.py --quick    # about one
+
+``wrk`` on ``PATH`` (``apt-get install wrk``) for the HTTP part.
 
 1. The same app is called in-process (no HTTP server) with 32 concurrent callers and 200
    users, through floodwall on real servers of its own: a plain redis-server, a TLS-only
@@ -13,7 +15,11 @@ Run from the repository root with the project's Python (``redis-server`` on ``PA
    plain Redis through redis-py, and Sentinel (checks through redis-py). They alternate in
    rounds; the median of the rounds' µs per request is reported, each as a ratio to plain
    Redis.
-2. Failovers: a worker through the Sentinels; the primary is killed (SIGKILL), and the time
+2. Over HTTP: the same app in uvicorn (``benchmarks/apps.py``, variant ``floodwall[redis]``,
+   one worker each), on the plain and on the TLS server, loaded by ``wrk`` (32
+   connections, 1,000 rotating users) in interleaved rounds: requests/s on TLS against
+   plain.
+3. Failovers: a worker through the Sentinels; the primary is killed (SIGKILL), and the time
    from the kill to limits exact again (a fresh user gets its burst, then a 429) is
    measured, once per failover, each on a new Sentinel group. Exact means decided by the
    new primary (the user's bucket is there): a worker's own limits in the fail mode would
@@ -45,7 +51,15 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.responses import PlainTextResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from benchmarks._common import PATH, USER_HEADER, discard, make_scopes, receive  # noqa: E402
+from benchmarks import http_load  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    PATH,
+    USER_HEADER,
+    UvicornServer,
+    discard,
+    make_scopes,
+    receive,
+)
 from floodwall import Floodwall, FloodwallMiddleware, FloodwallSettings  # noqa: E402
 from floodwall.stores import RedisStore  # noqa: E402
 from harness import SERVICE, RedisSentinelGroup, RedisServer, make_certificates  # noqa: E402
@@ -134,6 +148,42 @@ async def costs(workdir: pathlib.Path, rounds: int, requests: int) -> dict[str, 
     }
 
 
+def over_http(workdir: pathlib.Path, rounds: int, seconds: int) -> dict[str, Any]:
+    """Part 2: requests/s of uvicorn on the plain and the TLS server, interleaved rounds."""
+    certificates = make_certificates(workdir / "certs")
+    with (
+        RedisServer.start(workdir / "plain") as plain,
+        RedisServer.start(workdir / "tls", tls=certificates) as tls,
+    ):
+        servers = {
+            name: UvicornServer(
+                name,
+                {"BENCH_VARIANT": "floodwall[redis]", "BENCH_REDIS_URL": url, "BENCH_PREFIX": name},
+            )
+            for name, url in (("plain", plain.url), ("tls", tls.url))
+        }
+        try:
+            urls = {name: server.start() for name, server in servers.items()}
+            for url in urls.values():
+                http_load._wrk(url, 2)  # warm up: connect, load the script
+            rates: dict[str, list[float]] = {name: [] for name in servers}
+            for round_number in range(rounds):
+                order = list(servers) if round_number % 2 == 0 else list(reversed(servers))
+                for name in order:
+                    rates[name].append(http_load._rate(http_load._wrk(urls[name], seconds)))
+        finally:
+            for server in servers.values():
+                server.stop()
+    ratios = [t / p for t, p in zip(rates["tls"], rates["plain"], strict=True)]
+    medians = {name: statistics.median(values) for name, values in rates.items()}
+    ratio = statistics.median(ratios)
+    print(
+        f"HTTP, uvicorn under wrk, medians of {rounds} rounds of {seconds} s: plain "
+        f"{medians['plain']:,.0f} req/s, TLS {medians['tls']:,.0f} req/s: TLS {ratio:.2f} x plain"
+    )
+    return {"requests_per_s": rates, "median_requests_per_s": medians, "tls_to_plain": ratio}
+
+
 async def _codes(app: Any, user: str, count: int) -> list[int]:
     codes: list[int] = []
 
@@ -194,9 +244,11 @@ async def failover(workdir: pathlib.Path) -> float:
 
 async def main(quick: bool) -> int:
     rounds, requests, failovers = (5, 4_000, 2) if quick else (11, 10_000, 3)
+    http_rounds, seconds = (3, 3) if quick else (6, 5)
     with tempfile.TemporaryDirectory() as folder:
         workdir = pathlib.Path(folder)
         results = await costs(workdir / "costs", rounds, requests)
+        results["http"] = over_http(workdir / "http", http_rounds, seconds)
         times = [await failover(workdir / f"failover-{n}") for n in range(failovers)]
     print(
         "kill to exact limits: "
