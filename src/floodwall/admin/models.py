@@ -362,9 +362,11 @@ class PlanLimitOut(BaseModel):
 
 
 class PlanLimitChangeOut(PlanLimitOut):
-    """A plan's limit after a change, and how many app workers received the change."""
+    """A plan's limit after a change, how many app workers received the change, and how
+    many replicas acknowledged it."""
 
     received_by: ReceivedBy
+    replicas: Replicas
 
 
 class PlansOut(BaseModel):

@@ -196,8 +196,9 @@ async def _set_default(on: Services, call: Call) -> BaseModel:
 
 async def _plan_changed(on: Services, plan: str, limit: tuple[float, int] | None) -> BaseModel:
     rate, burst = limit if limit is not None else (None, None)
-    received_by = await on.actions.listeners()
-    return PlanLimitChangeOut(plan=plan, rate=rate, burst=burst, received_by=received_by)
+    return PlanLimitChangeOut.model_validate(
+        {"plan": plan, "rate": rate, "burst": burst} | await _delivered(on)
+    )
 
 
 async def _set_plan(on: Services, call: Call) -> BaseModel:
