@@ -6,6 +6,7 @@ import re
 
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from floodwall.stores.keys import Keys, encode_id
 
@@ -68,3 +69,12 @@ def test_encoding_is_injective(first: str, second: str) -> None:
     encoded = encode_id(first)
     assert not set(encoded) & set("{}:\r\n *")
     assert 0 < len(encoded) <= 128 or (encoded.startswith("#") and len(encoded) == 65)
+
+
+def test_the_replication_marker_is_on_the_node_of_the_key_it_follows() -> None:
+    keys = Keys("fw")
+    # On a Cluster, WAIT follows a marker written in the slot of what changed.
+    for near in (keys.user("alice").state, keys.user("{odd}").state, keys.networks, keys.config):
+        assert key_slot(keys.replicated(near, cluster=True).encode()) == key_slot(near.encode())
+    # On one Redis, one marker serves every write.
+    assert keys.replicated(keys.networks, cluster=False) == "fw:replicated"
