@@ -10,12 +10,13 @@ by its acknowledgement too: the block, its listing, its audit record.
 
 from __future__ import annotations
 
+import inspect
 import re
 import time
 from typing import Any, Final
 
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.connection import AbstractConnection
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
 
 from floodwall.stores.base import Replicas
 from floodwall.stores.redis.parts import RedisParts, storage_errors
@@ -56,7 +57,7 @@ class RedisReplication(RedisParts):
             pool = self._client.connection_pool
             # Typed Any: redis-py leaves get_connection and connect unannotated.
             get_connection: Any = pool.get_connection
-            conn = await get_connection()
+            conn = await (get_connection("WAIT") if _NAMES_ITS_COMMAND else get_connection())
             try:
                 return await self._wait(conn, key, timeout_ms)
             finally:
@@ -98,3 +99,11 @@ class RedisReplication(RedisParts):
         connected = int(found.group(1)) if found else 0
         self._replicas_seen[address] = (now, connected)
         return connected
+
+
+# redis-py before 5.3 needs the command's name to lend a connection; 5.3 and newer warn
+# when it is given.
+_NAMES_ITS_COMMAND: Final = (
+    inspect.signature(ConnectionPool.get_connection).parameters["command_name"].default
+    is inspect.Parameter.empty
+)
