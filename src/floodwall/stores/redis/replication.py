@@ -53,7 +53,7 @@ class RedisReplication(RedisParts):
                 try:
                     return await self._wait(conn, key, timeout_ms)
                 finally:
-                    node.release(conn)
+                    _give_back(node, conn)
             pool = self._client.connection_pool
             # Typed Any: redis-py leaves get_connection and connect unannotated.
             get_connection: Any = pool.get_connection
@@ -107,3 +107,14 @@ _NAMES_ITS_COMMAND: Final = (
     inspect.signature(ConnectionPool.get_connection).parameters["command_name"].default
     is inspect.Parameter.empty
 )
+
+
+def _give_back(node: Any, conn: AbstractConnection) -> None:
+    # Newer redis-py gives a cluster node's connection back with ClusterNode.release; the
+    # oldest the range allows (5.0.1) has none, and takes it back onto the node's free list,
+    # as release does.
+    release = getattr(node, "release", None)
+    if release is not None:
+        release(conn)
+    else:
+        node._free.append(conn)
